@@ -1,0 +1,1 @@
+"""The numbered ClickHouse schema files, shipped inside the collector as `spanmeter.schema`."""

@@ -1,0 +1,431 @@
+"""`pipelines.yaml`: loading, `${env:VAR}` substitution and validation.
+
+The file follows the OpenTelemetry Collector's shape (receivers / processors / exporters /
+service.pipelines, component ids `type[/name]`) so that anyone who has configured a Collector can
+read it. Every problem is reported as ``ConfigError`` naming the file and the key path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ClickHouseExporterConfig",
+    "Config",
+    "ConfigError",
+    "GenAIProcessorConfig",
+    "OtlpExporterConfig",
+    "OtlpReceiverConfig",
+    "PriceOverride",
+    "PricingProcessorConfig",
+    "TagRule",
+    "TagsProcessorConfig",
+    "load_config",
+    "substitute_env",
+]
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file and the key path."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _parse_duration(value: object) -> object:
+    """Accept Collector-style durations (`500ms`, `1s`, `5m`) or a number of seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"expected a duration such as 500ms, 1s, 5m or 1h, got {value!r}")
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- receivers -------------------------------------------------------------------------------
+
+
+class GrpcProtocolConfig(_Strict):
+    endpoint: str = "127.0.0.1:4317"
+    max_recv_msg_size_mib: PositiveInt = 16
+
+
+class HttpProtocolConfig(_Strict):
+    endpoint: str = "127.0.0.1:4318"
+    max_request_body_size_mib: PositiveInt = 16
+
+
+class OtlpProtocols(_Strict):
+    grpc: GrpcProtocolConfig | None = None
+    http: HttpProtocolConfig | None = None
+
+
+class OtlpReceiverConfig(_Strict):
+    protocols: OtlpProtocols = OtlpProtocols(grpc=GrpcProtocolConfig(), http=HttpProtocolConfig())
+
+    @field_validator("protocols")
+    @classmethod
+    def _at_least_one(cls, protocols: OtlpProtocols) -> OtlpProtocols:
+        if protocols.grpc is None and protocols.http is None:
+            raise ValueError("enable at least one of grpc, http")
+        return protocols
+
+
+# --- processors ------------------------------------------------------------------------------
+
+
+class GenAIProcessorConfig(_Strict):
+    capture_content: bool = False
+    """Keep prompt and completion text. Off: such attributes are dropped before storage."""
+    max_attributes: PositiveInt = 128
+    """Span or resource attributes kept per row beyond the promoted columns."""
+    max_attribute_value_length: PositiveInt = 4096
+
+
+class PriceOverride(_Strict):
+    """A price from pipelines.yaml: a self-hosted model, a negotiated rate. USD per million tokens."""
+
+    model: str = Field(min_length=1)
+    provider: str | None = None
+    input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(ge=0)
+    cache_read_per_mtok: Decimal | None = Field(default=None, ge=0)
+    cache_write_per_mtok: Decimal | None = Field(default=None, ge=0)
+
+
+class PricingProcessorConfig(_Strict):
+    overrides: list[PriceOverride] = []
+
+
+class TagRule(_Strict):
+    """Copy an attribute into a tag, or extract a part of it with a regex."""
+
+    tag: str = Field(min_length=1)
+    from_: str = Field(alias="from", pattern=r"^(span|resource)\..+")
+    regex: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if compiled.groups == 0:
+            raise ValueError("needs a capture group: the tag takes group 'value' or else group 1")
+        return pattern
+
+
+class TagsProcessorConfig(_Strict):
+    rules: list[TagRule] = []
+
+
+# --- exporters -------------------------------------------------------------------------------
+
+
+class BatchConfig(_Strict):
+    max_rows: PositiveInt = 5000
+    max_age: Seconds = 1.0
+
+
+class QueueConfig(_Strict):
+    max_rows: PositiveInt = 200_000
+
+
+class RetryConfig(_Strict):
+    initial_interval: Seconds = 0.5
+    max_interval: Seconds = 30.0
+
+
+class ClickHouseExporterConfig(_Strict):
+    endpoint: str = "chdb://./.spanmeter"
+    """`chdb://PATH` for the embedded engine, or `http(s)://host:port` for a server."""
+    database: str = Field(default="spanmeter", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    username: str = "default"
+    password: str = Field(default="", repr=False)
+    batch: BatchConfig = BatchConfig()
+    queue: QueueConfig = QueueConfig()
+    retry: RetryConfig = RetryConfig()
+    shutdown_timeout: Seconds = 10.0
+
+    @field_validator("endpoint")
+    @classmethod
+    def _scheme(cls, endpoint: str) -> str:
+        if not endpoint.startswith(("chdb://", "http://", "https://")):
+            raise ValueError(f"expected chdb://PATH, http://host:port or https://host:port, got {endpoint!r}")
+        return endpoint
+
+
+class OtlpExporterConfig(_Strict):
+    """Forwards what the collector received (traces, metrics, logs) to another OTLP/HTTP endpoint."""
+
+    endpoint: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = {}
+    timeout: Seconds = 10.0
+
+
+# --- service ---------------------------------------------------------------------------------
+
+
+class PipelineConfig(_Strict):
+    receivers: list[str] = Field(min_length=1)
+    processors: list[str] = []
+    exporters: list[str] = Field(min_length=1)
+
+
+class Pipelines(_Strict):
+    traces: PipelineConfig
+    metrics: PipelineConfig | None = None
+    logs: PipelineConfig | None = None
+
+
+class TelemetryConfig(_Strict):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ServiceConfig(_Strict):
+    pipelines: Pipelines
+    telemetry: TelemetryConfig = TelemetryConfig()
+
+
+_COMPONENT_MODELS: dict[str, dict[str, type[BaseModel]]] = {
+    "receivers": {"otlp": OtlpReceiverConfig},
+    "processors": {"genai": GenAIProcessorConfig, "pricing": PricingProcessorConfig, "tags": TagsProcessorConfig},
+    "exporters": {"clickhouse": ClickHouseExporterConfig, "otlp": OtlpExporterConfig},
+}
+
+
+def component_type(component_id: str) -> str:
+    """`otlp/internal` -> `otlp`, as the Collector names components."""
+    return component_id.split("/", 1)[0]
+
+
+class Config(_Strict):
+    receivers: dict[str, Any]
+    processors: dict[str, Any] = {}
+    exporters: dict[str, Any]
+    service: ServiceConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_components(cls, data: Any) -> Any:
+        """Validate each component against the model of its type (`otlp/2` is an `otlp`)."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        for section, models in _COMPONENT_MODELS.items():
+            components = data.get(section)
+            if components is None:
+                continue
+            if not isinstance(components, Mapping):
+                raise ValueError(f"{section}: expected a mapping of component ids")
+            typed: dict[str, Any] = {}
+            for component_id, body in components.items():
+                model = models.get(component_type(str(component_id)))
+                if model is None:
+                    raise _KeyedError(
+                        (section, component_id), f"unknown component type; expected one of {sorted(models)}"
+                    )
+                try:
+                    typed[component_id] = model.model_validate(body or {})
+                except ValidationError as exc:
+                    raise _KeyedError((section, component_id), exc) from None
+            data[section] = typed
+        return data
+
+    @model_validator(mode="after")
+    def _pipelines_reference_components(self) -> Config:
+        sections = {"receivers": self.receivers, "processors": self.processors, "exporters": self.exporters}
+        for signal in ("traces", "metrics", "logs"):
+            pipeline: PipelineConfig | None = getattr(self.service.pipelines, signal)
+            if pipeline is None:
+                continue
+            for section, declared in sections.items():
+                for index, component_id in enumerate(getattr(pipeline, section)):
+                    if component_id not in declared:
+                        raise _KeyedError(
+                            ("service", "pipelines", signal, section, index),
+                            f"{component_id!r} is not declared under {section}: (declared: {sorted(declared)})",
+                        )
+        traces = self.service.pipelines.traces
+        if not traces.processors or component_type(traces.processors[0]) != "genai":
+            raise _KeyedError(
+                ("service", "pipelines", "traces", "processors"),
+                "must start with a genai processor: it turns OTLP spans into rows for the others",
+            )
+        stores = [e for e in traces.exporters if component_type(e) == "clickhouse"]
+        if len(stores) != 1:
+            raise _KeyedError(("service", "pipelines", "traces", "exporters"), "needs exactly one clickhouse exporter")
+        for signal in ("metrics", "logs"):
+            pipeline = getattr(self.service.pipelines, signal)
+            if pipeline is not None and any(component_type(e) != "otlp" for e in pipeline.exporters):
+                raise _KeyedError(
+                    ("service", "pipelines", signal, "exporters"), "only otlp exporters can take metrics and logs"
+                )
+        return self
+
+    def component(self, section: str, component_id: str) -> Any:
+        return getattr(self, section)[component_id]
+
+
+class _KeyedError(ValueError):
+    """Carries a key path out of pydantic's validators so the message can name it."""
+
+    def __init__(self, path: tuple[Any, ...], detail: str | ValidationError) -> None:
+        super().__init__(str(detail))
+        self.path = path
+        self.detail = detail
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+_REF_NAME = re.compile(r"^(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
+
+
+def substitute_env(value: str, env: Mapping[str, str], where: str) -> str:
+    """Expand `${env:VAR}`, `${VAR}` and `${env:VAR:-default}` (defaults may nest); `$$` is `$`.
+
+    Values taken from the environment are not expanded again, as in the Collector.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(value):
+        if value.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif value.startswith("${", i):
+            end = _closing_brace(value, i + 2)
+            if end < 0:
+                raise ConfigError(f"{where}: unterminated substitution {value[i:]!r}")
+            out.append(_expand_reference(value[i + 2 : end], env, where))
+            i = end + 1
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
+def _closing_brace(text: str, start: int) -> int:
+    depth = 1
+    for index in range(start, len(text)):
+        if text.startswith("${", index):
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    return -1
+
+
+def _expand_reference(reference: str, env: Mapping[str, str], where: str) -> str:
+    match = _REF_NAME.match(reference)
+    if not match:
+        raise ConfigError(
+            f"{where}: invalid substitution ${{{reference}}}; expected ${{env:NAME}} or ${{env:NAME:-default}}"
+        )
+    name, default = match.group(1), match.group(2)
+    if name in env:
+        return env[name]
+    if default is not None:
+        return substitute_env(default, env, where)
+    raise ConfigError(f"{where}: environment variable {name} is not set and has no default (${{env:{name}:-...}})")
+
+
+def _substitute_tree(node: Any, env: Mapping[str, str], file: str, path: tuple[Any, ...]) -> Any:
+    if isinstance(node, str):
+        return substitute_env(node, env, f"{file}: {_format_path(path)}")
+    if isinstance(node, dict):
+        return {key: _substitute_tree(value, env, file, (*path, key)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute_tree(value, env, file, (*path, index)) for index, value in enumerate(node)]
+    return node
+
+
+def _format_path(path: tuple[Any, ...]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _format_validation_error(file: str, prefix: tuple[Any, ...], error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        path = (*prefix, *(p for p in item["loc"] if p not in ("function-after", "function-before")))
+        got = item.get("input")
+        detail = item["msg"]
+        if item["type"] == "extra_forbidden":
+            detail = "unknown key"
+        elif item["type"] == "missing":
+            detail = "required key is missing"
+        elif not isinstance(got, dict | list):
+            detail += f" (got {got!r})"
+        lines.append(f"{file}: {_format_path(path)}: {detail}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, substitute and validate a pipelines file; raise ConfigError naming file and key."""
+    file = str(path)
+    env = os.environ if env is None else env
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping with receivers, processors, exporters and service")
+    raw = _substitute_tree(raw, env, file, ())
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        # pydantic wraps errors raised inside model validators; unwrap ours to keep the key path.
+        keyed = _find_keyed(exc)
+        if keyed is not None:
+            if isinstance(keyed.detail, ValidationError):
+                raise ConfigError(_format_validation_error(file, keyed.path, keyed.detail)) from None
+            raise ConfigError(f"{file}: {_format_path(keyed.path)}: {keyed.detail}") from None
+        raise ConfigError(_format_validation_error(file, (), exc)) from None
+
+
+def _find_keyed(error: ValidationError) -> _KeyedError | None:
+    for item in error.errors():
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, _KeyedError):
+            return cause
+    return None

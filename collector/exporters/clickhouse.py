@@ -1,0 +1,213 @@
+"""The `clickhouse` exporter: batches rows and bulk-inserts them as Arrow.
+
+Accepted rows wait in a bounded in-memory queue. A background thread takes a batch when it is full
+(`batch.max_rows`) or old enough (`batch.max_age`) and inserts it; when the store fails it retries
+the same batch with backoff under the same `insert_deduplication_token`, so a retry whose first
+attempt did land is not stored twice. While it retries the queue fills, and once full `offer`
+refuses, which the receivers turn into a retryable status: nothing accepted is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+
+from ..config import ClickHouseExporterConfig
+from ..records import COLUMNS, SpanRecord
+from ..store import StoreError, apply_schema, connect, describe_endpoint, first_line
+from ..telemetry import CollectorMetrics
+
+__all__ = ["ARROW_SCHEMA", "ClickHouseExporter", "to_arrow"]
+
+logger = logging.getLogger(__name__)
+
+_STRING_MAP = pa.map_(pa.string(), pa.string())
+_COST = pa.decimal128(18, 12)
+_TYPES: dict[str, pa.DataType] = {
+    "timestamp": pa.timestamp("ns", tz="UTC"),
+    "input_tokens": pa.uint64(),
+    "output_tokens": pa.uint64(),
+    "cache_read_tokens": pa.uint64(),
+    "cache_write_tokens": pa.uint64(),
+    "reasoning_tokens": pa.uint64(),
+    "duration_ns": pa.uint64(),
+    "input_cost": _COST,
+    "cache_read_cost": _COST,
+    "cache_write_cost": _COST,
+    "output_cost": _COST,
+    "total_cost": _COST,
+    "finish_reasons": pa.list_(pa.string()),
+    "tags": _STRING_MAP,
+    "span_attributes": _STRING_MAP,
+    "resource_attributes": _STRING_MAP,
+}
+ARROW_SCHEMA = pa.schema([(name, _TYPES.get(name, pa.string())) for name in COLUMNS])
+TABLE = "genai_spans"
+
+
+def to_arrow(records: Sequence[SpanRecord]) -> pa.Table:
+    """Rows to columns: one Python list per column, converted by Arrow in C."""
+    columns = []
+    for name, arrow_type in zip(COLUMNS, ARROW_SCHEMA.types, strict=True):
+        values = [getattr(record, name) for record in records]
+        if arrow_type == _STRING_MAP:
+            values = [list(value.items()) for value in values]
+        columns.append(pa.array(values, type=arrow_type))
+    return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
+
+
+class ClickHouseExporter:
+    def __init__(self, config: ClickHouseExporterConfig, metrics: CollectorMetrics) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._capacity = config.queue.max_rows
+        self._pending: deque[SpanRecord] = deque()
+        self._in_flight = 0
+        self._oldest: float | None = None
+        self._cond = threading.Condition()
+        self._closing = False
+        self._closed = threading.Event()  # wakes a retry's backoff early at shutdown
+        self._healthy = False
+        self._thread: threading.Thread | None = None
+        self._client: Client | None = None
+        metrics.queue_capacity.set(self._capacity)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and apply the schema now, so a store that cannot work fails the start loudly.
+
+        A server that is down at start is retried in the background instead: the collector accepts
+        spans meanwhile, up to its queue's capacity.
+        """
+        try:
+            self._client = self._open()
+        except StoreError:
+            if self._config.endpoint.startswith("chdb://"):
+                raise
+            logger.warning(
+                "ClickHouse at %s is not reachable yet; will retry", describe_endpoint(self._config.endpoint)
+            )
+        self._thread = threading.Thread(target=self._run, name="spanmeter-clickhouse-exporter", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> int:
+        """Flush what is held, retrying for up to `shutdown_timeout`; return rows that could not be stored."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(self._config.shutdown_timeout + 5)
+        with self._cond:
+            lost = len(self._pending) + self._in_flight
+        if lost:
+            self._metrics.spans_dropped.labels("store_unavailable_at_shutdown").inc(lost)
+            logger.error("%d accepted rows could not be stored before shutdown: ClickHouse unavailable", lost)
+        if self._client is not None:
+            self._client.close()
+        return lost
+
+    # --- the receivers' side -----------------------------------------------------------------
+
+    def offer(self, records: Sequence[SpanRecord]) -> bool:
+        """Queue rows for storage; False (nothing queued) when they do not fit."""
+        if not records:
+            return True
+        with self._cond:
+            if self._closing or len(self._pending) + self._in_flight + len(records) > self._capacity:
+                return False
+            was_empty = not self._pending
+            if was_empty:
+                self._oldest = time.monotonic()
+            self._pending.extend(records)
+            self._metrics.queue_rows.set(len(self._pending) + self._in_flight)
+            # Wake the worker to start the batch's age clock, or because a batch is full.
+            if was_empty or len(self._pending) >= self._config.batch.max_rows:
+                self._cond.notify()
+        return True
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    @property
+    def queued_rows(self) -> int:
+        with self._cond:
+            return len(self._pending) + self._in_flight
+
+    # --- the worker thread -------------------------------------------------------------------
+
+    def _open(self) -> Client:
+        client = connect(self._config.endpoint, self._config.username, self._config.password)
+        apply_schema(client, self._config.database)
+        self._healthy = True
+        return client
+
+    def _take_batch(self) -> list[SpanRecord] | None:
+        """Wait until a batch is due; None when closing with nothing left."""
+        batch = self._config.batch
+        with self._cond:
+            while True:
+                if self._pending:
+                    age = time.monotonic() - (self._oldest or 0.0)
+                    if self._closing or len(self._pending) >= batch.max_rows or age >= batch.max_age:
+                        break
+                    self._cond.wait(batch.max_age - age)
+                elif self._closing:
+                    return None
+                else:
+                    self._cond.wait()
+            size = min(len(self._pending), batch.max_rows)
+            rows = [self._pending.popleft() for _ in range(size)]
+            self._in_flight = size
+            self._oldest = time.monotonic() if self._pending else None
+            return rows
+
+    def _run(self) -> None:
+        while True:
+            rows = self._take_batch()
+            if rows is None:
+                return
+            if not self._store(rows):
+                return  # closing and the store stayed down: shutdown() counts what is left
+            with self._cond:
+                self._in_flight = 0
+                self._metrics.queue_rows.set(len(self._pending))
+
+    def _store(self, rows: list[SpanRecord]) -> bool:
+        table = to_arrow(rows)
+        token = uuid.uuid4().hex
+        delay = self._config.retry.initial_interval
+        deadline: float | None = None
+        while True:
+            try:
+                started = time.perf_counter()
+                if self._client is None:
+                    self._client = self._open()
+                self._client.insert_arrow(
+                    f"{self._config.database}.{TABLE}", table, settings={"insert_deduplication_token": token}
+                )
+            except Exception as exc:
+                self._healthy = False
+                self._metrics.store_errors.inc()
+                logger.warning("insert of %d rows failed, retrying in %.1fs: %s", len(rows), delay, first_line(exc))
+                if self._closing:
+                    deadline = deadline or time.monotonic() + self._config.shutdown_timeout
+                    if time.monotonic() >= deadline:
+                        return False
+                self._closed.wait(delay)
+                delay = min(delay * 2, self._config.retry.max_interval)
+                continue
+            self._healthy = True
+            self._metrics.insert_seconds.observe(time.perf_counter() - started)
+            self._metrics.batch_rows.observe(len(rows))
+            self._metrics.spans_stored.inc(len(rows))
+            return True

@@ -1,0 +1,84 @@
+"""Reading OTLP ``AnyValue`` messages: only for the attributes a mapping asks for."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+__all__ = ["InvalidValue", "as_count", "as_str", "as_str_list", "as_text", "to_python"]
+
+
+class InvalidValue(ValueError):
+    """An attribute whose value cannot mean what its name says (a negative token count...)."""
+
+
+def to_python(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [to_python(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: to_python(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, kind)
+
+
+def as_str(value: AnyValue) -> str:
+    """A scalar as a column string; arrays and maps as JSON."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind in ("int_value", "double_value"):
+        return str(getattr(value, kind))
+    if kind is None:
+        return ""
+    return json.dumps(to_python(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def as_text(value: AnyValue) -> str:
+    """Like ``as_str`` but a one-element array reads as its element (e.g. a model sent as a list)."""
+    if value.WhichOneof("value") == "array_value" and len(value.array_value.values) == 1:
+        return as_str(value.array_value.values[0])
+    return as_str(value)
+
+
+def as_str_list(value: AnyValue) -> list[str]:
+    if value.WhichOneof("value") == "array_value":
+        return [as_str(v) for v in value.array_value.values]
+    text = as_str(value)
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return [text]
+        if isinstance(parsed, list):
+            return [str(v) for v in parsed]
+    return [text] if text else []
+
+
+def as_count(value: AnyValue) -> int:
+    """A token count: a non-negative whole number, sent as int, integral double or decimal string."""
+    kind = value.WhichOneof("value")
+    if kind == "int_value":
+        count = value.int_value
+    elif kind == "double_value":
+        number = value.double_value
+        if number != number or number in (float("inf"), float("-inf")) or not number.is_integer():
+            raise InvalidValue(f"{number!r} is not a whole number")
+        count = int(number)
+    elif kind == "string_value":
+        text = value.string_value.strip()
+        if not text.lstrip("-").isdigit():
+            raise InvalidValue(f"{value.string_value!r} is not a number")
+        count = int(text)
+    else:
+        raise InvalidValue(f"expected a number, got {kind or 'an empty value'}")
+    if count < 0:
+        raise InvalidValue(f"{count} is negative")
+    return count

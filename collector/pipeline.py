@@ -1,0 +1,90 @@
+"""A traces pipeline: receivers hand it OTLP requests; it runs the processors and queues rows
+for the exporter. Also routes metrics and logs to forwarders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from .exporters import ClickHouseExporter, OtlpForwarder
+from .processors import GenAIProcessor
+from .records import SpanRecord
+from .telemetry import CollectorMetrics
+
+__all__ = ["Backpressure", "ExportOutcome", "RecordProcessor", "TelemetryRouter", "TracesPipeline"]
+
+
+class Backpressure(Exception):
+    """The collector cannot take this request now; the sender should retry after `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """What the receiver reports back: OTLP's partial_success."""
+
+    rejected: int
+    message: str
+
+
+class RecordProcessor(Protocol):
+    def process(self, records: Sequence[SpanRecord]) -> None: ...
+
+
+class TracesPipeline:
+    def __init__(
+        self,
+        genai: GenAIProcessor,
+        processors: Sequence[RecordProcessor],
+        exporter: ClickHouseExporter,
+        forwarders: Sequence[OtlpForwarder],
+        metrics: CollectorMetrics,
+    ) -> None:
+        self._genai = genai
+        self._processors = processors
+        self._exporter = exporter
+        self._forwarders = forwarders
+        self._metrics = metrics
+
+    def consume(self, request: ExportTraceServiceRequest, body: bytes | None = None) -> ExportOutcome:
+        """Decode, price and tag; queue the rows. Raises Backpressure when they cannot be queued."""
+        decoded = self._genai.decode(request)
+        for processor in self._processors:
+            processor.process(decoded.records)
+        if not self._exporter.offer(decoded.records):
+            self._metrics.spans_refused.labels("queue_full").inc(len(decoded.records))
+            raise Backpressure(
+                f"spanmeter's queue is full ({self._exporter.queued_rows} rows waiting for ClickHouse); retry later"
+            )
+        metrics = self._metrics
+        metrics.spans_received.inc(len(decoded.records) + decoded.rejected + decoded.non_genai)
+        for convention, count in decoded.by_convention.items():
+            metrics.genai_spans.labels(convention).inc(count)
+        if decoded.rejected:
+            metrics.spans_rejected.labels("invalid").inc(decoded.rejected)
+        if self._forwarders:
+            payload = body if body is not None else request.SerializeToString()
+            for forwarder in self._forwarders:
+                forwarder.forward("traces", payload)
+        elif decoded.non_genai:
+            metrics.spans_dropped.labels("not_genai").inc(decoded.non_genai)
+        return ExportOutcome(decoded.rejected, decoded.message)
+
+
+class TelemetryRouter:
+    """Metrics and logs: counted, and forwarded where an otlp exporter is configured."""
+
+    def __init__(self, forwarders: dict[str, Sequence[OtlpForwarder]], metrics: CollectorMetrics) -> None:
+        self._forwarders = forwarders
+        self._metrics = metrics
+
+    def consume(self, signal: str, items: int, body: bytes) -> None:
+        self._metrics.items_received.labels(signal).inc(items)
+        for forwarder in self._forwarders.get(signal, ()):
+            forwarder.forward(signal, body)

@@ -1,0 +1,242 @@
+"""The `genai` processor: finds GenAI spans in an OTLP request and reads them into rows.
+
+It is the only stage that walks OTLP messages. Per span it builds one key -> AnyValue index and
+decodes only the values a convention table names; the rest are kept, bounded, as strings.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.semconv._incubating.attributes import deployment_attributes as deployment
+from opentelemetry.semconv.attributes import service_attributes as service
+
+from ..config import GenAIProcessorConfig
+from ..conventions import CONVENTIONS, Convention, Field, normalize_provider
+from ..conventions.base import TOKEN_FIELDS
+from ..otlp_values import InvalidValue, as_count, as_str, as_str_list, as_text
+from ..records import SpanRecord
+
+__all__ = ["PROJECT_ATTRIBUTE", "DecodeResult", "GenAIProcessor"]
+
+PROJECT_ATTRIBUTE = "spanmeter.project"
+"""Resource attribute naming the project a service reports to (else `default`)."""
+
+_STATUS = {Status.STATUS_CODE_UNSET: "UNSET", Status.STATUS_CODE_OK: "OK", Status.STATUS_CODE_ERROR: "ERROR"}
+_OPERATIONS = frozenset(
+    {
+        "chat",
+        "text_completion",
+        "generate_content",
+        "embeddings",
+        "create_agent",
+        "invoke_agent",
+        "execute_tool",
+    }
+)
+_MAX_ERRORS_REPORTED = 5
+
+
+@dataclass
+class DecodeResult:
+    records: list[SpanRecord] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+    non_genai: int = 0
+    by_convention: Counter[str] = field(default_factory=Counter)
+
+    def reject(self, message: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < _MAX_ERRORS_REPORTED:
+            self.errors.append(message)
+
+    @property
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        more = self.rejected - len(self.errors)
+        suffix = f" (and {more} more)" if more > 0 else ""
+        return "; ".join(self.errors) + suffix
+
+
+class _Resource:
+    """What every span of one resource shares, computed once per resource."""
+
+    __slots__ = ("attributes", "environment", "project", "service_name", "stored")
+
+    def __init__(self, attributes: dict[str, Any], config: GenAIProcessorConfig) -> None:
+        self.attributes = attributes
+        self.service_name = _text(attributes, service.SERVICE_NAME) or "unknown_service"
+        self.environment = _text(attributes, deployment.DEPLOYMENT_ENVIRONMENT_NAME) or _text(
+            attributes, deployment.DEPLOYMENT_ENVIRONMENT
+        )
+        self.project = _text(attributes, PROJECT_ATTRIBUTE) or "default"
+        self.stored = _bounded_strings(attributes, (), config)
+
+
+class GenAIProcessor:
+    """Reads GenAI spans of any known convention into `SpanRecord`s; counts the others."""
+
+    def __init__(self, config: GenAIProcessorConfig, conventions: tuple[Convention, ...] = CONVENTIONS) -> None:
+        self._config = config
+        self._conventions = conventions
+
+    def decode(self, request: ExportTraceServiceRequest) -> DecodeResult:
+        result = DecodeResult()
+        for resource_spans in request.resource_spans:
+            resource: _Resource | None = None
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    attributes = _index(span.attributes)
+                    convention = self._convention_of(attributes)
+                    if convention is None:
+                        result.non_genai += 1
+                        continue
+                    if resource is None:
+                        resource = _Resource(_index(resource_spans.resource.attributes), self._config)
+                    try:
+                        record = self._read(span, attributes, convention, resource)
+                    except InvalidValue as exc:
+                        result.reject(f"span {span.span_id.hex() or '(no span_id)'} {span.name!r}: {exc}")
+                        continue
+                    result.records.append(record)
+                    result.by_convention[convention.name] += 1
+        return result
+
+    def _convention_of(self, attributes: dict[str, Any]) -> Convention | None:
+        for convention in self._conventions:
+            for marker in convention.markers:
+                if marker in attributes:
+                    return convention
+        return None
+
+    def _read(self, span: Span, attributes: dict[str, Any], convention: Convention, resource: _Resource) -> SpanRecord:
+        if len(span.trace_id) != 16:
+            raise InvalidValue(f"trace_id must be 16 bytes, got {len(span.trace_id)}")
+        if len(span.span_id) != 8:
+            raise InvalidValue(f"span_id must be 8 bytes, got {len(span.span_id)}")
+        record = SpanRecord()
+        record.attributes = attributes
+        record.resource = resource.attributes
+        record.timestamp = span.start_time_unix_nano
+        record.duration_ns = max(span.end_time_unix_nano - span.start_time_unix_nano, 0)
+        record.trace_id = span.trace_id.hex()
+        record.span_id = span.span_id.hex()
+        record.parent_span_id = span.parent_span_id.hex()
+        record.project = resource.project
+        record.service_name = resource.service_name
+        record.environment = resource.environment
+        record.status_code = _STATUS.get(span.status.code, "UNSET")
+        record.convention = convention.name
+        record.resource_attributes = resource.stored
+
+        values = self._fields(attributes, convention)
+        operation = values.get(Field.OPERATION) or _operation_from_name(span.name)
+        record.operation = operation
+        record.provider = normalize_provider(values.get(Field.PROVIDER, ""))
+        record.request_model = values.get(Field.REQUEST_MODEL, "")
+        record.response_model = values.get(Field.RESPONSE_MODEL, "")
+        record.finish_reasons = values.get(Field.FINISH_REASONS, [])
+        record.error_type = values.get(Field.ERROR_TYPE, "")
+        record.user_id = values.get(Field.USER_ID, "")
+        record.session_id = values.get(Field.SESSION_ID, "")
+        record.conversation_id = values.get(Field.CONVERSATION_ID, "")
+        _read_tokens(record, values, convention)
+
+        if convention.tag_prefixes:
+            record.tags = _prefixed(attributes, convention.tag_prefixes)
+        record.span_attributes = _bounded_strings(attributes, convention, self._config)
+        return record
+
+    @staticmethod
+    def _fields(attributes: dict[str, Any], convention: Convention) -> dict[Field, Any]:
+        values: dict[Field, Any] = {}
+        for name, keys in convention.fields.items():
+            for key in keys:
+                value = attributes.get(key)
+                if value is None:
+                    continue
+                try:
+                    if name in TOKEN_FIELDS:
+                        values[name] = as_count(value)
+                    elif name is Field.FINISH_REASONS:
+                        values[name] = as_str_list(value)
+                    else:
+                        values[name] = as_text(value)
+                except InvalidValue as exc:
+                    raise InvalidValue(f"{key}: {exc}") from None
+                break
+        return values
+
+
+def _read_tokens(record: SpanRecord, values: dict[Field, Any], convention: Convention) -> None:
+    cache_read = values.get(Field.CACHE_READ_TOKENS, 0)
+    cache_write = values.get(Field.CACHE_WRITE_TOKENS, 0)
+    input_tokens = values.get(Field.INPUT_TOKENS, 0)
+    if convention.input_excludes_cache:
+        input_tokens += cache_read + cache_write
+    output_tokens = values.get(Field.OUTPUT_TOKENS, 0)
+    reasoning = values.get(Field.REASONING_TOKENS, 0)
+    if cache_read + cache_write > input_tokens:
+        raise InvalidValue(
+            f"cache read ({cache_read}) + cache write ({cache_write}) tokens exceed input tokens ({input_tokens}); "
+            "input tokens must include cached tokens"
+        )
+    if reasoning > output_tokens:
+        raise InvalidValue(
+            f"reasoning tokens ({reasoning}) exceed output tokens ({output_tokens}); "
+            "output tokens must include reasoning tokens"
+        )
+    record.input_tokens = input_tokens
+    record.output_tokens = output_tokens
+    record.cache_read_tokens = cache_read
+    record.cache_write_tokens = cache_write
+    record.reasoning_tokens = reasoning
+    record.has_usage = any(field in values for field in (Field.INPUT_TOKENS, Field.OUTPUT_TOKENS))
+
+
+def _index(attributes: Any) -> dict[str, Any]:
+    return {kv.key: kv.value for kv in attributes}
+
+
+def _text(attributes: dict[str, Any], key: str) -> str:
+    value = attributes.get(key)
+    return as_text(value) if value is not None else ""
+
+
+def _operation_from_name(name: str) -> str:
+    first = name.split(" ", 1)[0]
+    return first if first in _OPERATIONS else ""
+
+
+def _prefixed(attributes: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for key, value in attributes.items():
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                tags[key[len(prefix) :]] = as_str(value)
+    return tags
+
+
+def _bounded_strings(
+    attributes: dict[str, Any], convention: Convention | tuple[()], config: GenAIProcessorConfig
+) -> dict[str, str]:
+    """Attributes not promoted to a column, as strings, bounded in count and length; prompt and
+    completion text only when content capture is on."""
+    kept: dict[str, str] = {}
+    limit = config.max_attribute_value_length
+    for key, value in attributes.items():
+        if isinstance(convention, Convention):
+            if key in convention.consumed or key.startswith(convention.tag_prefixes):
+                continue
+            if not config.capture_content and convention.is_content(key):
+                continue
+        if len(kept) >= config.max_attributes:
+            break
+        text = as_str(value)
+        kept[key] = text if len(text) <= limit else text[:limit]
+    return kept

@@ -1,0 +1,114 @@
+"""OTLP request bodies in and responses out, for both transports: protobuf, and JSON as the OTLP
+spec defines it (lowerCamelCase keys, trace and span ids as hex rather than base64)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+__all__ = ["SIGNALS", "BadRequest", "BodyTooLarge", "Signal", "count_items", "gunzip", "parse_json", "parse_protobuf"]
+
+
+class BadRequest(ValueError):
+    """A body that is not a valid OTLP request; the message says what is wrong."""
+
+
+class BodyTooLarge(BadRequest):
+    pass
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    request: type[Message]
+    response: type[Message]
+
+
+SIGNALS = {
+    "traces": Signal("traces", ExportTraceServiceRequest, ExportTraceServiceResponse),
+    "metrics": Signal("metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse),
+    "logs": Signal("logs", ExportLogsServiceRequest, ExportLogsServiceResponse),
+}
+
+_ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
+
+
+def parse_protobuf(signal: Signal, body: bytes) -> Message:
+    message = signal.request()
+    try:
+        message.ParseFromString(body)
+    except DecodeError as exc:
+        raise BadRequest(f"body is not a valid protobuf {signal.request.__name__}: {exc}") from None
+    return message
+
+
+def parse_json(signal: Signal, body: bytes) -> Message:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"body must be a JSON object ({signal.request.__name__}), got {type(data).__name__}")
+    _hex_ids_to_base64(data, "")
+    try:
+        # Unknown fields are ignored, as the OTLP spec asks of receivers.
+        return json_format.ParseDict(data, signal.request(), ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise BadRequest(f"body is not a valid OTLP/JSON {signal.request.__name__}: {exc}") from None
+
+
+def _hex_ids_to_base64(node: Any, path: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else key
+            if key in _ID_FIELDS and isinstance(value, str):
+                try:
+                    node[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                except ValueError:
+                    raise BadRequest(f"{where}: {value!r} is not a hex-encoded id") from None
+            else:
+                _hex_ids_to_base64(value, where)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _hex_ids_to_base64(value, f"{path}[{index}]")
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Decompress, refusing to inflate beyond `limit` bytes (a small body can expand enormously)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"Content-Encoding is gzip but the body is not valid gzip: {exc}") from None
+    if len(out) > limit:
+        raise BodyTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+    if not inflater.eof:
+        raise BadRequest("Content-Encoding is gzip but the body is truncated")
+    return out
+
+
+def count_items(signal: str, message: Message) -> int:
+    """Spans, metrics or log records in a request: for counting, without decoding attributes."""
+    if signal == "traces":
+        return sum(len(s.spans) for r in message.resource_spans for s in r.scope_spans)  # type: ignore[attr-defined]
+    if signal == "metrics":
+        return sum(len(s.metrics) for r in message.resource_metrics for s in r.scope_metrics)  # type: ignore[attr-defined]
+    return sum(len(s.log_records) for r in message.resource_logs for s in r.scope_logs)  # type: ignore[attr-defined]

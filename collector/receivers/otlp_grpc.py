@@ -1,0 +1,92 @@
+"""The OTLP/gRPC receiver: the trace, metrics and logs services' Export methods (gzip included).
+
+Handlers take raw bytes and parse them themselves, so a body that is not protobuf is answered
+INVALID_ARGUMENT with a message (grpc's own deserializer would answer INTERNAL) and the bytes can
+be forwarded unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from ..config import GrpcProtocolConfig
+from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
+from ..telemetry import CollectorMetrics
+from .otlp_codec import SIGNALS, BadRequest, count_items, parse_protobuf
+
+__all__ = ["OtlpGrpcReceiver"]
+
+logger = logging.getLogger(__name__)
+
+_SERVICES = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+}
+_MIB = 1024 * 1024
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+
+
+class OtlpGrpcReceiver:
+    def __init__(
+        self,
+        config: GrpcProtocolConfig,
+        traces: TracesPipeline,
+        telemetry: TelemetryRouter,
+        metrics: CollectorMetrics,
+    ) -> None:
+        self._config = config
+        self._traces = traces
+        self._telemetry = telemetry
+        self._metrics = metrics
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        limit = self._config.max_recv_msg_size_mib * _MIB
+        server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 4 * _MIB)]
+        )
+        for signal, service in _SERVICES.items():
+            handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
+        try:
+            self.port = server.add_insecure_port(self._config.endpoint)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen for OTLP/gRPC on {self._config.endpoint}: {exc}") from None
+        await server.start()
+        self._server = server
+        host = self._config.endpoint.rsplit(":", 1)[0]
+        logger.info("OTLP/gRPC receiver listening on %s:%d", host, self.port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+
+    def _handler(self, signal: str) -> Handler:
+        spec = SIGNALS[signal]
+
+        async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            self._metrics.requests.labels(signal, "grpc").inc()
+            try:
+                request = parse_protobuf(spec, body)
+            except BadRequest as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            response = spec.response()
+            if signal == "traces":
+                try:
+                    outcome = self._traces.consume(request, body)  # type: ignore[arg-type]
+                except Backpressure as exc:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+                if outcome.rejected:
+                    response.partial_success.rejected_spans = outcome.rejected  # type: ignore[attr-defined]
+                    response.partial_success.error_message = outcome.message  # type: ignore[attr-defined]
+            else:
+                self._telemetry.consume(signal, count_items(signal, request), body)
+            return response.SerializeToString()
+
+        return export

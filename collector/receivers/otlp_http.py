@@ -1,0 +1,130 @@
+"""The OTLP/HTTP receiver: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with protobuf or JSON
+bodies, optionally gzip-compressed, answered as the OTLP/HTTP spec says (the response in the
+request's encoding; errors as a google.rpc.Status; 503 + Retry-After when the collector is full).
+
+The same port serves the collector's API (health, metrics); see `spanmeter.api`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from ..config import HttpProtocolConfig
+from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
+from ..telemetry import CollectorMetrics
+from .otlp_codec import SIGNALS, BadRequest, BodyTooLarge, count_items, gunzip, parse_json, parse_protobuf
+
+__all__ = ["OtlpHttpReceiver"]
+
+logger = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_MIB = 1024 * 1024
+_GRPC_INVALID_ARGUMENT = 3
+_GRPC_RESOURCE_EXHAUSTED = 8
+_GRPC_UNAVAILABLE = 14
+
+
+class OtlpHttpReceiver:
+    def __init__(
+        self,
+        config: HttpProtocolConfig,
+        traces: TracesPipeline,
+        telemetry: TelemetryRouter,
+        metrics: CollectorMetrics,
+    ) -> None:
+        self._config = config
+        self._traces = traces
+        self._telemetry = telemetry
+        self._metrics = metrics
+        self._limit = config.max_request_body_size_mib * _MIB
+        self.app = web.Application(client_max_size=self._limit)
+        for signal in SIGNALS:
+            self.app.router.add_post(f"/v1/{signal}", self._handler(signal))
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        host, _, port = self._config.endpoint.rpartition(":")
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host or "127.0.0.1", int(port), reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(f"cannot listen for OTLP/HTTP on {self._config.endpoint}: {exc.strerror}") from None
+        server = site._server  # aiohttp exposes the bound port only here
+        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else int(port)  # type: ignore[union-attr]
+        logger.info("OTLP/HTTP receiver listening on %s:%d (also /healthz, /metrics)", host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _handler(self, signal: str):  # type: ignore[no-untyped-def]
+        spec = SIGNALS[signal]
+
+        async def export(request: web.Request) -> web.Response:
+            self._metrics.requests.labels(signal, "http").inc()
+            content_type = request.content_type
+            if content_type not in (PROTOBUF, JSON):
+                return _status(
+                    415,
+                    JSON,
+                    _GRPC_INVALID_ARGUMENT,
+                    f"Content-Type must be {PROTOBUF} or {JSON}, got {content_type or 'none'}",
+                )
+            try:
+                body = await request.read()
+                encoding = request.headers.get("Content-Encoding", "").lower()
+                if encoding == "gzip":
+                    body = gunzip(body, self._limit)
+                elif encoding not in ("", "identity"):
+                    return _status(
+                        415, content_type, _GRPC_INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding!r}"
+                    )
+                message = parse_protobuf(spec, body) if content_type == PROTOBUF else parse_json(spec, body)
+            except web.HTTPRequestEntityTooLarge:
+                return _status(413, content_type, _GRPC_RESOURCE_EXHAUSTED, f"body exceeds {self._limit} bytes")
+            except BodyTooLarge as exc:
+                return _status(413, content_type, _GRPC_RESOURCE_EXHAUSTED, str(exc))
+            except BadRequest as exc:
+                return _status(400, content_type, _GRPC_INVALID_ARGUMENT, str(exc))
+
+            response = spec.response()
+            if signal == "traces":
+                try:
+                    outcome = self._traces.consume(message, body if content_type == PROTOBUF else None)  # type: ignore[arg-type]
+                except Backpressure as exc:
+                    reply = _status(503, content_type, _GRPC_UNAVAILABLE, str(exc))
+                    reply.headers["Retry-After"] = str(exc.retry_after)
+                    return reply
+                if outcome.rejected:
+                    response.partial_success.rejected_spans = outcome.rejected  # type: ignore[attr-defined]
+                    response.partial_success.error_message = outcome.message  # type: ignore[attr-defined]
+            else:
+                raw = body if content_type == PROTOBUF else message.SerializeToString()
+                self._telemetry.consume(signal, count_items(signal, message), raw)
+            return _encode(200, content_type, response)
+
+        return export
+
+
+def _status(http_status: int, content_type: str, code: int, message: str) -> web.Response:
+    return _encode(http_status, content_type, status_pb2.Status(code=code, message=message))
+
+
+def _encode(http_status: int, content_type: str, message: Message) -> web.Response:
+    if content_type == PROTOBUF:
+        return web.Response(status=http_status, body=message.SerializeToString(), content_type=PROTOBUF)
+    return web.Response(
+        status=http_status,
+        text=json_format.MessageToJson(message, indent=None),
+        content_type=JSON,
+    )

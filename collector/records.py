@@ -1,0 +1,118 @@
+"""The row a GenAI span becomes: one field per `genai_spans` column (DESIGN.md's contract)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["COLUMNS", "SpanRecord"]
+
+_ZERO = Decimal(0)
+
+# Column order of genai_spans as the exporter writes it; `ingested_at` is filled at insert time.
+COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "project",
+    "service_name",
+    "environment",
+    "operation",
+    "provider",
+    "request_model",
+    "response_model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "input_cost",
+    "cache_read_cost",
+    "cache_write_cost",
+    "output_cost",
+    "total_cost",
+    "price_status",
+    "price_source",
+    "duration_ns",
+    "status_code",
+    "error_type",
+    "finish_reasons",
+    "user_id",
+    "session_id",
+    "conversation_id",
+    "feature",
+    "tags",
+    "convention",
+    "span_attributes",
+    "resource_attributes",
+)
+
+
+class SpanRecord:
+    """A GenAI span read into the contract's terms, on its way through the processors.
+
+    ``attributes`` and ``resource`` keep the span's and resource's raw OTLP values (AnyValue
+    messages, undecoded) so later processors can read what they need without a second pass.
+    """
+
+    __slots__ = (*COLUMNS, "attributes", "has_usage", "resource")
+
+    timestamp: int  # ns since epoch, UTC
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    project: str
+    service_name: str
+    environment: str
+    operation: str
+    provider: str
+    request_model: str
+    response_model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    input_cost: Decimal
+    cache_read_cost: Decimal
+    cache_write_cost: Decimal
+    output_cost: Decimal
+    total_cost: Decimal
+    price_status: str
+    price_source: str
+    duration_ns: int
+    status_code: str
+    error_type: str
+    finish_reasons: list[str]
+    user_id: str
+    session_id: str
+    conversation_id: str
+    feature: str
+    tags: dict[str, str]
+    convention: str
+    span_attributes: dict[str, str]
+    resource_attributes: dict[str, str]
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    has_usage: bool
+    """Whether the span reported any token counts: without them there is nothing to price."""
+
+    def __init__(self) -> None:
+        for name in ("input_cost", "cache_read_cost", "cache_write_cost", "output_cost", "total_cost"):
+            setattr(self, name, _ZERO)
+        self.has_usage = False
+        self.price_status = "no_usage"
+        self.price_source = ""
+        self.tags = {}
+        self.feature = ""
+        self.user_id = ""
+        self.session_id = ""
+
+    @property
+    def model(self) -> str:
+        """The model that answered, else the one asked for: the name that is priced."""
+        return self.response_model or self.request_model
+
+    def row(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in COLUMNS)

@@ -1,0 +1,151 @@
+"""Builds a running collector from a `Config`: receivers -> processors -> exporters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .api import add_api_routes
+from .config import (
+    ClickHouseExporterConfig,
+    Config,
+    GenAIProcessorConfig,
+    OtlpExporterConfig,
+    OtlpReceiverConfig,
+    PricingProcessorConfig,
+    TagsProcessorConfig,
+    component_type,
+)
+from .exporters import ClickHouseExporter, OtlpForwarder
+from .pipeline import RecordProcessor, TelemetryRouter, TracesPipeline
+from .processors import GenAIProcessor, PricingProcessor, TagsProcessor
+from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
+from .telemetry import CollectorMetrics
+
+__all__ = ["Collector", "CollectorThread"]
+
+logger = logging.getLogger(__name__)
+
+
+class Collector:
+    """One collector: start it, let it run, stop it (which flushes what it holds)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = CollectorMetrics()
+        pipelines = config.service.pipelines
+        traces = pipelines.traces
+
+        store_id = next(e for e in traces.exporters if component_type(e) == "clickhouse")
+        store_config: ClickHouseExporterConfig = config.exporters[store_id]
+        self.exporter = ClickHouseExporter(store_config, self.metrics)
+        self.store_config = store_config
+
+        self._forwarders: dict[str, OtlpForwarder] = {
+            cid: OtlpForwarder(body, self.metrics)
+            for cid, body in config.exporters.items()
+            if isinstance(body, OtlpExporterConfig)
+        }
+
+        genai_config: GenAIProcessorConfig = config.processors[traces.processors[0]]
+        processors: list[RecordProcessor] = [self._processor(pid) for pid in traces.processors[1:]]
+        self.traces = TracesPipeline(
+            GenAIProcessor(genai_config),
+            processors,
+            self.exporter,
+            self._forwarders_of(traces.exporters),
+            self.metrics,
+        )
+        telemetry = TelemetryRouter(
+            {
+                signal: self._forwarders_of(pipeline.exporters)
+                for signal in ("metrics", "logs")
+                if (pipeline := getattr(pipelines, signal)) is not None
+            },
+            self.metrics,
+        )
+
+        self.grpc_receivers: list[OtlpGrpcReceiver] = []
+        self.http_receivers: list[OtlpHttpReceiver] = []
+        receiver_ids = {r for p in (traces, pipelines.metrics, pipelines.logs) if p is not None for r in p.receivers}
+        for rid in sorted(receiver_ids):
+            receiver: OtlpReceiverConfig = config.receivers[rid]
+            if receiver.protocols.grpc is not None:
+                self.grpc_receivers.append(
+                    OtlpGrpcReceiver(receiver.protocols.grpc, self.traces, telemetry, self.metrics)
+                )
+            if receiver.protocols.http is not None:
+                http = OtlpHttpReceiver(receiver.protocols.http, self.traces, telemetry, self.metrics)
+                add_api_routes(http.app, self.exporter, self.metrics)
+                self.http_receivers.append(http)
+
+    def _processor(self, processor_id: str) -> RecordProcessor:
+        body: Any = self.config.processors[processor_id]
+        if isinstance(body, PricingProcessorConfig):
+            return PricingProcessor(body)
+        if isinstance(body, TagsProcessorConfig):
+            return TagsProcessor(body)
+        raise ValueError(f"processor {processor_id!r} can only stand first in a traces pipeline")
+
+    def _forwarders_of(self, exporter_ids: Sequence[str]) -> list[OtlpForwarder]:
+        return [self._forwarders[e] for e in exporter_ids if e in self._forwarders]
+
+    @property
+    def grpc_port(self) -> int:
+        return self.grpc_receivers[0].port if self.grpc_receivers else 0
+
+    @property
+    def http_port(self) -> int:
+        return self.http_receivers[0].port if self.http_receivers else 0
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.exporter.start)
+        for forwarder in self._forwarders.values():
+            await forwarder.start()
+        try:
+            for receiver in (*self.grpc_receivers, *self.http_receivers):
+                await receiver.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> int:
+        """Stop receiving, then flush; returns rows that could not be stored."""
+        for grpc_receiver in self.grpc_receivers:
+            await grpc_receiver.stop()
+        for http_receiver in self.http_receivers:
+            await http_receiver.stop()
+        lost = await asyncio.to_thread(self.exporter.shutdown)
+        for forwarder in self._forwarders.values():
+            await forwarder.shutdown()
+        return lost
+
+
+class CollectorThread:
+    """Runs a collector on its own event loop in a background thread (the demo, tests, benchmarks)."""
+
+    def __init__(self, config: Config) -> None:
+        self.collector = Collector(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="spanmeter-collector", daemon=True)
+
+    def start(self) -> Collector:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.collector.start(), self._loop).result()
+        return self.collector
+
+    def stop(self) -> int:
+        lost = asyncio.run_coroutine_threadsafe(self.collector.stop(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        return lost
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

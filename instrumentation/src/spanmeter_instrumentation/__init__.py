@@ -1,0 +1,20 @@
+"""spanmeter instrumentation: exact GenAI spans with cost tags.
+
+``tags()`` sets cost tags for the code inside; ``install_tag_processor()`` makes a tracer
+provider stamp them (``opentelemetry-instrument`` does that automatically); the
+instrumentors live in the provider subpackages and are found by ``opentelemetry-instrument``.
+"""
+
+from ._processor import TagSpanProcessor, install_tag_processor
+from ._tags import TAG_PREFIX, attribute_name, current_tags, tags
+from .version import __version__
+
+__all__ = [
+    "TAG_PREFIX",
+    "TagSpanProcessor",
+    "__version__",
+    "attribute_name",
+    "current_tags",
+    "install_tag_processor",
+    "tags",
+]

@@ -1,0 +1,75 @@
+"""The span processor that stamps the current tags on every span, and its installation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from ._tags import baggage_enabled, baggage_tag_attributes, current_tag_attributes
+
+_logger = logging.getLogger(__name__)
+
+try:  # the SDK is the app's choice: without it there is nothing to stamp
+    from opentelemetry.sdk.trace import SpanProcessor as _SpanProcessorBase
+except ImportError:  # pragma: no cover - exercised only without opentelemetry-sdk
+    _SpanProcessorBase = object  # type: ignore[assignment,misc]
+
+_INSTALLED_MARK = "_spanmeter_tag_processor"
+_install_lock = threading.Lock()
+
+
+class TagSpanProcessor(_SpanProcessorBase):  # type: ignore[misc,valid-type]
+    """Stamps ``spanmeter_instrumentation.tags`` on each span as it starts.
+
+    ``read_baggage`` (default: ``SPANMETER_TAGS_BAGGAGE``) also stamps tags that arrived as
+    W3C baggage under our own names; tags set in this process win over them.
+    """
+
+    def __init__(self, read_baggage: bool | None = None) -> None:
+        self._read_baggage = baggage_enabled() if read_baggage is None else read_baggage
+
+    def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
+        attributes = current_tag_attributes()
+        if self._read_baggage:
+            from_baggage = baggage_tag_attributes(parent_context)
+            if from_baggage:
+                attributes = {**from_baggage, **attributes}
+        if attributes:
+            span.set_attributes(attributes)
+
+    def on_end(self, span: Any) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def install_tag_processor(tracer_provider: Any = None) -> bool:
+    """Adds one ``TagSpanProcessor`` to ``tracer_provider`` (default: the global one).
+
+    Idempotent. Returns whether the provider has the processor, which needs an SDK
+    ``TracerProvider``; the API's no-op or proxy provider records nothing to stamp.
+    """
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    add = getattr(provider, "add_span_processor", None)
+    if add is None:
+        _logger.debug("spanmeter tags: %r cannot take span processors", provider)
+        return False
+    with _install_lock:
+        if getattr(provider, _INSTALLED_MARK, False):
+            return True
+        add(TagSpanProcessor())
+        setattr(provider, _INSTALLED_MARK, True)
+    return True
+
+
+def post_instrument() -> None:
+    """``opentelemetry_post_instrument`` hook: runs after any distro configured the provider."""
+    install_tag_processor()
