@@ -11,9 +11,9 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import SpanKind, StatusCode
-
 from spanmeter_instrumentation import tags
 from spanmeter_instrumentation.openai import OpenAIInstrumentor
+
 from tests.fakes.provider_server import OPENAI_CHAT_USAGE, TEXT, refused_url
 
 from .conftest import instrumented
@@ -216,7 +216,9 @@ def test_embeddings_sync_and_async(fake, spans, tracer_provider):
     assert async_span.attributes[ga.GEN_AI_RESPONSE_MODEL] == "text-embedding-3-small"
 
 
-@pytest.mark.parametrize(("model", "error"), [("error-429", openai.RateLimitError), ("error-500", openai.InternalServerError)])
+@pytest.mark.parametrize(
+    ("model", "error"), [("error-429", openai.RateLimitError), ("error-500", openai.InternalServerError)]
+)
 def test_http_errors_are_recorded_and_reraised(fake, spans, tracer_provider, model, error):
     with instrumented(OpenAIInstrumentor(), tracer_provider), pytest.raises(error) as raised:
         client(fake).chat.completions.create(model=model, messages=MESSAGES)
@@ -241,9 +243,8 @@ def test_connection_refused_async(spans, tracer_provider):
 
 
 def test_tags_are_stamped_on_the_span(fake, spans, tracer_provider):
-    with instrumented(OpenAIInstrumentor(), tracer_provider):
-        with tags(feature="chat", user_id="u1", session_id="s1"):
-            client(fake).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with instrumented(OpenAIInstrumentor(), tracer_provider), tags(feature="chat", user_id="u1", session_id="s1"):
+        client(fake).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     attributes = spans.one().attributes
     assert attributes["spanmeter.tag.feature"] == "chat"
     assert attributes["user.id"] == "u1"

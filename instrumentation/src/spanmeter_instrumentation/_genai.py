@@ -55,6 +55,16 @@ def as_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def given(value: Any) -> Any:
+    """None for the SDKs' "not given" sentinels (``NOT_GIVEN``, ``omit``), the value otherwise."""
+    return None if type(value).__name__ in ("NotGiven", "Omit", "_NotGiven") else value
+
+
+def given_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The call's keyword arguments without the ones left at their sentinel."""
+    return {key: value for key, value in kwargs.items() if given(value) is not None}
+
+
 def field(obj: Any, name: str) -> Any:
     """``obj.name`` or ``obj[name]``: SDKs hand back models, dicts or both."""
     if obj is None:

@@ -132,3 +132,13 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def _self_end(self) -> None:
         self._self_call.finish(self._self_observer.attributes())
+
+
+def stream_proxy(result: Any, call: Call, observer: StreamObserver, hide: Hide | None = None) -> Any:
+    """The right proxy for what the SDK returned; anything not iterable just ends the span."""
+    if hasattr(result, "__aiter__"):
+        return AsyncStreamProxy(result, call, observer, hide)
+    if hasattr(result, "__iter__"):
+        return SyncStreamProxy(result, call, observer, hide)
+    call.finish(observer.attributes())
+    return result

@@ -8,9 +8,9 @@ from typing import Any
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
 from .._content import capture_enabled, input_attributes, message, text_part
-from .._genai import Call, field, server_attributes
+from .._genai import Call, field, given, given_kwargs, server_attributes
 from .._instrumentor import Plan
-from .._stream import AsyncStreamProxy, SyncStreamProxy
+from .._stream import stream_proxy
 from ._content import chat_input, responses_input
 from ._response import (
     ChatStreamObserver,
@@ -26,11 +26,6 @@ _EMBEDDINGS = ga.GenAiOperationNameValues.EMBEDDINGS.value
 _RAW_RESPONSE_HEADER = "x-stainless-raw-response"
 
 
-def _given(value: Any) -> Any:
-    """None for OpenAI's ``NOT_GIVEN``/``omit`` sentinels, the value otherwise."""
-    return None if type(value).__name__ in ("NotGiven", "Omit") else value
-
-
 def _provider(instance: Any) -> str:
     client = getattr(instance, "_client", None)
     if type(client).__name__.startswith("AsyncAzure") or type(client).__name__.startswith("Azure"):
@@ -44,59 +39,50 @@ def _server(instance: Any) -> dict[str, Any]:
 
 def _raw_response(kwargs: Mapping[str, Any]) -> bool:
     """``with_raw_response``/``with_streaming_response`` return an HTTP wrapper, not the parsed result."""
-    headers = _given(kwargs.get("extra_headers")) or {}
+    headers = given(kwargs.get("extra_headers")) or {}
     return any(str(key).lower() == _RAW_RESPONSE_HEADER for key in headers)
 
 
 def _stop(stop: Any) -> list[str] | None:
-    stop = _given(stop)
+    stop = given(stop)
     if isinstance(stop, str):
         return [stop]
     return list(stop) if isinstance(stop, (list, tuple)) else None
 
 
 def _output_type(response_format: Any) -> str | None:
-    kind = field(_given(response_format), "type")
+    kind = field(given(response_format), "type")
     if kind in ("json_object", "json_schema"):
         return ga.GenAiOutputTypeValues.JSON.value
     return ga.GenAiOutputTypeValues.TEXT.value if kind == "text" else None
 
 
-def _stream_proxy(result: Any, call: Call, observer: Any, hide: Any = None) -> Any:
-    if hasattr(result, "__aiter__"):
-        return AsyncStreamProxy(result, call, observer, hide)
-    if hasattr(result, "__iter__"):
-        return SyncStreamProxy(result, call, observer, hide)
-    call.finish()
-    return result
-
-
 def plan_chat(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, inject_usage: bool) -> Plan:
     """``chat.completions.create``/``parse``; asks a stream for usage when the caller did not."""
-    given = {key: _given(value) for key, value in kwargs.items()}
-    model = given.get("model")
-    stream = bool(given.get("stream"))
-    n = given.get("n")
+    request = given_kwargs(kwargs)
+    model = request.get("model")
+    stream = bool(request.get("stream"))
+    n = request.get("n")
     attributes: dict[str, Any] = {
         **_server(instance),
-        ga.GEN_AI_REQUEST_TEMPERATURE: given.get("temperature"),
-        ga.GEN_AI_REQUEST_TOP_P: given.get("top_p"),
-        ga.GEN_AI_REQUEST_MAX_TOKENS: given.get("max_completion_tokens") or given.get("max_tokens"),
-        ga.GEN_AI_REQUEST_FREQUENCY_PENALTY: given.get("frequency_penalty"),
-        ga.GEN_AI_REQUEST_PRESENCE_PENALTY: given.get("presence_penalty"),
-        ga.GEN_AI_REQUEST_STOP_SEQUENCES: _stop(given.get("stop")),
-        ga.GEN_AI_REQUEST_SEED: given.get("seed"),
+        ga.GEN_AI_REQUEST_TEMPERATURE: request.get("temperature"),
+        ga.GEN_AI_REQUEST_TOP_P: request.get("top_p"),
+        ga.GEN_AI_REQUEST_MAX_TOKENS: request.get("max_completion_tokens") or request.get("max_tokens"),
+        ga.GEN_AI_REQUEST_FREQUENCY_PENALTY: request.get("frequency_penalty"),
+        ga.GEN_AI_REQUEST_PRESENCE_PENALTY: request.get("presence_penalty"),
+        ga.GEN_AI_REQUEST_STOP_SEQUENCES: _stop(request.get("stop")),
+        ga.GEN_AI_REQUEST_SEED: request.get("seed"),
         ga.GEN_AI_REQUEST_CHOICE_COUNT: n if isinstance(n, int) and n != 1 else None,
-        ga.GEN_AI_OUTPUT_TYPE: _output_type(given.get("response_format")),
+        ga.GEN_AI_OUTPUT_TYPE: _output_type(request.get("response_format")),
         ga.GEN_AI_REQUEST_STREAM: True if stream else None,
     }
     capture = capture_enabled()
     if capture:
-        attributes.update(input_attributes(chat_input(given.get("messages"))))
+        attributes.update(input_attributes(chat_input(request.get("messages"))))
     send = kwargs
     hide = None
     raw = _raw_response(kwargs)
-    stream_options = given.get("stream_options")
+    stream_options = request.get("stream_options")
     wants_usage = isinstance(stream_options, Mapping) and bool(stream_options.get("include_usage"))
     if stream and inject_usage and not raw and not wants_usage:
         options = dict(stream_options) if isinstance(stream_options, Mapping) else {}
@@ -108,7 +94,7 @@ def plan_chat(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, i
             call.finish()
             return result
         if stream:
-            return _stream_proxy(result, call, ChatStreamObserver(capture), hide)
+            return stream_proxy(result, call, ChatStreamObserver(capture), hide)
         call.finish(chat_attributes(result, capture))
         return result
 
@@ -117,21 +103,21 @@ def plan_chat(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, i
 
 def plan_responses(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan:
     """``responses.create``/``parse``; their streams always end with the full response and usage."""
-    given = {key: _given(value) for key, value in kwargs.items()}
-    stream = bool(given.get("stream"))
+    request = given_kwargs(kwargs)
+    stream = bool(request.get("stream"))
     attributes: dict[str, Any] = {
         **_server(instance),
-        ga.GEN_AI_REQUEST_TEMPERATURE: given.get("temperature"),
-        ga.GEN_AI_REQUEST_TOP_P: given.get("top_p"),
-        ga.GEN_AI_REQUEST_MAX_TOKENS: given.get("max_output_tokens"),
+        ga.GEN_AI_REQUEST_TEMPERATURE: request.get("temperature"),
+        ga.GEN_AI_REQUEST_TOP_P: request.get("top_p"),
+        ga.GEN_AI_REQUEST_MAX_TOKENS: request.get("max_output_tokens"),
         ga.GEN_AI_REQUEST_STREAM: True if stream else None,
-        ga.GEN_AI_CONVERSATION_ID: field(given.get("conversation"), "id") or _str(given.get("conversation")),
+        ga.GEN_AI_CONVERSATION_ID: field(request.get("conversation"), "id") or _str(request.get("conversation")),
     }
     capture = capture_enabled()
     if capture:
-        instructions = given.get("instructions")
+        instructions = request.get("instructions")
         system = [text_part(instructions)] if isinstance(instructions, str) else None
-        attributes.update(input_attributes(responses_input(given.get("input")), system))
+        attributes.update(input_attributes(responses_input(request.get("input")), system))
     raw = _raw_response(kwargs)
 
     def on_result(result: Any, call: Call) -> Any:
@@ -139,11 +125,11 @@ def plan_responses(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any])
             call.finish()
             return result
         if stream:
-            return _stream_proxy(result, call, ResponsesStreamObserver(capture))
+            return stream_proxy(result, call, ResponsesStreamObserver(capture))
         call.finish(responses_attributes(result, capture))
         return result
 
-    return Plan(_CHAT, _provider(instance), given.get("model"), attributes, kwargs, on_result)
+    return Plan(_CHAT, _provider(instance), request.get("model"), attributes, kwargs, on_result)
 
 
 def _str(value: Any) -> str | None:
@@ -151,15 +137,15 @@ def _str(value: Any) -> str | None:
 
 
 def plan_embeddings(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan:
-    given = {key: _given(value) for key, value in kwargs.items()}
-    encoding = given.get("encoding_format")
+    request = given_kwargs(kwargs)
+    encoding = request.get("encoding_format")
     attributes: dict[str, Any] = {
         **_server(instance),
         ga.GEN_AI_REQUEST_ENCODING_FORMATS: [encoding] if isinstance(encoding, str) else None,
-        ga.GEN_AI_EMBEDDINGS_DIMENSION_COUNT: given.get("dimensions"),
+        ga.GEN_AI_EMBEDDINGS_DIMENSION_COUNT: request.get("dimensions"),
     }
     if capture_enabled():
-        inputs = given.get("input")
+        inputs = request.get("input")
         texts = [inputs] if isinstance(inputs, str) else [t for t in inputs or [] if isinstance(t, str)]
         attributes.update(input_attributes([message("user", [text_part(t) for t in texts])] if texts else None))
     raw = _raw_response(kwargs)
@@ -168,4 +154,4 @@ def plan_embeddings(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         call.finish(None if raw else embeddings_attributes(result))
         return result
 
-    return Plan(_EMBEDDINGS, _provider(instance), given.get("model"), attributes, kwargs, on_result)
+    return Plan(_EMBEDDINGS, _provider(instance), request.get("model"), attributes, kwargs, on_result)
