@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .api import add_api_routes
+from .api import StoreReader, add_api_routes
 from .config import (
     ClickHouseExporterConfig,
     Config,
@@ -43,6 +43,7 @@ class Collector:
         store_config: ClickHouseExporterConfig = config.exporters[store_id]
         self.exporter = ClickHouseExporter(store_config, self.metrics)
         self.store_config = store_config
+        self.reader = StoreReader(store_config)
 
         self._forwarders: dict[str, OtlpForwarder] = {
             cid: OtlpForwarder(body, self.metrics)
@@ -79,7 +80,7 @@ class Collector:
                 )
             if receiver.protocols.http is not None:
                 http = OtlpHttpReceiver(receiver.protocols.http, self.traces, telemetry, self.metrics)
-                add_api_routes(http.app, self.exporter, self.metrics)
+                add_api_routes(http.app, self.exporter, self.metrics, self.reader)
                 self.http_receivers.append(http)
 
     def _processor(self, processor_id: str) -> RecordProcessor:
@@ -119,6 +120,7 @@ class Collector:
         for http_receiver in self.http_receivers:
             await http_receiver.stop()
         lost = await asyncio.to_thread(self.exporter.shutdown)
+        self.reader.close()
         for forwarder in self._forwarders.values():
             await forwarder.shutdown()
         return lost

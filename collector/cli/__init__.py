@@ -1,0 +1,36 @@
+"""The `spanmeter` command: serve, report, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import demo, report, serve
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spanmeter",
+        description="OpenTelemetry-native LLM cost pipeline: price, tag and store GenAI spans in ClickHouse.",
+    )
+    parser.add_argument("--version", action="version", version=f"spanmeter {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (serve, report, demo):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -77,6 +77,7 @@ class ClickHouseExporter:
         self._healthy = False
         self._thread: threading.Thread | None = None
         self._client: Client | None = None
+        self.stored_rows = 0
         metrics.queue_capacity.set(self._capacity)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -210,4 +211,5 @@ class ClickHouseExporter:
             self._metrics.insert_seconds.observe(time.perf_counter() - started)
             self._metrics.batch_rows.observe(len(rows))
             self._metrics.spans_stored.inc(len(rows))
+            self.stored_rows += len(rows)
             return True

@@ -1,0 +1,254 @@
+"""`spanmeter demo`: a collector on the embedded store, a realistic day of GenAI traffic sent to
+it through the real OpenTelemetry SDK and OTLP exporter, and the resulting spend report.
+
+The traffic: three services, four providers, cached and reasoning tokens, features, users and
+sessions, a few failed calls, and one model nobody has a price for (stored as `unpriced`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..config import Config
+from ..report import ReportRequest, run_report
+from ..service import Collector, CollectorThread
+from ..store import StoreError, connect
+from .common import add_config_argument, fail, load_or_exit, setup_logging
+from .report import render
+
+__all__ = ["DemoCall", "demo_calls", "register", "run", "send_calls"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("demo", help="send a day of sample GenAI traffic and print its report")
+    add_config_argument(parser)
+    parser.add_argument(
+        "--data", default="./.spanmeter-demo", help="embedded store directory (default: ./.spanmeter-demo)"
+    )
+    parser.add_argument("--calls", type=int, default=2000, help="LLM calls to simulate (default: 2000)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed, for the same traffic every run")
+    parser.set_defaults(run=run)
+
+
+@dataclass(frozen=True)
+class DemoCall:
+    start: datetime
+    duration_ms: int
+    service: str
+    feature: str
+    user: str
+    session: str
+    provider: str
+    model: str
+    operation: str
+    input_tokens: int
+    output_tokens: int
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+    error: str = ""
+
+
+# (service, feature, provider, model, operation, weight)
+_MIX = (
+    ("support-bot", "chat", "openai", "gpt-4o-2024-08-06", "chat", 30),
+    ("support-bot", "chat", "openai", "gpt-4o-mini", "chat", 25),
+    ("support-bot", "search", "openai", "text-embedding-3-small", "embeddings", 15),
+    ("doc-pipeline", "summarize", "anthropic", "claude-sonnet-4-5", "chat", 15),
+    ("doc-pipeline", "extract", "anthropic", "claude-haiku-4-5", "chat", 8),
+    ("research-agent", "agent", "openai", "o3-mini", "chat", 4),
+    ("research-agent", "agent", "gcp.gemini", "gemini-2.5-flash", "generate_content", 6),
+    ("research-agent", "agent", "acme", "acme-llm-7b", "chat", 2),
+)
+
+
+def demo_calls(count: int, seed: int, now: datetime | None = None) -> list[DemoCall]:
+    """A deterministic day of calls, busier in working hours, ending now."""
+    rng = random.Random(seed)
+    end = now or datetime.now(UTC)
+    weights = [m[-1] for m in _MIX]
+    users = [f"u-{i:03d}" for i in range(1, 41)]
+    calls = []
+    for _ in range(count):
+        service, feature, provider, model, operation, _w = rng.choices(_MIX, weights)[0]
+        hour = rng.choices(range(24), [1 if h < 7 or h > 19 else 4 for h in range(24)])[0]
+        start = (end - timedelta(days=1)).replace(minute=0, second=0, microsecond=0) + timedelta(
+            hours=hour, seconds=rng.randrange(3600)
+        )
+        start = min(start, end - timedelta(seconds=5))
+        user = "u-007" if rng.random() < 0.15 else rng.choice(users)  # one heavy user
+        session = f"s-{user}-{rng.randrange(4)}"
+        calls.append(_call(rng, start, service, feature, user, session, provider, model, operation))
+    return calls
+
+
+def _call(rng: random.Random, start: datetime, *fields: str) -> DemoCall:
+    service, feature, user, session, provider, model, operation = fields
+    if operation == "embeddings":
+        return DemoCall(start, rng.randint(40, 200), *fields, input_tokens=rng.randint(50, 800), output_tokens=0)
+    prompt = rng.randint(300, 6000)
+    output = rng.randint(40, 900)
+    cache_read = cache_write = reasoning = 0
+    if provider == "anthropic":
+        # Long shared system prompts: mostly read from cache, sometimes written.
+        cache_read = int(prompt * 0.7) if rng.random() < 0.8 else 0
+        cache_write = int(prompt * 0.2) if cache_read == 0 else 0
+    elif model.startswith("gpt-4o"):
+        cache_read = (prompt // 1024) * 512 if rng.random() < 0.4 else 0
+    if model in ("o3-mini", "gemini-2.5-flash"):
+        reasoning = rng.randint(100, 2000)
+        output += reasoning
+    error = "RateLimitError" if rng.random() < 0.02 else ""
+    if error:
+        prompt = output = cache_read = cache_write = reasoning = 0
+    return DemoCall(
+        start,
+        rng.randint(300, 9000),
+        *fields,
+        input_tokens=prompt,
+        output_tokens=output,
+        cache_read=cache_read,
+        cache_write=cache_write,
+        reasoning=reasoning,
+        error=error,
+    )
+
+
+def send_calls(calls: list[DemoCall], grpc_endpoint: str) -> None:
+    """Emit each call as a GenAI CLIENT span under an HTTP server span, one TracerProvider per service,
+    through the OTLP/gRPC exporter: exactly what an instrumented app would send."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+
+    providers: dict[str, TracerProvider] = {}
+    for call in calls:
+        provider = providers.get(call.service)
+        if provider is None:
+            resource = Resource.create({"service.name": call.service, "deployment.environment.name": "production"})
+            provider = TracerProvider(resource=resource)
+            exporter = OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True)
+            provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=2 * len(calls) + 1))
+            providers[call.service] = provider
+        tracer = provider.get_tracer("spanmeter.demo")
+        start_ns = int(call.start.timestamp() * 1e9)
+        end_ns = start_ns + call.duration_ms * 1_000_000
+        parent = tracer.start_span(f"POST /api/{call.feature}", kind=SpanKind.SERVER, start_time=start_ns)
+        span = tracer.start_span(
+            f"{call.operation} {call.model}",
+            context=set_span_in_context(parent),
+            kind=SpanKind.CLIENT,
+            start_time=start_ns + 1_000_000,
+            attributes=_attributes(call),
+        )
+        if call.error:
+            span.set_status(Status(StatusCode.ERROR, "rate limited"))
+        span.end(end_time=end_ns - 1_000_000)
+        parent.end(end_time=end_ns)
+    for provider in providers.values():
+        provider.shutdown()
+
+
+def _attributes(call: DemoCall) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": call.operation,
+        "gen_ai.provider.name": call.provider,
+        "gen_ai.request.model": call.model,
+        "user.id": call.user,
+        "session.id": call.session,
+        "spanmeter.tag.feature": call.feature,
+        "spanmeter.tag.team": "growth" if call.service == "support-bot" else "platform",
+    }
+    if call.error:
+        attributes["error.type"] = call.error
+        return attributes
+    attributes.update(
+        {
+            "gen_ai.response.model": call.model,
+            "gen_ai.usage.input_tokens": call.input_tokens,
+            "gen_ai.usage.output_tokens": call.output_tokens,
+        }
+    )
+    if call.operation != "embeddings":
+        attributes["gen_ai.response.finish_reasons"] = ["stop"]
+    for key, value in (
+        ("gen_ai.usage.cache_read.input_tokens", call.cache_read),
+        ("gen_ai.usage.cache_creation.input_tokens", call.cache_write),
+        ("gen_ai.usage.reasoning.output_tokens", call.reasoning),
+    ):
+        if value:
+            attributes[key] = value
+    return attributes
+
+
+def _demo_config(config: Config, data: str) -> Config:
+    """The given pipeline, on a store of its own and on ports the OS picks (a running collector is left alone)."""
+    exporters = {
+        cid: body.model_copy(update={"endpoint": f"chdb://{data}"}) if cid.startswith("clickhouse") else body
+        for cid, body in config.exporters.items()
+    }
+    receivers = {}
+    for rid, body in config.receivers.items():
+        protocols = body.protocols.model_copy(
+            update={
+                name: proto.model_copy(update={"endpoint": "127.0.0.1:0"})
+                for name in ("grpc", "http")
+                if (proto := getattr(body.protocols, name)) is not None
+            }
+        )
+        receivers[rid] = body.model_copy(update={"protocols": protocols})
+    return config.model_copy(update={"exporters": exporters, "receivers": receivers})
+
+
+def _wait_stored(collector: Collector, expected: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if collector.exporter.stored_rows >= expected:
+            break
+        time.sleep(0.1)
+    return collector.exporter.stored_rows
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.calls < 1:
+        return fail("--calls must be at least 1", 2)
+    config = _demo_config(load_or_exit(args.config), args.data)
+    setup_logging("warning")
+    calls = demo_calls(args.calls, args.seed)
+    try:
+        thread = CollectorThread(config)
+        collector = thread.start()
+    except (StoreError, OSError) as exc:
+        return fail(f"cannot start the demo collector: {exc}")
+    try:
+        print(
+            f"spanmeter demo: collector on 127.0.0.1:{collector.grpc_port} (gRPC), store {args.data}", file=sys.stderr
+        )
+        print(
+            f"sending {len(calls)} LLM calls from 3 services through the OTel SDK's OTLP exporter...", file=sys.stderr
+        )
+        send_calls(calls, f"127.0.0.1:{collector.grpc_port}")
+        stored = _wait_stored(collector, len(calls))
+        print(f"stored {stored} GenAI spans in ClickHouse (embedded)\n", file=sys.stderr)
+        database = collector.store_config.database
+        window = ReportRequest.since("model", "25h")
+        client = connect(f"chdb://{args.data}")
+        for by in ("model", "feature", "user"):
+            request = ReportRequest(by, window.start, window.end)
+            rows = run_report(client, database, request)
+            sys.stdout.write(render(rows, "table", request, limit=5 if by == "user" else 0) + "\n")
+    finally:
+        thread.stop()
+    print(
+        f"Next: spanmeter report --store chdb://{args.data} --by tag:team --since 24h --format json",
+        file=sys.stderr,
+    )
+    return 0

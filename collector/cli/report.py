@@ -1,0 +1,178 @@
+"""`spanmeter report`: requests, tokens and spend grouped by model, provider, service, feature,
+user, session or any tag, as a table, JSON or CSV.
+
+It reads the store directly; when a running collector holds the embedded store (one process per
+data directory), it asks that collector's API instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from ..config import Config
+from ..report import GROUPS, ReportRequest, ReportRow, run_report
+from ..store import StoreError, connect
+from .common import EXIT_CONFIG, add_config_argument, fail, load_or_exit
+
+__all__ = ["fetch_report", "register", "render", "run"]
+
+FORMATS = ("table", "json", "csv")
+_TABLE_COLUMNS = (
+    ("requests", "requests"),
+    ("input_tokens", "input"),
+    ("output_tokens", "output"),
+    ("cache_read_tokens", "cache read"),
+    ("cache_write_tokens", "cache write"),
+    ("reasoning_tokens", "reasoning"),
+    ("total_cost", "cost (USD)"),
+    ("unpriced_requests", "unpriced"),
+)
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("report", help="spend and tokens grouped by a dimension", description=__doc__)
+    add_config_argument(parser)
+    parser.add_argument("--by", default="model", help=f"group by {', '.join(GROUPS)} or tag:NAME (default: model)")
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument("--since", default=None, help="a window ending now: 30m, 24h, 7d, 2w (default: 24h)")
+    window.add_argument("--from", dest="start", type=_timestamp, help="range start, ISO 8601 (UTC if no offset)")
+    parser.add_argument("--to", dest="end", type=_timestamp, help="range end with --from, ISO 8601 (default: now)")
+    parser.add_argument("--project", default="", help="only this project")
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--limit", type=int, default=0, help="only the N costliest groups (default: all)")
+    parser.add_argument("--store", help="ClickHouse endpoint instead of the config's (chdb://PATH or http(s)://...)")
+    parser.add_argument("--database", help="database instead of the config's")
+    parser.add_argument("--collector", help="collector API base URL, used when the store is held by a collector")
+    parser.set_defaults(run=run)
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.start is not None:
+            request = ReportRequest(args.by, args.start, args.end or datetime.now(UTC), args.project)
+        else:
+            if args.end is not None:
+                return fail("--to goes with --from", EXIT_CONFIG)
+            request = ReportRequest.since(args.by, args.since or "24h", args.project)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_CONFIG)
+
+    config = load_or_exit(args.config)
+    store = config.exporters[next(e for e in config.service.pipelines.traces.exporters if e.startswith("clickhouse"))]
+    endpoint = args.store or store.endpoint
+    database = args.database or store.database
+    try:
+        client = connect(endpoint, store.username, store.password)
+    except StoreError as exc:
+        if not _held_by_another_process(exc):
+            return fail(str(exc))
+        base = args.collector or _collector_url(config)
+        try:
+            rows = fetch_report(base, request, database)
+        except (OSError, ValueError) as api_exc:
+            return fail(f"the store is held by another process and its collector API at {base} failed: {api_exc}")
+    else:
+        try:
+            rows = run_report(client, database, request)
+        except Exception as exc:
+            return fail(f"report query failed: {str(exc).splitlines()[0]}")
+        finally:
+            client.close()
+    sys.stdout.write(render(rows, args.format, request, args.limit))
+    return 0
+
+
+def _held_by_another_process(exc: StoreError) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "already initialized" in text
+
+
+def _collector_url(config: Config) -> str:
+    for receiver in config.receivers.values():
+        if receiver.protocols.http is not None:
+            host, _, port = receiver.protocols.http.endpoint.rpartition(":")
+            return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"
+    raise ValueError("no OTLP/HTTP receiver configured, so no collector API to ask; pass --collector")
+
+
+def fetch_report(base_url: str, request: ReportRequest, database: str) -> list[ReportRow]:
+    query = urllib.parse.urlencode(
+        {
+            "by": request.by,
+            "from": request.start.isoformat(),
+            "to": request.end.isoformat(),
+            "project": request.project,
+            "database": database,
+        }
+    )
+    try:
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}/v1/report?{query}", timeout=30) as response:
+            payload = json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:300]}") from None
+    return [ReportRow.from_json(item) for item in payload]
+
+
+def render(rows: list[ReportRow], fmt: str, request: ReportRequest, limit: int = 0) -> str:
+    """Rows come costliest first; `limit` keeps the first N."""
+    if limit > 0:
+        rows = rows[:limit]
+    if fmt == "json":
+        return json.dumps([row.to_json() for row in rows], indent=2) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(ReportRow.__dataclass_fields__))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row.to_json())
+        return buffer.getvalue()
+    return _table(rows, request, limit)
+
+
+def _table(rows: list[ReportRow], request: ReportRequest, limit: int) -> str:
+    span = f"{request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} UTC"
+    if not rows:
+        return f"No GenAI calls stored between {span}.\n"
+    header = [request.by, *(title for _, title in _TABLE_COLUMNS)]
+    body = [[row.group or "(none)", *(_cell(getattr(row, name)) for name, _ in _TABLE_COLUMNS)] for row in rows]
+    totals = [f"top {limit} total" if limit else "total"]
+    for name, _ in _TABLE_COLUMNS:
+        totals.append(_cell(sum((getattr(row, name) for row in rows), Decimal(0) if "cost" in name else 0)))
+    widths = [max(len(line[i]) for line in (header, *body, totals)) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))])
+
+    rule = "-" * len(line(header))
+    title = f"Top {limit} by spend, by {request.by}" if limit else f"Spend by {request.by}"
+    out = [f"{title}, {span}", line(header), rule, *(line(cells) for cells in body), rule, line(totals)]
+    unpriced = sum(row.unpriced_requests for row in rows)
+    if unpriced:
+        out.append(f"{unpriced} calls used models with no known price: stored as unpriced, not counted as $0.")
+    return "\n".join(out) + "\n"
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, Decimal):
+        return f"{value:,.6f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,21 @@
+-- Requests, tokens and spend per group over a time range. {group} is one of report.GROUPS' expressions.
+SELECT
+    {group} AS group,
+    count() AS requests,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    sum(cache_write_tokens) AS cache_write_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens,
+    sum(input_cost) AS input_cost,
+    sum(cache_read_cost) AS cache_read_cost,
+    sum(cache_write_cost) AS cache_write_cost,
+    sum(output_cost) AS output_cost,
+    sum(total_cost) AS total_cost,
+    countIf(price_status = 'unpriced') AS unpriced_requests
+FROM {database:Identifier}.genai_spans
+WHERE timestamp >= {start:DateTime64(9, 'UTC')}
+  AND timestamp < {end:DateTime64(9, 'UTC')}
+  AND ({project:String} = '' OR project = {project:String})
+GROUP BY group
+ORDER BY total_cost DESC, requests DESC, group

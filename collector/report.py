@@ -1,0 +1,138 @@
+"""Spend reports: requests, tokens and cost grouped by a dimension over a time range.
+
+Shared by `spanmeter report` (reading the store, or the collector's API when a collector holds
+the embedded store) and the collector's `GET /v1/report`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+__all__ = ["GROUPS", "ReportRequest", "ReportRow", "parse_since", "run_report"]
+
+# --by value -> SQL expression over genai_spans. A fixed list: the expression is never user text.
+GROUPS: dict[str, str] = {
+    "model": "if(response_model != '', response_model, request_model)",
+    "provider": "provider",
+    "service": "service_name",
+    "feature": "feature",
+    "user": "user_id",
+    "session": "session_id",
+    "project": "project",
+    "environment": "environment",
+    "operation": "operation",
+    "convention": "convention",
+    "price_status": "price_status",
+}
+_TAG_GROUP = "tags[{tag:String}]"
+_SINCE = re.compile(r"^(\d+)([mhdw])$")
+_SINCE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_QUERY = resources.files("spanmeter.queries").joinpath("report.sql").read_text(encoding="utf-8")
+
+COUNT_FIELDS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+COST_FIELDS = ("input_cost", "cache_read_cost", "cache_write_cost", "output_cost", "total_cost")
+
+
+def parse_since(text: str) -> timedelta:
+    """`30m`, `24h`, `7d`, `2w` -> a timedelta."""
+    match = _SINCE.match(text.strip())
+    if not match:
+        raise ValueError(f"--since expects a number and a unit (m, h, d, w), e.g. 24h or 7d; got {text!r}")
+    return timedelta(**{_SINCE_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_by(text: str) -> tuple[str, str | None]:
+    """Validate a --by value; returns (group expression, tag name or None)."""
+    if text.startswith("tag:") and len(text) > 4:
+        return _TAG_GROUP, text[4:]
+    if text in GROUPS:
+        return GROUPS[text], None
+    choices = ", ".join([*GROUPS, "tag:NAME"])
+    raise ValueError(f"--by must be one of {choices}; got {text!r}")
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    by: str
+    start: datetime
+    end: datetime
+    project: str = ""
+
+    def __post_init__(self) -> None:
+        parse_by(self.by)
+        if self.start >= self.end:
+            raise ValueError(
+                f"the range is empty: from {self.start.isoformat()} is not before to {self.end.isoformat()}"
+            )
+
+    @classmethod
+    def since(cls, by: str, since: str, project: str = "", now: datetime | None = None) -> ReportRequest:
+        end = now or datetime.now(UTC)
+        return cls(by=by, start=end - parse_since(since), end=end, project=project)
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    group: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    input_cost: Decimal
+    cache_read_cost: Decimal
+    cache_write_cost: Decimal
+    output_cost: Decimal
+    total_cost: Decimal
+    unpriced_requests: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts as numbers, money as decimal strings (a float would not be exact)."""
+        out: dict[str, Any] = {"group": self.group}
+        for name in (*COUNT_FIELDS, "unpriced_requests"):
+            out[name] = getattr(self, name)
+        for name in COST_FIELDS:
+            out[name] = format(getattr(self, name), "f")
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReportRow:
+        values: dict[str, Any] = {"group": data["group"]}
+        for name in (*COUNT_FIELDS, "unpriced_requests"):
+            values[name] = int(data[name])
+        for name in COST_FIELDS:
+            values[name] = Decimal(data[name])
+        return cls(**values)
+
+
+def run_report(client: Client, database: str, request: ReportRequest) -> list[ReportRow]:
+    group, tag = parse_by(request.by)
+    parameters: dict[str, Any] = {
+        "database": database,
+        "start": request.start.astimezone(UTC).replace(tzinfo=None),
+        "end": request.end.astimezone(UTC).replace(tzinfo=None),
+        "project": request.project,
+    }
+    if tag is not None:
+        parameters["tag"] = tag
+    result = client.query(_QUERY.replace("{group}", group), parameters=parameters)
+    rows = []
+    for values in result.named_results():
+        values["group"] = str(values["group"])
+        rows.append(ReportRow(**values))
+    return rows
