@@ -89,7 +89,7 @@ def demo_calls(count: int, seed: int, now: datetime | None = None) -> list[DemoC
 
 
 def _call(rng: random.Random, start: datetime, *fields: str) -> DemoCall:
-    service, feature, user, session, provider, model, operation = fields
+    provider, model, operation = fields[4:]
     if operation == "embeddings":
         return DemoCall(start, rng.randint(40, 200), *fields, input_tokens=rng.randint(50, 800), output_tokens=0)
     prompt = rng.randint(300, 6000)
