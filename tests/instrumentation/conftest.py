@@ -68,3 +68,17 @@ def instrumented(instrumentor: Any, tracer_provider: TracerProvider, **kwargs: A
         yield instrumentor
     finally:
         instrumentor.uninstrument()
+
+
+def assert_uninstrument_restores(
+    instrumentor: Any, tracer_provider: TracerProvider, owners: tuple, names: tuple
+) -> None:
+    """``instrument()`` replaces each method; ``uninstrument()`` puts back the very same object."""
+    before = {(o, n): o.__dict__[n] for o in owners for n in names if n in o.__dict__}
+    assert len(before) == len(owners) * len(names)
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        assert all(o.__dict__[n] is not f for (o, n), f in before.items())
+    finally:
+        instrumentor.uninstrument()
+    assert all(o.__dict__[n] is f for (o, n), f in before.items())

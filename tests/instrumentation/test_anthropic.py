@@ -20,7 +20,7 @@ from spanmeter_instrumentation.anthropic import AnthropicInstrumentor
 
 from tests.fakes.provider_server import ANTHROPIC_USAGE, TEXT, refused_url
 
-from .conftest import instrumented
+from .conftest import assert_uninstrument_restores, instrumented
 
 MODEL = "claude-sonnet-4-6"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -160,10 +160,5 @@ def test_stands_aside_where_the_sdk_traces_natively(fake, spans, tracer_provider
 def test_uninstrument_restores_exactly(fake, spans, tracer_provider):
     from anthropic.resources.messages import AsyncMessages, Messages
 
-    names = ("create", "parse", "stream")
-    before = {(o, n): o.__dict__[n] for o in (Messages, AsyncMessages) for n in names}
-    instrumentor = AnthropicInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    assert all(o.__dict__[n] is not f for (o, n), f in before.items())
-    instrumentor.uninstrument()
-    assert all(o.__dict__[n] is f for (o, n), f in before.items())
+    owners, names = (Messages, AsyncMessages), ("create", "parse", "stream")
+    assert_uninstrument_restores(AnthropicInstrumentor(), tracer_provider, owners, names)

@@ -16,7 +16,7 @@ from spanmeter_instrumentation.google_genai import GoogleGenAIInstrumentor
 
 from tests.fakes.provider_server import TEXT, TEXT_PIECES
 
-from .conftest import instrumented
+from .conftest import assert_uninstrument_restores, instrumented
 
 MODEL = "gemini-2.5-flash"
 # Gemini: prompt 40 (16 of them cached content), 9 candidate + 6 thinking tokens = 15 output tokens.
@@ -133,9 +133,4 @@ def test_uninstrument_restores_exactly(tracer_provider):
     from google.genai.models import AsyncModels, Models
 
     names = ("_generate_content", "_generate_content_stream", "_embed_content")
-    before = {(o, n): o.__dict__[n] for o in (Models, AsyncModels) for n in names}
-    instrumentor = GoogleGenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    assert all(o.__dict__[n] is not f for (o, n), f in before.items())
-    instrumentor.uninstrument()
-    assert all(o.__dict__[n] is f for (o, n), f in before.items())
+    assert_uninstrument_restores(GoogleGenAIInstrumentor(), tracer_provider, (Models, AsyncModels), names)

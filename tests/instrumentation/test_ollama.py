@@ -15,7 +15,7 @@ from spanmeter_instrumentation.ollama import OllamaInstrumentor
 
 from tests.fakes.provider_server import TEXT, TEXT_PIECES, refused_url
 
-from .conftest import instrumented
+from .conftest import assert_uninstrument_restores, instrumented
 
 MODEL = "llama3.2"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -117,11 +117,5 @@ def test_stream_error_and_connection_refused(fake, spans, tracer_provider):
 
 
 def test_uninstrument_restores_exactly(tracer_provider):
-    names = ("chat", "generate", "embed")
-    owners = (ollama.Client, ollama.AsyncClient)
-    before = {(o, n): o.__dict__[n] for o in owners for n in names}
-    instrumentor = OllamaInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    assert all(o.__dict__[n] is not f for (o, n), f in before.items())
-    instrumentor.uninstrument()
-    assert all(o.__dict__[n] is f for (o, n), f in before.items())
+    owners, names = (ollama.Client, ollama.AsyncClient), ("chat", "generate", "embed")
+    assert_uninstrument_restores(OllamaInstrumentor(), tracer_provider, owners, names)

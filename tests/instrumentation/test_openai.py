@@ -16,7 +16,7 @@ from spanmeter_instrumentation.openai import OpenAIInstrumentor
 
 from tests.fakes.provider_server import OPENAI_CHAT_USAGE, TEXT, refused_url
 
-from .conftest import instrumented
+from .conftest import assert_uninstrument_restores, instrumented
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 CHAT_USAGE_ATTRIBUTES = {
@@ -253,15 +253,15 @@ def test_tags_are_stamped_on_the_span(fake, spans, tracer_provider):
 
 def test_uninstrument_restores_the_library_exactly(fake, spans, tracer_provider):
     from openai.resources.chat.completions import AsyncCompletions, Completions
-    from openai.resources.embeddings import Embeddings
-    from openai.resources.responses import Responses
+    from openai.resources.embeddings import AsyncEmbeddings, Embeddings
+    from openai.resources.responses import AsyncResponses, Responses
 
-    owners = (Completions, AsyncCompletions, Responses, Embeddings)
-    before = {(o, name): o.__dict__[name] for o in owners for name in ("create", "parse") if name in o.__dict__}
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    assert all(o.__dict__[name] is not original for (o, name), original in before.items())
-    instrumentor.uninstrument()
-    assert all(o.__dict__[name] is original for (o, name), original in before.items())
+    assert_uninstrument_restores(
+        OpenAIInstrumentor(),
+        tracer_provider,
+        (Completions, AsyncCompletions, Responses, AsyncResponses),
+        ("create", "parse"),
+    )
+    assert_uninstrument_restores(OpenAIInstrumentor(), tracer_provider, (Embeddings, AsyncEmbeddings), ("create",))
     client(fake).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert spans.all() == []

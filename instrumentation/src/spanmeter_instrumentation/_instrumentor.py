@@ -15,6 +15,7 @@ from opentelemetry.trace import Tracer
 
 from ._genai import Call, in_model_span
 from ._processor import install_tag_processor
+from ._stream import stream_proxy
 from .version import __version__
 
 _logger = logging.getLogger(__name__)
@@ -37,6 +38,18 @@ class Plan:
     attributes: Mapping[str, Any]
     kwargs: dict[str, Any]
     on_result: OnResult
+
+
+def respond(stream: bool, observer: Callable[[], Any], read: Callable[[Any], Mapping[str, Any]]) -> OnResult:
+    """The usual ``on_result``: wrap a stream with a fresh observer, else record the response and end."""
+
+    def on_result(result: Any, call: Call) -> Any:
+        if stream:
+            return stream_proxy(result, call, observer())
+        call.finish(read(result))
+        return result
+
+    return on_result
 
 
 Planner = Callable[[Any, tuple[Any, ...], dict[str, Any]], "Plan | None"]

@@ -9,7 +9,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
 from .._content import capture_enabled, input_attributes
 from .._genai import Call, field, given, given_kwargs, server_attributes
-from .._instrumentor import Plan
+from .._instrumentor import Plan, respond
 from .._stream import stream_proxy
 from ._response import MessageStreamObserver, blocks_to_parts, input_messages, message_attributes
 
@@ -45,13 +45,9 @@ def plan_create(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
         return None
     stream = bool(given(kwargs.get("stream")))
     capture = capture_enabled()
-
-    def on_result(result: Any, call: Call) -> Any:
-        if stream:
-            return stream_proxy(result, call, MessageStreamObserver(capture))
-        call.finish(message_attributes(result, capture))
-        return result
-
+    on_result = respond(
+        stream, lambda: MessageStreamObserver(capture), lambda result: message_attributes(result, capture)
+    )
     attributes = _request(instance, kwargs, stream)
     return Plan(_CHAT, _PROVIDER, given(kwargs.get("model")), attributes, kwargs, on_result)
 

@@ -12,8 +12,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
 from .._content import capture_enabled, input_attributes
 from .._genai import Call, field, server_attributes
-from .._instrumentor import Plan
-from .._stream import stream_proxy
+from .._instrumentor import Plan, respond
 from ._response import GenerateStreamObserver, content_parts, input_messages, response_attributes
 
 _GENERATE = ga.GenAiOperationNameValues.GENERATE_CONTENT.value
@@ -56,13 +55,9 @@ def _request(instance: Any, kwargs: dict[str, Any], stream: bool) -> dict[str, A
 
 def _plan_generate(instance: Any, kwargs: dict[str, Any], stream: bool) -> Plan:
     capture = capture_enabled()
-
-    def on_result(result: Any, call: Call) -> Any:
-        if stream:
-            return stream_proxy(result, call, GenerateStreamObserver(capture))
-        call.finish(response_attributes(result, capture))
-        return result
-
+    on_result = respond(
+        stream, lambda: GenerateStreamObserver(capture), lambda result: response_attributes(result, capture)
+    )
     attributes = _request(instance, kwargs, stream)
     return Plan(_GENERATE, _provider(instance), kwargs.get("model"), attributes, kwargs, on_result)
 

@@ -7,9 +7,8 @@ from typing import Any
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
 from .._content import capture_enabled, input_attributes, message, output_attributes, text_part, tool_call_part
-from .._genai import Call, Usage, as_int, field, server_attributes
-from .._instrumentor import Plan
-from .._stream import stream_proxy
+from .._genai import Usage, as_int, field, server_attributes
+from .._instrumentor import Plan, respond
 
 PROVIDER = "ollama"
 """Not in the semantic conventions' provider list; the lowercase product name, as they advise."""
@@ -114,12 +113,11 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], operatio
             input_attributes([message("user", [text_part(prompt)])], [text_part(system)] if system else None)
         )
 
-    def on_result(result: Any, call: Call) -> Any:
-        if stream:
-            return stream_proxy(result, call, _StreamObserver(operation, capture))
-        call.finish(_response_attributes(result, operation, capture))
-        return result
-
+    on_result = respond(
+        stream,
+        lambda: _StreamObserver(operation, capture),
+        lambda result: _response_attributes(result, operation, capture),
+    )
     return Plan(operation, PROVIDER, _arg(args, kwargs, 0, "model"), attributes, kwargs, on_result)
 
 

@@ -9,7 +9,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
 from .._content import capture_enabled, input_attributes, message, text_part
 from .._genai import Call, field, given, given_kwargs, server_attributes
-from .._instrumentor import Plan
+from .._instrumentor import Plan, respond
 from .._stream import stream_proxy
 from ._content import chat_input, responses_input
 from ._response import (
@@ -91,8 +91,7 @@ def plan_chat(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, i
 
     def on_result(result: Any, call: Call) -> Any:
         if raw:
-            call.finish()
-            return result
+            return _finish_only(result, call)
         if stream:
             return stream_proxy(result, call, ChatStreamObserver(capture), hide)
         call.finish(chat_attributes(result, capture))
@@ -118,18 +117,17 @@ def plan_responses(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any])
         instructions = request.get("instructions")
         system = [text_part(instructions)] if isinstance(instructions, str) else None
         attributes.update(input_attributes(responses_input(request.get("input")), system))
-    raw = _raw_response(kwargs)
-
-    def on_result(result: Any, call: Call) -> Any:
-        if raw:
-            call.finish()
-            return result
-        if stream:
-            return stream_proxy(result, call, ResponsesStreamObserver(capture))
-        call.finish(responses_attributes(result, capture))
-        return result
-
+    on_result = respond(
+        stream, lambda: ResponsesStreamObserver(capture), lambda result: responses_attributes(result, capture)
+    )
+    if _raw_response(kwargs):
+        on_result = _finish_only
     return Plan(_CHAT, _provider(instance), request.get("model"), attributes, kwargs, on_result)
+
+
+def _finish_only(result: Any, call: Call) -> Any:
+    call.finish()
+    return result
 
 
 def _str(value: Any) -> str | None:
