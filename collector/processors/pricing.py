@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import genai_prices
-from genai_prices.types import ModelPrice, calc_unit_price
+from genai_prices.types import ModelInfo, ModelPrice, calc_unit_price
 
 from ..config import PriceOverride, PricingProcessorConfig
 from ..conventions import PRICING_PROVIDERS, SELF_HOSTED_PROVIDERS, normalize_provider
@@ -23,7 +23,6 @@ __all__ = ["PricingProcessor"]
 _PER_MILLION = 1_000_000
 _COST_QUANTUM = Decimal("1e-12")  # Decimal(18, 12), the column type
 _ZERO = Decimal(0)
-_HOUR_NS = 3_600_000_000_000
 
 PRICED = "priced"
 OVERRIDE = "override"
@@ -33,12 +32,16 @@ OVERRIDE_SOURCE = "pipelines.yaml"
 
 
 class PricingProcessor:
-    """Prices each record at its span's start time; caches model lookups per hour."""
+    """Prices each record at its span's start time.
+
+    Model-name matching is cached per (provider, model); the price itself is chosen per span, since
+    prices change by date and some by time of day (e.g. off-peak rates).
+    """
 
     def __init__(self, config: PricingProcessorConfig) -> None:
         self.source = f"genai-prices {genai_prices.__version__}"
         self._overrides = {_override_key(o.provider, o.model): _override_price(o) for o in config.overrides}
-        self._lookups: dict[tuple[str, str, int], ModelPrice | None] = {}
+        self._models: dict[tuple[str, str], ModelInfo | None] = {}
 
     def process(self, records: Iterable[SpanRecord]) -> None:
         for record in records:
@@ -59,39 +62,41 @@ class PricingProcessor:
             record.price_source = OVERRIDE_SOURCE
             return
         record.price_source = self.source
-        model_price = self._lookup(record.provider, model, record.timestamp)
-        if model_price is None:
+        model_info = self._model(record.provider, model)
+        if model_info is None:
             record.price_status = UNPRICED
             return
-        _apply(record, model_price)
+        at = datetime.fromtimestamp(record.timestamp // 1_000_000_000, UTC).replace(
+            microsecond=(record.timestamp // 1000) % 1_000_000
+        )
+        _apply(record, model_info.get_prices(at))
         record.price_status = PRICED
 
-    def _lookup(self, provider: str, model: str, timestamp_ns: int) -> ModelPrice | None:
-        key = (provider, model, timestamp_ns // _HOUR_NS)
+    def _model(self, provider: str, model: str) -> ModelInfo | None:
+        key = (provider, model)
         try:
-            return self._lookups[key]
+            return self._models[key]
         except KeyError:
             pass
-        price = _resolve(provider, model, datetime.fromtimestamp(timestamp_ns / 1e9, UTC))
-        if len(self._lookups) > 100_000:
-            self._lookups.clear()
-        self._lookups[key] = price
-        return price
+        if len(self._models) > 100_000:
+            self._models.clear()
+        self._models[key] = found = _find_model(provider, model)
+        return found
 
 
-def _resolve(provider: str, model: str, at: datetime) -> ModelPrice | None:
+def _find_model(provider: str, model: str) -> ModelInfo | None:
     if not model or provider in SELF_HOSTED_PROVIDERS:
         return None
     provider_id = PRICING_PROVIDERS.get(provider, provider or None)
     usage = genai_prices.Usage(input_tokens=0, output_tokens=0)
     try:
-        return genai_prices.calc_price(usage, model, provider_id=provider_id, genai_request_timestamp=at).model_price
+        return genai_prices.calc_price(usage, model, provider_id=provider_id).model
     except LookupError:
         if provider_id is None or provider in PRICING_PROVIDERS:
             return None
     # A provider genai-prices does not know (a gateway, a proxy): let the model name decide.
     try:
-        return genai_prices.calc_price(usage, model, genai_request_timestamp=at).model_price
+        return genai_prices.calc_price(usage, model).model
     except LookupError:
         return None
 

@@ -1,0 +1,184 @@
+"""Fixtures for the collector tests: a real collector on loopback ports over the real ClickHouse
+engine (chDB), and real OpenTelemetry SDK tracer providers exporting OTLP to it.
+
+chDB allows one data directory per process, so every in-process collector of this test session
+shares one directory and each test gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from clickhouse_connect.driver.client import Client
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from spanmeter.config import Config, load_config
+from spanmeter.service import Collector, CollectorThread
+from spanmeter.store import connect
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIG = REPO / "pipelines.yaml"
+TRANSPORTS = ("grpc", "http-protobuf", "http-json")
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb-store")
+
+
+@pytest.fixture(scope="session")
+def store(chdb_path: Path) -> Iterator[Client]:
+    client = connect(f"chdb://{chdb_path}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def database() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, chdb_path: Path, database: str) -> Callable[..., Config]:
+    """The shipped pipelines.yaml, on ports the OS picks and this test's database, with overrides
+    merged in; written to a file and loaded the way `spanmeter serve` loads it."""
+
+    def build(overrides: dict[str, Any] | None = None) -> Config:
+        raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
+        raw = deep_merge(raw, overrides or {})
+        path = tmp_path / f"pipelines-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        env = {
+            "SPANMETER_DATA": str(chdb_path),
+            "SPANMETER_DATABASE": database,
+            "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
+            "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
+        }
+        return load_config(path, env=env)
+
+    return build
+
+
+@pytest.fixture
+def start_collector(make_config: Callable[..., Config]) -> Iterator[Callable[..., Collector]]:
+    threads: list[CollectorThread] = []
+
+    def start(overrides: dict[str, Any] | None = None) -> Collector:
+        thread = CollectorThread(make_config(overrides))
+        collector = thread.start()
+        threads.append(thread)
+        return collector
+
+    yield start
+    for thread in threads:
+        thread.stop()
+
+
+@pytest.fixture
+def collector(start_collector: Callable[..., Collector]) -> Collector:
+    return start_collector({"exporters": {"clickhouse": {"batch": {"max_age": "100ms"}}}})
+
+
+class OtlpJsonSpanExporter(SpanExporter):
+    """OTLP/HTTP with JSON bodies, which the Python SDK does not ship: the SDK's own protobuf
+    encoder, then the OTLP spec's JSON mapping (lowerCamelCase, hex trace and span ids)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._endpoint = endpoint
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        body = json.dumps(otlp_json(encode_spans(spans))).encode()
+        request = urllib.request.Request(
+            self._endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return SpanExportResult.SUCCESS if response.status == 200 else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        pass
+
+
+def otlp_json(message: Any) -> dict[str, Any]:
+    data = json_format.MessageToDict(message)
+
+    def hexify(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                    import base64
+
+                    node[key] = base64.b64decode(value).hex()
+                else:
+                    hexify(value)
+        elif isinstance(node, list):
+            for item in node:
+                hexify(item)
+
+    hexify(data)
+    return data
+
+
+def span_exporter(collector: Collector, transport: str) -> SpanExporter:
+    if transport == "grpc":
+        return GrpcSpanExporter(endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True)
+    url = f"http://127.0.0.1:{collector.http_port}/v1/traces"
+    if transport == "http-protobuf":
+        return HttpSpanExporter(endpoint=url)
+    if transport == "http-json":
+        return OtlpJsonSpanExporter(url)
+    raise ValueError(transport)
+
+
+def tracer_provider(
+    collector: Collector, transport: str = "grpc", resource: dict[str, Any] | None = None
+) -> TracerProvider:
+    """A real SDK provider whose spans go to the collector as each one ends."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "test-service", **(resource or {})}))
+    provider.add_span_processor(SimpleSpanProcessor(span_exporter(collector, transport)))
+    return provider
+
+
+def emit(provider: TracerProvider, name: str, attributes: dict[str, Any], start_ns: int | None = None) -> str:
+    """One span with these attributes; returns its span id (hex)."""
+    tracer = provider.get_tracer("spanmeter.tests")
+    span = tracer.start_span(name, attributes=attributes, start_time=start_ns)
+    span.end(end_time=(start_ns + 1_500_000_000) if start_ns else None)
+    return format(span.get_span_context().span_id, "016x")
+
+
+def wait_for_rows(collector: Collector, count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while collector.exporter.stored_rows < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {collector.exporter.stored_rows} of {count} rows stored after {timeout}s")
+        time.sleep(0.02)
+
+
+def rows(store: Client, database: str, where: str = "1", **parameters: Any) -> list[dict[str, Any]]:
+    query = f"SELECT * FROM {{database:Identifier}}.genai_spans WHERE {where} ORDER BY timestamp, span_id"
+    return list(store.query(query, parameters={"database": database, **parameters}).named_results())
