@@ -20,6 +20,9 @@ from .version import __version__
 
 _logger = logging.getLogger(__name__)
 
+# wrapt 2 proxies derive from BaseObjectProxy (its ObjectProxy is a subclass); wrapt 1 has ObjectProxy only.
+_PROXY_BASE: type = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
+
 OnResult = Callable[[Any, Call], Any]
 
 
@@ -128,7 +131,7 @@ class SpanmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             return
         if any(p.owner is owner and p.attribute == attribute for p in self._patches):
             return  # the same class under another module path (an SDK alias)
-        if isinstance(original, wrapt.ObjectProxy):
+        if isinstance(original, _PROXY_BASE):
             _logger.warning(
                 "spanmeter: %s.%s is already wrapped by another instrumentation; not instrumenting it, so "
                 "each call keeps one span (set OTEL_PYTHON_DISABLED_INSTRUMENTATIONS to choose)",
