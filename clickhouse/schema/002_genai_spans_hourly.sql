@@ -26,3 +26,5 @@ CREATE TABLE IF NOT EXISTS {database:Identifier}.genai_spans_hourly
 ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(hour)
 ORDER BY (project, hour, service_name, environment, provider, model, feature)
+-- A retried insert into genai_spans is deduplicated here too (deduplicate_blocks_in_dependent_materialized_views).
+SETTINGS non_replicated_deduplication_window = 10000

@@ -24,7 +24,7 @@ from ..records import COLUMNS, SpanRecord
 from ..store import StoreError, apply_schema, connect, describe_endpoint, first_line
 from ..telemetry import CollectorMetrics
 
-__all__ = ["ARROW_SCHEMA", "ClickHouseExporter", "to_arrow"]
+__all__ = ["ARROW_SCHEMA", "INSERT_SETTINGS", "ClickHouseExporter", "to_arrow"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ _TYPES: dict[str, pa.DataType] = {
 }
 ARROW_SCHEMA = pa.schema([(name, _TYPES.get(name, pa.string())) for name in COLUMNS])
 TABLE = "genai_spans"
+# A retried insert carries the same insert_deduplication_token; these make the rollups skip it too.
+INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
 def to_arrow(records: Sequence[SpanRecord]) -> pa.Table:
@@ -194,7 +196,9 @@ class ClickHouseExporter:
                 if self._client is None:
                     self._client = self._open()
                 self._client.insert_arrow(
-                    f"{self._config.database}.{TABLE}", table, settings={"insert_deduplication_token": token}
+                    f"{self._config.database}.{TABLE}",
+                    table,
+                    settings=INSERT_SETTINGS | {"insert_deduplication_token": token},
                 )
             except Exception as exc:
                 self._healthy = False

@@ -52,7 +52,8 @@ class OtlpHttpReceiver:
 
     async def start(self) -> None:
         host, _, port = self._config.endpoint.rpartition(":")
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # auto_decompress off: the handler inflates gzip itself, bounded by the body size limit.
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host or "127.0.0.1", int(port), reuse_address=True)
         try:
