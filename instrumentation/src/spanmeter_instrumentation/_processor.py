@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -18,6 +19,7 @@ try:  # the SDK is the app's choice: without it there is nothing to stamp
 except ImportError:  # pragma: no cover - exercised only without opentelemetry-sdk
     _SpanProcessorBase = object  # type: ignore[assignment,misc]
 
+OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
 _INSTALLED_MARK = "_spanmeter_tag_processor"
 _install_lock = threading.Lock()
 
@@ -71,5 +73,26 @@ def install_tag_processor(tracer_provider: Any = None) -> bool:
 
 
 def post_instrument() -> None:
-    """``opentelemetry_post_instrument`` hook: runs after any distro configured the provider."""
+    """``opentelemetry_post_instrument`` hook for ``opentelemetry-instrument``.
+
+    It runs after any distro configured the SDK, so the tag processor joins that provider.
+    With no distro installed nothing configures the SDK; if the environment names a trace
+    exporter (``OTEL_TRACES_EXPORTER``), configure it the way opentelemetry-distro does,
+    so ``opentelemetry-instrument`` exports with this package alone. Without that variable
+    the app may set up its own provider, which we must not pre-empt.
+    """
+    if install_tag_processor():
+        return
+    if not os.environ.get(OTEL_TRACES_EXPORTER, "").strip() or _sdk_configured():
+        return
+    try:
+        from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+    except ImportError:
+        _logger.debug("spanmeter: opentelemetry-sdk is not installed; nothing to configure")
+        return
+    _OTelSDKConfigurator().configure()
     install_tag_processor()
+
+
+def _sdk_configured() -> bool:
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
