@@ -5,6 +5,7 @@ One code path for both: clickhouse-connect's `chdb://PATH` DSN runs the ClickHou
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from importlib import resources
@@ -12,13 +13,20 @@ from importlib import resources
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-__all__ = ["StoreError", "apply_schema", "connect", "describe_endpoint", "first_line", "schema_files"]
+__all__ = ["StoreBusy", "StoreError", "apply_schema", "connect", "describe_endpoint", "first_line", "schema_files"]
 
 logger = logging.getLogger(__name__)
+
+# Embedded stores this process has open: its own lock on them is not another process's.
+_opened_here: set[str] = set()
 
 
 class StoreError(Exception):
     """The store cannot be reached or used; the message says which and why."""
+
+
+class StoreBusy(StoreError):
+    """Another process (a running collector) holds the embedded store: ClickHouse allows one per directory."""
 
 
 def connect(endpoint: str, username: str = "default", password: str = "") -> Client:
@@ -26,9 +34,15 @@ def connect(endpoint: str, username: str = "default", password: str = "") -> Cli
     try:
         if endpoint.startswith("chdb://"):
             path = os.path.abspath(endpoint.removeprefix("chdb://"))
+            if path not in _opened_here and _held_by_another_process(path):
+                raise StoreBusy(f"the embedded store at {path} is in use by another process (a running collector?)")
             os.makedirs(path, exist_ok=True)
-            return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            _opened_here.add(path)
+            return client
         return clickhouse_connect.get_client(dsn=endpoint, username=username, password=password)
+    except StoreBusy:
+        raise
     except Exception as exc:  # the driver raises many kinds; all mean "no store"
         raise StoreError(f"cannot open ClickHouse at {describe_endpoint(endpoint)}: {first_line(exc)}") from exc
 
@@ -53,6 +67,26 @@ def apply_schema(client: Client, database: str) -> None:
                 client.command(statement, parameters={"database": database})
             except Exception as exc:
                 raise StoreError(f"schema file {name} failed: {first_line(exc)}") from exc
+
+
+def _held_by_another_process(path: str) -> bool:
+    """ClickHouse flock()s `status` in its data directory while it runs; probe that lock without taking it."""
+    status = os.path.join(path, "status")
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def describe_endpoint(endpoint: str) -> str:

@@ -77,10 +77,9 @@ def demo_calls(count: int, seed: int, now: datetime | None = None) -> list[DemoC
     calls = []
     for _ in range(count):
         service, feature, provider, model, operation, _w = rng.choices(_MIX, weights)[0]
-        hour = rng.choices(range(24), [1 if h < 7 or h > 19 else 4 for h in range(24)])[0]
-        start = (end - timedelta(days=1)).replace(minute=0, second=0, microsecond=0) + timedelta(
-            hours=hour, seconds=rng.randrange(3600)
-        )
+        day_start = end - timedelta(days=1) + timedelta(minutes=5)  # inside "the last 24h" for a while
+        busy = [4 if 7 <= (day_start + timedelta(hours=h)).hour <= 19 else 1 for h in range(24)]
+        start = day_start + timedelta(hours=rng.choices(range(24), busy)[0], seconds=rng.randrange(3600))
         start = min(start, end - timedelta(seconds=5))
         user = "u-007" if rng.random() < 0.15 else rng.choice(users)  # one heavy user
         session = f"s-{user}-{rng.randrange(4)}"
@@ -239,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         stored = _wait_stored(collector, len(calls))
         print(f"stored {stored} GenAI spans in ClickHouse (embedded)\n", file=sys.stderr)
         database = collector.store_config.database
-        window = ReportRequest.since("model", "25h")
+        window = ReportRequest.since("model", "24h", now=datetime.now(UTC) + timedelta(seconds=1))
         client = connect(f"chdb://{args.data}")
         for by in ("model", "feature", "user"):
             request = ReportRequest(by, window.start, window.end)

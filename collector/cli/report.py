@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from ..config import Config
 from ..report import GROUPS, ReportRequest, ReportRow, run_report
-from ..store import StoreError, connect
+from ..store import StoreBusy, StoreError, connect
 from .common import EXIT_CONFIG, add_config_argument, fail, load_or_exit
 
 __all__ = ["fetch_report", "register", "render", "run"]
@@ -80,14 +80,14 @@ def run(args: argparse.Namespace) -> int:
     database = args.database or store.database
     try:
         client = connect(endpoint, store.username, store.password)
-    except StoreError as exc:
-        if not _held_by_another_process(exc):
-            return fail(str(exc))
+    except StoreBusy:
         base = args.collector or _collector_url(config)
         try:
             rows = fetch_report(base, request, database)
         except (OSError, ValueError) as api_exc:
             return fail(f"the store is held by another process and its collector API at {base} failed: {api_exc}")
+    except StoreError as exc:
+        return fail(str(exc))
     else:
         try:
             rows = run_report(client, database, request)
@@ -97,11 +97,6 @@ def run(args: argparse.Namespace) -> int:
             client.close()
     sys.stdout.write(render(rows, args.format, request, args.limit))
     return 0
-
-
-def _held_by_another_process(exc: StoreError) -> bool:
-    text = str(exc).lower()
-    return "lock" in text or "already initialized" in text
 
 
 def _collector_url(config: Config) -> str:

@@ -1,0 +1,98 @@
+"""`genai_spans` matches DESIGN.md's column contract exactly; the schema applies idempotently; the
+hourly rollup agrees with the raw rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from clickhouse_connect.driver.client import Client
+from spanmeter.config import Config
+from spanmeter.records import COLUMNS
+from spanmeter.service import Collector
+from spanmeter.store import apply_schema
+
+from .conftest import emit, tracer_provider, wait_for_rows
+from .test_pricing_e2e import AT_NS, genai_attributes
+
+# The table contract, copied from DESIGN.md: names and types that SQL users, Grafana and the CLI rely on.
+CONTRACT = {
+    "timestamp": "DateTime64(9, 'UTC')",
+    "trace_id": "String",
+    "span_id": "String",
+    "parent_span_id": "String",
+    "project": "LowCardinality(String)",
+    "service_name": "LowCardinality(String)",
+    "environment": "LowCardinality(String)",
+    "operation": "LowCardinality(String)",
+    "provider": "LowCardinality(String)",
+    "request_model": "LowCardinality(String)",
+    "response_model": "LowCardinality(String)",
+    "input_tokens": "UInt64",
+    "output_tokens": "UInt64",
+    "cache_read_tokens": "UInt64",
+    "cache_write_tokens": "UInt64",
+    "reasoning_tokens": "UInt64",
+    "input_cost": "Decimal(18, 12)",
+    "cache_read_cost": "Decimal(18, 12)",
+    "cache_write_cost": "Decimal(18, 12)",
+    "output_cost": "Decimal(18, 12)",
+    "total_cost": "Decimal(18, 12)",
+    "price_status": "LowCardinality(String)",
+    "price_source": "LowCardinality(String)",
+    "duration_ns": "UInt64",
+    "status_code": "LowCardinality(String)",
+    "error_type": "LowCardinality(String)",
+    "finish_reasons": "Array(LowCardinality(String))",
+    "user_id": "String",
+    "session_id": "String",
+    "conversation_id": "String",
+    "feature": "LowCardinality(String)",
+    "tags": "Map(LowCardinality(String), String)",
+    "convention": "LowCardinality(String)",
+    "span_attributes": "Map(LowCardinality(String), String)",
+    "resource_attributes": "Map(LowCardinality(String), String)",
+    "ingested_at": "DateTime64(3, 'UTC')",
+}
+
+
+def test_genai_spans_matches_the_contract_and_schema_reapplies(
+    make_config: Callable[..., Config], store: Client, database: str, start_collector: Callable[..., Collector]
+) -> None:
+    start_collector()
+    apply_schema(store, database)  # a second time: every statement is IF NOT EXISTS
+    columns = store.query(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = 'genai_spans' ORDER BY position",
+        parameters={"db": database},
+    ).result_rows
+    assert dict(columns) == CONTRACT
+    assert [name for name, _ in columns][: len(COLUMNS)] == list(COLUMNS)
+    tables = {
+        row[0] for row in store.query("SHOW TABLES FROM {db:Identifier}", parameters={"db": database}).result_rows
+    }
+    assert {"genai_spans", "genai_spans_hourly", "genai_spans_hourly_mv"} <= tables
+
+
+def test_hourly_rollup_sums_match_raw_rows(collector: Collector, store: Client, database: str) -> None:
+    provider = tracer_provider(collector)
+    hour = 3_600_000_000_000
+    for index in range(6):
+        attributes = genai_attributes(
+            "anthropic",
+            "claude-sonnet-4-5",
+            {"input": 1000 + index, "output": 10, "cache_read": 500, "cache_write": 100},
+            **{"spanmeter.tag.feature": "chat" if index % 2 else "search"},
+        )
+        emit(provider, "chat", attributes, AT_NS + (index % 3) * hour)
+    wait_for_rows(collector, 6)
+    raw = store.query(
+        "SELECT toStartOfHour(timestamp) AS h, feature, count(), sum(input_tokens), sum(total_cost)"
+        " FROM {db:Identifier}.genai_spans GROUP BY h, feature ORDER BY h, feature",
+        parameters={"db": database},
+    ).result_rows
+    rolled = store.query(
+        "SELECT hour, feature, sum(requests), sum(input_tokens), sum(total_cost)"
+        " FROM {db:Identifier}.genai_spans_hourly GROUP BY hour, feature ORDER BY hour, feature",
+        parameters={"db": database},
+    ).result_rows
+    assert len(raw) == 6
+    assert rolled == raw
