@@ -88,7 +88,7 @@ def test_json_report_by_model(seeded: list[str], capsys: pytest.CaptureFixture[s
     assert Decimal(gpt["total_cost"]) == expected
     assert by_group["o3-mini"]["reasoning_tokens"] == 1400
     assert (by_group["acme-1"]["total_cost"], by_group["acme-1"]["unpriced_requests"]) == ("0.000000000000", 1)
-    assert [row["group"] for row in report][0] == "gpt-4o-2024-08-06"  # costliest first
+    assert report[0]["group"] == "gpt-4o-2024-08-06"  # costliest first
 
 
 def test_groupings_windows_and_formats(seeded: list[str], capsys: pytest.CaptureFixture[str]) -> None:

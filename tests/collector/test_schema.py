@@ -61,7 +61,8 @@ def test_genai_spans_matches_the_contract_and_schema_reapplies(
     start_collector()
     apply_schema(store, database)  # a second time: every statement is IF NOT EXISTS
     columns = store.query(
-        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = 'genai_spans' ORDER BY position",
+        "SELECT name, type FROM system.columns"
+        " WHERE database = {db:String} AND table = 'genai_spans' ORDER BY position",
         parameters={"db": database},
     ).result_rows
     assert dict(columns) == CONTRACT
