@@ -25,9 +25,13 @@ OTEL_GENAI = Convention(
         Field.INPUT_TOKENS: (gen_ai.GEN_AI_USAGE_INPUT_TOKENS, gen_ai.GEN_AI_USAGE_PROMPT_TOKENS),
         Field.OUTPUT_TOKENS: (gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS, gen_ai.GEN_AI_USAGE_COMPLETION_TOKENS),
         Field.CACHE_READ_TOKENS: (gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,),
-        Field.CACHE_WRITE_TOKENS: (gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,),
+        # The Anthropic SDK's own tracing (2.x) names cache writes `cache_write`.
+        Field.CACHE_WRITE_TOKENS: (
+            gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+            "gen_ai.usage.cache_write.input_tokens",
+        ),
         Field.REASONING_TOKENS: (gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,),
-        Field.FINISH_REASONS: (gen_ai.GEN_AI_RESPONSE_FINISH_REASONS,),
+        Field.FINISH_REASONS: (gen_ai.GEN_AI_RESPONSE_FINISH_REASONS, "anthropic.message.stop_reason"),
         Field.ERROR_TYPE: (err.ERROR_TYPE,),
         Field.USER_ID: (user_attributes.USER_ID,),
         Field.SESSION_ID: (session_attributes.SESSION_ID,),

@@ -1,0 +1,29 @@
+# The two commands of the quick start, and what they need. Everything installs into ./.venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml instrumentation/pyproject.toml
+	$(BIN)/pip install --quiet -e ".[test]" -e "./instrumentation[test]"
+	touch $@
+
+demo: $(VENV)/.installed  ## a collector on the embedded store, a day of GenAI traffic, its spend report
+	$(BIN)/spanmeter demo
+
+test: $(VENV)/.installed  ## the whole test suite (what CI runs)
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(VENV)/.installed  ## end-to-end ingest throughput beside protobuf's decode rate
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .spanmeter .spanmeter-demo

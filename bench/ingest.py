@@ -1,0 +1,224 @@
+"""End-to-end ingest throughput of the spanmeter collector, beside the ceiling measured in the same run.
+
+Starts `spanmeter serve` as a child process (its own embedded store, ports the OS picks), sends N GenAI
+spans through the real OTLP exporters (gRPC, then HTTP/protobuf) from sender threads in this process,
+and waits until the collector reports all of them stored. In the same run it times Python's protobuf
+(upb) decoding the very same request bodies: the rate no Python receiver can beat. Prints medians over
+rounds and the ratio, since these machines are shared and noisy.
+
+    python bench/ingest.py [--spans 100000] [--batch 512] [--senders 4] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = (
+    ("openai", "gpt-4o-2024-08-06"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("gcp.gemini", "gemini-2.5-flash"),
+    ("openai", "o3-mini"),
+)
+
+
+def make_spans(count: int) -> list[ReadableSpan]:
+    """GenAI spans shaped like an instrumentation's: ~20 attributes, tags, usage with cache and reasoning."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "bench", "deployment.environment.name": "prod"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("bench")
+    for index in range(count):
+        system, model = MODELS[index % len(MODELS)]
+        tracer.start_span(
+            f"chat {model}",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": system,
+                "gen_ai.request.model": model,
+                "gen_ai.response.model": model,
+                "gen_ai.response.id": f"resp-{index}",
+                "gen_ai.response.finish_reasons": ["stop"],
+                "gen_ai.request.temperature": 0.2,
+                "gen_ai.request.max_tokens": 1024,
+                "gen_ai.usage.input_tokens": 1200 + index % 97,
+                "gen_ai.usage.output_tokens": 300 + index % 13,
+                "gen_ai.usage.cache_read.input_tokens": 512,
+                "gen_ai.usage.reasoning.output_tokens": 100 if model == "o3-mini" else 0,
+                "server.address": "api.example.com",
+                "server.port": 443,
+                "user.id": f"u-{index % 500}",
+                "session.id": f"s-{index % 2000}",
+                "spanmeter.tag.feature": ("chat", "search", "summarize")[index % 3],
+                "spanmeter.tag.team": "growth",
+            },
+        ).end()
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def chunks(spans: Sequence[ReadableSpan], size: int) -> list[Sequence[ReadableSpan]]:
+    return [spans[i : i + size] for i in range(0, len(spans), size)]
+
+
+class Collector:
+    """`spanmeter serve` in a child process, as a user runs it."""
+
+    def __init__(self, data: Path) -> None:
+        config = Path(data) / "pipelines.yaml"
+        config.write_text((REPO / "pipelines.yaml").read_text())
+        env = {
+            **os.environ,
+            "SPANMETER_DATA": str(Path(data) / "store"),
+            "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
+            "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
+        }
+        script = Path(sys.executable).with_name("spanmeter")
+        self.process = subprocess.Popen(
+            [str(script), "serve", "--config", str(config)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        self.grpc_port = self.http_port = 0
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if match := re.search(r"OTLP/gRPC receiver listening on [\d.]+:(\d+)", line):
+                self.grpc_port = int(match.group(1))
+            if match := re.search(r"OTLP/HTTP receiver listening on [\d.]+:(\d+)", line):
+                self.http_port = int(match.group(1))
+                break
+        if not self.http_port:
+            raise RuntimeError("collector did not start")
+        threading.Thread(target=self.process.stderr.read, daemon=True).start()  # keep the pipe drained
+
+    def stored(self) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        match = re.search(r"^spanmeter_spans_stored_total ([\d.e+]+)$", text, re.MULTILINE)
+        return int(float(match.group(1))) if match else 0
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=120)
+
+
+def send(batches: list[Sequence[ReadableSpan]], make_exporter: Callable[[], SpanExporter], senders: int) -> None:
+    """Each sender thread owns one real OTLP exporter, as parallel app workers would."""
+    errors: list[str] = []
+
+    def worker(mine: list[Sequence[ReadableSpan]]) -> None:
+        exporter = make_exporter()
+        for batch in mine:
+            if exporter.export(batch) is not SpanExportResult.SUCCESS:
+                errors.append("export failed")
+        exporter.shutdown()
+
+    threads = [threading.Thread(target=worker, args=(batches[i::senders],)) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} exports failed")
+
+
+def end_to_end(collector: Collector, batches: list[Sequence[ReadableSpan]], transport: str, senders: int) -> float:
+    total = sum(len(b) for b in batches)
+    before = collector.stored()
+    if transport == "grpc":
+        make: Callable[[], SpanExporter] = lambda: GrpcSpanExporter(  # noqa: E731
+            endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True
+        )
+    else:
+        make = lambda: HttpSpanExporter(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces")  # noqa: E731
+    started = time.perf_counter()
+    send(batches, make, senders)
+    while collector.stored() < before + total:
+        time.sleep(0.01)
+    return total / (time.perf_counter() - started)
+
+
+def decode_ceiling(bodies: list[bytes], spans: int) -> float:
+    started = time.perf_counter()
+    for body in bodies:
+        ExportTraceServiceRequest.FromString(body)
+    return spans / (time.perf_counter() - started)
+
+
+def client_encode_rate(batches: list[Sequence[ReadableSpan]], spans: int) -> float:
+    """What the sender side spends: the SDK encoding spans into requests (in this process, not the collector's)."""
+    started = time.perf_counter()
+    for batch in batches:
+        encode_spans(batch).SerializeToString()
+    return spans / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spans", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=512, help="spans per export request (the SDK's default)")
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    print(f"building {args.spans} spans...", file=sys.stderr)
+    spans = make_spans(args.spans)
+    batches = chunks(spans, args.batch)
+    bodies = [encode_spans(batch).SerializeToString() for batch in batches]
+    print(
+        f"{len(bodies)} requests of {args.batch} spans, {sum(map(len, bodies)) / len(spans):.0f} bytes/span",
+        file=sys.stderr,
+    )
+
+    results: dict[str, list[float]] = {"grpc": [], "http": [], "decode": [], "encode": []}
+    workdir = Path(tempfile.mkdtemp(prefix="spanmeter-bench-"))
+    collector = Collector(workdir)
+    try:
+        for round_index in range(args.rounds):
+            for transport in ("grpc", "http"):
+                rate = end_to_end(collector, batches, transport, args.senders)
+                results[transport].append(rate)
+                print(f"round {round_index + 1}: {transport:4s} end to end {rate:>10,.0f} spans/s", file=sys.stderr)
+            results["decode"].append(decode_ceiling(bodies, len(spans)))
+            results["encode"].append(client_encode_rate(batches, len(spans)))
+    finally:
+        collector.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    median = {name: statistics.median(values) for name, values in results.items()}
+    print(f"\nspanmeter ingest, {args.spans} GenAI spans x {args.rounds} rounds, {os.cpu_count()} cores (medians)")
+    print(f"  protobuf decode alone (the ceiling)  {median['decode']:>10,.0f} spans/s")
+    for transport in ("grpc", "http"):
+        ratio = median[transport] / median["decode"]
+        print(
+            f"  end to end, OTLP/{transport:4s}            {median[transport]:>10,.0f} spans/s   {ratio:6.1%} of ceiling"
+        )
+    print(f"  sender-side SDK encoding (client)    {median['encode']:>10,.0f} spans/s")
+    print("  target (DESIGN.md)                      100,000 spans/s end to end on 2 cores")
+
+
+if __name__ == "__main__":
+    main()
