@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from prometheus_client.parser import text_string_to_metric_families
 from spanmeter.config import Config, load_config
 from spanmeter.service import Collector, CollectorThread
 from spanmeter.store import connect
@@ -181,3 +183,38 @@ def wait_for_rows(collector: Collector, count: int, timeout: float = 20.0) -> No
 def rows(store: Client, database: str, where: str = "1", **parameters: Any) -> list[dict[str, Any]]:
     query = f"SELECT * FROM {{database:Identifier}}.genai_spans WHERE {where} ORDER BY timestamp, span_id"
     return list(store.query(query, parameters={"database": database, **parameters}).named_results())
+
+
+def http_request(
+    collector: Collector, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str, bytes]:
+    """POST `body` (or GET without one) to the collector's HTTP port: status, Content-Type, body.
+    Error statuses are returned, not raised."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{collector.http_port}{path}",
+        data=body,
+        headers=headers or {},
+        method="GET" if body is None else "POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Content-Type", ""), error.read()
+
+
+def metric_samples(collector: Collector) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The collector's GET /metrics, parsed: (sample name, labels) -> value."""
+    status, _, body = http_request(collector, "/metrics")
+    assert status == 200, body
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def metric_value(collector: Collector, name: str, **labels: str) -> float:
+    """One sample of GET /metrics, e.g. `metric_value(c, "spanmeter_spans_dropped_total", reason="not_genai")`;
+    0 when the series has not been created yet (a labelled counter never incremented)."""
+    return metric_samples(collector).get((name, frozenset(labels.items())), 0.0)
