@@ -13,6 +13,8 @@ from decimal import Decimal
 
 import genai_prices
 from genai_prices.types import ModelInfo, ModelPrice, calc_unit_price
+from genai_prices.data_units import unit_data
+from genai_prices.units import UnitRegistry
 
 from ..config import PriceOverride, PricingProcessorConfig
 from ..conventions import PRICING_PROVIDERS, SELF_HOSTED_PROVIDERS, normalize_provider
@@ -23,6 +25,7 @@ __all__ = ["PricingProcessor"]
 _PER_MILLION = 1_000_000
 _COST_QUANTUM = Decimal("1e-12")  # Decimal(18, 12), the column type
 _ZERO = Decimal(0)
+_UNITS = UnitRegistry(unit_data)
 
 PRICED = "priced"
 OVERRIDE = "override"
@@ -40,7 +43,8 @@ class PricingProcessor:
 
     def __init__(self, config: PricingProcessorConfig) -> None:
         self.source = f"genai-prices {genai_prices.__version__}"
-        self._overrides = {_override_key(o.provider, o.model): _override_price(o) for o in config.overrides}
+        self._overrides = {_override_key(o.provider, o.model): RateCard(_override_price(o)) for o in config.overrides}
+        self._cards: dict[int, RateCard] = {}
         self._models: dict[tuple[str, str], ModelInfo | None] = {}
 
     def process(self, records: Iterable[SpanRecord]) -> None:
@@ -69,8 +73,14 @@ class PricingProcessor:
         at = datetime.fromtimestamp(record.timestamp // 1_000_000_000, UTC).replace(
             microsecond=(record.timestamp // 1000) % 1_000_000
         )
-        _apply(record, model_info.get_prices(at))
+        _apply(record, self._card(model_info.get_prices(at)))
         record.price_status = PRICED
+
+    def _card(self, price: ModelPrice) -> RateCard:
+        card = self._cards.get(id(price))
+        if card is None or card.price is not price:
+            card = self._cards[id(price)] = RateCard(price)
+        return card
 
     def _model(self, provider: str, model: str) -> ModelInfo | None:
         key = (provider, model)
@@ -101,27 +111,69 @@ def _find_model(provider: str, model: str) -> ModelInfo | None:
         return None
 
 
-def _apply(record: SpanRecord, price: ModelPrice) -> None:
-    usage = genai_prices.Usage(
-        input_tokens=record.input_tokens,
-        cache_read_tokens=record.cache_read_tokens,
-        cache_write_tokens=record.cache_write_tokens,
-        output_tokens=record.output_tokens,
+class RateCard:
+    """A model's prices compiled for the five usage counts spanmeter reports.
+
+    genai-prices' general calculation walks its whole unit registry for every call (~90 us); for a
+    price whose only units that can apply are input, cache read, cache write and output, the same
+    sums are a few multiplications. Any other price (per-request fees, separate reasoning rates)
+    takes genai-prices' own path. tests/collector/test_rate_card.py checks both agree on every model.
+    """
+
+    _CORE = frozenset({"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"})
+    _REPORTED = frozenset(
+        {"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "output_reasoning_tokens"}
     )
-    totals = price.calc_price(usage)
-    # Cache tokens without a cache price are billed at the input rate, as genai-prices does.
-    cache_read = calc_unit_price(
-        _first(price.cache_read_mtok, price.input_mtok), record.cache_read_tokens, record.input_tokens, _PER_MILLION
-    )
-    cache_write = calc_unit_price(
-        _first(price.cache_write_mtok, price.input_mtok), record.cache_write_tokens, record.input_tokens, _PER_MILLION
-    )
-    # Anything priced on neither side (a per-request fee) is counted with the input.
-    other = totals["total_price"] - totals["input_price"] - totals["output_price"]
+
+    def __init__(self, price: ModelPrice) -> None:
+        self.price = price
+        priced = {key for key, value in vars(price).items() if value is not None and not key.startswith("_")}
+        self.fast = all(key in self._CORE or _never_applies(key) for key in priced)
+
+    def costs(self, record: SpanRecord) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """(input excluding cache, cache read, cache write, output), unrounded."""
+        price = self.price
+        total_input = record.input_tokens
+        cache_read = calc_unit_price(
+            _first(price.cache_read_mtok, price.input_mtok), record.cache_read_tokens, total_input, _PER_MILLION
+        )
+        cache_write = calc_unit_price(
+            _first(price.cache_write_mtok, price.input_mtok), record.cache_write_tokens, total_input, _PER_MILLION
+        )
+        if self.fast:
+            plain_input = total_input - record.cache_read_tokens - record.cache_write_tokens
+            plain = calc_unit_price(price.input_mtok, plain_input, total_input, _PER_MILLION)
+            output = calc_unit_price(price.output_mtok, record.output_tokens, total_input, _PER_MILLION)
+            return plain, cache_read, cache_write, output
+        totals = price.calc_price(
+            genai_prices.Usage(
+                input_tokens=record.input_tokens,
+                cache_read_tokens=record.cache_read_tokens,
+                cache_write_tokens=record.cache_write_tokens,
+                output_tokens=record.output_tokens,
+                output_reasoning_tokens=record.reasoning_tokens,
+            )
+        )
+        # Anything priced on neither side (a per-request fee) is counted with the input.
+        other = totals["total_price"] - totals["input_price"] - totals["output_price"]
+        return totals["input_price"] - cache_read - cache_write + other, cache_read, cache_write, totals["output_price"]
+
+
+def _never_applies(price_key: str) -> bool:
+    """A unit for a usage spanmeter never reports (audio, images, web searches...): it prices zero."""
+    try:
+        unit = _UNITS.unit_for_price_key(price_key)
+    except KeyError:
+        return False
+    return unit.usage_key not in RateCard._REPORTED and unit.dimensions.get("family") != "requests"
+
+
+def _apply(record: SpanRecord, card: RateCard) -> None:
+    plain, cache_read, cache_write, output = card.costs(record)
+    record.input_cost = _quantize(plain)
     record.cache_read_cost = _quantize(cache_read)
     record.cache_write_cost = _quantize(cache_write)
-    record.input_cost = _quantize(totals["input_price"] - cache_read - cache_write + other)
-    record.output_cost = _quantize(totals["output_price"])
+    record.output_cost = _quantize(output)
     record.total_cost = record.input_cost + record.cache_read_cost + record.cache_write_cost + record.output_cost
 
 
