@@ -52,8 +52,8 @@ COLUMNS: tuple[str, ...] = (
 class SpanRecord:
     """A GenAI span read into the contract's terms, on its way through the processors.
 
-    ``attributes`` and ``resource`` keep the span's and resource's raw OTLP values (AnyValue
-    messages, undecoded) so later processors can read what they need without a second pass.
+    ``attributes`` is the span's raw OTLP attribute list and ``resource`` the resource's attributes by
+    key (AnyValue messages, undecoded), for later processors that need more than the columns.
     """
 
     __slots__ = (*COLUMNS, "attributes", "has_usage", "resource")
@@ -93,7 +93,7 @@ class SpanRecord:
     convention: str
     span_attributes: dict[str, str]
     resource_attributes: dict[str, str]
-    attributes: dict[str, Any]
+    attributes: Any  # repeated KeyValue
     resource: dict[str, Any]
     has_usage: bool
     """Whether the span reported any token counts: without them there is nothing to price."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.semconv._incubating.attributes import deployment_attributes as deployment
 from opentelemetry.semconv.attributes import service_attributes as service
@@ -75,7 +76,7 @@ class _Resource:
             attributes, deployment.DEPLOYMENT_ENVIRONMENT
         )
         self.project = _text(attributes, PROJECT_ATTRIBUTE) or "default"
-        self.stored = _bounded_strings(attributes, (), config)
+        self.stored = _bounded_strings(attributes, config)
 
 
 class GenAIProcessor:
@@ -84,6 +85,8 @@ class GenAIProcessor:
     def __init__(self, config: GenAIProcessorConfig, conventions: tuple[Convention, ...] = CONVENTIONS) -> None:
         self._config = config
         self._conventions = conventions
+        # Every attribute any convention reads or detects by: looked up once per attribute, in one pass.
+        self._read_keys = frozenset().union(*(c.consumed | set(c.markers) for c in conventions))
 
     def decode(self, request: ExportTraceServiceRequest) -> DecodeResult:
         result = DecodeResult()
@@ -91,15 +94,15 @@ class GenAIProcessor:
             resource: _Resource | None = None
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    attributes = _index(span.attributes)
-                    convention = self._convention_of(attributes)
+                    known, rest = self._split(span.attributes)
+                    convention = self._convention_of(known)
                     if convention is None:
                         result.non_genai += 1
                         continue
                     if resource is None:
                         resource = _Resource(_index(resource_spans.resource.attributes), self._config)
                     try:
-                        record = self._read(span, attributes, convention, resource)
+                        record = self._read(span, known, rest, convention, resource)
                     except InvalidValue as exc:
                         result.reject(f"span {span.span_id.hex() or '(no span_id)'} {span.name!r}: {exc}")
                         continue
@@ -107,20 +110,40 @@ class GenAIProcessor:
                     result.by_convention[convention.name] += 1
         return result
 
-    def _convention_of(self, attributes: dict[str, Any]) -> Convention | None:
+    def _split(self, attributes: Any) -> tuple[dict[str, AnyValue], list[KeyValue]]:
+        """One pass over a span's attributes: those a convention reads, and the rest (undecoded)."""
+        known: dict[str, AnyValue] = {}
+        rest: list[KeyValue] = []
+        read = self._read_keys
+        for kv in attributes:
+            key = kv.key
+            if key in read:
+                known[key] = kv.value
+            else:
+                rest.append(kv)
+        return known, rest
+
+    def _convention_of(self, attributes: dict[str, AnyValue]) -> Convention | None:
         for convention in self._conventions:
             for marker in convention.markers:
                 if marker in attributes:
                     return convention
         return None
 
-    def _read(self, span: Span, attributes: dict[str, Any], convention: Convention, resource: _Resource) -> SpanRecord:
+    def _read(
+        self,
+        span: Span,
+        known: dict[str, AnyValue],
+        rest: list[KeyValue],
+        convention: Convention,
+        resource: _Resource,
+    ) -> SpanRecord:
         if len(span.trace_id) != 16:
             raise InvalidValue(f"trace_id must be 16 bytes, got {len(span.trace_id)}")
         if len(span.span_id) != 8:
             raise InvalidValue(f"span_id must be 8 bytes, got {len(span.span_id)}")
         record = SpanRecord()
-        record.attributes = attributes
+        record.attributes = span.attributes
         record.resource = resource.attributes
         record.timestamp = span.start_time_unix_nano
         record.duration_ns = max(span.end_time_unix_nano - span.start_time_unix_nano, 0)
@@ -134,7 +157,7 @@ class GenAIProcessor:
         record.convention = convention.name
         record.resource_attributes = resource.stored
 
-        values = self._fields(attributes, convention)
+        values = self._fields(known, convention)
         operation = values.get(Field.OPERATION) or _operation_from_name(span.name)
         record.operation = operation
         record.provider = normalize_provider(values.get(Field.PROVIDER, ""))
@@ -147,13 +170,30 @@ class GenAIProcessor:
         record.conversation_id = values.get(Field.CONVERSATION_ID, "")
         _read_tokens(record, values, convention)
 
-        if convention.tag_prefixes:
-            record.tags = _prefixed(attributes, convention.tag_prefixes)
-        record.span_attributes = _bounded_strings(attributes, convention, self._config)
+        record.tags, record.span_attributes = self._tags_and_rest(rest, convention)
         return record
 
+    def _tags_and_rest(self, rest: list[KeyValue], convention: Convention) -> tuple[dict[str, str], dict[str, str]]:
+        """Tag attributes into tags; the others as strings, bounded in count and length, prompt and
+        completion text only when content capture is on."""
+        tags: dict[str, str] = {}
+        kept: dict[str, str] = {}
+        config = self._config
+        limit = config.max_attribute_value_length
+        for kv in rest:
+            key = kv.key
+            if convention.tag_prefixes and key.startswith(convention.tag_prefixes):
+                for prefix in convention.tag_prefixes:
+                    if key.startswith(prefix):
+                        tags[key[len(prefix) :]] = as_str(kv.value)
+                        break
+            elif len(kept) < config.max_attributes and (config.capture_content or not convention.is_content(key)):
+                text = as_str(kv.value)
+                kept[key] = text if len(text) <= limit else text[:limit]
+        return tags, kept
+
     @staticmethod
-    def _fields(attributes: dict[str, Any], convention: Convention) -> dict[Field, Any]:
+    def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Field, Any]:
         values: dict[Field, Any] = {}
         for name, keys in convention.fields.items():
             for key in keys:
@@ -213,28 +253,11 @@ def _operation_from_name(name: str) -> str:
     return first if first in _OPERATIONS else ""
 
 
-def _prefixed(attributes: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for key, value in attributes.items():
-        for prefix in prefixes:
-            if key.startswith(prefix):
-                tags[key[len(prefix) :]] = as_str(value)
-    return tags
-
-
-def _bounded_strings(
-    attributes: dict[str, Any], convention: Convention | tuple[()], config: GenAIProcessorConfig
-) -> dict[str, str]:
-    """Attributes not promoted to a column, as strings, bounded in count and length; prompt and
-    completion text only when content capture is on."""
+def _bounded_strings(attributes: dict[str, AnyValue], config: GenAIProcessorConfig) -> dict[str, str]:
+    """Resource attributes as strings, bounded in count and length."""
     kept: dict[str, str] = {}
     limit = config.max_attribute_value_length
     for key, value in attributes.items():
-        if isinstance(convention, Convention):
-            if key in convention.consumed or key.startswith(convention.tag_prefixes):
-                continue
-            if not config.capture_content and convention.is_content(key):
-                continue
         if len(kept) >= config.max_attributes:
             break
         text = as_str(value)

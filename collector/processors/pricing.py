@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import genai_prices
-from genai_prices.types import ModelInfo, ModelPrice, calc_unit_price
 from genai_prices.data_units import unit_data
+from genai_prices.types import ModelInfo, ModelPrice, calc_unit_price
 from genai_prices.units import UnitRegistry
 
 from ..config import PriceOverride, PricingProcessorConfig

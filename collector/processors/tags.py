@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import TagsProcessorConfig
 from ..otlp_values import as_str
@@ -23,8 +24,8 @@ class _CompiledRule:
     key: str
     pattern: re.Pattern[str] | None
 
-    def value(self, record: SpanRecord) -> str | None:
-        source = record.attributes if self.scope == "span" else record.resource
+    def value(self, record: SpanRecord, span_attributes: dict[str, Any]) -> str | None:
+        source = span_attributes if self.scope == "span" else record.resource
         raw = source.get(self.key)
         if raw is None:
             return None
@@ -52,11 +53,15 @@ class TagsProcessor:
         ]
 
     def process(self, records: Iterable[SpanRecord]) -> None:
+        reads_spans = any(rule.scope == "span" for rule in self._rules)
         for record in records:
-            for rule in self._rules:
-                value = rule.value(record)
-                if value:
-                    record.tags[rule.tag] = value[:_MAX_TAG_VALUE]
+            if self._rules:
+                # Index the span's attributes only when a rule reads them.
+                span_attributes = {kv.key: kv.value for kv in record.attributes} if reads_spans else {}
+                for rule in self._rules:
+                    value = rule.value(record, span_attributes)
+                    if value:
+                        record.tags[rule.tag] = value[:_MAX_TAG_VALUE]
             promote(record)
 
 
