@@ -18,6 +18,7 @@ from genai_prices.units import UnitRegistry
 
 from ..config import PriceOverride, PricingProcessorConfig
 from ..conventions import PRICING_PROVIDERS, SELF_HOSTED_PROVIDERS, normalize_provider
+from ..conventions.models import model_candidates
 from ..records import SpanRecord
 
 __all__ = ["PricingProcessor"]
@@ -26,6 +27,7 @@ _PER_MILLION = 1_000_000
 _COST_QUANTUM = Decimal("1e-12")  # Decimal(18, 12), the column type
 _ZERO = Decimal(0)
 _UNITS = UnitRegistry(unit_data)
+_NO_USAGE = genai_prices.Usage(input_tokens=0, output_tokens=0)
 
 PRICED = "priced"
 OVERRIDE = "override"
@@ -98,17 +100,16 @@ def _find_model(provider: str, model: str) -> ModelInfo | None:
     if not model or provider in SELF_HOSTED_PROVIDERS:
         return None
     provider_id = PRICING_PROVIDERS.get(provider, provider or None)
-    usage = genai_prices.Usage(input_tokens=0, output_tokens=0)
-    try:
-        return genai_prices.calc_price(usage, model, provider_id=provider_id).model
-    except LookupError:
-        if provider_id is None or provider in PRICING_PROVIDERS:
-            return None
-    # A provider genai-prices does not know (a gateway, a proxy): let the model name decide.
-    try:
-        return genai_prices.calc_price(usage, model).model
-    except LookupError:
-        return None
+    candidates = list(model_candidates(provider_id, model))
+    if provider_id is not None and provider not in PRICING_PROVIDERS:
+        # A provider genai-prices may not know (a gateway, a proxy): let the model name decide too.
+        candidates += [(None, name) for _, name in candidates]
+    for candidate_provider, name in candidates:
+        try:
+            return genai_prices.calc_price(_NO_USAGE, name, provider_id=candidate_provider).model
+        except LookupError:
+            continue
+    return None
 
 
 class RateCard:

@@ -209,3 +209,34 @@ def test_time_of_day_prices_follow_each_span_start(collector: Collector, store: 
     costs = [row["total_cost"] for row in rows(store, database)]
     assert costs == [reference_price("deepseek-chat", "deepseek", usage, at).total_price for at in times]
     assert costs[0] != costs[1]
+
+
+# (provider as sent, model as sent, genai-prices provider, canonical model the price must equal)
+MODEL_VARIANTS = [
+    ("openai", "openai/gpt-4o", "openai", "gpt-4o"),  # LiteLLM / gateway style vendor prefix
+    ("", "openai/gpt-4o-mini", "openai", "gpt-4o-mini"),  # no provider at all
+    ("gcp.gemini", "models/gemini-2.5-flash", "google", "gemini-2.5-flash"),  # Gemini API resource name
+    ("gcp.vertex_ai", "claude-sonnet-4-5@20250929", "google", "claude-sonnet-4-5"),  # Vertex snapshot suffix
+    ("aws.bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", "aws", "anthropic.claude-3-5-sonnet-20240620-v1:0"),
+    ("openrouter", "anthropic/claude-3.5-sonnet", "openrouter", "anthropic/claude-3.5-sonnet"),
+    ("xai", "grok-3", "x-ai", "grok-3"),  # deprecated gen_ai.system value
+    ("anthropic", "claude-sonnet-4-5-20250929", "anthropic", "claude-sonnet-4-5"),  # dated snapshot
+]
+
+
+def test_model_name_variants_resolve_to_the_right_price(collector: Collector, store: Client, database: str) -> None:
+    provider = tracer_provider(collector)
+    usage = {"input": 10_000, "output": 1_000}
+    ids = {}
+    for sent_provider, model, _, _ in MODEL_VARIANTS:
+        attributes = genai_attributes(sent_provider, model, usage)
+        if not sent_provider:
+            del attributes["gen_ai.provider.name"]
+            attributes["gen_ai.operation.name"] = "chat"
+        ids[model] = emit(provider, "chat", attributes, AT_NS)
+    wait_for_rows(collector, len(MODEL_VARIANTS))
+    stored = {row["span_id"]: row for row in rows(store, database)}
+    for _, model, provider_id, canonical in MODEL_VARIANTS:
+        row = stored[ids[model]]
+        assert row["price_status"] == "priced", model
+        assert row["total_cost"] == reference_price(canonical, provider_id, usage, AT).total_price, model
