@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-__all__ = ["InvalidValue", "as_count", "as_str", "as_str_list", "as_text", "to_python"]
+__all__ = ["InvalidValue", "as_count", "as_str", "as_str_list", "as_text", "python_count", "to_python"]
 
 
 class InvalidValue(ValueError):
@@ -65,20 +65,28 @@ def as_str_list(value: AnyValue) -> list[str]:
 def as_count(value: AnyValue) -> int:
     """A token count: a non-negative whole number, sent as int, integral double or decimal string."""
     kind = value.WhichOneof("value")
-    if kind == "int_value":
-        count = value.int_value
-    elif kind == "double_value":
-        number = value.double_value
-        if number != number or number in (float("inf"), float("-inf")) or not number.is_integer():
-            raise InvalidValue(f"{number!r} is not a whole number")
-        count = int(number)
-    elif kind == "string_value":
-        text = value.string_value.strip()
+    if kind not in ("int_value", "double_value", "string_value"):
+        raise InvalidValue(f"expected a number, got {kind or 'an empty value'}")
+    return python_count(getattr(value, kind))
+
+
+def python_count(value: object) -> int:
+    """The same rules for a value already in Python (e.g. read from a JSON attribute)."""
+    if isinstance(value, bool):
+        raise InvalidValue(f"expected a number, got {value!r}")
+    if isinstance(value, int):
+        count = value
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")) or not value.is_integer():
+            raise InvalidValue(f"{value!r} is not a whole number")
+        count = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
         if not text.lstrip("-").isdigit():
-            raise InvalidValue(f"{value.string_value!r} is not a number")
+            raise InvalidValue(f"{value!r} is not a number")
         count = int(text)
     else:
-        raise InvalidValue(f"expected a number, got {kind or 'an empty value'}")
+        raise InvalidValue(f"expected a number, got {type(value).__name__}")
     if count < 0:
         raise InvalidValue(f"{count} is negative")
     return count

@@ -63,7 +63,9 @@ class TracesPipeline:
                 f"spanmeter's queue is full ({self._exporter.queued_rows} rows waiting for ClickHouse); retry later"
             )
         metrics = self._metrics
-        metrics.spans_received.inc(len(decoded.records) + decoded.rejected + decoded.non_genai)
+        metrics.spans_received.inc(
+            len(decoded.records) + decoded.rejected + decoded.non_genai + decoded.not_model_calls
+        )
         for convention, count in decoded.by_convention.items():
             metrics.genai_spans.labels(convention).inc(count)
         if decoded.rejected:
@@ -72,8 +74,11 @@ class TracesPipeline:
             payload = body if body is not None else request.SerializeToString()
             for forwarder in self._forwarders:
                 forwarder.forward("traces", payload)
-        elif decoded.non_genai:
-            metrics.spans_dropped.labels("not_genai").inc(decoded.non_genai)
+        else:
+            if decoded.non_genai:
+                metrics.spans_dropped.labels("not_genai").inc(decoded.non_genai)
+            if decoded.not_model_calls:
+                metrics.spans_dropped.labels("not_a_model_call").inc(decoded.not_model_calls)
         return ExportOutcome(decoded.rejected, decoded.message)
 
 

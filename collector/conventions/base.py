@@ -1,7 +1,9 @@
-"""The shape of a convention table."""
+"""The shape of a convention table: data, so that adding an instrumentation's dialect means adding a
+table, not branches in the processor."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -35,30 +37,63 @@ TOKEN_FIELDS = frozenset(
     }
 )
 
+JSON_PATH = "#"
+"""In a field's attribute name, `attr#key.sub` reads `key.sub` inside attribute `attr`'s JSON text."""
+
+
+def base_attribute(name: str) -> str:
+    return name.split(JSON_PATH, 1)[0]
+
 
 @dataclass(frozen=True)
 class Convention:
-    """One instrumentation convention: how to recognise its spans and where each field lives."""
+    """One instrumentation's dialect: how to recognise its spans and where each field lives."""
 
     name: str
     """Stored in the `convention` column."""
-    markers: tuple[str, ...]
+    source: str
+    """Where the source library defines these names (repository and file), for whoever updates the table."""
+    fields: Mapping[Field, tuple[str, ...]]
+    """For each field, the attributes to try, first present wins (current names first)."""
+    markers: tuple[str, ...] = ()
     """A span carrying any of these attributes is read with this convention."""
-    fields: dict[Field, tuple[str, ...]]
-    """For each field, the attribute names to try, first present wins (current names first)."""
+    scopes: tuple[str, ...] = ()
+    """...or a span whose instrumentation scope name starts with one of these."""
+    call_filter: tuple[str, frozenset[str]] | None = None
+    """(attribute, values): only spans whose attribute has one of these values are model calls. The others
+    (workflow, chain, agent or SDK wrapper spans that repeat their children's usage) are not counted."""
+    provider_prefixes: tuple[tuple[str, str], ...] = ()
+    """Provider values as this convention writes them (by prefix) -> `gen_ai.provider.name`."""
+    default_provider: str = ""
+    """The provider when the span names none (an SDK that traces itself)."""
     tag_prefixes: tuple[str, ...] = ()
-    """Attributes under these prefixes become tags (prefix removed)."""
+    """Attributes under these prefixes become tags, the prefix removed."""
+    tag_objects: tuple[str, ...] = ()
+    """Attributes holding a JSON object whose entries become tags."""
+    tag_lists: tuple[str, ...] = ()
+    """Attributes holding a list of labels: kept as one tag of the same name, comma-separated."""
     content_attributes: frozenset[str] = frozenset()
     """Prompt/completion text: dropped unless content capture is on."""
     content_prefixes: tuple[str, ...] = ()
     input_excludes_cache: bool = False
-    """True where the source counts input tokens without cache reads and writes (Anthropic's meaning)."""
+    """True where the source counts input tokens without cache reads and writes (Anthropic's own meaning)."""
+    output_excludes_reasoning: bool = False
+    """True where the source counts output tokens without reasoning tokens (Gemini's candidates count)."""
     consumed: frozenset[str] = field(init=False)
-    """Attributes promoted to columns, so not repeated in span_attributes."""
+    """Attributes read into columns or tags, so not repeated in span_attributes."""
 
     def __post_init__(self) -> None:
-        names = {name for names in self.fields.values() for name in names}
+        names = {base_attribute(name) for names in self.fields.values() for name in names}
+        names.update(self.markers, self.tag_objects, self.tag_lists)
+        if self.call_filter is not None:
+            names.add(self.call_filter[0])
         object.__setattr__(self, "consumed", frozenset(names))
 
     def is_content(self, key: str) -> bool:
         return key in self.content_attributes or key.startswith(self.content_prefixes)
+
+    def provider(self, value: str) -> str:
+        for prefix, provider in self.provider_prefixes:
+            if value.startswith(prefix):
+                return provider
+        return value or self.default_provider

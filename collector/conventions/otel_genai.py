@@ -16,6 +16,8 @@ TAG_PREFIX = "spanmeter.tag."
 
 OTEL_GENAI = Convention(
     name="otel_genai",
+    source="open-telemetry/semantic-conventions-genai: model/gen-ai/registry.yaml "
+    "(as generated into opentelemetry-semantic-conventions: semconv/_incubating/attributes/gen_ai_attributes.py)",
     markers=(gen_ai.GEN_AI_OPERATION_NAME, gen_ai.GEN_AI_PROVIDER_NAME, gen_ai.GEN_AI_SYSTEM),
     fields={
         Field.OPERATION: (gen_ai.GEN_AI_OPERATION_NAME,),

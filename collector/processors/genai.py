@@ -1,11 +1,14 @@
 """The `genai` processor: finds GenAI spans in an OTLP request and reads them into rows.
 
-It is the only stage that walks OTLP messages. Per span it builds one key -> AnyValue index and
-decodes only the values a convention table names; the rest are kept, bounded, as strings.
+It is the only stage that walks OTLP messages. One pass over a span's attributes sets aside those
+a convention table names; only those are decoded, the rest are kept, bounded, as strings. Spans a
+convention marks as wrappers of model calls (workflows, chains, SDK wrapper spans repeating their
+children's usage) are not rows: each call is counted once, on the span of the call itself.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +21,8 @@ from opentelemetry.semconv.attributes import service_attributes as service
 
 from ..config import GenAIProcessorConfig
 from ..conventions import CONVENTIONS, Convention, Field, normalize_provider
-from ..conventions.base import TOKEN_FIELDS
-from ..otlp_values import InvalidValue, as_count, as_str, as_str_list, as_text
+from ..conventions.base import JSON_PATH, TOKEN_FIELDS
+from ..otlp_values import InvalidValue, as_count, as_str, as_str_list, as_text, python_count, to_python
 from ..records import SpanRecord
 
 __all__ = ["PROJECT_ATTRIBUTE", "DecodeResult", "GenAIProcessor"]
@@ -48,6 +51,8 @@ class DecodeResult:
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
     non_genai: int = 0
+    not_model_calls: int = 0
+    """GenAI spans that wrap model calls (workflows, chains, SDK wrappers): their children are counted."""
     by_convention: Counter[str] = field(default_factory=Counter)
 
     def reject(self, message: str) -> None:
@@ -86,18 +91,23 @@ class GenAIProcessor:
         self._config = config
         self._conventions = conventions
         # Every attribute any convention reads or detects by: looked up once per attribute, in one pass.
-        self._read_keys = frozenset().union(*(c.consumed | set(c.markers) for c in conventions))
+        self._read_keys = frozenset().union(*(c.consumed for c in conventions))
+        self._by_scope: dict[str, Convention | None] = {}
 
     def decode(self, request: ExportTraceServiceRequest) -> DecodeResult:
         result = DecodeResult()
         for resource_spans in request.resource_spans:
             resource: _Resource | None = None
             for scope_spans in resource_spans.scope_spans:
+                scoped = self._scope_convention(scope_spans.scope.name)
                 for span in scope_spans.spans:
                     known, rest = self._split(span.attributes)
-                    convention = self._convention_of(known)
+                    convention = scoped or self._convention_of(known)
                     if convention is None:
                         result.non_genai += 1
+                        continue
+                    if not _is_model_call(convention, known):
+                        result.not_model_calls += 1
                         continue
                     if resource is None:
                         resource = _Resource(_index(resource_spans.resource.attributes), self._config)
@@ -109,6 +119,14 @@ class GenAIProcessor:
                     result.records.append(record)
                     result.by_convention[convention.name] += 1
         return result
+
+    def _scope_convention(self, scope: str) -> Convention | None:
+        try:
+            return self._by_scope[scope]
+        except KeyError:
+            found = next((c for c in self._conventions if c.scopes and scope.startswith(c.scopes)), None)
+            self._by_scope[scope] = found
+            return found
 
     def _split(self, attributes: Any) -> tuple[dict[str, AnyValue], list[KeyValue]]:
         """One pass over a span's attributes: those a convention reads, and the rest (undecoded)."""
@@ -157,10 +175,9 @@ class GenAIProcessor:
         record.convention = convention.name
         record.resource_attributes = resource.stored
 
-        values = self._fields(known, convention)
-        operation = values.get(Field.OPERATION) or _operation_from_name(span.name)
-        record.operation = operation
-        record.provider = normalize_provider(values.get(Field.PROVIDER, ""))
+        values = _fields(known, convention)
+        record.operation = values.get(Field.OPERATION) or _operation_from_name(span.name)
+        record.provider = normalize_provider(convention.provider(values.get(Field.PROVIDER, "")))
         record.request_model = values.get(Field.REQUEST_MODEL, "")
         record.response_model = values.get(Field.RESPONSE_MODEL, "")
         record.finish_reasons = values.get(Field.FINISH_REASONS, [])
@@ -171,6 +188,7 @@ class GenAIProcessor:
         _read_tokens(record, values, convention)
 
         record.tags, record.span_attributes = self._tags_and_rest(rest, convention)
+        _structured_tags(record.tags, known, convention)
         return record
 
     def _tags_and_rest(self, rest: list[KeyValue], convention: Convention) -> tuple[dict[str, str], dict[str, str]]:
@@ -192,25 +210,75 @@ class GenAIProcessor:
                 kept[key] = text if len(text) <= limit else text[:limit]
         return tags, kept
 
-    @staticmethod
-    def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Field, Any]:
-        values: dict[Field, Any] = {}
-        for name, keys in convention.fields.items():
-            for key in keys:
-                value = attributes.get(key)
-                if value is None:
+
+def _is_model_call(convention: Convention, known: dict[str, AnyValue]) -> bool:
+    if convention.call_filter is None:
+        return True
+    attribute, values = convention.call_filter
+    value = known.get(attribute)
+    return value is not None and as_text(value) in values
+
+
+def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Field, Any]:
+    values: dict[Field, Any] = {}
+    for name, keys in convention.fields.items():
+        for key in keys:
+            if JSON_PATH in key:
+                found = _json_member(attributes, key)
+                if found is None:
                     continue
-                try:
-                    if name in TOKEN_FIELDS:
-                        values[name] = as_count(value)
-                    elif name is Field.FINISH_REASONS:
-                        values[name] = as_str_list(value)
-                    else:
-                        values[name] = as_text(value)
-                except InvalidValue as exc:
-                    raise InvalidValue(f"{key}: {exc}") from None
-                break
-        return values
+                convert = python_count if name in TOKEN_FIELDS else str
+            else:
+                found = attributes.get(key)
+                if found is None:
+                    continue
+                if name in TOKEN_FIELDS:
+                    convert = as_count
+                elif name is Field.FINISH_REASONS:
+                    convert = as_str_list
+                else:
+                    convert = as_text
+            try:
+                values[name] = convert(found)
+            except InvalidValue as exc:
+                raise InvalidValue(f"{key}: {exc}") from None
+            break
+    return values
+
+
+def _json_member(attributes: dict[str, AnyValue], path: str) -> Any:
+    """`attr#a.b`: member a.b of the JSON object in attribute attr; None when any part is missing."""
+    name, _, members = path.partition(JSON_PATH)
+    value = attributes.get(name)
+    if value is None:
+        return None
+    try:
+        node = json.loads(as_str(value))
+    except ValueError:
+        raise InvalidValue(f"{name}: not valid JSON") from None
+    for member in members.split("."):
+        if not isinstance(node, dict) or member not in node:
+            return None
+        node = node[member]
+    return node
+
+
+def _structured_tags(tags: dict[str, str], known: dict[str, AnyValue], convention: Convention) -> None:
+    for name in convention.tag_objects:
+        value = known.get(name)
+        if value is None:
+            continue
+        try:
+            entries = json.loads(as_str(value)) if value.WhichOneof("value") == "string_value" else to_python(value)
+        except ValueError:
+            continue
+        if isinstance(entries, dict):
+            for key, entry in entries.items():
+                tags[str(key)] = entry if isinstance(entry, str) else json.dumps(entry, separators=(",", ":"))
+    for name in convention.tag_lists:
+        value = known.get(name)
+        if value is not None:
+            tags[name] = ",".join(as_str_list(value))
 
 
 def _read_tokens(record: SpanRecord, values: dict[Field, Any], convention: Convention) -> None:
@@ -221,6 +289,8 @@ def _read_tokens(record: SpanRecord, values: dict[Field, Any], convention: Conve
         input_tokens += cache_read + cache_write
     output_tokens = values.get(Field.OUTPUT_TOKENS, 0)
     reasoning = values.get(Field.REASONING_TOKENS, 0)
+    if convention.output_excludes_reasoning:
+        output_tokens += reasoning
     if cache_read + cache_write > input_tokens:
         raise InvalidValue(
             f"cache read ({cache_read}) + cache write ({cache_write}) tokens exceed input tokens ({input_tokens}); "

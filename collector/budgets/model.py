@@ -1,0 +1,152 @@
+"""A budget as the collector uses it (config + compiled scope + window), its status, and a crossing."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ..config import BudgetConfig
+from .ledger import Totals
+from .scope import Scope
+from .windows import Window
+
+__all__ = ["Budget", "BudgetStatus", "Crossing", "event_id", "iso"]
+
+_HUNDRED = Decimal(100)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Budget:
+    config: BudgetConfig
+    scope: Scope
+    window: Window
+
+    @classmethod
+    def compile(cls, config: BudgetConfig) -> Budget:
+        return cls(config, Scope(config.scope), Window.parse(config.window))
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def percent(self, totals: Totals) -> Decimal:
+        """The highest of spend, tokens and requests against their limits, in percent."""
+        config = self.config
+        percent = totals.cost * _HUNDRED / config.limit_usd
+        if config.limit_tokens:
+            percent = max(percent, Decimal(totals.tokens) * _HUNDRED / config.limit_tokens)
+        if config.limit_requests:
+            percent = max(percent, Decimal(totals.requests) * _HUNDRED / config.limit_requests)
+        return percent
+
+    def state(self, percent: Decimal) -> str:
+        if percent >= _HUNDRED:
+            return "exceeded"
+        return "warn" if percent >= self.config.thresholds[0] else "ok"
+
+
+def event_id(budget: str, scope_value: str, window_start: datetime, threshold: int) -> str:
+    """The same crossing gets the same id in every collector, before and after a restart."""
+    identity = "\x1f".join((budget, scope_value, iso(window_start), str(threshold)))
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Budget
+    values: dict[str, str]
+    scope_value: str
+    window_start: datetime
+    window_end: datetime
+    totals: Totals
+    percent: Decimal
+    projected_usd: Decimal
+
+    @property
+    def state(self) -> str:
+        return self.budget.state(self.percent)
+
+    def to_json(self) -> dict[str, Any]:
+        config = self.budget.config
+        return {
+            "budget": config.name,
+            "scope": dict(config.scope),
+            "values": self.values,
+            "scope_value": self.scope_value,
+            "window": self.budget.window.label,
+            "window_start": iso(self.window_start),
+            "window_end": iso(self.window_end),
+            "resets_at": iso(self.window_end),
+            "spend_usd": str(self.totals.cost),
+            "limit_usd": str(config.limit_usd),
+            "percent": round(float(self.percent), 2),
+            "state": self.state,
+            "projected_usd": str(self.projected_usd),
+            "tokens": self.totals.tokens,
+            "limit_tokens": config.limit_tokens,
+            "requests": self.totals.requests,
+            "limit_requests": config.limit_requests,
+            "thresholds": list(config.thresholds),
+            "action": config.action,
+        }
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A budget's spend reached one of its thresholds in one window: a `budget_events` row."""
+
+    budget: Budget
+    scope_value: str
+    values: dict[str, str]
+    window_start: datetime
+    window_end: datetime
+    threshold: int
+    totals: Totals
+    percent: Decimal
+    created_at: datetime
+    collector_id: str
+    event_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "event_id", event_id(self.budget.name, self.scope_value, self.window_start, self.threshold)
+        )
+
+    def payload(self) -> dict[str, Any]:
+        """The webhook body (README: Budgets)."""
+        config = self.budget.config
+        return {
+            "type": "budget.threshold_crossed",
+            "event_id": self.event_id,
+            "budget": config.name,
+            "scope": dict(config.scope),
+            "values": self.values,
+            "scope_value": self.scope_value,
+            "window": self.budget.window.label,
+            "window_start": iso(self.window_start),
+            "window_end": iso(self.window_end),
+            "threshold_percent": self.threshold,
+            "percent": round(float(self.percent), 2),
+            "spend_usd": str(self.totals.cost),
+            "limit_usd": str(config.limit_usd),
+            "tokens": self.totals.tokens,
+            "requests": self.totals.requests,
+            "action": config.action,
+            "created_at": iso(self.created_at),
+            "collector_id": self.collector_id,
+        }
+
+    def summary(self) -> str:
+        who = f" for {self.scope_value}" if self.scope_value else ""
+        return (
+            f"spanmeter budget {self.budget.name!r}{who} reached {self.threshold}% "
+            f"({self.totals.cost:.2f} of {self.budget.config.limit_usd} USD, {self.budget.window.label} window "
+            f"from {iso(self.window_start)})"
+        )
