@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
@@ -19,6 +21,8 @@ from .telemetry import CollectorMetrics
 
 __all__ = ["StoreReader", "add_api_routes"]
 
+T = TypeVar("T")
+
 
 class StoreReader:
     """A read-only client of the collector's store, opened on first use, one query at a time."""
@@ -29,10 +33,14 @@ class StoreReader:
         self._lock = threading.Lock()
 
     def report(self, request: ReportRequest, database: str) -> list[dict[str, object]]:
+        return self.run(lambda client: [row.to_json() for row in run_report(client, database, request)])
+
+    def run(self, query: Callable[[Client], T]) -> T:
+        """Run `query` with the client, one at a time."""
         with self._lock:
             if self._client is None:
                 self._client = connect(self.config.endpoint, self.config.username, self.config.password)
-            return [row.to_json() for row in run_report(self._client, database, request)]
+            return query(self._client)
 
     def close(self) -> None:
         if self._client is not None:

@@ -51,6 +51,8 @@ class TracesPipeline:
         self._exporter = exporter
         self._forwarders = forwarders
         self._metrics = metrics
+        # Processors that count what was accepted (budgets) hear of rows once they are queued.
+        self._on_queued = [hook for p in processors if (hook := getattr(p, "queued", None)) is not None]
 
     def consume(self, request: ExportTraceServiceRequest, body: bytes | None = None) -> ExportOutcome:
         """Decode, price and tag; queue the rows. Raises Backpressure when they cannot be queued."""
@@ -62,6 +64,8 @@ class TracesPipeline:
             raise Backpressure(
                 f"spanmeter's queue is full ({self._exporter.queued_rows} rows waiting for ClickHouse); retry later"
             )
+        for hook in self._on_queued:
+            hook(decoded.records)
         metrics = self._metrics
         metrics.spans_received.inc(
             len(decoded.records) + decoded.rejected + decoded.non_genai + decoded.not_model_calls

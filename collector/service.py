@@ -9,7 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .api import StoreReader, add_api_routes
+from .budgets import BudgetProcessor, add_budget_routes
+from .budgets.windows import Clock
 from .config import (
+    BudgetProcessorConfig,
     ClickHouseExporterConfig,
     Config,
     GenAIProcessorConfig,
@@ -33,8 +36,11 @@ logger = logging.getLogger(__name__)
 class Collector:
     """One collector: start it, let it run, stop it (which flushes what it holds)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        """`clock` (UTC now) is for tests of budget windows; the system clock otherwise."""
         self.config = config
+        self._clock = clock
+        self.budgets: BudgetProcessor | None = None
         self.metrics = CollectorMetrics()
         pipelines = config.service.pipelines
         traces = pipelines.traces
@@ -81,6 +87,7 @@ class Collector:
             if receiver.protocols.http is not None:
                 http = OtlpHttpReceiver(receiver.protocols.http, self.traces, telemetry, self.metrics)
                 add_api_routes(http.app, self.exporter, self.metrics, self.reader)
+                add_budget_routes(http.app, self.budgets, self.reader)
                 self.http_receivers.append(http)
 
     def _processor(self, processor_id: str) -> RecordProcessor:
@@ -89,6 +96,11 @@ class Collector:
             return PricingProcessor(body)
         if isinstance(body, TagsProcessorConfig):
             return TagsProcessor(body)
+        if isinstance(body, BudgetProcessorConfig):
+            if self.budgets is not None:
+                raise ValueError("a traces pipeline can have one budget processor")
+            self.budgets = BudgetProcessor(body, self.store_config, self.exporter, self.metrics, self._clock)
+            return self.budgets
         raise ValueError(f"processor {processor_id!r} can only stand first in a traces pipeline")
 
     def _forwarders_of(self, exporter_ids: Sequence[str]) -> list[OtlpForwarder]:
@@ -104,6 +116,8 @@ class Collector:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.exporter.start)
+        if self.budgets is not None:
+            await asyncio.to_thread(self.budgets.start)
         for forwarder in self._forwarders.values():
             await forwarder.start()
         try:
@@ -120,6 +134,8 @@ class Collector:
         for http_receiver in self.http_receivers:
             await http_receiver.stop()
         lost = await asyncio.to_thread(self.exporter.shutdown)
+        if self.budgets is not None:
+            await asyncio.to_thread(self.budgets.stop)
         self.reader.close()
         for forwarder in self._forwarders.values():
             await forwarder.shutdown()
@@ -129,8 +145,8 @@ class Collector:
 class CollectorThread:
     """Runs a collector on its own event loop in a background thread (the demo, tests, benchmarks)."""
 
-    def __init__(self, config: Config) -> None:
-        self.collector = Collector(config)
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.collector = Collector(config, clock)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="spanmeter-collector", daemon=True)
 

@@ -1,4 +1,5 @@
 -- `model` is what answered, else what was asked for: the name that was priced.
+-- `requests` counts model calls: agent and tool spans are rows of their own but not calls.
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database:Identifier}.genai_spans_hourly_mv
 TO {database:Identifier}.genai_spans_hourly
 AS SELECT
@@ -9,7 +10,7 @@ AS SELECT
     provider,
     if(response_model != '', response_model, request_model) AS model,
     feature,
-    count() AS requests,
+    countIf(operation NOT IN ('invoke_agent', 'create_agent', 'invoke_workflow', 'execute_tool')) AS requests,
     countIf(status_code = 'ERROR') AS errors,
     countIf(price_status = 'unpriced') AS unpriced_requests,
     sum(input_tokens) AS input_tokens,

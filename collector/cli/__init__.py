@@ -1,4 +1,4 @@
-"""The `spanmeter` command: serve, report, demo."""
+"""The `spanmeter` command: serve, report, demo, budget."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import demo, report, serve
+from . import budget, demo, report, serve
 
 __all__ = ["main"]
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spanmeter {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, report, demo):
+    for module in (serve, report, demo, budget):
         module.register(commands)
     return parser
 

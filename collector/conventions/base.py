@@ -37,6 +37,10 @@ TOKEN_FIELDS = frozenset(
     }
 )
 
+AGGREGATE_OPERATIONS = frozenset({"invoke_agent", "create_agent", "invoke_workflow", "execute_tool"})
+"""Operations whose spans are rows but not model calls: any usage they report sums their children's
+model calls, so it is kept among the span attributes and not counted again."""
+
 JSON_PATH = "#"
 """In a field's attribute name, `attr#key.sub` reads `key.sub` inside attribute `attr`'s JSON text."""
 
@@ -61,7 +65,11 @@ class Convention:
     """...or a span whose instrumentation scope name starts with one of these."""
     call_filter: tuple[str, frozenset[str]] | None = None
     """(attribute, values): only spans whose attribute has one of these values are model calls. The others
-    (workflow, chain, agent or SDK wrapper spans that repeat their children's usage) are not counted."""
+    (workflow, chain, agent or SDK wrapper spans that repeat their children's usage) are not rows."""
+    wrapper_filter: tuple[str, frozenset[str]] | None = None
+    """(attribute, values): spans whose attribute has one of these values wrap model calls: not rows."""
+    kind_operations: Mapping[str, str] = field(default_factory=dict)
+    """call_filter values -> gen_ai.operation.name, for conventions that name no operation."""
     provider_prefixes: tuple[tuple[str, str], ...] = ()
     """Provider values as this convention writes them (by prefix) -> `gen_ai.provider.name`."""
     default_provider: str = ""
@@ -85,8 +93,9 @@ class Convention:
     def __post_init__(self) -> None:
         names = {base_attribute(name) for names in self.fields.values() for name in names}
         names.update(self.markers, self.tag_objects, self.tag_lists)
-        if self.call_filter is not None:
-            names.add(self.call_filter[0])
+        for span_filter in (self.call_filter, self.wrapper_filter):
+            if span_filter is not None:
+                names.add(span_filter[0])
         object.__setattr__(self, "consumed", frozenset(names))
 
     def is_content(self, key: str) -> bool:

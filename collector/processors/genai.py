@@ -21,7 +21,7 @@ from opentelemetry.semconv.attributes import service_attributes as service
 
 from ..config import GenAIProcessorConfig
 from ..conventions import CONVENTIONS, Convention, Field, normalize_provider
-from ..conventions.base import JSON_PATH, TOKEN_FIELDS
+from ..conventions.base import AGGREGATE_OPERATIONS, JSON_PATH, TOKEN_FIELDS
 from ..otlp_values import InvalidValue, as_count, as_str, as_str_list, as_text, python_count, to_python
 from ..records import SpanRecord
 
@@ -176,7 +176,9 @@ class GenAIProcessor:
         record.resource_attributes = resource.stored
 
         values = _fields(known, convention)
-        record.operation = values.get(Field.OPERATION) or _operation_from_name(span.name)
+        record.operation = (
+            values.get(Field.OPERATION) or _kind_operation(convention, known) or _operation_from_name(span.name)
+        )
         record.provider = normalize_provider(convention.provider(values.get(Field.PROVIDER, "")))
         record.request_model = values.get(Field.REQUEST_MODEL, "")
         record.response_model = values.get(Field.RESPONSE_MODEL, "")
@@ -185,9 +187,11 @@ class GenAIProcessor:
         record.user_id = values.get(Field.USER_ID, "")
         record.session_id = values.get(Field.SESSION_ID, "")
         record.conversation_id = values.get(Field.CONVERSATION_ID, "")
-        _read_tokens(record, values, convention)
-
         record.tags, record.span_attributes = self._tags_and_rest(rest, convention)
+        if record.operation in AGGREGATE_OPERATIONS:
+            _keep_aggregate_usage(record, known, convention)
+        else:
+            _read_tokens(record, values, convention)
         _structured_tags(record.tags, known, convention)
         return record
 
@@ -212,11 +216,35 @@ class GenAIProcessor:
 
 
 def _is_model_call(convention: Convention, known: dict[str, AnyValue]) -> bool:
+    if convention.wrapper_filter is not None:
+        attribute, values = convention.wrapper_filter
+        value = known.get(attribute)
+        if value is not None and as_text(value) in values:
+            return False
     if convention.call_filter is None:
         return True
     attribute, values = convention.call_filter
     value = known.get(attribute)
     return value is not None and as_text(value) in values
+
+
+def _kind_operation(convention: Convention, known: dict[str, AnyValue]) -> str:
+    if convention.call_filter is None or not convention.kind_operations:
+        return ""
+    value = known.get(convention.call_filter[0])
+    return convention.kind_operations.get(as_text(value), "") if value is not None else ""
+
+
+def _keep_aggregate_usage(record: SpanRecord, known: dict[str, AnyValue], convention: Convention) -> None:
+    """An agent or tool span: a row without usage of its own; what it reports stays visible as attributes."""
+    record.input_tokens = record.output_tokens = 0
+    record.cache_read_tokens = record.cache_write_tokens = record.reasoning_tokens = 0
+    record.has_usage = False
+    for field_name in TOKEN_FIELDS:
+        for key in convention.fields.get(field_name, ()):
+            value = known.get(key)
+            if value is not None:
+                record.span_attributes[key] = as_str(value)
 
 
 def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Field, Any]:

@@ -1,7 +1,8 @@
 -- Requests, tokens and spend per group over a time range. {group} is one of report.GROUPS' expressions.
 SELECT
     {group} AS group,
-    count() AS requests,
+    -- Model calls: agent and tool spans are rows but not calls (their usage is their children's).
+    countIf(operation NOT IN ('invoke_agent', 'create_agent', 'invoke_workflow', 'execute_tool')) AS requests,
     sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens,
     sum(cache_read_tokens) AS cache_read_tokens,

@@ -1,0 +1,292 @@
+"""The `budget` processor: counts priced spans against budgets as they are queued for storage,
+writes each threshold crossing once, and has it notified once.
+
+Three threads share the work. The receivers' thread (`queued`) adds the spans' spend to the ledger
+and spots crossings; the store thread reconciles spend with ClickHouse every `reconcile_interval`,
+writes `budget_status`, and claims crossings in `budget_events`; the notify thread delivers the
+crossings this collector claimed, with retries, and hands each outcome back to be recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter
+
+from ..config import BudgetProcessorConfig, ClickHouseExporterConfig
+from ..exporters import ClickHouseExporter
+from ..records import SpanRecord
+from ..store import connect, first_line
+from ..telemetry import CollectorMetrics
+from .ledger import Key, Ledger, Totals
+from .model import Budget, BudgetStatus, Crossing
+from .notifiers import deliver, make_notifier
+from .store import BudgetStore, Delivery
+from .windows import Clock, Window, system_clock
+
+__all__ = ["BudgetProcessor"]
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+_FiredKey = tuple[str, str, datetime, int]
+
+
+class BudgetProcessor:
+    def __init__(
+        self,
+        config: BudgetProcessorConfig,
+        store_config: ClickHouseExporterConfig,
+        exporter: ClickHouseExporter,
+        metrics: CollectorMetrics,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.budgets = [Budget.compile(b) for b in config.budgets]
+        self.collector_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._store_config = store_config
+        self._exporter = exporter
+        self._clock = clock or system_clock
+        self._ledger = Ledger()
+        self._fired: set[_FiredKey] = set()
+        self._fired_lock = threading.Lock()
+        self._work: queue.Queue[Any] = queue.Queue()
+        self._deliveries: queue.Queue[Any] = queue.Queue()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._channels = {
+            name: (channel, make_notifier(channel, config.allow_private_targets))
+            for name, channel in config.channels.items()
+        }
+        registry = metrics.registry
+        self.crossings = Counter(
+            "spanmeter_budget_crossings",
+            "Budget threshold crossings this collector wrote",
+            ["budget"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "spanmeter_budget_notifications",
+            "Budget notifications by channel and outcome (delivered, failed, refused)",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        self.reconcile_errors = Counter(
+            "spanmeter_budget_reconcile_errors", "Failed reads of budget spend from ClickHouse", registry=registry
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the threads; waits for the first reconcile, so spend starts from the store."""
+        for target, name in ((self._run_store, "store"), (self._run_notify, "notify")):
+            thread = threading.Thread(target=target, name=f"spanmeter-budgets-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._work.put(_STOP)
+        for thread in self._threads:
+            thread.join(30)
+
+    # --- the receivers' side -----------------------------------------------------------------
+
+    def process(self, records: Sequence[SpanRecord]) -> None:
+        """Nothing before queueing: spend counts once the exporter has accepted the rows (`queued`)."""
+
+    def queued(self, records: Sequence[SpanRecord]) -> None:
+        if not self.budgets:
+            self._ledger.add({}, len(records))
+            return
+        now = self._clock()
+        bounds = [budget.window.bucket_bounds(now) for budget in self.budgets]
+        deltas: dict[tuple[Key, int], Totals] = {}
+        for record in records:
+            for index, budget in enumerate(self.budgets):
+                values = budget.scope.match(record)
+                if values is None:
+                    continue
+                bucket = budget.window.bucket(record.timestamp)
+                start, end = bounds[index]
+                if not start <= bucket < end:
+                    continue
+                totals = deltas.get(((index, values), bucket))
+                if totals is None:
+                    totals = deltas[((index, values), bucket)] = Totals()
+                totals.add(record.total_cost, record.input_tokens + record.output_tokens, 1)
+        self._ledger.add(deltas, len(records))
+        if deltas:
+            self._check({key for key, _ in deltas}, now)
+
+    # --- status ------------------------------------------------------------------------------
+
+    def status(self, key: Key, now: datetime) -> BudgetStatus:
+        index, values = key
+        budget = self.budgets[index]
+        start, end = budget.window.bounds(now)
+        totals = self._ledger.totals(key, int(start.timestamp()), int(end.timestamp()))
+        return BudgetStatus(
+            budget=budget,
+            values=dict(zip(budget.scope.each_keys, values, strict=True)),
+            scope_value=budget.scope.scope_value(values),
+            window_start=start,
+            window_end=end,
+            totals=totals,
+            percent=budget.percent(totals),
+            projected_usd=Window.projected(totals.cost, start, end, now),
+        )
+
+    def statuses(self, now: datetime | None = None) -> list[BudgetStatus]:
+        """Every budget; an `each` budget once per value that has spend in the window."""
+        now = now or self._clock()
+        out: list[BudgetStatus] = []
+        for index, budget in enumerate(self.budgets):
+            if not budget.scope.each_keys:
+                out.append(self.status((index, ()), now))
+                continue
+            for key in self._ledger.keys(index):
+                status = self.status(key, now)
+                if status.totals.requests:
+                    out.append(status)
+        return out
+
+    def _check(self, keys: set[Key], now: datetime) -> None:
+        """Queue a crossing for each threshold reached and not yet written in this window."""
+        for key in sorted(keys):
+            status = self.status(key, now)
+            budget = status.budget
+            period_start, period_end = budget.window.period(now)
+            for threshold in budget.config.thresholds:
+                if status.percent < threshold:
+                    break
+                fired = (budget.name, status.scope_value, period_start, threshold)
+                with self._fired_lock:
+                    if fired in self._fired:
+                        continue
+                    self._fired.add(fired)
+                self._work.put(
+                    Crossing(
+                        budget=budget,
+                        scope_value=status.scope_value,
+                        values=status.values,
+                        window_start=period_start,
+                        window_end=period_end,
+                        threshold=threshold,
+                        totals=status.totals,
+                        percent=status.percent,
+                        created_at=now,
+                        collector_id=self.collector_id,
+                    )
+                )
+
+    # --- the store thread --------------------------------------------------------------------
+
+    def _run_store(self) -> None:
+        store: BudgetStore | None = None
+        client = None
+        due = 0.0
+        try:
+            while True:
+                if store is None:
+                    try:
+                        client = connect(
+                            self._store_config.endpoint, self._store_config.username, self._store_config.password
+                        )
+                        store = BudgetStore(client, self._store_config.database)
+                    except Exception as exc:
+                        self.reconcile_errors.inc()
+                        logger.warning("budgets: cannot open the store, spend counts from now: %s", first_line(exc))
+                        self._ready.set()
+                if store is not None and time.monotonic() >= due:
+                    self._reconcile(store)
+                    due = time.monotonic() + self.config.reconcile_interval
+                    self._ready.set()
+                try:
+                    item = self._work.get(timeout=max(0.0, due - time.monotonic()) if store else 1.0)
+                except queue.Empty:
+                    continue
+                if item is _STOP:
+                    break
+                if store is not None:
+                    self._handle(store, item)
+        finally:
+            self._deliveries.put(_STOP)
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join(30)
+            while store is not None and not self._work.empty():
+                item = self._work.get_nowait()
+                if isinstance(item, Delivery):
+                    self._handle(store, item)
+            if client is not None:
+                client.close()
+
+    def _handle(self, store: BudgetStore, item: Crossing | Delivery) -> None:
+        try:
+            if isinstance(item, Delivery):
+                store.record_delivery(item)
+            elif store.claim(item):
+                self.crossings.labels(item.budget.name).inc()
+                logger.warning("%s", item.summary())
+                if item.budget.config.channels:
+                    self._deliveries.put(item)
+        except Exception as exc:
+            logger.warning("budgets: cannot write to the store: %s", first_line(exc))
+
+    def _reconcile(self, store: BudgetStore) -> None:
+        now = self._clock()
+        try:
+            for _ in range(3):
+                stored = self._exporter.stored_rows
+                base = {}
+                for index, budget in enumerate(self.budgets):
+                    start, end = budget.window.bounds(now)
+                    base.update(store.spend(index, budget, start, end))
+                if self._exporter.stored_rows == stored:
+                    break
+            # Rows stored while reading may be counted twice until the next reconcile: never less.
+            self._ledger.reconcile(base, stored, range(len(self.budgets)))
+            earliest = min((b.window.period(now)[0] for b in self.budgets), default=now)
+            fired = store.fired(earliest)
+            with self._fired_lock:
+                self._fired = {f for f in self._fired if f[2] >= earliest} | fired
+            self._check({key for index in range(len(self.budgets)) for key in self._ledger.keys(index)}, now)
+            store.write_status(self.statuses(now), now)
+        except Exception as exc:
+            self.reconcile_errors.inc()
+            logger.warning("budgets: cannot reconcile spend with the store: %s", first_line(exc))
+
+    # --- the notify thread -------------------------------------------------------------------
+
+    def _run_notify(self) -> None:
+        while True:
+            crossing = self._deliveries.get()
+            if crossing is _STOP:
+                return
+            for name in crossing.budget.config.channels:
+                channel, notifier = self._channels[name]
+                outcome, attempts, detail = deliver(
+                    notifier, crossing, channel.retries, channel.backoff, self._stopping.wait
+                )
+                self.notifications.labels(name, outcome).inc()
+                log = logger.info if outcome == "delivered" else logger.warning
+                log(
+                    "budgets: %s notification of %s to channel %s after %d attempt(s)%s",
+                    outcome,
+                    crossing.event_id,
+                    name,
+                    attempts,
+                    f": {detail}" if detail else "",
+                )
+                self._work.put(Delivery(crossing, name, channel.type, outcome, attempts, detail))

@@ -1,0 +1,145 @@
+"""`spanmeter budget status` and `spanmeter budget events`: budgets as a table or JSON.
+
+`status` asks the running collector (`GET /v1/budgets`): spend there includes what it has priced
+and not yet stored. `events` reads `budget_events` (with each crossing's deliveries) from the store,
+or from the collector's `GET /v1/budgets/events` when a running collector holds the embedded store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from ..budgets.store import read_events
+from ..report import parse_since
+from ..store import StoreBusy, StoreError, connect
+from .common import EXIT_CONFIG, add_config_argument, fail, load_or_exit
+from .report import _collector_url
+
+__all__ = ["register", "render_events", "render_status"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("budget", help="budget status and threshold crossings", description=__doc__)
+    actions = parser.add_subparsers(dest="budget_command", required=True, metavar="ACTION")
+    status = actions.add_parser("status", help="every budget's spend, limit and state (from the collector)")
+    events = actions.add_parser("events", help="threshold crossings and their notifications")
+    events.add_argument("--since", default="7d", help="a window ending now: 30m, 24h, 7d (default), 2w")
+    events.add_argument("--store", help="ClickHouse endpoint instead of the config's")
+    events.add_argument("--database", help="database instead of the config's")
+    for sub in (status, events):
+        add_config_argument(sub)
+        sub.add_argument("--format", choices=("table", "json"), default="table")
+        sub.add_argument("--collector", help="collector API base URL (default: the config's HTTP receiver)")
+    status.set_defaults(run=run_status)
+    events.set_defaults(run=run_events)
+
+
+def _get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:300]}") from None
+
+
+def run_status(args: argparse.Namespace) -> int:
+    base = args.collector or _collector_url(load_or_exit(args.config))
+    try:
+        payload = _get_json(f"{base.rstrip('/')}/v1/budgets")
+    except (OSError, ValueError) as exc:
+        return fail(f"cannot read budget status from the collector at {base}: {exc}")
+    sys.stdout.write(render_status(payload["budgets"], args.format))
+    return 0
+
+
+def run_events(args: argparse.Namespace) -> int:
+    try:
+        since = datetime.now(UTC) - parse_since(args.since)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_CONFIG)
+    config = load_or_exit(args.config)
+    store = config.exporters[next(e for e in config.service.pipelines.traces.exporters if e.startswith("clickhouse"))]
+    database = args.database or store.database
+    try:
+        client = connect(args.store or store.endpoint, store.username, store.password)
+    except StoreBusy:
+        base = args.collector or _collector_url(config)
+        query = urllib.parse.urlencode({"since": args.since})
+        try:
+            events = _get_json(f"{base.rstrip('/')}/v1/budgets/events?{query}")
+        except (OSError, ValueError) as exc:
+            return fail(f"the store is held by another process and its collector API at {base} failed: {exc}")
+    except StoreError as exc:
+        return fail(str(exc))
+    else:
+        try:
+            events = read_events(client, database, since)
+        except Exception as exc:
+            return fail(f"budget events query failed: {str(exc).splitlines()[0]}")
+        finally:
+            client.close()
+    sys.stdout.write(render_events(events, args.format))
+    return 0
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(line[i])) for line in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (header, *rows)
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines) + "\n"
+
+
+def render_status(entries: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(entries, indent=2) + "\n"
+    if not entries:
+        return "No budgets configured (processors.budget in pipelines.yaml).\n"
+    rows = [
+        [
+            e["budget"],
+            e["scope_value"] or "-",
+            e["window"],
+            f"{float(e['spend_usd']):,.4f}",
+            f"{float(e['limit_usd']):,.2f}",
+            f"{e['percent']:.1f}%",
+            e["state"],
+            f"{float(e['projected_usd']):,.2f}",
+            e["action"],
+            e["resets_at"],
+        ]
+        for e in entries
+    ]
+    header = ["budget", "scope", "window", "spend (USD)", "limit", "used", "state", "projected", "action", "resets"]
+    return _table(header, rows)
+
+
+def render_events(events: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(events, indent=2) + "\n"
+    if not events:
+        return "No budget threshold crossings in this period.\n"
+    rows = [
+        [
+            e["created_at"],
+            e["budget"],
+            e["scope_value"] or "-",
+            f"{e['threshold_percent']}%",
+            f"{float(e['spend_usd']):,.4f}",
+            f"{float(e['limit_usd']):,.2f}",
+            e["action"],
+            ", ".join(f"{d['channel']}: {d['outcome']}" for d in e["deliveries"]) or "-",
+        ]
+        for e in events
+    ]
+    header = ["created (UTC)", "budget", "scope", "threshold", "spend (USD)", "limit", "action", "notified"]
+    return _table(header, rows)
