@@ -1,0 +1,911 @@
+"""Writes spanmeter's Grafana dashboards (grafana/dashboards/*.json) and alert rules
+(grafana/provisioning/alerting/rules.yaml) from the panel and rule definitions below.
+
+Edit this file, then run `python grafana/build.py`; tests/grafana checks the committed files are its output.
+Every query is ClickHouse SQL in the style of grafana/clickhouse-datasource's own dashboards
+(src/dashboards/otel-service-dashboard.json): the plugin's macros for time, `$__conditionalAll` for
+multi-value variables, `GROUP BY time ORDER BY time` for time series.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+DASHBOARDS = HERE / "dashboards"
+RULES_FILE = HERE / "provisioning" / "alerting" / "rules.yaml"
+
+PLUGIN = "grafana-clickhouse-datasource"
+PLUGIN_VERSION = "4.20.0"
+DATASOURCE_UID = "spanmeter-clickhouse"
+DATASOURCE_NAME = "spanmeter ClickHouse"
+DS = {"type": PLUGIN, "uid": "${datasource}"}
+FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
+
+# The model that was priced: what answered, else what was asked for (the rollup's `model`).
+MODEL = "if(response_model != '', response_model, request_model)"
+
+# name, label, column in genai_spans, column in genai_spans_hourly
+DIMENSIONS = [
+    ("project", "Project", "project", "project"),
+    ("service", "Service", "service_name", "service_name"),
+    ("environment", "Environment", "environment", "environment"),
+    ("provider", "Provider", "provider", "provider"),
+    ("model", "Model", MODEL, "model"),
+    ("feature", "Feature", "feature", "feature"),
+]
+
+
+def filters(rollup: bool = False, only: tuple[str, ...] | None = None) -> str:
+    """`$__conditionalAll` per dashboard variable: no condition at all when All is selected."""
+    parts = []
+    for name, _, raw_column, rollup_column in DIMENSIONS:
+        if only is None or name in only:
+            column = rollup_column if rollup else raw_column
+            parts.append(f"$__conditionalAll({column} IN (${{{name}}}), ${name})")
+    return " AND ".join(parts)
+
+
+RAW = filters()
+HOURLY = filters(rollup=True)
+
+
+# --- panels -----------------------------------------------------------------------------------------------------
+
+
+def target(sql: str, fmt: int) -> dict[str, Any]:
+    return {
+        "refId": "A",
+        "datasource": DS,
+        "editorType": "sql",
+        "format": fmt,
+        "queryType": "timeseries" if fmt == FORMAT_TIMESERIES else "table",
+        "pluginVersion": PLUGIN_VERSION,
+        "rawSql": " ".join(sql.split()),
+    }
+
+
+def timeseries(title: str, sql: str, unit: str, w: int = 12, h: int = 8, **extra: Any) -> dict[str, Any]:
+    panel = {
+        "type": "timeseries",
+        "title": title,
+        "targets": [target(sql, FORMAT_TIMESERIES)],
+        "fieldConfig": {
+            "defaults": {"unit": unit, "custom": {"drawStyle": "line", "fillOpacity": 10}},
+            "overrides": [],
+        },
+        "options": {"legend": {"displayMode": "table", "placement": "right", "calcs": ["sum", "mean"]}},
+        "w": w,
+        "h": h,
+    }
+    panel.update(extra)
+    return panel
+
+
+def bars(title: str, sql: str, unit: str, w: int = 12, h: int = 8, **extra: Any) -> dict[str, Any]:
+    panel = timeseries(title, sql, unit, w, h, **extra)
+    panel["fieldConfig"]["defaults"]["custom"].update(
+        {"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal"}}
+    )
+    return panel
+
+
+def table(title: str, sql: str, fields: dict[str, str], w: int = 12, h: int = 8, **extra: Any) -> dict[str, Any]:
+    """`fields`: every column the table shows, in order, with its unit."""
+    panel = {
+        "type": "table",
+        "title": title,
+        "targets": [target(sql, FORMAT_TABLE)],
+        "fieldConfig": {
+            "defaults": {},
+            "overrides": [
+                {"matcher": {"id": "byName", "options": name}, "properties": [{"id": "unit", "value": unit}]}
+                for name, unit in fields.items()
+                if unit
+            ],
+        },
+        "options": {"showHeader": True, "cellHeight": "sm"},
+        "transformations": [{"id": "organize", "options": {"indexByName": {name: i for i, name in enumerate(fields)}}}],
+        "w": w,
+        "h": h,
+    }
+    panel.update(extra)
+    return panel
+
+
+def stat(title: str, sql: str, fields: list[str], unit: str, w: int = 6, h: int = 4, **extra: Any) -> dict[str, Any]:
+    """A stat of the first row: `fields` are the values it shows."""
+    panel = {
+        "type": "stat",
+        "title": title,
+        "targets": [target(sql, FORMAT_TABLE)],
+        "fieldConfig": {
+            "defaults": {"unit": unit, "decimals": 2},
+            "overrides": [
+                {
+                    "matcher": {"id": "byName", "options": "change_percent"},
+                    "properties": [{"id": "unit", "value": "percent"}],
+                }
+            ],
+        },
+        "options": {
+            "reduceOptions": {"values": False, "calcs": ["lastNotNull"], "fields": "/^(" + "|".join(fields) + ")$/"},
+            "colorMode": "value",
+            "graphMode": "none",
+            "textMode": "value_and_name",
+        },
+        "w": w,
+        "h": h,
+    }
+    panel.update(extra)
+    return panel
+
+
+def pie(title: str, sql: str, value: str, w: int = 8, h: int = 8) -> dict[str, Any]:
+    return {
+        "type": "piechart",
+        "title": title,
+        "targets": [target(sql, FORMAT_TABLE)],
+        "fieldConfig": {"defaults": {"unit": "short"}, "overrides": []},
+        "options": {
+            "reduceOptions": {"values": True, "calcs": ["lastNotNull"], "fields": f"/^({value})$/"},
+            "pieType": "donut",
+            "legend": {"displayMode": "table", "placement": "right", "values": ["percent"]},
+        },
+        "w": w,
+        "h": h,
+    }
+
+
+def compare_stat(title: str, name: str, current: str, previous: str, unit: str) -> dict[str, Any]:
+    """A value for the dashboard's range beside the same value for the range of equal length before it."""
+    sql = f"""
+        SELECT {current} AS {name}, {previous} AS previous_{name},
+          if(previous_{name} > 0, ({name} - previous_{name}) / previous_{name} * 100, NULL) AS change_percent
+        FROM genai_spans
+        WHERE timestamp >= $__fromTime - ($__toTime - $__fromTime) AND timestamp <= $__toTime AND {RAW}
+    """
+    return stat(title, sql, [name, "change_percent"], unit, description="Against the previous range of equal length.")
+
+
+def in_range(expr: str) -> str:
+    return f"{expr}, timestamp >= $__fromTime"
+
+
+def before_range(expr: str) -> str:
+    return f"{expr}, timestamp < $__fromTime"
+
+
+def per_interval(key: str, alias: str, values: str) -> str:
+    """A time series per value of `key`, from the raw rows, in buckets of the panel's interval."""
+    return f"""SELECT toStartOfInterval(timestamp, INTERVAL $__interval_s second) AS time, {key} AS {alias}, {values}
+        FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+        GROUP BY time, {alias} ORDER BY time, {alias}"""
+
+
+# --- variables -----------------------------------------------------------------------------------------------------
+
+
+def datasource_variable() -> dict[str, Any]:
+    return {
+        "type": "datasource",
+        "name": "datasource",
+        "label": "Data source",
+        "query": PLUGIN,
+        "current": {"text": DATASOURCE_NAME, "value": DATASOURCE_UID},
+        "hide": 0,
+        "refresh": 1,
+        "regex": "",
+    }
+
+
+def query_variable(name: str, label: str, sql: str, multi: bool = True) -> dict[str, Any]:
+    sql = " ".join(sql.split())
+    variable = {
+        "type": "query",
+        "name": name,
+        "label": label,
+        "datasource": DS,
+        "query": sql,
+        "definition": sql,
+        "refresh": 2,
+        "sort": 1,
+        "multi": multi,
+        "includeAll": multi,
+        "current": {"text": ["All"], "value": ["$__all"]} if multi else {},
+        "hide": 0,
+        "options": [],
+    }
+    return variable
+
+
+def dimension_variables() -> list[dict[str, Any]]:
+    """Each variable lists the values seen in the range (from the hourly rollup), narrowed by the ones before it."""
+    variables = [datasource_variable()]
+    before: list[str] = []
+    for name, label, _, column in DIMENSIONS:
+        where = " AND ".join(
+            ["$__timeFilter(hour)", filters(rollup=True, only=tuple(before))] if before else ["$__timeFilter(hour)"]
+        )
+        variables.append(
+            query_variable(
+                name, label, f"SELECT DISTINCT {column} FROM genai_spans_hourly WHERE {where} ORDER BY {column}"
+            )
+        )
+        before.append(name)
+    return variables
+
+
+# --- dashboards -----------------------------------------------------------------------------------------------------
+
+
+def overview() -> list[dict[str, Any]]:
+    unpriced_filter = filters(only=("project", "service", "environment"))
+    return [
+        stat(
+            "Calls that could not be priced",
+            f"""SELECT count() AS unpriced_calls, uniqExact({MODEL}) AS unpriced_models FROM genai_spans
+                WHERE $__timeFilter(timestamp) AND price_status = 'unpriced' AND {unpriced_filter}""",
+            ["unpriced_calls", "unpriced_models"],
+            "short",
+            w=8,
+            description="Always shown, whatever model, provider or feature is selected: their cost is unknown, "
+            "not zero. Add a price override in pipelines.yaml, then run `spanmeter reprice`.",
+            fieldConfig={
+                "defaults": {
+                    "unit": "short",
+                    "thresholds": {
+                        "mode": "absolute",
+                        "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}],
+                    },
+                },
+                "overrides": [],
+            },
+        ),
+        table(
+            "Unpriced models",
+            f"""SELECT provider, {MODEL} AS model, count() AS calls, sum(input_tokens) AS input_tokens,
+                  sum(output_tokens) AS output_tokens, max(timestamp) AS last_seen
+                FROM genai_spans
+                WHERE $__timeFilter(timestamp) AND price_status = 'unpriced' AND {unpriced_filter}
+                GROUP BY provider, model ORDER BY calls DESC LIMIT 50""",
+            {
+                "provider": "",
+                "model": "",
+                "calls": "short",
+                "input_tokens": "short",
+                "output_tokens": "short",
+                "last_seen": "dateTimeAsIso",
+            },
+            w=16,
+            h=4,
+        ),
+        compare_stat(
+            "Spend",
+            "spend",
+            f"toFloat64(sumIf({in_range('total_cost')}))",
+            f"toFloat64(sumIf({before_range('total_cost')}))",
+            "currencyUSD",
+        ),
+        compare_stat(
+            "Requests", "requests", "countIf(timestamp >= $__fromTime)", "countIf(timestamp < $__fromTime)", "short"
+        ),
+        compare_stat(
+            "Tokens",
+            "tokens",
+            f"sumIf({in_range('input_tokens + output_tokens')})",
+            f"sumIf({before_range('input_tokens + output_tokens')})",
+            "short",
+        ),
+        compare_stat(
+            "Median latency",
+            "median_latency",
+            f"quantileIf(0.5)({in_range('duration_ns / 1e9')})",
+            f"quantileIf(0.5)({before_range('duration_ns / 1e9')})",
+            "s",
+        ),
+        bars(
+            "Spend by model",
+            per_interval(MODEL, "model", "toFloat64(sum(total_cost)) AS spend"),
+            "currencyUSD",
+            w=24,
+        ),
+        table(
+            "Top services",
+            f"""SELECT service_name AS service, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+                  spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share
+                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                GROUP BY service ORDER BY spend DESC LIMIT 20""",
+            {"service": "", "requests": "short", "spend": "currencyUSD", "share": "percent"},
+        ),
+        table(
+            "Top features",
+            f"""SELECT feature, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+                  spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share
+                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                GROUP BY feature ORDER BY spend DESC LIMIT 20""",
+            {"feature": "", "requests": "short", "spend": "currencyUSD", "share": "percent"},
+        ),
+    ]
+
+
+def models() -> list[dict[str, Any]]:
+    compare_rates = f"""
+        WITH (
+          SELECT (toFloat64(sum(input_cost + cache_read_cost + cache_write_cost)) / greatest(sum(input_tokens), 1),
+                  toFloat64(sum(output_cost)) / greatest(sum(output_tokens), 1))
+          FROM genai_spans
+          WHERE {MODEL} = ${{compare_model:sqlstring}} AND price_status IN ('priced', 'override')
+            AND timestamp >= $__toTime - INTERVAL 30 DAY AND timestamp <= $__toTime
+        ) AS rates"""
+    return [
+        table(
+            "Cost, tokens and latency per model",
+            f"""SELECT provider, {MODEL} AS model, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+                  spend / requests * 1000 AS cost_per_1k_requests,
+                  sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                  output_tokens / greatest(input_tokens, 1) AS output_input_ratio,
+                  quantile(0.5)(duration_ns / 1e9) AS p50_latency, quantile(0.95)(duration_ns / 1e9) AS p95_latency
+                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                GROUP BY provider, model ORDER BY spend DESC""",
+            {
+                "provider": "",
+                "model": "",
+                "requests": "short",
+                "spend": "currencyUSD",
+                "cost_per_1k_requests": "currencyUSD",
+                "input_tokens": "short",
+                "output_tokens": "short",
+                "output_input_ratio": "percentunit",
+                "p50_latency": "s",
+                "p95_latency": "s",
+            },
+            w=24,
+        ),
+        timeseries(
+            "Cost by model",
+            per_interval(MODEL, "model", "toFloat64(sum(total_cost)) AS spend"),
+            "currencyUSD",
+            w=8,
+        ),
+        timeseries(
+            "Tokens by model",
+            per_interval(MODEL, "model", "sum(input_tokens) AS input, sum(output_tokens) AS output"),
+            "short",
+            w=8,
+        ),
+        timeseries(
+            "Median latency by model",
+            per_interval(MODEL, "model", "quantile(0.5)(duration_ns / 1e9) AS p50"),
+            "s",
+            w=8,
+        ),
+        table(
+            "Caching: share of input read from cache, and what it saved",
+            f"""SELECT {MODEL} AS model, sum(input_tokens) AS input, sum(cache_read_tokens) AS cache_read,
+                  cache_read / greatest(input, 1) AS cache_read_share,
+                  toFloat64(sum(input_cost)) / greatest(sum(input_tokens - cache_read_tokens - cache_write_tokens), 1)
+                    AS uncached_input_price,
+                  greatest(cache_read * uncached_input_price - toFloat64(sum(cache_read_cost)), 0) AS saved
+                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                GROUP BY model ORDER BY saved DESC""",
+            {
+                "model": "",
+                "input": "short",
+                "cache_read": "short",
+                "cache_read_share": "percentunit",
+                "saved": "currencyUSD",
+            },
+            description="Saved: cache-read tokens priced at the model's uncached input price (observed in the range), "
+            "less what the cache reads cost.",
+        ),
+        table(
+            "The same usage on the model chosen in 'Compare with'",
+            f"""{compare_rates}
+                SELECT {MODEL} AS model, toFloat64(sum(total_cost)) AS spend,
+                  sum(input_tokens) * rates.1 + sum(output_tokens) * rates.2 AS on_compare_model,
+                  on_compare_model - spend AS difference
+                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                GROUP BY model ORDER BY spend DESC""",
+            {"model": "", "spend": "currencyUSD", "on_compare_model": "currencyUSD", "difference": "currencyUSD"},
+            description="At the compared model's effective prices per input and output token over the last 30 days "
+            "(cache discounts included), as seen in genai_spans.",
+        ),
+    ]
+
+
+def attribution() -> list[dict[str, Any]]:
+    return [
+        bars(
+            "Spend by feature", per_interval("feature", "feature", "toFloat64(sum(total_cost)) AS spend"), "currencyUSD"
+        ),
+        timeseries(
+            "Spend by service",
+            per_interval("service_name", "service", "toFloat64(sum(total_cost)) AS spend"),
+            "currencyUSD",
+        ),
+        table(
+            "Top users",
+            f"""SELECT user_id AS user, count() AS requests, uniqExact(session_id) AS sessions,
+                  toFloat64(sum(total_cost)) AS spend
+                FROM genai_spans WHERE $__timeFilter(timestamp) AND user_id != '' AND {RAW}
+                GROUP BY user ORDER BY spend DESC LIMIT 50""",
+            {"user": "", "requests": "short", "sessions": "short", "spend": "currencyUSD"},
+            w=8,
+        ),
+        table(
+            "Top sessions",
+            f"""SELECT session_id AS session, any(user_id) AS user, count() AS requests,
+                  toFloat64(sum(total_cost)) AS spend, min(timestamp) AS first_call, max(timestamp) AS last_call
+                FROM genai_spans WHERE $__timeFilter(timestamp) AND session_id != '' AND {RAW}
+                GROUP BY session ORDER BY spend DESC LIMIT 50""",
+            {
+                "session": "",
+                "user": "",
+                "requests": "short",
+                "spend": "currencyUSD",
+                "first_call": "dateTimeAsIso",
+                "last_call": "dateTimeAsIso",
+            },
+            w=8,
+        ),
+        table(
+            "Spend by the tag chosen in 'Tag'",
+            f"""SELECT tags[${{tag_key:sqlstring}}] AS tag_value, count() AS requests,
+                  toFloat64(sum(total_cost)) AS spend
+                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                GROUP BY tag_value ORDER BY spend DESC LIMIT 50""",
+            {"tag_value": "", "requests": "short", "spend": "currencyUSD"},
+            w=8,
+            description="An empty tag_value: calls without that tag.",
+        ),
+    ]
+
+
+def trends() -> list[dict[str, Any]]:
+    series = "concat(service_name, ' / ', operation, ' / ', feature)"
+    return [
+        bars(
+            "Daily spend, last 30 days",
+            f"""SELECT toStartOfDay(hour) AS time, toFloat64(sum(total_cost)) AS spend
+                FROM genai_spans_hourly WHERE $__timeFilter(hour) AND {HOURLY}
+                GROUP BY time ORDER BY time""",
+            "currencyUSD",
+            w=16,
+            timeFrom="30d",
+            interval="1d",
+        ),
+        stat(
+            "Month to date, and projected to month end",
+            f"""SELECT toFloat64(sumIf(total_cost, hour >= toStartOfMonth($__toTime))) AS month_to_date,
+                  toFloat64(sumIf(total_cost, hour >= $__toTime - INTERVAL 7 DAY)) / 7 AS daily_rate_7d,
+                  month_to_date + daily_rate_7d
+                    * dateDiff('second', $__toTime, toDateTime(toStartOfMonth($__toTime) + INTERVAL 1 MONTH)) / 86400
+                    AS projected_month_end
+                FROM genai_spans_hourly
+                WHERE hour >= least(toStartOfMonth($__toTime), $__toTime - INTERVAL 7 DAY) AND hour <= $__toTime
+                  AND {HOURLY}""",
+            ["month_to_date", "projected_month_end"],
+            "currencyUSD",
+            w=8,
+            h=8,
+            description="Projection: month to date plus the mean daily spend of the last 7 days for each day left.",
+        ),
+        timeseries(
+            "Input tokens per call (median) by service / operation / feature",
+            per_interval(series, "series", "quantile(0.5)(input_tokens) AS p50"),
+            "short",
+        ),
+        timeseries(
+            "Input tokens per call (p95) by service / operation / feature",
+            per_interval(series, "series", "quantile(0.95)(input_tokens) AS p95"),
+            "short",
+        ),
+        table(
+            "Prompt drift: median input tokens per call, last 7 days against the 7 before (growth of 50 % or more)",
+            f"""SELECT service_name AS service, operation, feature,
+                  quantileIf(0.5)(input_tokens, timestamp < $__toTime - INTERVAL 7 DAY) AS median_before,
+                  quantileIf(0.5)(input_tokens, timestamp >= $__toTime - INTERVAL 7 DAY) AS median_last_7d,
+                  (median_last_7d - median_before) / greatest(median_before, 1) * 100 AS growth,
+                  countIf(timestamp >= $__toTime - INTERVAL 7 DAY) AS calls_last_7d
+                FROM genai_spans
+                WHERE timestamp >= $__toTime - INTERVAL 14 DAY AND timestamp <= $__toTime AND {RAW}
+                GROUP BY service, operation, feature
+                HAVING countIf(timestamp < $__toTime - INTERVAL 7 DAY) >= 20 AND calls_last_7d >= 20 AND growth >= 50
+                ORDER BY growth DESC""",
+            {
+                "service": "",
+                "operation": "",
+                "feature": "",
+                "median_before": "short",
+                "median_last_7d": "short",
+                "growth": "percent",
+                "calls_last_7d": "short",
+            },
+            w=24,
+            description="Prompts that grew: check for history or retrieved context piling up in the prompt.",
+        ),
+    ]
+
+
+def budgets() -> list[dict[str, Any]]:
+    latest = """FROM budget_status FINAL WHERE window_end >= $__fromTime AND window_start <= $__toTime
+                ORDER BY budget, scope_value, window_start DESC LIMIT 1 BY budget, scope_value"""
+    return [
+        table(
+            "Budgets: spend against limit, and forecast",
+            f"""SELECT budget, scope_value, window_start, window_end, toFloat64(spend_usd) AS spend,
+                      toFloat64(limit_usd) AS limit, percent, toFloat64(projected_usd) AS forecast, state, action
+                    {latest}""",
+            {
+                "budget": "",
+                "scope_value": "",
+                "window_start": "dateTimeAsIso",
+                "window_end": "dateTimeAsIso",
+                "spend": "currencyUSD",
+                "limit": "currencyUSD",
+                "percent": "percent",
+                "forecast": "currencyUSD",
+                "state": "",
+                "action": "",
+            },
+            w=16,
+        ),
+        {
+            "type": "bargauge",
+            "title": "Percent of limit spent",
+            "targets": [
+                target(
+                    f"SELECT concat(budget, if(scope_value != '', concat(' / ', scope_value), '')) AS name,"
+                    f" percent {latest}",
+                    FORMAT_TABLE,
+                )
+            ],
+            "fieldConfig": {
+                "defaults": {
+                    "unit": "percent",
+                    "min": 0,
+                    "max": 100,
+                    "thresholds": {
+                        "mode": "absolute",
+                        "steps": [
+                            {"color": "green", "value": None},
+                            {"color": "orange", "value": 80},
+                            {"color": "red", "value": 100},
+                        ],
+                    },
+                },
+                "overrides": [],
+            },
+            "options": {
+                "reduceOptions": {"values": True, "calcs": ["lastNotNull"], "fields": "/^(percent)$/"},
+                "orientation": "horizontal",
+                "displayMode": "gradient",
+            },
+            "w": 8,
+            "h": 8,
+        },
+        bars(
+            "Budget threshold crossings",
+            """SELECT toStartOfInterval(created_at, INTERVAL $__interval_s second) AS time, budget, count() AS crossings
+               FROM budget_events FINAL WHERE $__timeFilter(created_at)
+               GROUP BY time, budget ORDER BY time, budget""",
+            "short",
+            w=24,
+        ),
+        table(
+            "Budget events",
+            """SELECT created_at AS time, budget, scope_value, threshold_percent, toFloat64(spend_usd) AS spend,
+                 toFloat64(limit_usd) AS limit, action, collector_id
+               FROM budget_events FINAL WHERE $__timeFilter(created_at) ORDER BY time DESC LIMIT 500""",
+            {
+                "time": "dateTimeAsIso",
+                "budget": "",
+                "scope_value": "",
+                "threshold_percent": "percent",
+                "spend": "currencyUSD",
+                "limit": "currencyUSD",
+                "action": "",
+                "collector_id": "",
+            },
+            w=24,
+        ),
+    ]
+
+
+def ingestion() -> list[dict[str, Any]]:
+    return [
+        timeseries(
+            "Rows stored per minute",
+            f"""SELECT toStartOfInterval(ingested_at, INTERVAL $__interval_s second) AS time,
+                  count() * 60 / $__interval_s AS rows_per_minute
+                FROM genai_spans WHERE $__timeFilter(ingested_at) AND {RAW}
+                GROUP BY time ORDER BY time""",
+            "short",
+        ),
+        timeseries(
+            "Lag from span start to stored",
+            f"""SELECT toStartOfInterval(ingested_at, INTERVAL $__interval_s second) AS time,
+                  quantile(0.5)(dateDiff('millisecond', timestamp, ingested_at) / 1000) AS p50,
+                  quantile(0.99)(dateDiff('millisecond', timestamp, ingested_at) / 1000) AS p99,
+                  max(dateDiff('millisecond', timestamp, ingested_at) / 1000) AS max
+                FROM genai_spans WHERE $__timeFilter(ingested_at) AND {RAW}
+                GROUP BY time ORDER BY time""",
+            "s",
+        ),
+    ] + [
+        pie(
+            f"Rows per {column.replace('_', ' ')}",
+            f"""SELECT {column}, count() AS rows FROM genai_spans
+                WHERE $__timeFilter(ingested_at) AND {RAW} GROUP BY {column} ORDER BY rows DESC""",
+            "rows",
+            w=12,
+        )
+        for column in ("convention", "price_status")
+    ]
+
+
+COMPARE_MODEL = query_variable(
+    "compare_model",
+    "Compare with",
+    f"""SELECT DISTINCT {MODEL} FROM genai_spans
+        WHERE timestamp >= $__toTime - INTERVAL 30 DAY AND price_status IN ('priced', 'override') ORDER BY 1""",
+    multi=False,
+)
+TAG_KEY = query_variable(
+    "tag_key",
+    "Tag",
+    "SELECT DISTINCT arrayJoin(mapKeys(tags)) AS key FROM genai_spans WHERE $__timeFilter(timestamp)"
+    " ORDER BY key LIMIT 500",
+    multi=False,
+)
+
+DASHBOARDS_SPEC = [
+    ("spanmeter-overview", "spanmeter / Overview", "overview.json", overview, [], "now-24h"),
+    ("spanmeter-models", "spanmeter / Models", "models.json", models, [COMPARE_MODEL], "now-7d"),
+    ("spanmeter-attribution", "spanmeter / Attribution", "attribution.json", attribution, [TAG_KEY], "now-7d"),
+    ("spanmeter-trends", "spanmeter / Trends and prompt drift", "trends.json", trends, [], "now-14d"),
+    ("spanmeter-budgets", "spanmeter / Budgets", "budgets.json", budgets, [], "now-30d"),
+    ("spanmeter-ingestion", "spanmeter / Ingestion", "ingestion.json", ingestion, [], "now-6h"),
+]
+
+
+def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Left to right, wrapping at Grafana's 24 columns."""
+    x = y = row_height = 0
+    out = []
+    for number, panel in enumerate(panels, start=1):
+        w, h = panel.pop("w"), panel.pop("h")
+        if x + w > 24:
+            x, y, row_height = 0, y + row_height, 0
+        panel = {"id": number, "datasource": DS, "gridPos": {"x": x, "y": y, "w": w, "h": h}, **panel}
+        out.append(panel)
+        x += w
+        row_height = max(row_height, h)
+    return out
+
+
+def dashboard(
+    uid: str, title: str, panels: list[dict[str, Any]], extra_variables: list[dict[str, Any]], since: str
+) -> dict[str, Any]:
+    links = [
+        {
+            "type": "dashboards",
+            "tags": ["spanmeter"],
+            "asDropdown": False,
+            "includeVars": True,
+            "keepTime": True,
+            "title": "spanmeter",
+        }
+    ]
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["spanmeter", "llm", "cost"],
+        "timezone": "utc",
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 41,
+        "version": 1,
+        "refresh": "1m",
+        "time": {"from": since, "to": "now"},
+        "links": links,
+        "templating": {"list": dimension_variables() + extra_variables},
+        "annotations": {"list": []},
+        "panels": layout(panels),
+    }
+
+
+# --- alert rules ------------------------------------------------------------------------------------------------------
+
+ALERTS: list[dict[str, Any]] = [
+    {
+        "uid": "spanmeter-daily-spend",
+        "title": "Daily LLM spend over threshold",
+        "group": "spend",
+        "seconds": 86400,
+        "sql": """SELECT project, toFloat64(sum(total_cost)) AS value FROM genai_spans_hourly
+                  WHERE hour >= toStartOfDay(now('UTC')) GROUP BY project""",
+        "evaluator": ("gt", 100),
+        "summary": "Project {{ $labels.project }} has spent {{ $values.A }} USD on LLM calls today (UTC), "
+        "over 100 USD.",
+        "description": "Open the spanmeter Overview and Attribution dashboards for this project to see which service, "
+        "feature and user drive the spend. If it is expected, raise the threshold in this rule; if not, cap it "
+        "with a `block` budget in pipelines.yaml.",
+    },
+    {
+        "uid": "spanmeter-spend-spike",
+        "title": "LLM spend spike",
+        "group": "spend",
+        "seconds": 8 * 86400,
+        "sql": """SELECT project, value FROM (
+                  SELECT project,
+                    sumIf(cost, day = 0) AS last_hour,
+                    sumIf(cost, day BETWEEN 1 AND 7) / 7 AS mean,
+                    sqrt(greatest(sumIf(cost * cost, day BETWEEN 1 AND 7) / 7 - mean * mean, 0)) AS stddev,
+                    last_hour / greatest(mean + 3 * stddev, 1) AS value
+                  FROM (
+                    SELECT project, intDiv(dateDiff('second', timestamp, now()), 86400) AS day,
+                      toFloat64(sum(total_cost)) AS cost
+                    FROM genai_spans
+                    WHERE timestamp > now() - INTERVAL 8 DAY AND timestamp <= now()
+                      AND dateDiff('second', timestamp, now()) % 86400 < 3600
+                    GROUP BY project, day
+                  )
+                  GROUP BY project
+                  )""",
+        "evaluator": ("gt", 1),
+        "summary": "Project {{ $labels.project }} spent {{ $values.A }} times its spike limit in the last hour.",
+        "description": "The last hour's spend is above the mean plus three standard deviations of the same hour on "
+        "each of the previous 7 days (and above 1 USD). Check the Overview dashboard's spend by model and the "
+        "Attribution dashboard's top users and sessions for a runaway loop, a retry storm or a new feature.",
+    },
+    {
+        "uid": "spanmeter-budget-exceeded",
+        "title": "Budget exceeded",
+        "group": "budgets",
+        "seconds": 3600,
+        "sql": """SELECT budget, scope_value, max(percent) AS value FROM budget_status FINAL
+                  WHERE window_end > now() GROUP BY budget, scope_value""",
+        "evaluator": ("gt", 99.999),
+        "summary": "Budget {{ $labels.budget }} ({{ $labels.scope_value }}) is at {{ $values.A }} % of its limit.",
+        "description": "Spend in the budget's current window has reached its limit. Calls in a `block` budget's "
+        "scope are refused by the instrumentation's budget gate. See the Budgets dashboard; raise the limit in "
+        "pipelines.yaml if the spend is intended, or find its source in the Attribution dashboard.",
+    },
+    {
+        "uid": "spanmeter-unpriced-model",
+        "title": "Model that cannot be priced",
+        "group": "pricing",
+        "seconds": 3600,
+        "sql": f"""SELECT provider, {MODEL} AS model, toFloat64(count()) AS value FROM genai_spans
+                   WHERE $__timeFilter(timestamp) AND price_status = 'unpriced' GROUP BY provider, model""",
+        "evaluator": ("gt", 0),
+        "summary": "{{ $values.A }} calls to {{ $labels.provider }} / {{ $labels.model }} in the last hour "
+        "could not be priced.",
+        "description": "genai-prices does not know this model, so its calls are stored as `unpriced` and missing from "
+        "every spend figure. Add a price override for it under processors.pricing.overrides in pipelines.yaml, "
+        "restart the collector, and run `spanmeter reprice` to price the stored rows.",
+    },
+    {
+        "uid": "spanmeter-error-rate",
+        "title": "LLM error rate over threshold",
+        "group": "reliability",
+        "seconds": 900,
+        "sql": """SELECT service_name AS service, countIf(status_code = 'ERROR') / count() AS value FROM genai_spans
+                  WHERE $__timeFilter(timestamp) GROUP BY service HAVING count() >= 20""",
+        "evaluator": ("gt", 0.05),
+        "summary": "{{ humanizePercentage $values.A.Value }} of LLM calls from {{ $labels.service }} failed "
+        "in the last 15 minutes.",
+        "description": "More than 5 % of GenAI spans ended in error (at least 20 calls). Look at error_type in "
+        "genai_spans for the service: rate limits (429) call for backoff or a higher quota, 5xx for the provider's "
+        "status page, context-length errors for the Trends dashboard's prompt drift table.",
+    },
+    {
+        "uid": "spanmeter-prompt-drift",
+        "title": "Prompt drift: input tokens per call growing",
+        "group": "pricing",
+        "seconds": 14 * 86400,
+        "sql": """SELECT service_name AS service, operation, feature,
+                    quantileIf(0.5)(input_tokens, timestamp >= now() - INTERVAL 7 DAY)
+                      / greatest(quantileIf(0.5)(input_tokens, timestamp < now() - INTERVAL 7 DAY), 1) AS value
+                  FROM genai_spans WHERE timestamp >= now() - INTERVAL 14 DAY AND timestamp <= now()
+                  GROUP BY service, operation, feature
+                  HAVING countIf(timestamp < now() - INTERVAL 7 DAY) >= 20
+                    AND countIf(timestamp >= now() - INTERVAL 7 DAY) >= 20""",
+        "evaluator": ("gt", 1.5),
+        "summary": "Median input tokens per call of {{ $labels.service }} / {{ $labels.operation }} / "
+        "{{ $labels.feature }} grew {{ $values.A }}x against the 7 days before.",
+        "description": "Prompts of this series grew by half or more in a week, and cost grows with them. Look for "
+        "conversation history or retrieved context that is never trimmed; the Trends dashboard shows when it "
+        "started.",
+    },
+]
+
+
+def alert_rule(spec: dict[str, Any]) -> dict[str, Any]:
+    kind, threshold = spec["evaluator"]
+    return {
+        "uid": spec["uid"],
+        "title": spec["title"],
+        "condition": "C",
+        "data": [
+            {
+                "refId": "A",
+                "relativeTimeRange": {"from": spec["seconds"], "to": 0},
+                "datasourceUid": DATASOURCE_UID,
+                "model": {
+                    "refId": "A",
+                    "datasource": {"type": PLUGIN, "uid": DATASOURCE_UID},
+                    "editorType": "sql",
+                    "format": FORMAT_TABLE,
+                    "queryType": "table",
+                    "pluginVersion": PLUGIN_VERSION,
+                    "rawSql": " ".join(spec["sql"].split()),
+                    "intervalMs": 60000,
+                    "maxDataPoints": 43200,
+                },
+            },
+            {
+                "refId": "C",
+                "relativeTimeRange": {"from": 0, "to": 0},
+                "datasourceUid": "__expr__",
+                "model": {
+                    "refId": "C",
+                    "type": "threshold",
+                    "datasource": {"type": "__expr__", "uid": "__expr__"},
+                    "expression": "A",
+                    "conditions": [{"evaluator": {"type": kind, "params": [threshold]}}],
+                },
+            },
+        ],
+        "noDataState": "OK",
+        "execErrState": "Error",
+        "for": "5m" if spec["group"] != "budgets" else "0s",
+        "annotations": {"summary": spec["summary"], "description": spec["description"]},
+        "labels": {"app": "spanmeter", "severity": "critical" if spec["group"] == "budgets" else "warning"},
+        "isPaused": False,
+    }
+
+
+def alert_rules() -> dict[str, Any]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for spec in ALERTS:
+        groups.setdefault(spec["group"], []).append(alert_rule(spec))
+    return {
+        "apiVersion": 1,
+        "groups": [
+            {"orgId": 1, "name": f"spanmeter-{name}", "folder": "spanmeter", "interval": "1m", "rules": rules}
+            for name, rules in groups.items()
+        ],
+    }
+
+
+RULES_HEADER = "# Generated by grafana/build.py from its ALERTS list: edit there, then run `python grafana/build.py`.\n"
+
+
+def rendered() -> dict[Path, str]:
+    """Every file this script writes, path -> text."""
+    files = {
+        DASHBOARDS / name: json.dumps(dashboard(uid, title, build(), extra, since), indent=2) + "\n"
+        for uid, title, name, build, extra, since in DASHBOARDS_SPEC
+    }
+    files[RULES_FILE] = RULES_HEADER + yaml.safe_dump(alert_rules(), sort_keys=False, width=120, allow_unicode=True)
+    return files
+
+
+def main() -> int:
+    for path, text in rendered().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

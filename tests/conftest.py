@@ -1,0 +1,23 @@
+"""Suite-wide: chDB allows ONE data directory per process (a second path fails with "EmbeddedServer already
+initialized with path ..."). Fixtures named `chdb_path` may be defined by several conftests (tests/collector's,
+and the ones tests/grafana re-exports from it); pytest keeps a separate session instance per definition, so every
+`chdb_path` of this process is made to resolve to the first one created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_SHARED_CHDB_PATH = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest):  # type: ignore[type-arg]
+    result = yield
+    if fixturedef.argname == "chdb_path":
+        shared = request.config.stash.setdefault(_SHARED_CHDB_PATH, result)
+        if shared != result:
+            fixturedef.cached_result = (shared, fixturedef.cache_key(request), None)  # type: ignore[arg-type]
+            result = shared
+    return result
