@@ -11,6 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from .exporters import ClickHouseExporter, OtlpForwarder
 from .processors import GenAIProcessor
+from .processors.dedupe import CallDeduplicator
 from .records import SpanRecord
 from .telemetry import CollectorMetrics
 
@@ -53,19 +54,22 @@ class TracesPipeline:
         self._metrics = metrics
         # Processors that count what was accepted (budgets) hear of rows once they are queued.
         self._on_queued = [hook for p in processors if (hook := getattr(p, "queued", None)) is not None]
+        self._calls = CallDeduplicator()
 
     def consume(self, request: ExportTraceServiceRequest, body: bytes | None = None) -> ExportOutcome:
         """Decode, price and tag; queue the rows. Raises Backpressure when they cannot be queued."""
         decoded = self._genai.decode(request)
+        records, duplicates = self._calls.filter(decoded.records)
         for processor in self._processors:
-            processor.process(decoded.records)
-        if not self._exporter.offer(decoded.records):
-            self._metrics.spans_refused.labels("queue_full").inc(len(decoded.records))
+            processor.process(records)
+        if not self._exporter.offer(records):
+            self._metrics.spans_refused.labels("queue_full").inc(len(records))
             raise Backpressure(
                 f"spanmeter's queue is full ({self._exporter.queued_rows} rows waiting for ClickHouse); retry later"
             )
+        self._calls.remember(records)
         for hook in self._on_queued:
-            hook(decoded.records)
+            hook(records)
         metrics = self._metrics
         metrics.spans_received.inc(
             len(decoded.records) + decoded.rejected + decoded.non_genai + decoded.not_model_calls
@@ -83,6 +87,8 @@ class TracesPipeline:
                 metrics.spans_dropped.labels("not_genai").inc(decoded.non_genai)
             if decoded.not_model_calls:
                 metrics.spans_dropped.labels("not_a_model_call").inc(decoded.not_model_calls)
+        if duplicates:
+            metrics.spans_dropped.labels("duplicate_call").inc(duplicates)
         return ExportOutcome(decoded.rejected, decoded.message)
 
 

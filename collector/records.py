@@ -56,7 +56,7 @@ class SpanRecord:
     key (AnyValue messages, undecoded), for later processors that need more than the columns.
     """
 
-    __slots__ = (*COLUMNS, "attributes", "has_usage", "resource")
+    __slots__ = (*COLUMNS, "attributes", "has_usage", "resource", "response_id")
 
     timestamp: int  # ns since epoch, UTC
     trace_id: str
@@ -96,12 +96,15 @@ class SpanRecord:
     attributes: Any  # repeated KeyValue
     resource: dict[str, Any]
     has_usage: bool
+    response_id: str
+    """The provider's id for the call (`gen_ai.response.id`), to recognise one call reported twice."""
     """Whether the span reported any token counts: without them there is nothing to price."""
 
     def __init__(self) -> None:
         for name in ("input_cost", "cache_read_cost", "cache_write_cost", "output_cost", "total_cost"):
             setattr(self, name, _ZERO)
         self.has_usage = False
+        self.response_id = ""
         self.price_status = "no_usage"
         self.price_source = ""
         self.tags = {}

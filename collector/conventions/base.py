@@ -25,6 +25,7 @@ class Field(StrEnum):
     USER_ID = "user_id"
     SESSION_ID = "session_id"
     CONVERSATION_ID = "conversation_id"
+    RESPONSE_ID = "response_id"
 
 
 TOKEN_FIELDS = frozenset(

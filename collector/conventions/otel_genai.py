@@ -38,6 +38,7 @@ OTEL_GENAI = Convention(
         Field.USER_ID: (user_attributes.USER_ID,),
         Field.SESSION_ID: (session_attributes.SESSION_ID,),
         Field.CONVERSATION_ID: (gen_ai.GEN_AI_CONVERSATION_ID,),
+        Field.RESPONSE_ID: (gen_ai.GEN_AI_RESPONSE_ID,),
     },
     tag_prefixes=(TAG_PREFIX,),
     content_attributes=frozenset(

@@ -187,7 +187,10 @@ class GenAIProcessor:
         record.user_id = values.get(Field.USER_ID, "")
         record.session_id = values.get(Field.SESSION_ID, "")
         record.conversation_id = values.get(Field.CONVERSATION_ID, "")
+        record.response_id = values.get(Field.RESPONSE_ID, "")
         record.tags, record.span_attributes = self._tags_and_rest(rest, convention)
+        if record.response_id:
+            record.span_attributes["gen_ai.response.id"] = record.response_id
         if record.operation in AGGREGATE_OPERATIONS:
             _keep_aggregate_usage(record, known, convention)
         else:

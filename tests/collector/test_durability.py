@@ -95,20 +95,21 @@ def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
     collector = start_collector(
         {"exporters": {"clickhouse": {**FAST_RETRY["exporters"]["clickhouse"], "queue": {"max_rows": 5}}}}
     )
-    body = encode_spans(make_spans(3)).SerializeToString()
+    body, more, later = (encode_spans(make_spans(3)).SerializeToString() for _ in range(3))
     url = f"http://127.0.0.1:{collector.http_port}/v1/traces"
     store.command("DETACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
     try:
         assert post(url, body).status == 200
+        assert post(url, body).status == 200  # the same spans again: a resend, nothing new to hold
         with pytest.raises(urllib.error.HTTPError) as refused:
-            post(url, body)
+            post(url, more)
         assert refused.value.code == 503
         assert refused.value.headers["Retry-After"] == "1"
 
         channel = grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}")
         export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
         with pytest.raises(grpc.RpcError) as unavailable:
-            export(body, timeout=5)
+            export(more, timeout=5)
         assert unavailable.value.code() is grpc.StatusCode.UNAVAILABLE
         assert "queue is full" in (unavailable.value.details() or "")
         channel.close()
@@ -117,7 +118,7 @@ def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
     wait_for_rows(collector, 3)
     assert count_rows(store, database) == (3, 3, 3)
     # And once drained, the collector takes data again.
-    assert post(url, body).status == 200
+    assert post(url, later).status == 200
     wait_for_rows(collector, 6)
 
 

@@ -1,0 +1,79 @@
+"""One model call, one row: recognising a call that reaches the collector twice.
+
+Two ways a call arrives twice: an SDK that traces itself (Anthropic 2.x) under another
+instrumentation (OpenLLMetry, OpenInference, Logfire) reports the same call in two spans; and an
+exporter retries a request whose answer it never got. Rules, in order:
+
+1. the same trace and span id: a resent span;
+2. the same provider and response id (`gen_ai.response.id`), with overlapping times: one call;
+3. the same trace, provider, model-call usage (input, output, cache read, cache write), with
+   overlapping times: one call seen by two instrumentations, one inside the other.
+
+The first span to arrive is kept. What is remembered is bounded (the most recent calls), so this
+catches duplicates that arrive close together, which is how both cases happen.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+
+from ..records import SpanRecord
+
+__all__ = ["CallDeduplicator"]
+
+
+class CallDeduplicator:
+    def __init__(self, capacity: int = 50_000) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[Hashable, tuple[int, int]] = OrderedDict()
+
+    def filter(self, records: Sequence[SpanRecord]) -> tuple[list[SpanRecord], int]:
+        """The records that are not duplicates (of earlier calls or of each other), and how many were."""
+        kept: list[SpanRecord] = []
+        batch: dict[Hashable, tuple[int, int]] = {}
+        duplicates = 0
+        for record in records:
+            span = (record.timestamp, record.timestamp + record.duration_ns)
+            keys = _keys(record)
+            if any(_overlaps(span, self._seen.get(key) or batch.get(key)) for key in keys):
+                duplicates += 1
+                continue
+            for key in keys:
+                batch[key] = span
+            kept.append(record)
+        return kept, duplicates
+
+    def remember(self, records: Sequence[SpanRecord]) -> None:
+        """Call once the records are accepted: a refused request must not make its retry a duplicate."""
+        seen = self._seen
+        for record in records:
+            span = (record.timestamp, record.timestamp + record.duration_ns)
+            for key in _keys(record):
+                seen[key] = span
+                seen.move_to_end(key)
+        while len(seen) > self._capacity:
+            seen.popitem(last=False)
+
+
+def _keys(record: SpanRecord) -> list[Hashable]:
+    keys: list[Hashable] = [("span", record.trace_id, record.span_id)]
+    if record.response_id:
+        keys.append(("response", record.provider, record.response_id))
+    if record.has_usage:
+        keys.append(
+            (
+                "usage",
+                record.trace_id,
+                record.provider,
+                record.input_tokens,
+                record.output_tokens,
+                record.cache_read_tokens,
+                record.cache_write_tokens,
+            )
+        )
+    return keys
+
+
+def _overlaps(span: tuple[int, int], other: tuple[int, int] | None) -> bool:
+    return other is not None and span[0] <= other[1] and other[0] <= span[1]
