@@ -9,7 +9,6 @@ from clickhouse_connect.driver.client import Client
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import SpanExportResult
-
 from spanmeter.service import Collector
 
 from .conftest import rows, span_exporter, tracer_provider, wait_for_rows
@@ -50,11 +49,10 @@ def test_one_call_traced_by_the_sdk_and_an_instrumentation_is_one_row(
     instrumentation.end()
 
     outer = genai_attributes("anthropic", "claude-sonnet-4-5", USAGE)  # no response id
-    with tracer.start_as_current_span("messages.create", attributes=outer):
-        with tracer.start_as_current_span(
-            "anthropic.messages.create", attributes={**native, "gen_ai.response.id": "msg_2"}
-        ):
-            pass
+    with tracer.start_as_current_span("messages.create", attributes=outer), tracer.start_as_current_span(
+        "anthropic.messages.create", attributes={**native, "gen_ai.response.id": "msg_2"}
+    ):
+        pass
     settle(collector, 2)
     stored = rows(store, database)
     assert sorted(row["response_model"] for row in stored) == ["claude-sonnet-4-5"] * 2
