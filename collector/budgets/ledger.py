@@ -3,9 +3,9 @@ collector has queued for storage since, without counting a row twice.
 
 The exporter stores rows in the order they were queued (one writer, FIFO) and counts them
 (`stored_rows`). Each batch this collector adds is tagged with its position in that order; a
-reconcile reads the store's sums together with `stored_rows` and forgets the batches at or below
-it, because the store's sums now include them. Rows queued by other collectors reach this one
-through the store at the next reconcile.
+reconcile reads the store's sums together with `stored_rows` (under the exporter's insert lock, so
+both describe the same rows) and forgets the batches at or below it, because the sums include them.
+Rows queued by other collectors reach this one through the store at the next reconcile.
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ class Ledger:
         self._pending: dict[Key, Buckets] = {}
         self._batches: deque[tuple[int, dict[tuple[Key, int], Totals]]] = deque()
         self._position = 0
+        self._reconciled = 0  # stored rows the base includes
 
     def add(self, deltas: dict[tuple[Key, int], Totals], rows: int) -> None:
         """A batch of `rows` rows the exporter has just queued; `deltas` are the in-scope ones."""
         with self._lock:
             self._position += rows
-            if not deltas:
-                return
+            if not deltas or self._position <= self._reconciled:
+                return  # already stored, and in the base read at the last reconcile
             self._batches.append((self._position, deltas))
             for (key, bucket), totals in deltas.items():
                 self._pending.setdefault(key, {}).setdefault(bucket, Totals()).merge(totals)
@@ -67,6 +68,7 @@ class Ledger:
             for key in [k for k in self._base if k[0] in budgets]:
                 del self._base[key]
             self._base.update(base)
+            self._reconciled = max(self._reconciled, stored_position)
             while self._batches and self._batches[0][0] <= stored_position:
                 _, deltas = self._batches.popleft()
                 for (key, bucket), totals in deltas.items():

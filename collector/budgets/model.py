@@ -76,26 +76,40 @@ class BudgetStatus:
     def to_json(self) -> dict[str, Any]:
         config = self.budget.config
         return {
-            "budget": config.name,
-            "scope": dict(config.scope),
-            "values": self.values,
-            "scope_value": self.scope_value,
-            "window": self.budget.window.label,
-            "window_start": iso(self.window_start),
-            "window_end": iso(self.window_end),
+            **_described(self.budget, self.scope_value, self.values, self.window_start, self.window_end),
+            **_spent(self.budget, self.totals, self.percent),
             "resets_at": iso(self.window_end),
-            "spend_usd": str(self.totals.cost),
-            "limit_usd": str(config.limit_usd),
-            "percent": round(float(self.percent), 2),
             "state": self.state,
             "projected_usd": str(self.projected_usd),
-            "tokens": self.totals.tokens,
             "limit_tokens": config.limit_tokens,
-            "requests": self.totals.requests,
             "limit_requests": config.limit_requests,
             "thresholds": list(config.thresholds),
-            "action": config.action,
         }
+
+
+def _described(
+    budget: Budget, scope_value: str, values: dict[str, str], start: datetime, end: datetime
+) -> dict[str, Any]:
+    return {
+        "budget": budget.name,
+        "scope": dict(budget.config.scope),
+        "values": values,
+        "scope_value": scope_value,
+        "window": budget.window.label,
+        "window_start": iso(start),
+        "window_end": iso(end),
+        "action": budget.config.action,
+    }
+
+
+def _spent(budget: Budget, totals: Totals, percent: Decimal) -> dict[str, Any]:
+    return {
+        "spend_usd": str(totals.cost),
+        "limit_usd": str(budget.config.limit_usd),
+        "percent": round(float(percent), 2),
+        "tokens": totals.tokens,
+        "requests": totals.requests,
+    }
 
 
 @dataclass(frozen=True)
@@ -121,24 +135,12 @@ class Crossing:
 
     def payload(self) -> dict[str, Any]:
         """The webhook body (README: Budgets)."""
-        config = self.budget.config
         return {
             "type": "budget.threshold_crossed",
             "event_id": self.event_id,
-            "budget": config.name,
-            "scope": dict(config.scope),
-            "values": self.values,
-            "scope_value": self.scope_value,
-            "window": self.budget.window.label,
-            "window_start": iso(self.window_start),
-            "window_end": iso(self.window_end),
+            **_described(self.budget, self.scope_value, self.values, self.window_start, self.window_end),
             "threshold_percent": self.threshold,
-            "percent": round(float(self.percent), 2),
-            "spend_usd": str(self.totals.cost),
-            "limit_usd": str(config.limit_usd),
-            "tokens": self.totals.tokens,
-            "requests": self.totals.requests,
-            "action": config.action,
+            **_spent(self.budget, self.totals, self.percent),
             "created_at": iso(self.created_at),
             "collector_id": self.collector_id,
         }

@@ -247,15 +247,13 @@ class BudgetProcessor:
     def _reconcile(self, store: BudgetStore) -> None:
         now = self._clock()
         try:
-            for _ in range(3):
+            # Under the exporter's insert lock, the sums and stored_rows describe the same rows.
+            with self._exporter.insert_lock:
                 stored = self._exporter.stored_rows
                 base = {}
                 for index, budget in enumerate(self.budgets):
                     start, end = budget.window.bounds(now)
                     base.update(store.spend(index, budget, start, end))
-                if self._exporter.stored_rows == stored:
-                    break
-            # Rows stored while reading may be counted twice until the next reconcile: never less.
             self._ledger.reconcile(base, stored, range(len(self.budgets)))
             earliest = min((b.window.period(now)[0] for b in self.budgets), default=now)
             fired = store.fired(earliest)

@@ -80,6 +80,9 @@ class ClickHouseExporter:
         self._thread: threading.Thread | None = None
         self._client: Client | None = None
         self.stored_rows = 0
+        # Held while a batch is inserted and counted, so a reader (budgets) can take the store's sums
+        # and `stored_rows` as of one moment: stored rows are then exactly the first `stored_rows` queued.
+        self.insert_lock = threading.Lock()
         metrics.queue_capacity.set(self._capacity)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -195,11 +198,13 @@ class ClickHouseExporter:
                 started = time.perf_counter()
                 if self._client is None:
                     self._client = self._open()
-                self._client.insert_arrow(
-                    f"{self._config.database}.{TABLE}",
-                    table,
-                    settings=INSERT_SETTINGS | {"insert_deduplication_token": token},
-                )
+                with self.insert_lock:
+                    self._client.insert_arrow(
+                        f"{self._config.database}.{TABLE}",
+                        table,
+                        settings=INSERT_SETTINGS | {"insert_deduplication_token": token},
+                    )
+                    self.stored_rows += len(rows)
             except Exception as exc:
                 self._healthy = False
                 self._metrics.store_errors.inc()
@@ -215,5 +220,4 @@ class ClickHouseExporter:
             self._metrics.insert_seconds.observe(time.perf_counter() - started)
             self._metrics.batch_rows.observe(len(rows))
             self._metrics.spans_stored.inc(len(rows))
-            self.stored_rows += len(rows)
             return True

@@ -3,18 +3,24 @@
 ``tags()`` sets cost tags for the code inside; ``install_tag_processor()`` makes a tracer
 provider stamp them (``opentelemetry-instrument`` does that automatically); the
 instrumentors live in the provider subpackages and are found by ``opentelemetry-instrument``.
+``enable_budget_gate()`` (or ``SPANMETER_BUDGET_URL``) makes them refuse calls over a ``block`` budget.
 """
 
+from ._budget import BudgetExceededError, BudgetUnavailableError, disable_budget_gate, enable_budget_gate
 from ._processor import TagSpanProcessor, install_tag_processor
 from ._tags import TAG_PREFIX, attribute_name, current_tags, tags
 from .version import __version__
 
 __all__ = [
     "TAG_PREFIX",
+    "BudgetExceededError",
+    "BudgetUnavailableError",
     "TagSpanProcessor",
     "__version__",
     "attribute_name",
     "current_tags",
+    "disable_budget_gate",
+    "enable_budget_gate",
     "install_tag_processor",
     "tags",
 ]

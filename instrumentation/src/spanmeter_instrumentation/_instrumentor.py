@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import Tracer
 
+from ._budget import check_budget
 from ._genai import Call, in_model_span
 from ._processor import install_tag_processor
 from ._stream import stream_proxy
@@ -161,6 +162,8 @@ class SpanmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             return None
 
     def _start(self, plan: Plan) -> Call:
+        """The call's span; first the budget gate, which raises before the provider is called."""
+        check_budget(plan.provider, plan.model, self._tracer)
         return Call(self._tracer, plan.operation, plan.provider, plan.model, plan.attributes)
 
     @staticmethod
