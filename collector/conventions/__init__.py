@@ -1,7 +1,13 @@
 """Attribute conventions the collector reads, each kept as data: which attribute names feed
 which field of a row. Adding a convention means adding a table, not branches in code."""
 
+from .anthropic_sdk import ANTHROPIC_SDK
 from .base import Convention, Field
+from .langsmith import LANGSMITH
+from .logfire import LOGFIRE
+from .openinference import OPENINFERENCE
+from .openlit import OPENLIT
+from .openllmetry import OPENLLMETRY
 from .otel_genai import OTEL_GENAI
 from .providers import PRICING_PROVIDERS, SELF_HOSTED_PROVIDERS, normalize_provider
 
@@ -15,5 +21,14 @@ __all__ = [
     "normalize_provider",
 ]
 
-# Tried in order: the first whose marker attributes a span carries reads it.
-CONVENTIONS: tuple[Convention, ...] = (OTEL_GENAI,)
+# A span is read by the convention its instrumentation scope names, else by the first whose marker
+# attributes it carries: specific dialects first, the plain OTel conventions last.
+CONVENTIONS: tuple[Convention, ...] = (
+    OPENINFERENCE,
+    LANGSMITH,
+    OPENLIT,
+    OPENLLMETRY,
+    LOGFIRE,
+    ANTHROPIC_SDK,
+    OTEL_GENAI,
+)

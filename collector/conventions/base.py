@@ -77,6 +77,8 @@ class Convention:
     """The provider when the span names none (an SDK that traces itself)."""
     tag_prefixes: tuple[str, ...] = ()
     """Attributes under these prefixes become tags, the prefix removed."""
+    tag_skip: tuple[str, ...] = ()
+    """Tags (prefix removed) starting with these are the instrumentation's own bookkeeping: not tags."""
     tag_objects: tuple[str, ...] = ()
     """Attributes holding a JSON object whose entries become tags."""
     tag_lists: tuple[str, ...] = ()
@@ -84,8 +86,8 @@ class Convention:
     content_attributes: frozenset[str] = frozenset()
     """Prompt/completion text: dropped unless content capture is on."""
     content_prefixes: tuple[str, ...] = ()
-    input_excludes_cache: bool = False
-    """True where the source counts input tokens without cache reads and writes (Anthropic's own meaning)."""
+    input_excludes_cache: frozenset[str] = frozenset()
+    """Providers whose input count here excludes cache reads and writes (Anthropic's own meaning); `*` for all."""
     output_excludes_reasoning: bool = False
     """True where the source counts output tokens without reasoning tokens (Gemini's candidates count)."""
     consumed: frozenset[str] = field(init=False)
@@ -101,6 +103,9 @@ class Convention:
 
     def is_content(self, key: str) -> bool:
         return key in self.content_attributes or key.startswith(self.content_prefixes)
+
+    def excludes_cache(self, provider: str) -> bool:
+        return provider in self.input_excludes_cache or "*" in self.input_excludes_cache
 
     def provider(self, value: str) -> str:
         for prefix, provider in self.provider_prefixes:

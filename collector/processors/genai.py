@@ -8,6 +8,7 @@ children's usage) are not rows: each call is counted once, on the span of the ca
 
 from __future__ import annotations
 
+import ast
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -210,7 +211,9 @@ class GenAIProcessor:
             if convention.tag_prefixes and key.startswith(convention.tag_prefixes):
                 for prefix in convention.tag_prefixes:
                     if key.startswith(prefix):
-                        tags[key[len(prefix) :]] = as_str(kv.value)
+                        name = key[len(prefix) :]
+                        if not name.startswith(convention.tag_skip):
+                            tags[name] = as_str(kv.value)
                         break
             elif len(kept) < config.max_attributes and (config.capture_content or not convention.is_content(key)):
                 text = as_str(kv.value)
@@ -283,15 +286,24 @@ def _json_member(attributes: dict[str, AnyValue], path: str) -> Any:
     value = attributes.get(name)
     if value is None:
         return None
-    try:
-        node = json.loads(as_str(value))
-    except ValueError:
-        raise InvalidValue(f"{name}: not valid JSON") from None
+    node = _parse_structured(name, as_str(value))
     for member in members.split("."):
         if not isinstance(node, dict) or member not in node:
             return None
         node = node[member]
     return node
+
+
+def _parse_structured(name: str, text: str) -> Any:
+    """JSON; or a Python literal's text, as some SDKs stringify dicts (`{'cache_read': 5}`)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise InvalidValue(f"{name}: neither JSON nor a literal: {text[:80]!r}") from None
 
 
 def _structured_tags(tags: dict[str, str], known: dict[str, AnyValue], convention: Convention) -> None:
@@ -316,7 +328,7 @@ def _read_tokens(record: SpanRecord, values: dict[Field, Any], convention: Conve
     cache_read = values.get(Field.CACHE_READ_TOKENS, 0)
     cache_write = values.get(Field.CACHE_WRITE_TOKENS, 0)
     input_tokens = values.get(Field.INPUT_TOKENS, 0)
-    if convention.input_excludes_cache:
+    if convention.excludes_cache(record.provider):
         input_tokens += cache_read + cache_write
     output_tokens = values.get(Field.OUTPUT_TOKENS, 0)
     reasoning = values.get(Field.REASONING_TOKENS, 0)
