@@ -12,6 +12,7 @@ records every request it gets, and fails on demand: a model named ``error-<statu
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import socket
@@ -93,6 +94,9 @@ def _openai_response_model(model: str) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client's delayed ACK holds
+    # the body back ~40 ms per response.
+    disable_nagle_algorithm = True
     server_version = "fake-provider/1"
     recorder: FakeProviderServer
 
@@ -100,6 +104,15 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     # -- plumbing ---------------------------------------------------------------------------
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """A fixed Date header: SDKs that expose response headers return the same value for every call."""
+        return super().date_time_string(CREATED)
+
+    def handle(self) -> None:
+        # A client may drop its kept-alive connection (openai's does after each stream).
+        with contextlib.suppress(ConnectionResetError):
+            super().handle()
+
     def do_POST(self) -> None:
         parts = urlsplit(self.path)
         length = int(self.headers.get("content-length") or 0)
@@ -142,14 +155,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _stream(self, content_type: str, pieces: Iterator[bytes]) -> None:
+        """Chunked transfer encoding on a kept-alive connection, as the providers' servers stream."""
         self.send_response(200)
         self.send_header("content-type", content_type)
-        self.send_header("connection", "close")
+        self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         for piece in pieces:
-            self.wfile.write(piece)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.flush()
-        self.close_connection = True
+        self.wfile.write(b"0\r\n\r\n")
 
     def _sse(self, events: list[tuple[str | None, Any]], done: bool = False) -> None:
         def pieces() -> Iterator[bytes]:
