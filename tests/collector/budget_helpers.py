@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,6 +20,7 @@ from spanmeter.service import Collector
 
 from .conftest import emit, http_request
 
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "pipelines.yaml"
 SECRET = "test-webhook-secret"
 PROVIDER = "acme"
 MODEL = "budget-model"
