@@ -5,7 +5,8 @@ instrumentation (OpenLLMetry, OpenInference, Logfire) reports the same call in t
 exporter retries a request whose answer it never got. Rules, in order:
 
 1. the same trace and span id: a resent span;
-2. the same provider and response id (`gen_ai.response.id`), with overlapping times: one call;
+2. the same provider, response id (`gen_ai.response.id`) and usage, with overlapping times: one call
+   (usage too, as some OpenAI-compatible servers reuse ids);
 3. the same trace, provider, model-call usage (input, output, cache read, cache write), with
    overlapping times: one call seen by two instrumentations, one inside the other.
 
@@ -58,20 +59,11 @@ class CallDeduplicator:
 
 def _keys(record: SpanRecord) -> list[Hashable]:
     keys: list[Hashable] = [("span", record.trace_id, record.span_id)]
+    usage = (record.input_tokens, record.output_tokens, record.cache_read_tokens, record.cache_write_tokens)
     if record.response_id:
-        keys.append(("response", record.provider, record.response_id))
+        keys.append(("response", record.provider, record.response_id, usage))
     if record.has_usage:
-        keys.append(
-            (
-                "usage",
-                record.trace_id,
-                record.provider,
-                record.input_tokens,
-                record.output_tokens,
-                record.cache_read_tokens,
-                record.cache_write_tokens,
-            )
-        )
+        keys.append(("usage", record.trace_id, record.provider, usage))
     return keys
 
 

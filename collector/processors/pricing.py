@@ -69,6 +69,9 @@ class PricingProcessor:
             return
         record.price_source = self.source
         model_info = self._model(record.provider, model)
+        if model_info is None and record.request_model and record.request_model != model:
+            # A deployment or gateway may answer with a name no price list knows; what was asked for may be known.
+            model_info = self._model(record.provider, record.request_model)
         if model_info is None:
             record.price_status = UNPRICED
             return

@@ -2,7 +2,8 @@
 engine (chDB), and real OpenTelemetry SDK tracer providers exporting OTLP to it.
 
 chDB allows one data directory per process, so every in-process collector of this test session
-shares one directory and each test gets a database of its own.
+shares one directory (the `chdb_path` and `store` fixtures of tests/conftest.py) and each test gets a
+database of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from prometheus_client.parser import text_string_to_metric_families
 from spanmeter.config import Config, load_config
 from spanmeter.service import Collector, CollectorThread
-from spanmeter.store import connect
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = REPO / "pipelines.yaml"
@@ -45,18 +45,6 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = value
     return merged
-
-
-@pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb-store")
-
-
-@pytest.fixture(scope="session")
-def store(chdb_path: Path) -> Iterator[Client]:
-    client = connect(f"chdb://{chdb_path}")
-    yield client
-    client.close()
 
 
 @pytest.fixture

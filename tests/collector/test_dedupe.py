@@ -49,8 +49,9 @@ def test_one_call_traced_by_the_sdk_and_an_instrumentation_is_one_row(
     instrumentation.end()
 
     outer = genai_attributes("anthropic", "claude-sonnet-4-5", USAGE)  # no response id
-    with tracer.start_as_current_span("messages.create", attributes=outer), tracer.start_as_current_span(
-        "anthropic.messages.create", attributes={**native, "gen_ai.response.id": "msg_2"}
+    with (
+        tracer.start_as_current_span("messages.create", attributes=outer),
+        tracer.start_as_current_span("anthropic.messages.create", attributes={**native, "gen_ai.response.id": "msg_2"}),
     ):
         pass
     settle(collector, 2)
@@ -72,3 +73,24 @@ def test_alike_but_separate_calls_are_all_counted(collector: Collector, store: C
     assert trace.get_current_span() is trace.INVALID_SPAN
     settle(collector, 3)
     assert len(rows(store, database)) == 3
+
+
+def test_a_reused_response_id_does_not_merge_different_calls(
+    collector: Collector, store: Client, database: str
+) -> None:
+    """Some OpenAI-compatible servers answer every call with the same id: different usage, different calls."""
+    provider = tracer_provider(collector)
+    tracer = provider.get_tracer("tests")
+    first = tracer.start_span(
+        "chat",
+        context=Context(),
+        attributes=genai_attributes("openai", "gpt-4o", {"input": 10, "output": 1}, **{"gen_ai.response.id": "same"}),
+    )
+    tracer.start_span(
+        "chat",
+        context=Context(),
+        attributes=genai_attributes("openai", "gpt-4o", {"input": 20, "output": 2}, **{"gen_ai.response.id": "same"}),
+    ).end()
+    first.end()
+    settle(collector, 2)
+    assert sorted(row["input_tokens"] for row in rows(store, database)) == [10, 20]

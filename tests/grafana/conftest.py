@@ -21,8 +21,6 @@ import yaml
 from clickhouse_connect.driver.client import Client
 from spanmeter.store import apply_schema
 
-from tests.collector.conftest import chdb_path, store  # noqa: F401  (re-exported fixtures)
-
 from .plugin_macros import QueryContext, expand
 from .seed import TROUBLES, seed
 
@@ -94,7 +92,7 @@ def seeded_now() -> datetime:
 
 
 @pytest.fixture(scope="session")
-def seeded(store: Client, chdb_path: Path, seeded_now: datetime) -> Iterator[dict[str, Runner]]:  # noqa: F811
+def seeded(store: Client, chdb_path: Path, seeded_now: datetime) -> Iterator[dict[str, Runner]]:
     """Databases by name: `clean`, one per trouble, and `all` (every trouble at once)."""
     datasets = {"clean": (), **{trouble: (trouble,) for trouble in TROUBLES}, "all": TROUBLES}
     runners: dict[str, Runner] = {}

@@ -1,0 +1,105 @@
+"""Fixtures for the convention tests: apps instrumented by other libraries, run in their own
+interpreter, send OTLP to a real collector; their rows are compared with spanmeter's own.
+
+The other libraries pin SDK versions that clash with the project's (OpenLIT wants openai < 3, the
+contrib google-genai instrumentation google-genai < 3), so they live in a separate virtualenv that
+`make test` builds from tests/conventions/requirements.txt: `.venv-conventions`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from clickhouse_connect.driver.client import Client
+from spanmeter.config import load_config
+from spanmeter.service import CollectorThread
+
+from tests.collector.conftest import REPO, SHIPPED_CONFIG
+from tests.fakes.provider_server import provider_server
+
+PRODUCER = Path(__file__).parent / "producers" / "python_app.py"
+CONVENTIONS_PYTHON = Path(os.environ.get("SPANMETER_CONVENTIONS_PYTHON", REPO / ".venv-conventions" / "bin" / "python"))
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[str]:
+    with provider_server() as server:
+        yield server.base_url
+
+
+@pytest.fixture(scope="session")
+def conventions_python() -> Path:
+    if not CONVENTIONS_PYTHON.exists():
+        pytest.skip(
+            f"no conventions virtualenv at {CONVENTIONS_PYTHON}: `make test` builds it "
+            "(or set SPANMETER_CONVENTIONS_PYTHON)"
+        )
+    return CONVENTIONS_PYTHON
+
+
+class Collected:
+    """A collector on a database of its own, for one app run."""
+
+    def __init__(self, chdb_path: Path, tmp: Path) -> None:
+        self.database = f"conv_{uuid.uuid4().hex[:10]}"
+        raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
+        raw["exporters"]["clickhouse"]["batch"] = {"max_rows": 5000, "max_age": "50ms"}
+        path = tmp / f"{self.database}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        env = {
+            "SPANMETER_DATA": str(chdb_path),
+            "SPANMETER_DATABASE": self.database,
+            "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
+            "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
+        }
+        self.thread = CollectorThread(load_config(path, env=env))
+        self.collector = self.thread.start()
+
+    def run(self, python: Path | str, library: str, calls: list[str], fake: str, **env: str) -> None:
+        child_env = {
+            **os.environ,
+            "FAKE_PROVIDER_URL": fake,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{self.collector.http_port}/v1/traces",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.collector.http_port}",
+            "OTEL_SERVICE_NAME": library,
+            "PYTHONPATH": str(REPO),
+            **env,
+        }
+        out = subprocess.run(
+            [str(python), str(PRODUCER), library, *calls], env=child_env, capture_output=True, text=True, timeout=180
+        )
+        assert out.returncode == 0, f"{library} app failed:\n{out.stderr[-3000:]}"
+
+    def rows(self, store: Client, expected: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while self.collector.exporter.stored_rows < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # anything counted twice would have arrived by now
+        return list(
+            store.query(
+                "SELECT * FROM {db:Identifier}.genai_spans ORDER BY timestamp", parameters={"db": self.database}
+            ).named_results()
+        )
+
+    def stop(self) -> None:
+        self.thread.stop()
+
+
+@pytest.fixture
+def collected(chdb_path: Path, tmp_path: Path) -> Iterator[Collected]:
+    run = Collected(chdb_path, tmp_path)
+    yield run
+    run.stop()
+
+
+def project_python() -> str:
+    return sys.executable

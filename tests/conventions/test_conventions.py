@@ -1,0 +1,74 @@
+"""Every convention in the wild, read right: the same calls made through OpenLLMetry, OpenInference,
+OpenLIT, Logfire, LangSmith and the official contrib instrumentation are stored with the same tokens
+and the same cost as spanmeter's own instrumentation reports for them, each call once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from .conftest import Collected, project_python
+
+ALL_CALLS = ["openai_chat", "openai_embeddings", "anthropic_messages", "gemini_generate"]
+# library -> (calls it instruments, the convention its rows must be read with)
+LIBRARIES: dict[str, tuple[list[str], str]] = {
+    "openllmetry": (["openai_chat", "openai_embeddings", "anthropic_messages"], "openllmetry"),
+    "openinference": (["openai_chat", "openai_embeddings", "anthropic_messages"], "openinference"),
+    "openlit": (["openai_chat", "openai_embeddings", "anthropic_messages"], "openlit"),
+    "logfire": (["openai_chat", "openai_embeddings", "anthropic_messages"], "logfire"),
+    "langsmith": (["openai_chat", "anthropic_messages"], "langsmith"),
+    "otel_contrib": (["gemini_generate"], "otel_genai"),
+}
+COMPARED = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_cost", "price_status")
+
+
+def by_call(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    keyed = {(row["provider"], row["operation"]): row for row in rows}
+    assert len(keyed) == len(rows), [(r["provider"], r["operation"], r["convention"]) for r in rows]
+    return keyed
+
+
+@pytest.fixture(scope="module")
+def reference(fake_provider: str, chdb_path: Path, store: Client, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """spanmeter's own instrumentation, in the current conventions: the rows every other library must match."""
+    run = Collected(chdb_path, tmp_path_factory.mktemp("reference"))
+    try:
+        run.run(project_python(), "spanmeter", ALL_CALLS, fake_provider, ANTHROPIC_OPEN_TELEMETRY="false")
+        rows = run.rows(store, len(ALL_CALLS))
+    finally:
+        run.stop()
+    assert len(rows) == len(ALL_CALLS)
+    assert {row["price_status"] for row in rows} == {"priced"}
+    return by_call(rows)
+
+
+@pytest.mark.parametrize("library", sorted(LIBRARIES))
+def test_same_call_same_tokens_same_cost(
+    library: str, reference: dict, collected: Collected, conventions_python: Path, fake_provider: str, store: Client
+) -> None:
+    calls, convention = LIBRARIES[library]
+    # The Anthropic SDK's own tracing is off here, so each row is read from the library's own span.
+    collected.run(conventions_python, library, calls, fake_provider, ANTHROPIC_OPEN_TELEMETRY="false")
+    rows = by_call(collected.rows(store, len(calls)))
+    assert len(rows) == len(calls)
+    for key, row in rows.items():
+        expected = reference[key]
+        assert row["convention"] == convention, key
+        for column in COMPARED:
+            assert row[column] == expected[column], (library, key, column, row[column], expected[column])
+        assert row["service_name"] == library
+
+
+@pytest.mark.parametrize("library", ["openllmetry", "openinference", "openlit", "logfire", "langsmith"])
+def test_anthropic_sdk_tracing_under_another_instrumentation_counts_each_call_once(
+    library: str, reference: dict, collected: Collected, conventions_python: Path, fake_provider: str, store: Client
+) -> None:
+    collected.run(conventions_python, library, ["anthropic_messages"], fake_provider)
+    [row] = collected.rows(store, 1)
+    expected = reference[("anthropic", "chat")]
+    for column in COMPARED:
+        assert row[column] == expected[column], (library, column)
+    assert collected.collector.metrics.spans_dropped.labels("duplicate_call")._value.get() == 1
