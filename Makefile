@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Other instrumentation libraries, for the convention tests: their SDK pins clash with ours.
+CONVENTIONS := .venv-conventions
 
 .PHONY: demo test lint bench clean
 
@@ -16,7 +18,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml instrumentation/pyproject.toml
 demo: $(VENV)/.installed  ## a collector on the embedded store, a day of GenAI traffic, its spend report
 	$(BIN)/spanmeter demo
 
-test: $(VENV)/.installed  ## the whole test suite (what CI runs)
+$(CONVENTIONS)/.installed: tests/conventions/requirements.txt
+	$(PYTHON) -m venv $(CONVENTIONS)
+	$(CONVENTIONS)/bin/pip install --quiet --no-deps -r tests/conventions/requirements.txt
+	touch $@
+
+test: $(VENV)/.installed $(CONVENTIONS)/.installed  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
@@ -26,4 +33,4 @@ bench: $(VENV)/.installed  ## end-to-end ingest throughput beside protobuf's dec
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) .spanmeter .spanmeter-demo
+	rm -rf $(VENV) $(CONVENTIONS) .spanmeter .spanmeter-demo
