@@ -37,6 +37,7 @@ from google import genai
 from google.genai import types
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
 from spanmeter_instrumentation import install_tag_processor, tags
 from spanmeter_instrumentation.anthropic import AnthropicInstrumentor
 from spanmeter_instrumentation.google_genai import GoogleGenAIInstrumentor

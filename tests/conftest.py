@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
+
 from spanmeter.store import connect
 
 

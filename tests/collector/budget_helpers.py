@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
+
 from spanmeter.service import Collector
 
 from .conftest import emit, http_request

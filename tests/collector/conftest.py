@@ -29,6 +29,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client.parser import text_string_to_metric_families
+
 from spanmeter.config import Config, load_config
 from spanmeter.service import Collector, CollectorThread
 

@@ -7,7 +7,6 @@ import time
 from decimal import Decimal
 
 from spanmeter.cli import main
-
 from tests.fakes.provider_server import refused_url
 
 from .budget_helpers import REPO_CONFIG, budget_overrides, hook_channel, spend, webhook_server

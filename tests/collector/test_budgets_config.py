@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from spanmeter.config import BudgetProcessorConfig, ConfigError, load_config
 
 from .budget_helpers import budget_overrides

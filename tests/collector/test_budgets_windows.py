@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+
 from spanmeter.budgets import Window
 from spanmeter.service import CollectorThread
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from spanmeter.config import ConfigError, load_config, substitute_env
 
 from .conftest import SHIPPED_CONFIG, deep_merge

@@ -9,6 +9,7 @@ from clickhouse_connect.driver.client import Client
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import SpanExportResult
+
 from spanmeter.service import Collector
 
 from .conftest import rows, span_exporter, tracer_provider, wait_for_rows

@@ -26,6 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from spanmeter.config import GenAIProcessorConfig, PricingProcessorConfig
 from spanmeter.exporters.clickhouse import INSERT_SETTINGS, to_arrow
 from spanmeter.processors import GenAIProcessor, PricingProcessor

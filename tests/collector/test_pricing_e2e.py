@@ -12,6 +12,7 @@ from typing import Any
 import genai_prices
 import pytest
 from clickhouse_connect.driver.client import Client
+
 from spanmeter.service import Collector
 
 from .conftest import TRANSPORTS, emit, rows, tracer_provider, wait_for_rows

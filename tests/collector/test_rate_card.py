@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import genai_prices
 from genai_prices import data_snapshot
+
 from spanmeter.processors.pricing import RateCard
 from spanmeter.records import SpanRecord
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
+
 from spanmeter.cli import main
 from spanmeter.service import Collector
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from clickhouse_connect.driver.client import Client
+
 from spanmeter.config import Config
 from spanmeter.records import COLUMNS
 from spanmeter.service import Collector

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from clickhouse_connect.driver.client import Client
+
 from spanmeter.service import Collector
 
 from .conftest import emit, rows, tracer_provider, wait_for_rows

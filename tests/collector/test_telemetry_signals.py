@@ -27,6 +27,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordE
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult, MetricsData
 from opentelemetry.sdk.resources import Resource
+
 from spanmeter.service import Collector
 
 from .conftest import emit, http_request, metric_samples, metric_value, rows, tracer_provider, wait_for_rows

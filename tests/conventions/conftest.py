@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from clickhouse_connect.driver.client import Client
+
 from spanmeter.config import load_config
 from spanmeter.service import CollectorThread
-
 from tests.collector.conftest import REPO, SHIPPED_CONFIG
 from tests.fakes.provider_server import provider_server
 

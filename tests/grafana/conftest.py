@@ -19,6 +19,7 @@ import clickhouse_connect
 import pytest
 import yaml
 from clickhouse_connect.driver.client import Client
+
 from spanmeter.store import apply_schema
 
 from .plugin_macros import QueryContext, expand

@@ -10,8 +10,8 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from spanmeter_instrumentation import install_tag_processor
 
+from spanmeter_instrumentation import install_tag_processor
 from tests.fakes.provider_server import FakeProviderServer, provider_server
 
 

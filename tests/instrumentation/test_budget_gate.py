@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import openai
 import pytest
+
 import spanmeter_instrumentation
 from spanmeter_instrumentation import (
     BudgetExceededError,
@@ -18,7 +19,6 @@ from spanmeter_instrumentation import (
     tags,
 )
 from spanmeter_instrumentation.openai import OpenAIInstrumentor
-
 from tests.collector.budget_helpers import budget_overrides, budget_status, spend, wait_until
 from tests.collector.conftest import (  # noqa: F401  (the collector's fixtures; chdb_path is suite-wide)
     database,

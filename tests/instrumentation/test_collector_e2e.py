@@ -30,8 +30,8 @@ pytest.importorskip("spanmeter", reason="the collector is not installed (pip ins
 
 import genai_prices
 import yaml
-from spanmeter.records import COLUMNS
 
+from spanmeter.records import COLUMNS
 from tests.collector.test_durability import ServeProcess, query_store
 from tests.collector.test_pricing_e2e import reference_price
 from tests.fakes.provider_server import (

@@ -12,11 +12,11 @@ import wrapt
 from google import genai
 from google.genai import types
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
+
 from spanmeter_instrumentation.anthropic import AnthropicInstrumentor
 from spanmeter_instrumentation.google_genai import GoogleGenAIInstrumentor
 from spanmeter_instrumentation.ollama import OllamaInstrumentor
 from spanmeter_instrumentation.openai import OpenAIInstrumentor
-
 from tests.fakes.provider_server import TEXT
 
 from .conftest import instrumented

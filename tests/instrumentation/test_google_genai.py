@@ -12,8 +12,8 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS
 from opentelemetry.trace import SpanKind, StatusCode
-from spanmeter_instrumentation.google_genai import GoogleGenAIInstrumentor
 
+from spanmeter_instrumentation.google_genai import GoogleGenAIInstrumentor
 from tests.fakes.provider_server import TEXT, TEXT_PIECES
 
 from .conftest import assert_uninstrument_restores, instrumented

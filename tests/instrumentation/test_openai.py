@@ -11,9 +11,9 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import SpanKind, StatusCode
+
 from spanmeter_instrumentation import tags
 from spanmeter_instrumentation.openai import OpenAIInstrumentor
-
 from tests.fakes.provider_server import OPENAI_CHAT_USAGE, TEXT, refused_url
 
 from .conftest import assert_uninstrument_restores, instrumented

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
+
 from spanmeter_instrumentation import TagSpanProcessor, current_tags, install_tag_processor, tags
 
 

@@ -12,9 +12,10 @@ from collections.abc import Callable
 import anthropic
 import ollama
 import openai
-import spanmeter_instrumentation
 from google import genai
 from google.genai import types
+
+import spanmeter_instrumentation
 
 BASE = os.environ["FAKE_PROVIDER_URL"]
 MESSAGES = [{"role": "user", "content": "Say hello"}]
