@@ -9,6 +9,7 @@ import fcntl
 import logging
 import os
 from importlib import resources
+from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -40,6 +41,8 @@ def connect(endpoint: str, username: str = "default", password: str = "") -> Cli
             client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
             _opened_here.add(path)
             return client
+        if urlsplit(endpoint).username:  # credentials in the URL win over the configured ones
+            return clickhouse_connect.get_client(dsn=endpoint)
         return clickhouse_connect.get_client(dsn=endpoint, username=username, password=password)
     except StoreBusy:
         raise
