@@ -7,7 +7,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
@@ -19,7 +19,7 @@ from .report import ReportRequest, run_report
 from .store import StoreError, connect, first_line
 from .telemetry import CollectorMetrics
 
-__all__ = ["StoreReader", "add_api_routes"]
+__all__ = ["StoreReader", "add_api_routes", "query_response"]
 
 T = TypeVar("T")
 
@@ -45,6 +45,17 @@ class StoreReader:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+async def query_response(reader: StoreReader, query: Callable[[Client], Any]) -> web.Response:
+    """Run a store query off the event loop; JSON, or the error: 503 when the store is unavailable."""
+    try:
+        result = await asyncio.to_thread(reader.run, query)
+    except StoreError as exc:
+        return web.json_response({"error": str(exc)}, status=503)
+    except Exception as exc:  # a query error from ClickHouse
+        return web.json_response({"error": first_line(exc)}, status=400)
+    return web.json_response(result)
 
 
 def add_api_routes(
@@ -78,13 +89,9 @@ def add_api_routes(
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         database = query.get("database", reader.config.database)
-        try:
-            rows = await asyncio.to_thread(reader.report, report_request, database)
-        except StoreError as exc:
-            return web.json_response({"error": str(exc)}, status=503)
-        except Exception as exc:  # a query error from ClickHouse
-            return web.json_response({"error": first_line(exc)}, status=400)
-        return web.json_response(rows)
+        return await query_response(
+            reader, lambda client: [row.to_json() for row in run_report(client, database, report_request)]
+        )
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/report", report)

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 from aiohttp import web
 
-from ..api import StoreReader
+from ..api import StoreReader, query_response
 from ..report import parse_since
-from ..store import StoreError, first_line
 from .model import iso
 from .processor import BudgetProcessor
 from .store import read_events
@@ -29,13 +27,7 @@ def add_budget_routes(app: web.Application, budgets: BudgetProcessor | None, rea
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         database = reader.config.database
-        try:
-            rows = await asyncio.to_thread(reader.run, lambda client: read_events(client, database, since))
-        except StoreError as exc:
-            return web.json_response({"error": str(exc)}, status=503)
-        except Exception as exc:  # a query error from ClickHouse
-            return web.json_response({"error": first_line(exc)}, status=500)
-        return web.json_response(rows)
+        return await query_response(reader, lambda client: read_events(client, database, since))
 
     app.router.add_get("/v1/budgets", status)
     app.router.add_get("/v1/budgets/events", events)

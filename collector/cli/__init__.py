@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import budget, demo, report, serve
+from .common import CommandError, fail
 
 __all__ = ["main"]
 
@@ -29,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except CommandError as exc:
+        return fail(str(exc), exc.code)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ from typing import Any
 
 from ..budgets.store import read_events
 from ..report import parse_since
-from ..store import StoreBusy, StoreError, connect
-from .common import EXIT_CONFIG, add_config_argument, fail, load_or_exit
-from .report import _collector_url
+from .common import EXIT_CONFIG, add_config_argument, collector_url, fail, get_json, load_or_exit, read_store
 
 __all__ = ["register", "render_events", "render_status"]
 
@@ -41,18 +39,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     events.set_defaults(run=run_events)
 
 
-def _get_json(url: str) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        raise ValueError(f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:300]}") from None
-
-
 def run_status(args: argparse.Namespace) -> int:
-    base = args.collector or _collector_url(load_or_exit(args.config))
+    base = args.collector or collector_url(load_or_exit(args.config))
     try:
-        payload = _get_json(f"{base.rstrip('/')}/v1/budgets")
+        payload = get_json(f"{base.rstrip('/')}/v1/budgets")
     except (OSError, ValueError) as exc:
         return fail(f"cannot read budget status from the collector at {base}: {exc}")
     sys.stdout.write(render_status(payload["budgets"], args.format))
@@ -64,27 +54,14 @@ def run_events(args: argparse.Namespace) -> int:
         since = datetime.now(UTC) - parse_since(args.since)
     except ValueError as exc:
         return fail(str(exc), EXIT_CONFIG)
-    config = load_or_exit(args.config)
-    store = config.exporters[next(e for e in config.service.pipelines.traces.exporters if e.startswith("clickhouse"))]
-    database = args.database or store.database
-    try:
-        client = connect(args.store or store.endpoint, store.username, store.password)
-    except StoreBusy:
-        base = args.collector or _collector_url(config)
-        query = urllib.parse.urlencode({"since": args.since})
-        try:
-            events = _get_json(f"{base.rstrip('/')}/v1/budgets/events?{query}")
-        except (OSError, ValueError) as exc:
-            return fail(f"the store is held by another process and its collector API at {base} failed: {exc}")
-    except StoreError as exc:
-        return fail(str(exc))
-    else:
-        try:
-            events = read_events(client, database, since)
-        except Exception as exc:
-            return fail(f"budget events query failed: {str(exc).splitlines()[0]}")
-        finally:
-            client.close()
+    query = urllib.parse.urlencode({"since": args.since})
+    events = read_store(
+        args,
+        load_or_exit(args.config),
+        local=lambda client, database: read_events(client, database, since),
+        remote=lambda base, _database: get_json(f"{base}/v1/budgets/events?{query}"),
+        what="budget events",
+    )
     sys.stdout.write(render_events(events, args.format))
     return 0
 

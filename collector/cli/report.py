@@ -18,10 +18,8 @@ import urllib.request
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from ..config import Config
 from ..report import GROUPS, ReportRequest, ReportRow, run_report
-from ..store import StoreBusy, StoreError, connect
-from .common import EXIT_CONFIG, add_config_argument, fail, load_or_exit
+from .common import EXIT_CONFIG, add_config_argument, fail, get_json, load_or_exit, read_store
 
 __all__ = ["fetch_report", "register", "render", "run"]
 
@@ -74,37 +72,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail(str(exc), EXIT_CONFIG)
 
-    config = load_or_exit(args.config)
-    store = config.exporters[next(e for e in config.service.pipelines.traces.exporters if e.startswith("clickhouse"))]
-    endpoint = args.store or store.endpoint
-    database = args.database or store.database
-    try:
-        client = connect(endpoint, store.username, store.password)
-    except StoreBusy:
-        base = args.collector or _collector_url(config)
-        try:
-            rows = fetch_report(base, request, database)
-        except (OSError, ValueError) as api_exc:
-            return fail(f"the store is held by another process and its collector API at {base} failed: {api_exc}")
-    except StoreError as exc:
-        return fail(str(exc))
-    else:
-        try:
-            rows = run_report(client, database, request)
-        except Exception as exc:
-            return fail(f"report query failed: {str(exc).splitlines()[0]}")
-        finally:
-            client.close()
+    rows = read_store(
+        args,
+        load_or_exit(args.config),
+        local=lambda client, database: run_report(client, database, request),
+        remote=lambda base, database: fetch_report(base, request, database),
+        what="report",
+    )
     sys.stdout.write(render(rows, args.format, request, args.limit))
     return 0
-
-
-def _collector_url(config: Config) -> str:
-    for receiver in config.receivers.values():
-        if receiver.protocols.http is not None:
-            host, _, port = receiver.protocols.http.endpoint.rpartition(":")
-            return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"
-    raise ValueError("no OTLP/HTTP receiver configured, so no collector API to ask; pass --collector")
 
 
 def fetch_report(base_url: str, request: ReportRequest, database: str) -> list[ReportRow]:
@@ -117,12 +93,7 @@ def fetch_report(base_url: str, request: ReportRequest, database: str) -> list[R
             "database": database,
         }
     )
-    try:
-        with urllib.request.urlopen(f"{base_url.rstrip('/')}/v1/report?{query}", timeout=30) as response:
-            payload = json.load(response)
-    except urllib.error.HTTPError as exc:
-        raise ValueError(f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:300]}") from None
-    return [ReportRow.from_json(item) for item in payload]
+    return [ReportRow.from_json(item) for item in get_json(f"{base_url.rstrip('/')}/v1/report?{query}")]
 
 
 def render(rows: list[ReportRow], fmt: str, request: ReportRequest, limit: int = 0) -> str:
