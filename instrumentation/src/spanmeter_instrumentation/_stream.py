@@ -26,8 +26,8 @@ class StreamObserver(Protocol):
 Hide = Callable[[Any], bool]
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    """Wraps a sync iterator/stream; the span ends with the stream."""
+class _StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """What the sync and async proxies share: the call's span, observing and hiding chunks."""
 
     def __init__(self, wrapped: Any, call: Call, observer: StreamObserver, hide: Hide | None = None) -> None:
         super().__init__(wrapped)
@@ -35,6 +35,22 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_observer = observer
         self._self_hide = hide
         self._self_iterator: Any = None
+
+    def _self_fail(self, error: Exception) -> None:
+        self._self_call.fail(error, self._self_observer.attributes())
+
+    def _self_keep(self, item: Any) -> bool:
+        """Observe a chunk; whether the caller gets it (an extra usage-only chunk is hidden)."""
+        self._self_call.first_chunk()
+        self._self_observer.on_item(item)
+        return self._self_hide is None or not self._self_hide(item)
+
+    def _self_end(self) -> None:
+        self._self_call.finish(self._self_observer.attributes())
+
+
+class SyncStreamProxy(_StreamProxy):
+    """Wraps a sync iterator/stream; the span ends with the stream."""
 
     def __iter__(self) -> SyncStreamProxy:
         return self
@@ -49,11 +65,9 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
                 self._self_end()
                 raise
             except Exception as error:
-                self._self_call.fail(error, self._self_observer.attributes())
+                self._self_fail(error)
                 raise
-            self._self_call.first_chunk()
-            self._self_observer.on_item(item)
-            if self._self_hide is None or not self._self_hide(item):
+            if self._self_keep(item):
                 return item
 
     def __enter__(self) -> SyncStreamProxy:
@@ -74,19 +88,9 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         finally:
             self._self_end()
 
-    def _self_end(self) -> None:
-        self._self_call.finish(self._self_observer.attributes())
 
-
-class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class AsyncStreamProxy(_StreamProxy):
     """Wraps an async iterator/stream; the span ends with the stream."""
-
-    def __init__(self, wrapped: Any, call: Call, observer: StreamObserver, hide: Hide | None = None) -> None:
-        super().__init__(wrapped)
-        self._self_call = call
-        self._self_observer = observer
-        self._self_hide = hide
-        self._self_iterator: Any = None
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -101,11 +105,9 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
                 self._self_end()
                 raise
             except Exception as error:
-                self._self_call.fail(error, self._self_observer.attributes())
+                self._self_fail(error)
                 raise
-            self._self_call.first_chunk()
-            self._self_observer.on_item(item)
-            if self._self_hide is None or not self._self_hide(item):
+            if self._self_keep(item):
                 return item
 
     async def __aenter__(self) -> AsyncStreamProxy:
@@ -129,9 +131,6 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
 
     async def aclose(self) -> None:
         await self.close()
-
-    def _self_end(self) -> None:
-        self._self_call.finish(self._self_observer.attributes())
 
 
 def stream_proxy(result: Any, call: Call, observer: StreamObserver, hide: Hide | None = None) -> Any:
