@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Other instrumentation libraries, for the convention tests: their SDK pins clash with ours.
 CONVENTIONS := .venv-conventions
+# The Vercel AI SDK (JavaScript) for its convention test, from the committed package-lock.json.
+VERCEL := tests/conventions/vercel
 
 .PHONY: demo test lint bench clean
 
@@ -23,7 +25,11 @@ $(CONVENTIONS)/.installed: tests/conventions/requirements.txt
 	$(CONVENTIONS)/bin/pip install --quiet --no-deps -r tests/conventions/requirements.txt
 	touch $@
 
-test: $(VENV)/.installed $(CONVENTIONS)/.installed  ## the whole test suite (what CI runs)
+$(VERCEL)/node_modules/.installed: $(VERCEL)/package.json $(VERCEL)/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix $(VERCEL) --no-audit --no-fund && touch $@; \
+	else echo "npm not found: tests/conventions/test_vercel_ai.py will skip"; fi
+
+test: $(VENV)/.installed $(CONVENTIONS)/.installed $(VERCEL)/node_modules/.installed  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
@@ -33,4 +39,4 @@ bench: $(VENV)/.installed  ## end-to-end ingest throughput beside protobuf's dec
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) $(CONVENTIONS) .spanmeter .spanmeter-demo
+	rm -rf $(VENV) $(CONVENTIONS) $(VERCEL)/node_modules .spanmeter .spanmeter-demo

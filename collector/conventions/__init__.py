@@ -10,6 +10,7 @@ from .openlit import OPENLIT
 from .openllmetry import OPENLLMETRY
 from .otel_genai import OTEL_GENAI
 from .providers import PRICING_PROVIDERS, SELF_HOSTED_PROVIDERS, normalize_provider
+from .vercel_ai import VERCEL_AI
 
 __all__ = [
     "CONVENTIONS",
@@ -30,5 +31,6 @@ CONVENTIONS: tuple[Convention, ...] = (
     OPENLLMETRY,
     LOGFIRE,
     ANTHROPIC_SDK,
+    VERCEL_AI,
     OTEL_GENAI,
 )

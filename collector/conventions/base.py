@@ -16,6 +16,9 @@ class Field(StrEnum):
     REQUEST_MODEL = "request_model"
     RESPONSE_MODEL = "response_model"
     INPUT_TOKENS = "input_tokens"
+    UNCACHED_INPUT_TOKENS = "uncached_input_tokens"
+    """Input tokens that are neither cache reads nor writes: where a source reports them, input tokens are
+    these plus the cache reads and writes, whatever the source's input count means."""
     OUTPUT_TOKENS = "output_tokens"
     CACHE_READ_TOKENS = "cache_read_tokens"
     CACHE_WRITE_TOKENS = "cache_write_tokens"
@@ -31,6 +34,7 @@ class Field(StrEnum):
 TOKEN_FIELDS = frozenset(
     {
         Field.INPUT_TOKENS,
+        Field.UNCACHED_INPUT_TOKENS,
         Field.OUTPUT_TOKENS,
         Field.CACHE_READ_TOKENS,
         Field.CACHE_WRITE_TOKENS,
@@ -87,19 +91,35 @@ class Convention:
     """Prompt/completion text: dropped unless content capture is on."""
     content_prefixes: tuple[str, ...] = ()
     input_excludes_cache: frozenset[str] = frozenset()
-    """Providers whose input count here excludes cache reads and writes (Anthropic's own meaning); `*` for all."""
+    """Providers whose input count here excludes cache reads and writes (Anthropic's own meaning); `*` for all.
+    Not applied when the span reports UNCACHED_INPUT_TOKENS."""
     output_excludes_reasoning: bool = False
     """True where the source counts output tokens without reasoning tokens (Gemini's candidates count)."""
     consumed: frozenset[str] = field(init=False)
     """Attributes read into columns or tags, so not repeated in span_attributes."""
+    field_tags: tuple[tuple[str, str], ...] = field(init=False)
+    """(attribute, tag) for field attributes under a tag prefix: they fill their column and stay tags
+    (Vercel AI's `ai.telemetry.metadata.userId` is both user_id and the tag `userId`)."""
 
     def __post_init__(self) -> None:
-        names = {base_attribute(name) for names in self.fields.values() for name in names}
-        names.update(self.markers, self.tag_objects, self.tag_lists)
+        field_names = {base_attribute(name) for names in self.fields.values() for name in names}
+        names = field_names | {*self.markers, *self.tag_objects, *self.tag_lists}
         for span_filter in (self.call_filter, self.wrapper_filter):
             if span_filter is not None:
                 names.add(span_filter[0])
         object.__setattr__(self, "consumed", frozenset(names))
+        object.__setattr__(self, "field_tags", tuple(self._field_tags(field_names)))
+
+    def _field_tags(self, names: set[str]) -> list[tuple[str, str]]:
+        tags: list[tuple[str, str]] = []
+        for name in sorted(names):
+            for prefix in self.tag_prefixes:
+                if name.startswith(prefix):
+                    tag = name[len(prefix) :]
+                    if tag and not tag.startswith(self.tag_skip):
+                        tags.append((name, tag))
+                    break
+        return tags
 
     def is_content(self, key: str) -> bool:
         return key in self.content_attributes or key.startswith(self.content_prefixes)

@@ -190,6 +190,10 @@ class GenAIProcessor:
         record.conversation_id = values.get(Field.CONVERSATION_ID, "")
         record.response_id = values.get(Field.RESPONSE_ID, "")
         record.tags, record.span_attributes = self._tags_and_rest(rest, convention)
+        for key, tag in convention.field_tags:
+            value = known.get(key)
+            if value is not None:
+                record.tags[tag] = as_str(value)
         if record.response_id:
             record.span_attributes["gen_ai.response.id"] = record.response_id
         if record.operation in AGGREGATE_OPERATIONS:
@@ -327,9 +331,13 @@ def _structured_tags(tags: dict[str, str], known: dict[str, AnyValue], conventio
 def _read_tokens(record: SpanRecord, values: dict[Field, Any], convention: Convention) -> None:
     cache_read = values.get(Field.CACHE_READ_TOKENS, 0)
     cache_write = values.get(Field.CACHE_WRITE_TOKENS, 0)
-    input_tokens = values.get(Field.INPUT_TOKENS, 0)
-    if convention.excludes_cache(record.provider):
-        input_tokens += cache_read + cache_write
+    uncached = values.get(Field.UNCACHED_INPUT_TOKENS)
+    if uncached is not None:
+        input_tokens = uncached + cache_read + cache_write
+    else:
+        input_tokens = values.get(Field.INPUT_TOKENS, 0)
+        if convention.excludes_cache(record.provider):
+            input_tokens += cache_read + cache_write
     output_tokens = values.get(Field.OUTPUT_TOKENS, 0)
     reasoning = values.get(Field.REASONING_TOKENS, 0)
     if convention.output_excludes_reasoning:
@@ -349,7 +357,9 @@ def _read_tokens(record: SpanRecord, values: dict[Field, Any], convention: Conve
     record.cache_read_tokens = cache_read
     record.cache_write_tokens = cache_write
     record.reasoning_tokens = reasoning
-    record.has_usage = any(field in values for field in (Field.INPUT_TOKENS, Field.OUTPUT_TOKENS))
+    record.has_usage = any(
+        field in values for field in (Field.INPUT_TOKENS, Field.UNCACHED_INPUT_TOKENS, Field.OUTPUT_TOKENS)
+    )
 
 
 def _index(attributes: Any) -> dict[str, Any]:
