@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 CONVENTIONS := .venv-conventions
 # The Vercel AI SDK (JavaScript) for its convention test, from the committed package-lock.json.
 VERCEL := tests/conventions/vercel
+CONVENTIONS_LEGACY := .venv-conventions-legacy
 
 .PHONY: demo test lint bench clean
 
@@ -25,11 +26,16 @@ $(CONVENTIONS)/.installed: tests/conventions/requirements.txt
 	$(CONVENTIONS)/bin/pip install --quiet --no-deps -r tests/conventions/requirements.txt
 	touch $@
 
+$(CONVENTIONS_LEGACY)/.installed: tests/conventions/requirements-legacy.txt
+	$(PYTHON) -m venv $(CONVENTIONS_LEGACY)
+	$(CONVENTIONS_LEGACY)/bin/pip install --quiet --no-deps -r tests/conventions/requirements-legacy.txt
+	touch $@
+
 $(VERCEL)/node_modules/.installed: $(VERCEL)/package.json $(VERCEL)/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix $(VERCEL) --no-audit --no-fund && touch $@; \
 	else echo "npm not found: tests/conventions/test_vercel_ai.py will skip"; fi
 
-test: $(VENV)/.installed $(CONVENTIONS)/.installed $(VERCEL)/node_modules/.installed  ## the whole test suite (what CI runs)
+test: $(VENV)/.installed $(CONVENTIONS)/.installed $(CONVENTIONS_LEGACY)/.installed $(VERCEL)/node_modules/.installed  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
@@ -39,4 +45,4 @@ bench: $(VENV)/.installed  ## end-to-end ingest throughput beside protobuf's dec
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) $(CONVENTIONS) $(VERCEL)/node_modules .spanmeter .spanmeter-demo
+	rm -rf $(VENV) $(CONVENTIONS) $(VERCEL)/node_modules $(CONVENTIONS_LEGACY) .spanmeter .spanmeter-demo

@@ -73,6 +73,8 @@ class Convention:
     (workflow, chain, agent or SDK wrapper spans that repeat their children's usage) are not rows."""
     wrapper_filter: tuple[str, frozenset[str]] | None = None
     """(attribute, values): spans whose attribute has one of these values wrap model calls: not rows."""
+    operation_values: Mapping[str, str] = field(default_factory=dict)
+    """This convention's operation values -> gen_ai.operation.name, where they differ."""
     kind_operations: Mapping[str, str] = field(default_factory=dict)
     """call_filter values -> gen_ai.operation.name, for conventions that name no operation."""
     provider_prefixes: tuple[tuple[str, str], ...] = ()

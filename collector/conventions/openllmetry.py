@@ -47,12 +47,15 @@ OPENLLMETRY = Convention(
             *OTEL_FIELDS[Field.CACHE_WRITE_TOKENS],
             "gen_ai.usage.cache_creation_input_tokens",
         ),
+        Field.FINISH_REASONS: (*OTEL_FIELDS[Field.FINISH_REASONS], "gen_ai.completion.0.finish_reason"),
         Field.REASONING_TOKENS: (
             *OTEL_FIELDS[Field.REASONING_TOKENS],
             "gen_ai.usage.reasoning_tokens",
             "llm.usage.reasoning_tokens",
         ),
     },
+    # Before the move: `llm.request.type` "embedding", and "completion" for both completions and Anthropic messages.
+    operation_values={"embedding": "embeddings", "completion": "text_completion"},
     wrapper_filter=("traceloop.span.kind", frozenset({"workflow", "task", "agent", "tool"})),
     tag_prefixes=("traceloop.association.properties.", TAG_PREFIX),
     content_attributes=OTEL_CONTENT | {"traceloop.entity.input", "traceloop.entity.output"},

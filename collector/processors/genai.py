@@ -177,8 +177,11 @@ class GenAIProcessor:
         record.resource_attributes = resource.stored
 
         values = _fields(known, convention)
+        operation = values.get(Field.OPERATION, "")
         record.operation = (
-            values.get(Field.OPERATION) or _kind_operation(convention, known) or _operation_from_name(span.name)
+            convention.operation_values.get(operation, operation)
+            or _kind_operation(convention, known)
+            or _operation_from_name(span.name)
         )
         record.provider = normalize_provider(convention.provider(values.get(Field.PROVIDER, "")))
         record.request_model = values.get(Field.REQUEST_MODEL, "")

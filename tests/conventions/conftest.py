@@ -28,6 +28,9 @@ from tests.fakes.provider_server import provider_server
 
 PRODUCER = Path(__file__).parent / "producers" / "python_app.py"
 CONVENTIONS_PYTHON = Path(os.environ.get("SPANMETER_CONVENTIONS_PYTHON", REPO / ".venv-conventions" / "bin" / "python"))
+LEGACY_PYTHON = Path(
+    os.environ.get("SPANMETER_CONVENTIONS_LEGACY_PYTHON", REPO / ".venv-conventions-legacy" / "bin" / "python")
+)
 
 
 @pytest.fixture(scope="session")
@@ -36,14 +39,21 @@ def fake_provider() -> Iterator[str]:
         yield server.base_url
 
 
+def _virtualenv_python(python: Path, variable: str) -> Path:
+    if not python.exists():
+        pytest.skip(f"no virtualenv at {python}: `make test` builds it (or set {variable})")
+    return python
+
+
 @pytest.fixture(scope="session")
 def conventions_python() -> Path:
-    if not CONVENTIONS_PYTHON.exists():
-        pytest.skip(
-            f"no conventions virtualenv at {CONVENTIONS_PYTHON}: `make test` builds it "
-            "(or set SPANMETER_CONVENTIONS_PYTHON)"
-        )
-    return CONVENTIONS_PYTHON
+    return _virtualenv_python(CONVENTIONS_PYTHON, "SPANMETER_CONVENTIONS_PYTHON")
+
+
+@pytest.fixture(scope="session")
+def legacy_python() -> Path:
+    """OpenLLMetry 0.33 (before its move to the current names), with the SDK versions it supports."""
+    return _virtualenv_python(LEGACY_PYTHON, "SPANMETER_CONVENTIONS_LEGACY_PYTHON")
 
 
 class Collected:

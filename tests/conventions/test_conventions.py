@@ -4,9 +4,11 @@ and the same cost as spanmeter's own instrumentation reports for them, each call
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import genai_prices
 import pytest
 from clickhouse_connect.driver.client import Client
 
@@ -72,3 +74,32 @@ def test_anthropic_sdk_tracing_under_another_instrumentation_counts_each_call_on
     for column in COMPARED:
         assert row[column] == expected[column], (library, column)
     assert collected.collector.metrics.spans_dropped.labels("duplicate_call")._value.get() == 1
+
+
+def test_openllmetry_before_its_move_to_the_current_names(
+    reference: dict, collected: Collected, legacy_python: Path, fake_provider: str, store: Client
+) -> None:
+    """OpenLLMetry 0.33: `gen_ai.system` "OpenAI", `gen_ai.usage.prompt_tokens`, `llm.request.type` "embedding",
+    `gen_ai.usage.cache_read_input_tokens`; Anthropic messages labelled "completion"."""
+    calls = ["openai_chat", "openai_embeddings", "anthropic_messages"]
+    collected.run(legacy_python, "openllmetry", calls, fake_provider)
+    rows = collected.rows(store, len(calls))
+    assert len(rows) == len(calls)
+    operations = {(row["provider"], row["operation"]) for row in rows}
+    assert operations == {("openai", "chat"), ("openai", "embeddings"), ("anthropic", "text_completion")}
+    for row in rows:
+        expected = dict(
+            reference[(row["provider"], "chat" if row["operation"] == "text_completion" else row["operation"])]
+        )
+        if (row["provider"], row["operation"]) == ("openai", "chat"):
+            # 0.33 did not report OpenAI's cached prompt tokens at all: they can only be priced as plain input.
+            expected["cache_read_tokens"] = 0
+            expected["total_cost"] = genai_prices.calc_price(
+                genai_prices.Usage(input_tokens=expected["input_tokens"], output_tokens=expected["output_tokens"]),
+                expected["response_model"] or expected["request_model"],
+                provider_id="openai",
+                genai_request_timestamp=row["timestamp"].replace(tzinfo=UTC),
+            ).total_price
+        assert row["convention"] == "openllmetry"
+        for column in COMPARED:
+            assert row[column] == expected[column], (row["operation"], column, row[column], expected[column])
