@@ -257,11 +257,11 @@ class BudgetProcessorConfig(_Strict):
             if budget.name in seen:
                 raise _KeyedError(("budgets", index, "name"), f"duplicate budget name {budget.name!r}")
             seen.add(budget.name)
-            for position, channel in enumerate(budget.channels):
-                if channel not in self.channels:
+            for position, channel_name in enumerate(budget.channels):
+                if channel_name not in self.channels:
                     raise _KeyedError(
                         ("budgets", index, "channels", position),
-                        f"unknown channel {channel!r} (declared under channels: {sorted(self.channels)})",
+                        f"unknown channel {channel_name!r} (declared under channels: {sorted(self.channels)})",
                     )
         if not self.allow_private_targets:
             for name, channel in self.channels.items():

@@ -121,8 +121,10 @@ class Collector:
         for forwarder in self._forwarders.values():
             await forwarder.start()
         try:
-            for receiver in (*self.grpc_receivers, *self.http_receivers):
-                await receiver.start()
+            for grpc_receiver in self.grpc_receivers:
+                await grpc_receiver.start()
+            for http_receiver in self.http_receivers:
+                await http_receiver.start()
         except BaseException:
             await self.stop()
             raise

@@ -64,7 +64,7 @@ def check_target(url: str, allow_private: bool) -> None:
     except OSError as exc:
         raise DeliveryError(f"cannot resolve {host}: {exc}") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not address.is_global:
             raise DeliveryError(
                 f"{host} resolves to {address}, a private or loopback address; refused "

@@ -83,14 +83,26 @@ def demo_calls(count: int, seed: int, now: datetime | None = None) -> list[DemoC
         start = min(start, end - timedelta(seconds=5))
         user = "u-007" if rng.random() < 0.15 else rng.choice(users)  # one heavy user
         session = f"s-{user}-{rng.randrange(4)}"
-        calls.append(_call(rng, start, service, feature, user, session, provider, model, operation))
+        who = _Who(service, feature, user, session, provider, model, operation)
+        calls.append(_call(rng, start, who))
     return calls
 
 
-def _call(rng: random.Random, start: datetime, *fields: str) -> DemoCall:
-    provider, model, operation = fields[4:]
-    if operation == "embeddings":
-        return DemoCall(start, rng.randint(40, 200), *fields, input_tokens=rng.randint(50, 800), output_tokens=0)
+@dataclass(frozen=True)
+class _Who:
+    service: str
+    feature: str
+    user: str
+    session: str
+    provider: str
+    model: str
+    operation: str
+
+
+def _call(rng: random.Random, start: datetime, who: _Who) -> DemoCall:
+    provider, model = who.provider, who.model
+    if who.operation == "embeddings":
+        return DemoCall(start, rng.randint(40, 200), **vars(who), input_tokens=rng.randint(50, 800), output_tokens=0)
     prompt = rng.randint(300, 6000)
     output = rng.randint(40, 900)
     cache_read = cache_write = reasoning = 0
@@ -109,7 +121,7 @@ def _call(rng: random.Random, start: datetime, *fields: str) -> DemoCall:
     return DemoCall(
         start,
         rng.randint(300, 9000),
-        *fields,
+        **vars(who),
         input_tokens=prompt,
         output_tokens=output,
         cache_read=cache_read,

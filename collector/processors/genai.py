@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,6 +263,7 @@ def _keep_aggregate_usage(record: SpanRecord, known: dict[str, AnyValue], conven
 
 def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Field, Any]:
     values: dict[Field, Any] = {}
+    convert: Callable[[Any], Any]
     for name, keys in convention.fields.items():
         for key in keys:
             if JSON_PATH in key:

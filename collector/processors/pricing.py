@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import genai_prices
 from genai_prices.data_units import unit_data
-from genai_prices.types import ModelInfo, ModelPrice, calc_unit_price
+from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, calc_unit_price
 from genai_prices.units import UnitRegistry
 
 from ..config import PriceOverride, PricingProcessorConfig
@@ -181,7 +181,7 @@ def _apply(record: SpanRecord, card: RateCard) -> None:
     record.total_cost = record.input_cost + record.cache_read_cost + record.cache_write_cost + record.output_cost
 
 
-def _first(*prices: object) -> object:
+def _first(*prices: Decimal | TieredPrices | None) -> Decimal | TieredPrices | None:
     for price in prices:
         if price is not None:
             return price

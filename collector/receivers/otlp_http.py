@@ -8,6 +8,7 @@ The same port serves the collector's API (health, metrics); see `spanmeter.api`.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -60,8 +61,8 @@ class OtlpHttpReceiver:
             await site.start()
         except OSError as exc:
             raise OSError(f"cannot listen for OTLP/HTTP on {self._config.endpoint}: {exc.strerror}") from None
-        server = site._server  # aiohttp exposes the bound port only here
-        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else int(port)  # type: ignore[union-attr]
+        server: Any = site._server  # aiohttp exposes the bound port only here
+        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else int(port)
         logger.info("OTLP/HTTP receiver listening on %s:%d (also /healthz, /metrics)", host, self.port)
 
     async def stop(self) -> None:
