@@ -7,8 +7,9 @@ exporter retries a request whose answer it never got. Rules, in order:
 1. the same trace and span id: a resent span;
 2. the same provider, response id (`gen_ai.response.id`) and usage, with overlapping times: one call
    (usage too, as some OpenAI-compatible servers reuse ids);
-3. the same trace, provider, model-call usage (input, output, cache read, cache write), with
-   overlapping times: one call seen by two instrumentations, one inside the other.
+3. a span and its parent, with the same provider and usage (input, output, cache read, cache
+   write): one call seen by two instrumentations, one inside the other. Siblings with the same
+   usage (parallel identical calls from one agent step) are separate calls.
 
 The first span to arrive is kept. What is remembered is bounded (the most recent calls), so this
 catches duplicates that arrive close together, which is how both cases happen.
@@ -36,11 +37,10 @@ class CallDeduplicator:
         duplicates = 0
         for record in records:
             span = (record.timestamp, record.timestamp + record.duration_ns)
-            keys = _keys(record)
-            if any(_overlaps(span, self._seen.get(key) or batch.get(key)) for key in keys):
+            if any(_overlaps(span, self._seen.get(key) or batch.get(key)) for key in _lookups(record)):
                 duplicates += 1
                 continue
-            for key in keys:
+            for key in _keys(record):
                 batch[key] = span
             kept.append(record)
         return kept, duplicates
@@ -57,14 +57,34 @@ class CallDeduplicator:
             seen.popitem(last=False)
 
 
+def _usage(record: SpanRecord) -> tuple[int, int, int, int]:
+    return (record.input_tokens, record.output_tokens, record.cache_read_tokens, record.cache_write_tokens)
+
+
 def _keys(record: SpanRecord) -> list[Hashable]:
+    """What a kept record is remembered by."""
     keys: list[Hashable] = [("span", record.trace_id, record.span_id)]
-    usage = (record.input_tokens, record.output_tokens, record.cache_read_tokens, record.cache_write_tokens)
     if record.response_id:
-        keys.append(("response", record.provider, record.response_id, usage))
+        keys.append(("response", record.provider, record.response_id, _usage(record)))
     if record.has_usage:
-        keys.append(("usage", record.trace_id, record.provider, usage))
+        call = (record.trace_id, record.provider, _usage(record))
+        keys.append(("as span", *call, record.span_id))  # for a child reporting the same call
+        if record.parent_span_id:
+            keys.append(("as parent", *call, record.parent_span_id))  # for its parent doing so
     return keys
+
+
+def _lookups(record: SpanRecord) -> list[Hashable]:
+    """What a new record is looked up by: the same span, the same response, or its parent or child."""
+    lookups: list[Hashable] = [("span", record.trace_id, record.span_id)]
+    if record.response_id:
+        lookups.append(("response", record.provider, record.response_id, _usage(record)))
+    if record.has_usage:
+        call = (record.trace_id, record.provider, _usage(record))
+        lookups.append(("as parent", *call, record.span_id))
+        if record.parent_span_id:
+            lookups.append(("as span", *call, record.parent_span_id))
+    return lookups
 
 
 def _overlaps(span: tuple[int, int], other: tuple[int, int] | None) -> bool:

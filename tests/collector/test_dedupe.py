@@ -63,7 +63,8 @@ def test_one_call_traced_by_the_sdk_and_an_instrumentation_is_one_row(
 
 
 def test_alike_but_separate_calls_are_all_counted(collector: Collector, store: Client, database: str) -> None:
-    """The same usage twice in one trace, one call after the other (an agent loop), is two calls."""
+    """The same usage in one trace: one call after the other (an agent loop), and calls in parallel (one step
+    fanning out), are separate calls."""
     provider = tracer_provider(collector)
     tracer = provider.get_tracer("tests")
     attributes = genai_attributes("openai", "gpt-4o-mini", {"input": 100, "output": 1})
@@ -71,9 +72,12 @@ def test_alike_but_separate_calls_are_all_counted(collector: Collector, store: C
         for _ in range(3):
             with tracer.start_as_current_span("chat gpt-4o-mini", attributes=attributes):
                 time.sleep(0.002)
+        parallel = [tracer.start_span("chat gpt-4o-mini", attributes=attributes) for _ in range(3)]
+        for span in parallel:
+            span.end()
     assert trace.get_current_span() is trace.INVALID_SPAN
-    settle(collector, 3)
-    assert len(rows(store, database)) == 3
+    settle(collector, 6)
+    assert len(rows(store, database)) == 6
 
 
 def test_a_reused_response_id_does_not_merge_different_calls(
