@@ -310,6 +310,8 @@ class ClickHouseExporterConfig(_Strict):
     queue: QueueConfig = QueueConfig()
     retry: RetryConfig = RetryConfig()
     shutdown_timeout: Seconds = 10.0
+    spool_dir: str = ""
+    """Where rows still unstored at shutdown are written (Arrow files), to be stored at the next start."""
 
     @field_validator("endpoint")
     @classmethod

@@ -5,6 +5,9 @@ Accepted rows wait in a bounded in-memory queue. A background thread takes a bat
 the same batch with backoff under the same `insert_deduplication_token`, so a retry whose first
 attempt did land is not stored twice. While it retries the queue fills, and once full `offer`
 refuses, which the receivers turn into a retryable status: nothing accepted is dropped silently.
+Rows still unstored when the collector stops (the store down for all of `shutdown_timeout`) are
+written to the spool directory as Arrow files, each under its batch's token, and inserted first
+at the next start.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
@@ -85,6 +89,9 @@ class ClickHouseExporter:
         self._thread: threading.Thread | None = None
         self._client: Client | None = None
         self.stored_rows = 0
+        self.replayed_rows = 0
+        self._unstored: list[tuple[pa.Table, str]] = []  # batches given up on at shutdown, with their tokens
+        self._current: tuple[pa.Table, str] | None = None  # the batch being inserted
         # Held while a batch is inserted and counted, so a reader (budgets) can take the store's sums
         # and `stored_rows` as of one moment: stored rows are then exactly the first `stored_rows` queued.
         self.insert_lock = threading.Lock()
@@ -118,13 +125,53 @@ class ClickHouseExporter:
         if self._thread is not None:
             self._thread.join(self._config.shutdown_timeout + 5)
         with self._cond:
-            lost = len(self._pending) + self._in_flight
+            if self._thread is not None and self._thread.is_alive() and self._current is not None:
+                self._unstored.append(self._current)  # an insert still hanging: its token keeps a late landing single
+            if self._pending:
+                rows = list(self._pending)
+                self._pending.clear()
+                self._unstored.append((to_arrow(rows), uuid.uuid4().hex))
+        lost = self._spool(self._unstored)
         if lost:
             self._metrics.spans_dropped.labels("store_unavailable_at_shutdown").inc(lost)
-            logger.error("%d accepted rows could not be stored before shutdown: ClickHouse unavailable", lost)
+            logger.error("%d accepted rows could not be stored or spooled before shutdown", lost)
         if self._client is not None:
             self._client.close()
         return lost
+
+    def _spool(self, batches: list[tuple[pa.Table, str]]) -> int:
+        """Write unstored batches to the spool directory; return the rows that could not be written."""
+        lost = 0
+        spool = Path(self._config.spool_dir) if self._config.spool_dir else None
+        for table, token in batches:
+            try:
+                if spool is None:
+                    raise OSError("no spool_dir configured")
+                spool.mkdir(parents=True, exist_ok=True)
+                partial = spool / f"{token}.arrow.part"
+                with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                    writer.write_table(table)
+                partial.rename(spool / f"{token}.arrow")  # complete files only: a crash leaves a .part
+                logger.warning(
+                    "spooled %d unstored rows to %s; they are stored at the next start", table.num_rows, spool
+                )
+            except OSError as exc:
+                logger.error("cannot spool %d rows: %s", table.num_rows, exc)
+                lost += table.num_rows
+        return lost
+
+    def _replay_spool(self) -> None:
+        """Store what a previous run spooled, each file under the token its batch had."""
+        if not self._config.spool_dir:
+            return
+        for path in sorted(Path(self._config.spool_dir).glob("*.arrow")):
+            with pa.memory_map(str(path)) as source:
+                table = pa.ipc.open_file(source).read_all()
+            if not self._insert(table, path.name.removesuffix(".arrow")):
+                return  # closing with the store still down: the file stays for next time
+            path.unlink()
+            self.replayed_rows += table.num_rows
+            logger.info("stored %d rows spooled by a previous run (%s)", table.num_rows, path.name)
 
     # --- the receivers' side -----------------------------------------------------------------
 
@@ -183,19 +230,27 @@ class ClickHouseExporter:
             return rows
 
     def _run(self) -> None:
+        self._replay_spool()
         while True:
             rows = self._take_batch()
             if rows is None:
                 return
-            if not self._store(rows):
-                return  # closing and the store stayed down: shutdown() counts what is left
+            table, token = to_arrow(rows), uuid.uuid4().hex
+            self._current = (table, token)
+            stored = self._insert(table, token, counted=True)
             with self._cond:
+                self._current = None
                 self._in_flight = 0
                 self._metrics.queue_rows.set(len(self._pending))
+                if not stored:  # closing and the store stayed down: shutdown() spools the rest
+                    self._unstored.append((table, token))
+                    return
 
-    def _store(self, rows: list[SpanRecord]) -> bool:
-        table = to_arrow(rows)
-        token = uuid.uuid4().hex
+    def _insert(self, table: pa.Table, token: str, counted: bool = False) -> bool:
+        """Insert one batch, retrying with backoff; False when closing and the store stayed down.
+
+        `counted`: the batch came from this run's queue, so `stored_rows` (queue order) includes it.
+        """
         delay = self._config.retry.initial_interval
         deadline: float | None = None
         while True:
@@ -209,11 +264,14 @@ class ClickHouseExporter:
                         table,
                         settings=INSERT_SETTINGS | {"insert_deduplication_token": token},
                     )
-                    self.stored_rows += len(rows)
+                    if counted:
+                        self.stored_rows += table.num_rows
             except Exception as exc:
                 self._healthy = False
                 self._metrics.store_errors.inc()
-                logger.warning("insert of %d rows failed, retrying in %.1fs: %s", len(rows), delay, first_line(exc))
+                logger.warning(
+                    "insert of %d rows failed, retrying in %.1fs: %s", table.num_rows, delay, first_line(exc)
+                )
                 if self._closing:
                     deadline = deadline or time.monotonic() + self._config.shutdown_timeout
                     if time.monotonic() >= deadline:
@@ -223,6 +281,6 @@ class ClickHouseExporter:
                 continue
             self._healthy = True
             self._metrics.insert_seconds.observe(time.perf_counter() - started)
-            self._metrics.batch_rows.observe(len(rows))
-            self._metrics.spans_stored.inc(len(rows))
+            self._metrics.batch_rows.observe(table.num_rows)
+            self._metrics.spans_stored.inc(table.num_rows)
             return True

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pyarrow as pa
 import pytest
 import yaml
 from clickhouse_connect.driver.client import Client
@@ -220,3 +221,37 @@ def test_sigterm_flushes_and_a_restart_keeps_every_row(tmp_path: Path) -> None:
 
     [[total, distinct]] = query_store(data, "SELECT count(), uniqExact(span_id) FROM spanmeter.genai_spans")
     assert (int(total), int(distinct)) == (sent, sent)
+
+
+def test_rows_the_store_cannot_take_by_shutdown_are_spooled_and_stored_at_the_next_start(
+    make_config: Callable[..., Any], store: Client, database: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    overrides = {
+        "exporters": {
+            "clickhouse": {
+                **FAST_RETRY["exporters"]["clickhouse"],
+                "shutdown_timeout": "300ms",
+                "spool_dir": str(spool),
+            }
+        }
+    }
+    first = CollectorThread(make_config(overrides))
+    collector = first.start()
+    store.command("DETACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
+    try:
+        exporter = span_exporter(collector, "grpc")
+        for _ in range(3):
+            assert exporter.export(make_spans(7)) is SpanExportResult.SUCCESS
+        assert first.stop() == 0  # nothing lost: what the store did not take is on disk
+    finally:
+        store.command("ATTACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
+    assert sum(pa.ipc.open_file(str(path)).read_all().num_rows for path in spool.glob("*.arrow")) == 21
+    assert count_rows(store, database) == (0, 0, 0)
+
+    with CollectorThread(make_config(overrides)) as restarted:
+        deadline = time.monotonic() + 20
+        while restarted.exporter.replayed_rows < 21 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert count_rows(store, database) == (21, 21, 21)
+    assert list(spool.glob("*.arrow")) == []
