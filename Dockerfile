@@ -13,6 +13,7 @@ ENV SPANMETER_CONFIG=/app/pipelines.yaml \
     SPANMETER_GRPC_ENDPOINT=0.0.0.0:4317 \
     SPANMETER_HTTP_ENDPOINT=0.0.0.0:4318
 EXPOSE 4317 4318
+RUN mkdir -p /var/lib/spanmeter && chown nobody /var/lib/spanmeter
 USER nobody
 ENTRYPOINT ["spanmeter"]
 CMD ["serve"]
