@@ -21,11 +21,13 @@ LOGFIRE = Convention(
         **OTEL_FIELDS,
         Field.REASONING_TOKENS: (
             *OTEL_FIELDS[Field.REASONING_TOKENS],
+            "gen_ai.usage.details.reasoning_tokens",  # Pydantic AI
             f"{_RAW}#completion_tokens_details.reasoning_tokens",
             f"{_RAW}#output_tokens_details.reasoning_tokens",
         ),
     },
     tag_prefixes=(TAG_PREFIX,),
-    content_attributes=OTEL_CONTENT | {"request_data", "response_data", "all_messages_events", "events"},
+    content_attributes=OTEL_CONTENT
+    | {"request_data", "response_data", "all_messages_events", "events", "pydantic_ai.all_messages", "final_result"},
     content_prefixes=OTEL_CONTENT_PREFIXES,
 )

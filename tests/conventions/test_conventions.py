@@ -103,3 +103,20 @@ def test_openllmetry_before_its_move_to_the_current_names(
         assert row["convention"] == "openllmetry"
         for column in COMPARED:
             assert row[column] == expected[column], (row["operation"], column, row[column], expected[column])
+
+
+def test_pydantic_ai_agent_run_is_a_row_but_its_call_is_counted_once(
+    reference: dict, collected: Collected, conventions_python: Path, fake_provider: str, store: Client
+) -> None:
+    """Pydantic AI: a `chat` span per model request, inside an `invoke_agent` span that repeats their usage
+    as `gen_ai.aggregated_usage.*`: the agent run is a row without usage of its own."""
+    collected.run(conventions_python, "pydantic_ai", ["openai_chat"], fake_provider)
+    rows = {row["operation"]: row for row in collected.rows(store, 2)}
+    assert set(rows) == {"chat", "invoke_agent"}
+    chat, agent = rows["chat"], rows["invoke_agent"]
+    assert chat["convention"] == "logfire"
+    for column in (*COMPARED, "reasoning_tokens"):
+        assert chat[column] == reference[("openai", "chat")][column], column
+    assert (agent["input_tokens"], agent["total_cost"], agent["price_status"]) == (0, 0, "no_usage")
+    assert agent["conversation_id"] == chat["conversation_id"] != ""
+    assert "operation.cost" in chat["span_attributes"]  # the client's own cost: kept, never used

@@ -56,6 +56,10 @@ def instrument(library: str, provider: TracerProvider) -> None:
         logfire.configure(send_to_logfire=False, console=False, service_name="logfire")
         logfire.instrument_openai()
         logfire.instrument_anthropic()
+    elif library == "pydantic_ai":
+        from pydantic_ai import Agent
+
+        Agent.instrument_all(True)
     elif library == "langsmith":
         os.environ.update(LANGSMITH_OTEL_ENABLED="true", LANGSMITH_TRACING="true", LANGSMITH_OTEL_ONLY="true")
         os.environ.setdefault("LANGSMITH_API_KEY", "unused")
@@ -64,7 +68,14 @@ def instrument(library: str, provider: TracerProvider) -> None:
 
 
 def call(library: str, name: str, base: str) -> None:
-    if name == "openai_chat":
+    if name == "openai_chat" and library == "pydantic_ai":
+        from pydantic_ai import Agent
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        model = OpenAIChatModel("gpt-4o-mini", provider=OpenAIProvider(base_url=f"{base}/v1", api_key="k"))
+        Agent(model).run_sync("hi")
+    elif name == "openai_chat":
         import openai
 
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="k")
