@@ -22,7 +22,7 @@ from ..store import StoreError, connect
 from .common import add_config_argument, fail, load_or_exit, setup_logging
 from .report import render
 
-__all__ = ["DemoCall", "demo_calls", "register", "run", "send_calls"]
+__all__ = ["CallOrigin", "DemoCall", "demo_calls", "register", "run", "send_calls"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,9 +37,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 @dataclass(frozen=True)
-class DemoCall:
-    start: datetime
-    duration_ms: int
+class CallOrigin:
+    """Who made a call, with what: the dimensions the demo's reports group by."""
+
     service: str
     feature: str
     user: str
@@ -47,6 +47,12 @@ class DemoCall:
     provider: str
     model: str
     operation: str
+
+
+@dataclass(frozen=True)
+class DemoCall(CallOrigin):
+    start: datetime
+    duration_ms: int
     input_tokens: int
     output_tokens: int
     cache_read: int = 0
@@ -83,26 +89,21 @@ def demo_calls(count: int, seed: int, now: datetime | None = None) -> list[DemoC
         start = min(start, end - timedelta(seconds=5))
         user = "u-007" if rng.random() < 0.15 else rng.choice(users)  # one heavy user
         session = f"s-{user}-{rng.randrange(4)}"
-        who = _Who(service, feature, user, session, provider, model, operation)
+        who = CallOrigin(service, feature, user, session, provider, model, operation)
         calls.append(_call(rng, start, who))
     return calls
 
 
-@dataclass(frozen=True)
-class _Who:
-    service: str
-    feature: str
-    user: str
-    session: str
-    provider: str
-    model: str
-    operation: str
-
-
-def _call(rng: random.Random, start: datetime, who: _Who) -> DemoCall:
+def _call(rng: random.Random, start: datetime, who: CallOrigin) -> DemoCall:
     provider, model = who.provider, who.model
     if who.operation == "embeddings":
-        return DemoCall(start, rng.randint(40, 200), **vars(who), input_tokens=rng.randint(50, 800), output_tokens=0)
+        return DemoCall(
+            **vars(who),
+            start=start,
+            duration_ms=rng.randint(40, 200),
+            input_tokens=rng.randint(50, 800),
+            output_tokens=0,
+        )
     prompt = rng.randint(300, 6000)
     output = rng.randint(40, 900)
     cache_read = cache_write = reasoning = 0
@@ -119,9 +120,9 @@ def _call(rng: random.Random, start: datetime, who: _Who) -> DemoCall:
     if error:
         prompt = output = cache_read = cache_write = reasoning = 0
     return DemoCall(
-        start,
-        rng.randint(300, 9000),
         **vars(who),
+        start=start,
+        duration_ms=rng.randint(300, 9000),
         input_tokens=prompt,
         output_tokens=output,
         cache_read=cache_read,
