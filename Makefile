@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Other instrumentation libraries, for the convention tests: their SDK pins clash with ours.
-CONVENTIONS := .venv-conventions
+# Other instrumentation libraries, for the convention tests, one virtualenv per requirements file:
+# their SDK pins clash with ours and with each other.
+CONVENTION_ENVS := $(patsubst tests/conventions/requirements-%.txt,.venv-conventions-%,$(wildcard tests/conventions/requirements-*.txt))
 # The Vercel AI SDK (JavaScript) for its convention test, from the committed package-lock.json.
 VERCEL := tests/conventions/vercel
-CONVENTIONS_LEGACY := .venv-conventions-legacy
 
 .PHONY: demo test lint bench clean
 
@@ -21,21 +21,16 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml instrumentation/pyproject.toml
 demo: $(VENV)/.installed  ## a collector on the embedded store, a day of GenAI traffic, its spend report
 	$(BIN)/spanmeter demo
 
-$(CONVENTIONS)/.installed: tests/conventions/requirements.txt
-	$(PYTHON) -m venv $(CONVENTIONS)
-	$(CONVENTIONS)/bin/pip install --quiet --no-deps -r tests/conventions/requirements.txt
-	touch $@
-
-$(CONVENTIONS_LEGACY)/.installed: tests/conventions/requirements-legacy.txt
-	$(PYTHON) -m venv $(CONVENTIONS_LEGACY)
-	$(CONVENTIONS_LEGACY)/bin/pip install --quiet --no-deps -r tests/conventions/requirements-legacy.txt
+.venv-conventions-%/.installed: tests/conventions/requirements-%.txt
+	$(PYTHON) -m venv .venv-conventions-$*
+	.venv-conventions-$*/bin/pip install --quiet --no-deps -r $<
 	touch $@
 
 $(VERCEL)/node_modules/.installed: $(VERCEL)/package.json $(VERCEL)/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix $(VERCEL) --no-audit --no-fund && touch $@; \
 	else echo "npm not found: tests/conventions/test_vercel_ai.py will skip"; fi
 
-test: $(VENV)/.installed $(CONVENTIONS)/.installed $(CONVENTIONS_LEGACY)/.installed $(VERCEL)/node_modules/.installed  ## the whole test suite (what CI runs)
+test: $(VENV)/.installed $(addsuffix /.installed,$(CONVENTION_ENVS)) $(VERCEL)/node_modules/.installed  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
@@ -45,4 +40,4 @@ bench: $(VENV)/.installed  ## end-to-end ingest throughput beside protobuf's dec
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) $(CONVENTIONS) $(VERCEL)/node_modules $(CONVENTIONS_LEGACY) .spanmeter .spanmeter-demo
+	rm -rf $(VENV) .venv-conventions-* $(VERCEL)/node_modules .spanmeter .spanmeter-demo .spanmeter-spool

@@ -27,10 +27,6 @@ from tests.collector.conftest import REPO, SHIPPED_CONFIG
 from tests.fakes.provider_server import provider_server
 
 PRODUCER = Path(__file__).parent / "producers" / "python_app.py"
-CONVENTIONS_PYTHON = Path(os.environ.get("SPANMETER_CONVENTIONS_PYTHON", REPO / ".venv-conventions" / "bin" / "python"))
-LEGACY_PYTHON = Path(
-    os.environ.get("SPANMETER_CONVENTIONS_LEGACY_PYTHON", REPO / ".venv-conventions-legacy" / "bin" / "python")
-)
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +35,11 @@ def fake_provider() -> Iterator[str]:
         yield server.base_url
 
 
-def _virtualenv_python(python: Path, variable: str) -> Path:
+def virtualenv_python(name: str) -> Path:
+    """The interpreter of `.venv-conventions-NAME` (built by `make test` from requirements-NAME.txt), or of
+    $SPANMETER_CONVENTIONS_<NAME>_PYTHON; the test skips, saying so, when there is none."""
+    variable = f"SPANMETER_CONVENTIONS_{name.upper().replace('-', '_')}_PYTHON"
+    python = Path(os.environ.get(variable, REPO / f".venv-conventions-{name}" / "bin" / "python"))
     if not python.exists():
         pytest.skip(f"no virtualenv at {python}: `make test` builds it (or set {variable})")
     return python
@@ -47,13 +47,20 @@ def _virtualenv_python(python: Path, variable: str) -> Path:
 
 @pytest.fixture(scope="session")
 def conventions_python() -> Path:
-    return _virtualenv_python(CONVENTIONS_PYTHON, "SPANMETER_CONVENTIONS_PYTHON")
+    """OpenLLMetry, OpenInference, OpenLIT, Logfire, LangSmith, Pydantic AI, contrib google-genai: current releases."""
+    return virtualenv_python("current")
 
 
 @pytest.fixture(scope="session")
 def legacy_python() -> Path:
     """OpenLLMetry 0.33 (before its move to the current names), with the SDK versions it supports."""
-    return _virtualenv_python(LEGACY_PYTHON, "SPANMETER_CONVENTIONS_LEGACY_PYTHON")
+    return virtualenv_python("legacy")
+
+
+@pytest.fixture(scope="session")
+def contrib_openai_python() -> Path:
+    """The official contrib opentelemetry-instrumentation-openai-v2, with openai 1.x."""
+    return virtualenv_python("contrib-openai")
 
 
 class Collected:

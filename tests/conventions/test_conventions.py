@@ -88,21 +88,40 @@ def test_openllmetry_before_its_move_to_the_current_names(
     operations = {(row["provider"], row["operation"]) for row in rows}
     assert operations == {("openai", "chat"), ("openai", "embeddings"), ("anthropic", "text_completion")}
     for row in rows:
-        expected = dict(
-            reference[(row["provider"], "chat" if row["operation"] == "text_completion" else row["operation"])]
-        )
-        if (row["provider"], row["operation"]) == ("openai", "chat"):
-            # 0.33 did not report OpenAI's cached prompt tokens at all: they can only be priced as plain input.
-            expected["cache_read_tokens"] = 0
-            expected["total_cost"] = genai_prices.calc_price(
-                genai_prices.Usage(input_tokens=expected["input_tokens"], output_tokens=expected["output_tokens"]),
-                expected["response_model"] or expected["request_model"],
-                provider_id="openai",
-                genai_request_timestamp=row["timestamp"].replace(tzinfo=UTC),
-            ).total_price
+        operation = "chat" if row["operation"] == "text_completion" else row["operation"]
         assert row["convention"] == "openllmetry"
-        for column in COMPARED:
-            assert row[column] == expected[column], (row["operation"], column, row[column], expected[column])
+        assert_same_call(row, reference[(row["provider"], operation)], reports_openai_cache=False)
+
+
+def test_contrib_openai_v2_in_both_modes(
+    reference: dict, collected: Collected, contrib_openai_python: Path, fake_provider: str, store: Client
+) -> None:
+    """opentelemetry-instrumentation-openai-v2 2.4b0 (with openai 1.x), default and gen_ai_latest_experimental."""
+    calls = ["openai_chat", "openai_embeddings"]
+    for mode in ("", "gen_ai_latest_experimental"):
+        python = contrib_openai_python
+        collected.run(python, "otel_contrib_openai", calls, fake_provider, OTEL_SEMCONV_STABILITY_OPT_IN=mode)
+    rows = collected.rows(store, 2 * len(calls))
+    assert len(rows) == 2 * len(calls)
+    for row in rows:
+        assert row["convention"] == "otel_genai"
+        assert_same_call(row, reference[(row["provider"], row["operation"])], reports_openai_cache=False)
+
+
+def assert_same_call(row: dict[str, Any], reference_row: dict[str, Any], reports_openai_cache: bool = True) -> None:
+    """The row has the reference's tokens and cost; where the library does not report OpenAI's cached prompt
+    tokens at all, they can only be priced as plain input, and that is what the row must say."""
+    expected = dict(reference_row)
+    if not reports_openai_cache and (row["provider"], row["operation"]) == ("openai", "chat"):
+        expected["cache_read_tokens"] = 0
+        expected["total_cost"] = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=expected["input_tokens"], output_tokens=expected["output_tokens"]),
+            expected["response_model"] or expected["request_model"],
+            provider_id="openai",
+            genai_request_timestamp=row["timestamp"].replace(tzinfo=UTC),
+        ).total_price
+    for column in COMPARED:
+        assert row[column] == expected[column], (row["operation"], column, row[column], expected[column])
 
 
 def test_pydantic_ai_agent_run_is_a_row_but_its_call_is_counted_once(

@@ -41,6 +41,10 @@ def instrument(library: str, provider: TracerProvider) -> None:
 
         OpenAIInstrumentor().instrument(tracer_provider=provider)
         AnthropicInstrumentor().instrument(tracer_provider=provider)
+    elif library == "otel_contrib_openai":
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
     elif library == "otel_contrib":
         from opentelemetry.instrumentation.google_genai import GoogleGenAiSdkInstrumentor
 
