@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import yaml
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
@@ -89,9 +90,11 @@ def chunks(spans: Sequence[ReadableSpan], size: int) -> list[Sequence[ReadableSp
 class Collector:
     """`spanmeter serve` in a child process, as a user runs it."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, workers: int = 0) -> None:
         config = Path(data) / "pipelines.yaml"
-        config.write_text((REPO / "pipelines.yaml").read_text())
+        raw = yaml.safe_load((REPO / "pipelines.yaml").read_text())
+        raw["service"]["workers"] = workers
+        config.write_text(yaml.safe_dump(raw))
         env = {
             **os.environ,
             "SPANMETER_DATA": str(Path(data) / "store"),
@@ -207,6 +210,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512, help="spans per export request (the SDK's default)")
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0, help="the collector's service.workers (default 0)")
     args = parser.parse_args()
 
     print(f"building {args.spans} spans...", file=sys.stderr)
@@ -220,7 +224,7 @@ def main() -> None:
 
     results: dict[str, list[float]] = {"grpc": [], "http": [], "raw": [], "decode": [], "encode": []}
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-bench-"))
-    collector = Collector(workdir)
+    collector = Collector(workdir, args.workers)
     try:
         for round_index in range(args.rounds):
             # New spans for every send: the collector recognises resent spans and does not store them twice.
@@ -240,7 +244,10 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in results.items()}
-    print(f"\nspanmeter ingest, {args.spans} GenAI spans x {args.rounds} rounds, {os.cpu_count()} cores (medians)")
+    print(
+        f"\nspanmeter ingest, {args.spans} GenAI spans x {args.rounds} rounds, {os.cpu_count()} cores, "
+        f"service.workers {args.workers} (medians)"
+    )
     print(f"  protobuf decode alone (the ceiling)  {median['decode']:>10,.0f} spans/s")
     for transport in ("grpc", "http"):
         ratio = median[transport] / median["decode"]

@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveInt,
     ValidationError,
     field_validator,
@@ -351,6 +352,8 @@ class TelemetryConfig(_Strict):
 class ServiceConfig(_Strict):
     pipelines: Pipelines
     telemetry: TelemetryConfig = TelemetryConfig()
+    workers: NonNegativeInt = 0
+    """Processes that read, price and tag spans beside the receiving one (0: all in the receiving process)."""
 
 
 _COMPONENT_MODELS: dict[str, dict[str, type[BaseModel]]] = {

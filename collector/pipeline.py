@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from .decoding import RecordProcessor, SpanDecoder
 from .exporters import ClickHouseExporter, OtlpForwarder
-from .processors import GenAIProcessor
 from .processors.dedupe import CallDeduplicator
-from .records import SpanRecord
 from .telemetry import CollectorMetrics
 
 __all__ = ["Backpressure", "ExportOutcome", "RecordProcessor", "TelemetryRouter", "TracesPipeline"]
@@ -34,21 +32,17 @@ class ExportOutcome:
     message: str
 
 
-class RecordProcessor(Protocol):
-    def process(self, records: Sequence[SpanRecord]) -> None: ...
-
-
 class TracesPipeline:
     def __init__(
         self,
-        genai: GenAIProcessor,
+        decoder: SpanDecoder,
         processors: Sequence[RecordProcessor],
         exporter: ClickHouseExporter,
         forwarders: Sequence[OtlpForwarder],
         metrics: CollectorMetrics,
     ) -> None:
-        self._genai = genai
-        self._processors = processors
+        self._decoder = decoder
+        self._processors = processors  # those that keep state across requests (budgets): in this process
         self._exporter = exporter
         self._forwarders = forwarders
         self._metrics = metrics
@@ -56,9 +50,9 @@ class TracesPipeline:
         self._on_queued = [hook for p in processors if (hook := getattr(p, "queued", None)) is not None]
         self._calls = CallDeduplicator()
 
-    def consume(self, request: ExportTraceServiceRequest, body: bytes | None = None) -> ExportOutcome:
+    async def consume(self, request: ExportTraceServiceRequest, body: bytes | None = None) -> ExportOutcome:
         """Decode, price and tag; queue the rows. Raises Backpressure when they cannot be queued."""
-        decoded = self._genai.decode(request)
+        decoded = await self._decoder.decode(request, body)
         records, duplicates = self._calls.filter(decoded.records)
         for processor in self._processors:
             processor.process(records)

@@ -18,13 +18,11 @@ from .config import (
     GenAIProcessorConfig,
     OtlpExporterConfig,
     OtlpReceiverConfig,
-    PricingProcessorConfig,
-    TagsProcessorConfig,
     component_type,
 )
+from .decoding import InlineDecoder, RecordProcessor, SpanDecoder, WorkerPoolDecoder, is_row_processor
 from .exporters import ClickHouseExporter, OtlpForwarder
-from .pipeline import RecordProcessor, TelemetryRouter, TracesPipeline
-from .processors import GenAIProcessor, PricingProcessor, TagsProcessor
+from .pipeline import TelemetryRouter, TracesPipeline
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
 from .telemetry import CollectorMetrics
 
@@ -58,9 +56,22 @@ class Collector:
         }
 
         genai_config: GenAIProcessorConfig = config.processors[traces.processors[0]]
-        processors: list[RecordProcessor] = [self._processor(pid) for pid in traces.processors[1:]]
+        # Per-row processors go with the genai processor (possibly into workers); the others stay here.
+        row_configs: list[Any] = []
+        processors: list[RecordProcessor] = []
+        for pid in traces.processors[1:]:
+            if is_row_processor(config.processors[pid]):
+                row_configs.append(config.processors[pid])
+            else:
+                processors.append(self._processor(pid))
+        workers = config.service.workers
+        self.decoder: SpanDecoder = (
+            WorkerPoolDecoder(genai_config, row_configs, workers)
+            if workers
+            else InlineDecoder(genai_config, row_configs)
+        )
         self.traces = TracesPipeline(
-            GenAIProcessor(genai_config),
+            self.decoder,
             processors,
             self.exporter,
             self._forwarders_of(traces.exporters),
@@ -91,11 +102,8 @@ class Collector:
                 self.http_receivers.append(http)
 
     def _processor(self, processor_id: str) -> RecordProcessor:
+        """A processor that keeps state across requests, so runs in this process."""
         body: Any = self.config.processors[processor_id]
-        if isinstance(body, PricingProcessorConfig):
-            return PricingProcessor(body)
-        if isinstance(body, TagsProcessorConfig):
-            return TagsProcessor(body)
         if isinstance(body, BudgetProcessorConfig):
             if self.budgets is not None:
                 raise ValueError("a traces pipeline can have one budget processor")
@@ -115,6 +123,7 @@ class Collector:
         return self.http_receivers[0].port if self.http_receivers else 0
 
     async def start(self) -> None:
+        await self.decoder.start()
         await asyncio.to_thread(self.exporter.start)
         if self.budgets is not None:
             await asyncio.to_thread(self.budgets.start)
@@ -135,6 +144,7 @@ class Collector:
             await grpc_receiver.stop()
         for http_receiver in self.http_receivers:
             await http_receiver.stop()
+        await self.decoder.stop()
         lost = await asyncio.to_thread(self.exporter.shutdown)
         if self.budgets is not None:
             await asyncio.to_thread(self.budgets.stop)

@@ -79,7 +79,7 @@ class OtlpGrpcReceiver:
             response = spec.response()
             if signal == "traces":
                 try:
-                    outcome = self._traces.consume(request, body)  # type: ignore[arg-type]
+                    outcome = await self._traces.consume(request, body)  # type: ignore[arg-type]
                 except Backpressure as exc:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
                 if outcome.rejected:

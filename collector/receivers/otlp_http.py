@@ -102,7 +102,7 @@ class OtlpHttpReceiver:
             response = spec.response()
             if signal == "traces":
                 try:
-                    outcome = self._traces.consume(message, body if content_type == PROTOBUF else None)  # type: ignore[arg-type]
+                    outcome = await self._traces.consume(message, body if content_type == PROTOBUF else None)  # type: ignore[arg-type]
                 except Backpressure as exc:
                     reply = _status(503, content_type, _GRPC_UNAVAILABLE, str(exc))
                     reply.headers["Retry-After"] = str(exc.retry_after)
