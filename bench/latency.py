@@ -1,0 +1,97 @@
+"""Acknowledgement latency of the spanmeter collector at fixed offered rates.
+
+DESIGN.md's second target: requests acknowledged within 20 ms at p99 under 10,000 spans/s. This starts
+`spanmeter serve` as a child process (see ingest.py), then for each rate offers GenAI spans at that rate for
+`--seconds`, in OTLP/gRPC requests of `--batch` spans sent on a fixed schedule (open loop: a slow answer does
+not slow the offered load) from `--senders` threads, and reports the median and p99 time from sending a
+request to its answer, beside the rate the collector actually stored.
+
+    python bench/latency.py [--rates 1000,2000,5000,10000] [--seconds 10] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from ingest import Collector, chunks, encode_spans, make_spans
+
+PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def offer(collector: Collector, rate: int, seconds: float, batch: int, senders: int) -> tuple[list[float], float]:
+    total = int(rate * seconds)
+    bodies = [encode_spans(b).SerializeToString() for b in chunks(make_spans(total), batch)]
+    interval = senders * batch / rate  # each sender's period between requests
+    latencies: list[float] = []
+    lock = threading.Lock()
+    before = collector.stored()
+    start = time.perf_counter() + 0.2
+
+    def sender(index: int) -> None:
+        mine = bodies[index::senders]
+        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+            export = channel.unary_unary(PATH)
+            for n, body in enumerate(mine):
+                due = start + index * interval / senders + n * interval
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                sent = time.perf_counter()
+                export(body, timeout=30)
+                elapsed = time.perf_counter() - sent
+                with lock:
+                    latencies.append(elapsed)
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    while collector.stored() < before + total:
+        time.sleep(0.01)
+    stored_rate = total / (time.perf_counter() - start)
+    return latencies, stored_rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="1000,2000,5000,10000")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="spanmeter-latency-"))
+    collector = Collector(workdir, args.workers)
+    rows = []
+    try:
+        for rate in (int(r) for r in args.rates.split(",")):
+            latencies, stored = offer(collector, rate, args.seconds, args.batch, args.senders)
+            latencies.sort()
+            p50 = statistics.median(latencies) * 1000
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+            rows.append((rate, stored, p50, p99, len(latencies)))
+            print(f"offered {rate:>6,}/s: stored {stored:>8,.0f}/s, ack p50 {p50:7.1f} ms, p99 {p99:7.1f} ms")
+    finally:
+        collector.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(
+        f"\nack latency, OTLP/gRPC requests of {args.batch} spans, {args.seconds:g} s per rate, workers {args.workers}"
+    )
+    print("  offered/s   stored/s   p50 ms   p99 ms   requests")
+    for rate, stored, p50, p99, count in rows:
+        print(f"  {rate:>9,} {stored:>10,.0f} {p50:>8.1f} {p99:>8.1f} {count:>10,}")
+    print("  target (DESIGN.md): p99 <= 20 ms at 10,000 spans/s")
+
+
+if __name__ == "__main__":
+    main()
