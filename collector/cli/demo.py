@@ -204,7 +204,9 @@ def _attributes(call: DemoCall) -> dict[str, Any]:
 def _demo_config(config: Config, data: str) -> Config:
     """The given pipeline, on a store of its own and on ports the OS picks (a running collector is left alone)."""
     exporters = {
-        cid: body.model_copy(update={"endpoint": f"chdb://{data}"}) if cid.startswith("clickhouse") else body
+        cid: body.model_copy(update={"endpoint": f"chdb://{data}", "spool_dir": f"{data}-spool"})
+        if cid.startswith("clickhouse")
+        else body
         for cid, body in config.exporters.items()
     }
     receivers = {}

@@ -148,10 +148,12 @@ class ClickHouseExporter:
                 if spool is None:
                     raise OSError("no spool_dir configured")
                 spool.mkdir(parents=True, exist_ok=True)
-                partial = spool / f"{token}.arrow.part"
+                # Named by database: several collectors (or the demo) may share a spool directory.
+                name = f"{self._config.database}--{token}.arrow"
+                partial = spool / f"{name}.part"
                 with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                     writer.write_table(table)
-                partial.rename(spool / f"{token}.arrow")  # complete files only: a crash leaves a .part
+                partial.rename(spool / name)  # complete files only: a crash leaves a .part
                 logger.warning(
                     "spooled %d unstored rows to %s; they are stored at the next start", table.num_rows, spool
                 )
@@ -164,10 +166,11 @@ class ClickHouseExporter:
         """Store what a previous run spooled, each file under the token its batch had."""
         if not self._config.spool_dir:
             return
-        for path in sorted(Path(self._config.spool_dir).glob("*.arrow")):
+        prefix = f"{self._config.database}--"
+        for path in sorted(Path(self._config.spool_dir).glob(f"{prefix}*.arrow")):
             with pa.memory_map(str(path)) as source:
                 table = pa.ipc.open_file(source).read_all()
-            if not self._insert(table, path.name.removesuffix(".arrow")):
+            if not self._insert(table, path.name.removeprefix(prefix).removesuffix(".arrow")):
                 return  # closing with the store still down: the file stays for next time
             path.unlink()
             self.replayed_rows += table.num_rows

@@ -153,6 +153,7 @@ class ServeProcess:
         env = {
             **os.environ,
             "SPANMETER_DATA": str(data),
+            "SPANMETER_SPOOL": f"{data}-spool",
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
         }
