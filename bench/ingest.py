@@ -25,6 +25,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -124,9 +125,22 @@ class Collector:
         match = re.search(r"^spanmeter_spans_stored_total ([\d.e+]+)$", text, re.MULTILINE)
         return int(float(match.group(1))) if match else 0
 
+    def wait_stored(self, count: int) -> None:
+        while self.stored() < count:
+            time.sleep(0.01)
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=120)
+
+
+def in_threads(target: Callable[[Any], None], parts: Sequence[Any]) -> None:
+    """Run `target(part)` for each part, each in its own thread, and wait for all."""
+    threads = [threading.Thread(target=target, args=(part,)) for part in parts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def send(batches: list[Sequence[ReadableSpan]], make_exporter: Callable[[], SpanExporter], senders: int) -> None:
@@ -140,11 +154,7 @@ def send(batches: list[Sequence[ReadableSpan]], make_exporter: Callable[[], Span
                 errors.append("export failed")
         exporter.shutdown()
 
-    threads = [threading.Thread(target=worker, args=(batches[i::senders],)) for i in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(worker, [batches[i::senders] for i in range(senders)])
     if errors:
         raise RuntimeError(f"{len(errors)} exports failed")
 
@@ -160,8 +170,7 @@ def end_to_end(collector: Collector, batches: list[Sequence[ReadableSpan]], tran
         make = lambda: HttpSpanExporter(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces")  # noqa: E731
     started = time.perf_counter()
     send(batches, make, senders)
-    while collector.stored() < before + total:
-        time.sleep(0.01)
+    collector.wait_stored(before + total)
     return total / (time.perf_counter() - started)
 
 
@@ -179,14 +188,9 @@ def collector_only(collector: Collector, bodies: list[bytes], spans: int, sender
             for body in mine:
                 export(body, timeout=60)
 
-    threads = [threading.Thread(target=worker, args=(bodies[i::senders],)) for i in range(senders)]
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    while collector.stored() < before + spans:
-        time.sleep(0.01)
+    in_threads(worker, [bodies[i::senders] for i in range(senders)])
+    collector.wait_stored(before + spans)
     return spans / (time.perf_counter() - started)
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import grpc
-from ingest import Collector, chunks, encode_spans, make_spans
+from ingest import Collector, chunks, encode_spans, in_threads, make_spans
 
 PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -49,13 +49,8 @@ def offer(collector: Collector, rate: int, seconds: float, batch: int, senders: 
                 with lock:
                     latencies.append(elapsed)
 
-    threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    while collector.stored() < before + total:
-        time.sleep(0.01)
+    in_threads(sender, range(senders))
+    collector.wait_stored(before + total)
     stored_rate = total / (time.perf_counter() - start)
     return latencies, stored_rate
 
