@@ -1,6 +1,8 @@
 """The `clickhouse` exporter: batches rows and bulk-inserts them as Arrow.
 
-Accepted rows wait in a bounded in-memory queue. A background thread takes a batch when it is full
+Accepted rows wait in a bounded in-memory queue, already converted to Arrow by the thread that accepted
+them (one request at a time, so no thread holds the GIL for a whole batch's conversion and stalls the
+receivers). A background thread takes a batch when it is full
 (`batch.max_rows`) or old enough (`batch.max_age`) and inserts it; when the store fails it retries
 the same batch with backoff under the same `insert_deduplication_token`, so a retry whose first
 attempt did land is not stored twice. While it retries the queue fills, and once full `offer`
@@ -66,10 +68,6 @@ def to_arrow(records: Sequence[SpanRecord]) -> pa.Table:
         values = [getattr(record, name) for record in records]
         if arrow_type == _STRING_MAP:
             values = [list(value.items()) for value in values]
-        elif arrow_type == _TIMESTAMP:
-            # Via int64: converting Python ints straight to a tz-aware type loads tz data on first use (~0.2 s).
-            columns.append(pa.array(values, type=pa.int64()).cast(_TIMESTAMP))
-            continue
         columns.append(pa.array(values, type=arrow_type))
     return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
 
@@ -79,7 +77,10 @@ class ClickHouseExporter:
         self._config = config
         self._metrics = metrics
         self._capacity = config.queue.max_rows
-        self._pending: deque[SpanRecord] = deque()
+        # Accepted rows, already as Arrow: built by the receiving thread per request, so the exporter
+        # thread never holds the GIL for a whole batch's conversion (which would stall the receivers).
+        self._pending: deque[pa.Table] = deque()
+        self._pending_rows = 0
         self._in_flight = 0
         self._oldest: float | None = None
         self._cond = threading.Condition()
@@ -105,6 +106,8 @@ class ClickHouseExporter:
         A server that is down at start is retried in the background instead: the collector accepts
         spans meanwhile, up to its queue's capacity.
         """
+        # Arrow loads its time-zone data on first use (~0.3 s): not while the first request waits.
+        pa.array([0], type=pa.int64()).cast(_TIMESTAMP)
         try:
             self._client = self._open()
         except StoreError:
@@ -128,9 +131,9 @@ class ClickHouseExporter:
             if self._thread is not None and self._thread.is_alive() and self._current is not None:
                 self._unstored.append(self._current)  # an insert still hanging: its token keeps a late landing single
             if self._pending:
-                rows = list(self._pending)
+                self._unstored.append((pa.concat_tables(self._pending), uuid.uuid4().hex))
                 self._pending.clear()
-                self._unstored.append((to_arrow(rows), uuid.uuid4().hex))
+                self._pending_rows = 0
         lost = self._spool(self._unstored)
         if lost:
             self._metrics.spans_dropped.labels("store_unavailable_at_shutdown").inc(lost)
@@ -183,15 +186,20 @@ class ClickHouseExporter:
         if not records:
             return True
         with self._cond:
-            if self._closing or len(self._pending) + self._in_flight + len(records) > self._capacity:
+            if self._closing or self._pending_rows + self._in_flight + len(records) > self._capacity:
+                return False
+        table = to_arrow(records)
+        with self._cond:
+            if self._closing:
                 return False
             was_empty = not self._pending
             if was_empty:
                 self._oldest = time.monotonic()
-            self._pending.extend(records)
-            self._metrics.queue_rows.set(len(self._pending) + self._in_flight)
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+            self._metrics.queue_rows.set(self._pending_rows + self._in_flight)
             # Wake the worker to start the batch's age clock, or because a batch is full.
-            if was_empty or len(self._pending) >= self._config.batch.max_rows:
+            if was_empty or self._pending_rows >= self._config.batch.max_rows:
                 self._cond.notify()
         return True
 
@@ -202,7 +210,7 @@ class ClickHouseExporter:
     @property
     def queued_rows(self) -> int:
         with self._cond:
-            return len(self._pending) + self._in_flight
+            return self._pending_rows + self._in_flight
 
     # --- the worker thread -------------------------------------------------------------------
 
@@ -212,39 +220,49 @@ class ClickHouseExporter:
         self._healthy = True
         return client
 
-    def _take_batch(self) -> list[SpanRecord] | None:
-        """Wait until a batch is due; None when closing with nothing left."""
+    def _take_batch(self) -> pa.Table | None:
+        """Wait until a batch is due and take up to `batch.max_rows` rows, in order; None when closing with
+        nothing left."""
         batch = self._config.batch
         with self._cond:
             while True:
                 if self._pending:
                     age = time.monotonic() - (self._oldest or 0.0)
-                    if self._closing or len(self._pending) >= batch.max_rows or age >= batch.max_age:
+                    if self._closing or self._pending_rows >= batch.max_rows or age >= batch.max_age:
                         break
                     self._cond.wait(batch.max_age - age)
                 elif self._closing:
                     return None
                 else:
                     self._cond.wait()
-            size = min(len(self._pending), batch.max_rows)
-            rows = [self._pending.popleft() for _ in range(size)]
+            parts: list[pa.Table] = []
+            room = batch.max_rows
+            while self._pending and room > 0:
+                table = self._pending.popleft()
+                if table.num_rows > room:  # split (zero-copy): the rest stays first in line
+                    self._pending.appendleft(table.slice(room))
+                    table = table.slice(0, room)
+                parts.append(table)
+                room -= table.num_rows
+            size = batch.max_rows - room
+            self._pending_rows -= size
             self._in_flight = size
             self._oldest = time.monotonic() if self._pending else None
-            return rows
+        return pa.concat_tables(parts)
 
     def _run(self) -> None:
         self._replay_spool()
         while True:
-            rows = self._take_batch()
-            if rows is None:
+            table = self._take_batch()
+            if table is None:
                 return
-            table, token = to_arrow(rows), uuid.uuid4().hex
+            token = uuid.uuid4().hex
             self._current = (table, token)
             stored = self._insert(table, token, counted=True)
             with self._cond:
                 self._current = None
                 self._in_flight = 0
-                self._metrics.queue_rows.set(len(self._pending))
+                self._metrics.queue_rows.set(self._pending_rows)
                 if not stored:  # closing and the store stayed down: shutdown() spools the rest
                     self._unstored.append((table, token))
                     return
