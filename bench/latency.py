@@ -68,6 +68,7 @@ def main() -> None:
     collector = Collector(workdir, args.workers)
     rows = []
     try:
+        offer(collector, 1000, 2, args.batch, args.senders)  # warm-up, not reported: first connections, price lookups
         for rate in (int(r) for r in args.rates.split(",")):
             latencies, stored = offer(collector, rate, args.seconds, args.batch, args.senders)
             latencies.sort()
