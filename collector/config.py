@@ -440,9 +440,6 @@ class Config(_Strict):
                 )
         return self
 
-    def component(self, section: str, component_id: str) -> Any:
-        return getattr(self, section)[component_id]
-
 
 class _KeyedError(ValueError):
     """Carries a key path out of pydantic's validators so the message can name it."""

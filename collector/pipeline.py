@@ -53,7 +53,8 @@ class TracesPipeline:
     async def consume(self, request: ExportTraceServiceRequest, body: bytes | None = None) -> ExportOutcome:
         """Decode, price and tag; queue the rows. Raises Backpressure when they cannot be queued."""
         decoded = await self._decoder.decode(request, body)
-        records, duplicates = self._calls.filter(decoded.records)
+        admission = self._calls.filter(decoded.records)
+        records, duplicates = admission.kept, admission.duplicates
         for processor in self._processors:
             processor.process(records)
         if not self._exporter.offer(records):
@@ -61,7 +62,7 @@ class TracesPipeline:
             raise Backpressure(
                 f"spanmeter's queue is full ({self._exporter.queued_rows} rows waiting for ClickHouse); retry later"
             )
-        self._calls.remember(records)
+        self._calls.remember(admission)
         for hook in self._on_queued:
             hook(records)
         metrics = self._metrics

@@ -116,6 +116,3 @@ class SpanRecord:
     def model(self) -> str:
         """The model that answered, else the one asked for: the name that is priced."""
         return self.response_model or self.request_model
-
-    def row(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in COLUMNS)

@@ -19,10 +19,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 
 from ..records import SpanRecord
 
-__all__ = ["CallDeduplicator"]
+__all__ = ["Admission", "CallDeduplicator"]
+
+
+@dataclass
+class Admission:
+    """The outcome of `filter` for one request: what to keep, and the keys to remember once it is accepted."""
+
+    kept: list[SpanRecord] = field(default_factory=list)
+    duplicates: int = 0
+    keys: dict[Hashable, tuple[int, int]] = field(default_factory=dict)
 
 
 class CallDeduplicator:
@@ -30,29 +40,26 @@ class CallDeduplicator:
         self._capacity = capacity
         self._seen: OrderedDict[Hashable, tuple[int, int]] = OrderedDict()
 
-    def filter(self, records: Sequence[SpanRecord]) -> tuple[list[SpanRecord], int]:
+    def filter(self, records: Sequence[SpanRecord]) -> Admission:
         """The records that are not duplicates (of earlier calls or of each other), and how many were."""
-        kept: list[SpanRecord] = []
-        batch: dict[Hashable, tuple[int, int]] = {}
-        duplicates = 0
+        admission = Admission()
+        batch = admission.keys
         for record in records:
             span = (record.timestamp, record.timestamp + record.duration_ns)
             if any(_overlaps(span, self._seen.get(key) or batch.get(key)) for key in _lookups(record)):
-                duplicates += 1
+                admission.duplicates += 1
                 continue
             for key in _keys(record):
                 batch[key] = span
-            kept.append(record)
-        return kept, duplicates
+            admission.kept.append(record)
+        return admission
 
-    def remember(self, records: Sequence[SpanRecord]) -> None:
-        """Call once the records are accepted: a refused request must not make its retry a duplicate."""
+    def remember(self, admission: Admission) -> None:
+        """Call once the kept records are accepted: a refused request must not make its retry a duplicate."""
         seen = self._seen
-        for record in records:
-            span = (record.timestamp, record.timestamp + record.duration_ns)
-            for key in _keys(record):
-                seen[key] = span
-                seen.move_to_end(key)
+        for key, span in admission.keys.items():
+            seen[key] = span
+            seen.move_to_end(key)
         while len(seen) > self._capacity:
             seen.popitem(last=False)
 
