@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from spanmeter_instrumentation import install_tag_processor
+from spanmeter_instrumentation import disable_budget_gate, install_tag_processor
 from tests.fakes.provider_server import FakeProviderServer, provider_server
 
 
@@ -52,6 +52,13 @@ def spans(_exporter: InMemorySpanExporter, tracer_provider: TracerProvider) -> I
     _exporter.clear()
     yield Spans(_exporter)
     _exporter.clear()
+
+
+@pytest.fixture
+def gate_off() -> Iterator[None]:
+    """Turns the budget gate off after the test, whatever the test enabled."""
+    yield
+    disable_budget_gate()
 
 
 @pytest.fixture(scope="session")
