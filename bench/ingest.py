@@ -99,7 +99,7 @@ class Collector:
         env = {
             **os.environ,
             "SPANMETER_DATA": str(Path(data) / "store"),
-            "SPANMETER_SPOOL": str(Path(data) / "spool"),
+            "SPANMETER_WAL": str(Path(data) / "wal"),
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
         }

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import (
     BaseModel,
+    ByteSize,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -113,6 +114,11 @@ class GenAIProcessorConfig(_Strict):
     max_attributes: PositiveInt = 128
     """Span or resource attributes kept per row beyond the promoted columns."""
     max_attribute_value_length: PositiveInt = 4096
+    max_tokens_per_call: int = Field(default=1_000_000_000, gt=0, le=10**18)
+    """A token count above this rejects the span: no call is that large, so the sender is wrong. At most
+    10^18, so a row's sums (input plus cache) stay within UInt64."""
+    max_future_skew: Seconds = 3600.0
+    """A span starting or ending further ahead of the collector's clock is rejected."""
 
 
 class PriceOverride(_Strict):
@@ -293,7 +299,12 @@ class BatchConfig(_Strict):
 
 
 class QueueConfig(_Strict):
-    max_rows: PositiveInt = 200_000
+    """The write-ahead log: accepted rows wait here, fsync'd, until ClickHouse has them."""
+
+    directory: str = "./.spanmeter-wal"
+    """One subdirectory per database; a collector locks its own."""
+    max_bytes: ByteSize = ByteSize(512 * 1024 * 1024)
+    """Past this, receivers answer with retryable statuses (UNAVAILABLE, 503 + Retry-After)."""
 
 
 class RetryConfig(_Strict):
@@ -311,8 +322,9 @@ class ClickHouseExporterConfig(_Strict):
     queue: QueueConfig = QueueConfig()
     retry: RetryConfig = RetryConfig()
     shutdown_timeout: Seconds = 10.0
-    spool_dir: str = ""
-    """Where rows still unstored at shutdown are written (Arrow files), to be stored at the next start."""
+    """How long a stop keeps storing what the WAL holds; the rest is stored at the next start."""
+    unavailable_grace: Seconds = 60.0
+    """How long the store may fail before `/readyz` says the collector is not ready."""
 
     @field_validator("endpoint")
     @classmethod
@@ -534,7 +546,7 @@ def _format_validation_error(file: str, prefix: tuple[Any, ...], error: Validati
             detail = "unknown key"
         elif item["type"] == "missing":
             detail = "required key is missing"
-        elif not isinstance(got, dict | list):
+        elif not isinstance(got, dict | list) and f"got {got!r}" not in detail:  # our validators name it already
             detail += f" (got {got!r})"
         lines.append(f"{file}: {_format_path(path)}: {detail}")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from .decoding import RecordProcessor, SpanDecoder
 from .exporters import ClickHouseExporter, OtlpForwarder
+from .exporters.wal import WalUnavailable, WalWriteError
 from .processors.dedupe import CallDeduplicator
 from .telemetry import CollectorMetrics
 
@@ -51,18 +52,23 @@ class TracesPipeline:
         self._calls = CallDeduplicator()
 
     async def consume(self, request: ExportTraceServiceRequest, body: bytes | None = None) -> ExportOutcome:
-        """Decode, price and tag; queue the rows. Raises Backpressure when they cannot be queued."""
+        """Decode, price and tag; returns once the rows are durable in the WAL. Raises Backpressure when they
+        cannot be kept now (the sender retries)."""
         decoded = await self._decoder.decode(request, body)
         admission = self._calls.filter(decoded.records)
         records, duplicates = admission.kept, admission.duplicates
         for processor in self._processors:
             processor.process(records)
-        if not self._exporter.offer(records):
-            self._metrics.spans_refused.labels("queue_full").inc(len(records))
-            raise Backpressure(
-                f"spanmeter's queue is full ({self._exporter.queued_rows} rows waiting for ClickHouse); retry later"
-            )
         self._calls.remember(admission)
+        try:
+            await self._exporter.offer(records)
+        except WalUnavailable as exc:
+            self._calls.forget(admission)
+            reason = "wal_write_error" if isinstance(exc, WalWriteError) else "queue_full"
+            self._metrics.spans_refused.labels(reason).inc(len(records))
+            if isinstance(exc, WalWriteError):
+                self._metrics.wal_write_errors.inc()
+            raise Backpressure(f"{exc}; retry later") from None
         for hook in self._on_queued:
             hook(records)
         metrics = self._metrics

@@ -8,13 +8,24 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 from importlib import resources
 from urllib.parse import urlsplit
 
 import clickhouse_connect
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-__all__ = ["StoreBusy", "StoreError", "apply_schema", "connect", "describe_endpoint", "first_line", "schema_files"]
+__all__ = [
+    "StoreBusy",
+    "StoreError",
+    "apply_schema",
+    "caused_by_data",
+    "connect",
+    "describe_endpoint",
+    "first_line",
+    "schema_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +114,38 @@ def describe_endpoint(endpoint: str) -> str:
 def _statements(text: str) -> list[str]:
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
     return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+
+
+# ClickHouse error codes an insert gets because of the rows themselves: retrying the same rows cannot
+# help, so the batch is split to set those rows aside. Every other failure (connection refused,
+# timeouts, memory limits, too many parts, a table being recreated...) is retried as it is.
+_DATA_ERROR_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        41,  # CANNOT_PARSE_DATETIME
+        43,  # ILLEGAL_TYPE_OF_ARGUMENT
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        128,  # TOO_LARGE_ARRAY_SIZE
+        131,  # TOO_LARGE_STRING_SIZE
+        190,  # SIZES_OF_ARRAYS_DONT_MATCH
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        407,  # DECIMAL_OVERFLOW
+    }
+)
+_CODE = re.compile(r"Code: (\d+)\.")
+
+
+def caused_by_data(exc: BaseException) -> bool:
+    """Whether an insert failed because of what the rows hold (not the store's state)."""
+    if isinstance(exc, (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError)):
+        return True  # the client could not even encode the rows
+    match = _CODE.search(str(exc))
+    return match is not None and int(match.group(1)) in _DATA_ERROR_CODES
 
 
 def first_line(exc: BaseException) -> str:

@@ -43,7 +43,26 @@ class CollectorMetrics:
             "spanmeter_forwarded_requests", "Requests forwarded to an otlp exporter", ["signal", "outcome"], registry=r
         )
         self.queue_rows = Gauge("spanmeter_queue_rows", "Rows accepted and waiting to be stored", registry=r)
-        self.queue_capacity = Gauge("spanmeter_queue_capacity_rows", "Rows the queue can hold", registry=r)
+        self.wal_bytes = Gauge("spanmeter_wal_bytes", "Bytes of accepted rows in the write-ahead log", registry=r)
+        self.wal_capacity = Gauge(
+            "spanmeter_wal_capacity_bytes", "Bytes the write-ahead log may hold (queue.max_bytes)", registry=r
+        )
+        self.wal_write_errors = Counter(
+            "spanmeter_wal_write_errors", "Requests refused because the WAL could not be written", registry=r
+        )
+        self.wal_quarantined = Counter(
+            "spanmeter_wal_quarantined_segments",
+            "WAL segments found damaged at start; the damaged part was moved to quarantine/",
+            registry=r,
+        )
+        self.spans_dead_lettered = Counter(
+            "spanmeter_spans_dead_lettered",
+            "Rows ClickHouse refused for their values, set aside in rejected/ (spanmeter rejected list)",
+            registry=r,
+        )
+        self.exporter_restarts = Counter(
+            "spanmeter_exporter_restarts", "Times the exporter thread failed unexpectedly and was restarted", registry=r
+        )
         self.batch_rows = Histogram(
             "spanmeter_batch_rows",
             "Rows per insert",

@@ -42,10 +42,10 @@ async def _serve(collector: Collector) -> int:
         store.database,
     )
     await stop.wait()
-    logger.info("stopping: no new requests; flushing %d queued rows", collector.exporter.queued_rows)
-    lost = await collector.stop()
-    if lost:
-        logger.error("stopped with %d rows not stored", lost)
+    logger.info("stopping: no new requests; storing %d accepted rows", collector.exporter.queued_rows)
+    left = await collector.stop()
+    if left:  # safe on disk, but the operator should know the store did not take them
+        logger.warning("stopped with %d rows in the write-ahead log, to be stored at the next start", left)
         return EXIT_RUNTIME
     logger.info("stopped cleanly")
     return 0

@@ -1,36 +1,39 @@
-"""The `clickhouse` exporter: batches rows and bulk-inserts them as Arrow.
+"""The `clickhouse` exporter: accepted rows go to the write-ahead log, then to ClickHouse as Arrow.
 
-Accepted rows wait in a bounded in-memory queue, already converted to Arrow by the thread that accepted
-them (one request at a time, so no thread holds the GIL for a whole batch's conversion and stalls the
-receivers). A background thread takes a batch when it is full
-(`batch.max_rows`) or old enough (`batch.max_age`) and inserts it; when the store fails it retries
-the same batch with backoff under the same `insert_deduplication_token`, so a retry whose first
-attempt did land is not stored twice. While it retries the queue fills, and once full `offer`
-refuses, which the receivers turn into a retryable status: nothing accepted is dropped silently.
-Rows still unstored when the collector stops (the store down for all of `shutdown_timeout`) are
-written to the spool directory as Arrow files, each under its batch's token, and inserted first
-at the next start.
+A request's rows are converted to Arrow by the thread that accepted them and appended to the WAL
+(`wal.py`); the request is acknowledged once they are fsync'd there. A background thread takes the
+WAL's sealed segments in order and inserts each under its segment's `insert_deduplication_token`,
+grouped by partition (month), so a request spanning many months is stored and a segment replayed
+after a crash is stored once. Only then is the segment deleted.
+
+Failures are of two kinds. The store's state (down, timing out, out of memory, too many parts):
+the same rows are retried with jittered exponential backoff, and the WAL fills meanwhile until
+receivers answer with retryable statuses. The rows themselves (a value ClickHouse cannot take):
+the batch is halved until the refused rows are isolated; the rest are stored and those rows are
+set aside as dead letters (`dead_letter.py`), so nothing behind them waits.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from ..config import ClickHouseExporterConfig
 from ..records import COLUMNS, SpanRecord
-from ..store import StoreError, apply_schema, connect, describe_endpoint, first_line
+from ..store import StoreError, apply_schema, caused_by_data, connect, describe_endpoint, first_line
 from ..telemetry import CollectorMetrics
+from .dead_letter import DeadLetters
+from .wal import Segment, WalUnavailable, WriteAheadLog
 
-__all__ = ["ARROW_SCHEMA", "INSERT_SETTINGS", "ClickHouseExporter", "to_arrow"]
+__all__ = ["ARROW_SCHEMA", "INSERT_SETTINGS", "ClickHouseExporter", "WalUnavailable", "to_arrow"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,211 +75,211 @@ def to_arrow(records: Sequence[SpanRecord]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
 
 
+def by_month(table: pa.Table) -> list[tuple[int, pa.Table]]:
+    """The rows grouped by the table's partition (UTC month of `timestamp`): one insert per partition, as
+    ClickHouse advises (an insert touching over 100 partitions is refused whole)."""
+    timestamps = table.column("timestamp")
+    months = pc.add(pc.multiply(pc.year(timestamps), 100), pc.month(timestamps))
+    first, last = pc.min(months).as_py(), pc.max(months).as_py()
+    if first == last:
+        return [(first, table)]
+    return [(month, table.filter(pc.equal(months, month))) for month in pc.unique(months).to_pylist()]
+
+
+class _GaveUp(Exception):
+    """Shutdown's time ran out while the store was failing: the rows stay in the WAL."""
+
+
 class ClickHouseExporter:
     def __init__(self, config: ClickHouseExporterConfig, metrics: CollectorMetrics) -> None:
         self._config = config
         self._metrics = metrics
-        self._capacity = config.queue.max_rows
-        # Accepted rows, already as Arrow: built by the receiving thread per request, so the exporter
-        # thread never holds the GIL for a whole batch's conversion (which would stall the receivers).
-        self._pending: deque[pa.Table] = deque()
-        self._pending_rows = 0
-        self._in_flight = 0
-        self._oldest: float | None = None
-        self._cond = threading.Condition()
+        queue = config.queue
+        self.wal = WriteAheadLog(
+            Path(queue.directory) / config.database,
+            int(queue.max_bytes),
+            segment_rows=config.batch.max_rows,
+            segment_age=config.batch.max_age,
+            schema=ARROW_SCHEMA,
+        )
+        self.dead_letters = DeadLetters(self.wal.directory)
         self._closing = False
-        self._closed = threading.Event()  # wakes a retry's backoff early at shutdown
+        self._deadline = 0.0
+        self._abort = threading.Event()  # shutdown's time is up: a retry's backoff stops waiting
         self._healthy = False
+        self._failing_since: float | None = None
         self._thread: threading.Thread | None = None
         self._client: Client | None = None
         self.stored_rows = 0
+        """Rows accepted by this run and done with (stored, or set aside), in acceptance order."""
         self.replayed_rows = 0
-        self._unstored: list[tuple[pa.Table, str]] = []  # batches given up on at shutdown, with their tokens
-        self._current: tuple[pa.Table, str] | None = None  # the batch being inserted
+        """Rows left in the WAL by a previous run and stored by this one."""
         # Held while a batch is inserted and counted, so a reader (budgets) can take the store's sums
         # and `stored_rows` as of one moment: stored rows are then exactly the first `stored_rows` queued.
         self.insert_lock = threading.Lock()
-        metrics.queue_capacity.set(self._capacity)
+        metrics.wal_capacity.set(int(queue.max_bytes))
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect and apply the schema now, so a store that cannot work fails the start loudly.
+        """Open the WAL (reading back what a previous run left), connect and apply the schema.
 
-        A server that is down at start is retried in the background instead: the collector accepts
-        spans meanwhile, up to its queue's capacity.
+        An embedded store that cannot work fails the start loudly; a server that is down at start is
+        retried in the background while the collector accepts spans into the WAL, up to its bound.
         """
         # Arrow loads its time-zone data on first use (~0.3 s): not while the first request waits.
         pa.array([0], type=pa.int64()).cast(_TIMESTAMP)
+        recovered = self.wal.open()
+        if self.wal.quarantined:
+            self._metrics.wal_quarantined.inc(self.wal.quarantined)
+        if recovered:
+            logger.info(
+                "write-ahead log %s: %d rows left by a previous run are stored first",
+                self.wal.directory,
+                sum(segment.rows for segment in recovered),
+            )
+        self._update_gauges()
         try:
             self._client = self._open()
         except StoreError:
             if self._config.endpoint.startswith("chdb://"):
+                self.wal.close()
                 raise
             logger.warning(
                 "ClickHouse at %s is not reachable yet; will retry", describe_endpoint(self._config.endpoint)
             )
+            self._failing_since = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="spanmeter-clickhouse-exporter", daemon=True)
         self._thread.start()
 
     def shutdown(self) -> int:
-        """Flush what is held, retrying for up to `shutdown_timeout`; return rows that could not be stored."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._closed.set()
+        """Store what the WAL holds, retrying for up to `shutdown_timeout`; return the rows left in the WAL
+        (stored at the next start)."""
+        self._deadline = time.monotonic() + self._config.shutdown_timeout
+        self._closing = True
+        self.wal.close()
         if self._thread is not None:
-            self._thread.join(self._config.shutdown_timeout + 5)
-        with self._cond:
-            if self._thread is not None and self._thread.is_alive() and self._current is not None:
-                self._unstored.append(self._current)  # an insert still hanging: its token keeps a late landing single
-            if self._pending:
-                self._unstored.append((pa.concat_tables(self._pending), uuid.uuid4().hex))
-                self._pending.clear()
-                self._pending_rows = 0
-        lost = self._spool(self._unstored)
-        if lost:
-            self._metrics.spans_dropped.labels("store_unavailable_at_shutdown").inc(lost)
-            logger.error("%d accepted rows could not be stored or spooled before shutdown", lost)
+            self._thread.join(self._config.shutdown_timeout)
+            self._abort.set()
+            self._thread.join(5)
+        left = self.wal.rows
+        if left:
+            logger.warning(
+                "%d accepted rows are not stored yet; they stay in the write-ahead log %s and are stored "
+                "at the next start",
+                left,
+                self.wal.directory,
+            )
         if self._client is not None:
             self._client.close()
-        return lost
-
-    def _spool(self, batches: list[tuple[pa.Table, str]]) -> int:
-        """Write unstored batches to the spool directory; return the rows that could not be written."""
-        lost = 0
-        spool = Path(self._config.spool_dir) if self._config.spool_dir else None
-        for table, token in batches:
-            try:
-                if spool is None:
-                    raise OSError("no spool_dir configured")
-                spool.mkdir(parents=True, exist_ok=True)
-                # Named by database: several collectors (or the demo) may share a spool directory.
-                name = f"{self._config.database}--{token}.arrow"
-                partial = spool / f"{name}.part"
-                with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table)
-                partial.rename(spool / name)  # complete files only: a crash leaves a .part
-                logger.warning(
-                    "spooled %d unstored rows to %s; they are stored at the next start", table.num_rows, spool
-                )
-            except OSError as exc:
-                logger.error("cannot spool %d rows: %s", table.num_rows, exc)
-                lost += table.num_rows
-        return lost
-
-    def _replay_spool(self) -> None:
-        """Store what a previous run spooled, each file under the token its batch had."""
-        if not self._config.spool_dir:
-            return
-        prefix = f"{self._config.database}--"
-        for path in sorted(Path(self._config.spool_dir).glob(f"{prefix}*.arrow")):
-            with pa.memory_map(str(path)) as source:
-                table = pa.ipc.open_file(source).read_all()
-            if not self._insert(table, path.name.removeprefix(prefix).removesuffix(".arrow")):
-                return  # closing with the store still down: the file stays for next time
-            path.unlink()
-            self.replayed_rows += table.num_rows
-            logger.info("stored %d rows spooled by a previous run (%s)", table.num_rows, path.name)
+        return left
 
     # --- the receivers' side -----------------------------------------------------------------
 
-    def offer(self, records: Sequence[SpanRecord]) -> bool:
-        """Queue rows for storage; False (nothing queued) when they do not fit."""
+    async def offer(self, records: Sequence[SpanRecord]) -> None:
+        """Returns once the rows are durable in the WAL; raises WalUnavailable when they cannot be."""
         if not records:
-            return True
-        with self._cond:
-            if self._closing or self._pending_rows + self._in_flight + len(records) > self._capacity:
-                return False
-        table = to_arrow(records)
-        with self._cond:
-            if self._closing:
-                return False
-            was_empty = not self._pending
-            if was_empty:
-                self._oldest = time.monotonic()
-            self._pending.append(table)
-            self._pending_rows += table.num_rows
-            self._metrics.queue_rows.set(self._pending_rows + self._in_flight)
-            # Wake the worker to start the batch's age clock, or because a batch is full.
-            if was_empty or self._pending_rows >= self._config.batch.max_rows:
-                self._cond.notify()
-        return True
+            return
+        await self.wal.append(to_arrow(records))
+        self._update_gauges()
 
     @property
     def healthy(self) -> bool:
         return self._healthy
 
     @property
+    def failing_for(self) -> float:
+        """Seconds the store has been failing (0 while it works)."""
+        since = self._failing_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    @property
+    def alive(self) -> bool:
+        """The exporter and WAL threads run (liveness)."""
+        running = self._thread is not None and self._thread.is_alive()
+        return running and self.wal.writer_alive
+
+    @property
     def queued_rows(self) -> int:
-        with self._cond:
-            return self._pending_rows + self._in_flight
+        return self.wal.rows
+
+    def _update_gauges(self) -> None:
+        self._metrics.queue_rows.set(self.wal.rows)
+        self._metrics.wal_bytes.set(self.wal.size)
 
     # --- the worker thread -------------------------------------------------------------------
 
     def _open(self) -> Client:
         client = connect(self._config.endpoint, self._config.username, self._config.password)
         apply_schema(client, self._config.database)
-        self._healthy = True
+        self._store_ok()
         return client
 
-    def _take_batch(self) -> pa.Table | None:
-        """Wait until a batch is due and take up to `batch.max_rows` rows, in order; None when closing with
-        nothing left."""
-        batch = self._config.batch
-        with self._cond:
-            while True:
-                if self._pending:
-                    age = time.monotonic() - (self._oldest or 0.0)
-                    if self._closing or self._pending_rows >= batch.max_rows or age >= batch.max_age:
-                        break
-                    self._cond.wait(batch.max_age - age)
-                elif self._closing:
-                    return None
-                else:
-                    self._cond.wait()
-            parts: list[pa.Table] = []
-            room = batch.max_rows
-            while self._pending and room > 0:
-                table = self._pending.popleft()
-                if table.num_rows > room:  # split (zero-copy): the rest stays first in line
-                    self._pending.appendleft(table.slice(room))
-                    table = table.slice(0, room)
-                parts.append(table)
-                room -= table.num_rows
-            size = batch.max_rows - room
-            self._pending_rows -= size
-            self._in_flight = size
-            self._oldest = time.monotonic() if self._pending else None
-        return pa.concat_tables(parts)
-
     def _run(self) -> None:
-        self._replay_spool()
-        while True:
-            table = self._take_batch()
-            if table is None:
-                return
-            token = uuid.uuid4().hex
-            self._current = (table, token)
-            stored = self._insert(table, token, counted=True)
-            with self._cond:
-                self._current = None
-                self._in_flight = 0
-                self._metrics.queue_rows.set(self._pending_rows)
-                if not stored:  # closing and the store stayed down: shutdown() spools the rest
-                    self._unstored.append((table, token))
-                    return
-
-    def _insert(self, table: pa.Table, token: str, counted: bool = False) -> bool:
-        """Insert one batch, retrying with backoff; False when closing and the store stayed down.
-
-        `counted`: the batch came from this run's queue, so `stored_rows` (queue order) includes it.
-        """
-        delay = self._config.retry.initial_interval
-        deadline: float | None = None
+        """Store segments until closed; a failure of this loop itself is logged and the loop restarted."""
         while True:
             try:
-                started = time.perf_counter()
+                self._drain()
+                return
+            except _GaveUp:
+                return
+            except Exception:
+                logger.exception("the ClickHouse exporter failed unexpectedly; restarting it")
+                self._metrics.exporter_restarts.inc()
+                if self._abort.wait(1.0):
+                    return
+
+    def _drain(self) -> None:
+        while True:
+            self._retry_dead_letters()
+            segment = self.wal.take(timeout=0.5)
+            if segment is None:
+                if self.wal.drained:
+                    return
+                continue
+            self._store_segment(segment)
+
+    def _store_segment(self, segment: Segment) -> None:
+        table = segment.table()
+        for month, part in by_month(table):
+            self._store(part, f"{segment.token}-{month}", counted=not segment.recovered)
+        self.wal.release(segment)
+        if segment.recovered:
+            self.replayed_rows += table.num_rows
+        self._update_gauges()
+
+    def _retry_dead_letters(self) -> None:
+        for letter_id, table in self.dead_letters.retries():
+            logger.info("retrying %d rows set aside as %s", table.num_rows, letter_id)
+            for month, part in by_month(table):
+                self._store(part, f"{letter_id}-retry-{month}", counted=False)
+            self.dead_letters.retried(letter_id)
+
+    def _store(self, table: pa.Table, token: str, counted: bool) -> None:
+        """Insert `table` under `token`; rows ClickHouse refuses are isolated by halving and set aside."""
+        pending = [(table, token)]
+        while pending:
+            part, part_token = pending.pop(0)
+            refusal = self._insert(part, part_token, counted)
+            if refusal is None:
+                continue
+            if part.num_rows > 1:
+                half = part.num_rows // 2
+                pending[:0] = [(part.slice(0, half), f"{part_token}.0"), (part.slice(half), f"{part_token}.1")]
+            else:
+                self._set_aside(part, part_token, refusal, counted)
+
+    def _insert(self, table: pa.Table, token: str, counted: bool) -> Exception | None:
+        """Insert one batch, retrying what retrying can fix; the error when the rows themselves are refused.
+
+        Raises _GaveUp when shutdown's time runs out with the store still failing.
+        """
+        delay = self._config.retry.initial_interval
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
                 if self._client is None:
                     self._client = self._open()
                 with self.insert_lock:
@@ -288,20 +291,62 @@ class ClickHouseExporter:
                     if counted:
                         self.stored_rows += table.num_rows
             except Exception as exc:
-                self._healthy = False
-                self._metrics.store_errors.inc()
+                if self._client is not None and caused_by_data(exc):
+                    return exc
+                self._store_failed()
+                wait = random.uniform(delay / 2, delay)  # jitter: collectors sharing a store do not retry in step
                 logger.warning(
-                    "insert of %d rows failed, retrying in %.1fs: %s", table.num_rows, delay, first_line(exc)
+                    "insert of %d rows failed (attempt %d), retrying in %.1fs: %s",
+                    table.num_rows,
+                    attempt,
+                    wait,
+                    first_line(exc),
                 )
                 if self._closing:
-                    deadline = deadline or time.monotonic() + self._config.shutdown_timeout
-                    if time.monotonic() >= deadline:
-                        return False
-                self._closed.wait(delay)
+                    wait = min(wait, max(0.0, self._deadline - time.monotonic()))
+                if self._abort.wait(wait) or (self._closing and time.monotonic() >= self._deadline):
+                    raise _GaveUp from None
                 delay = min(delay * 2, self._config.retry.max_interval)
                 continue
-            self._healthy = True
+            self._store_ok()
             self._metrics.insert_seconds.observe(time.perf_counter() - started)
             self._metrics.batch_rows.observe(table.num_rows)
             self._metrics.spans_stored.inc(table.num_rows)
-            return True
+            return None
+
+    def _set_aside(self, table: pa.Table, letter_id: str, refusal: Exception, counted: bool) -> None:
+        letter = self.dead_letters.put(table, letter_id, first_line(refusal))
+        if counted:
+            with self.insert_lock:
+                self.stored_rows += table.num_rows
+        self._metrics.spans_dead_lettered.inc(table.num_rows)
+        logger.error(
+            "ClickHouse refused %d rows (span %s): %s; set aside in %s (`spanmeter rejected list`)",
+            table.num_rows,
+            ", ".join(letter.span_ids) or "?",
+            letter.error,
+            self.dead_letters.rejected,
+        )
+        self._record_rejection(letter.id, letter.rows, letter.error, letter.span_ids)
+
+    def _record_rejection(self, letter_id: str, rows: int, error: str, span_ids: list[str]) -> None:
+        """A row in `ingest_rejections` for the Ingestion dashboard; the files stay the record of truth."""
+        try:
+            assert self._client is not None
+            self._client.insert(
+                f"{self._config.database}.ingest_rejections",
+                [[letter_id, rows, error, span_ids]],
+                column_names=["letter_id", "rows", "error", "span_ids"],
+            )
+        except Exception as exc:
+            logger.warning("cannot record the rejection %s in ClickHouse: %s", letter_id, first_line(exc))
+
+    def _store_ok(self) -> None:
+        self._healthy = True
+        self._failing_since = None
+
+    def _store_failed(self) -> None:
+        self._healthy = False
+        self._metrics.store_errors.inc()
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()

@@ -55,13 +55,19 @@ class CallDeduplicator:
         return admission
 
     def remember(self, admission: Admission) -> None:
-        """Call once the kept records are accepted: a refused request must not make its retry a duplicate."""
+        """Call before the kept records are written, so a concurrent resend of them is a duplicate; if the
+        write fails, `forget` them: a refused request must not make its retry a duplicate."""
         seen = self._seen
         for key, span in admission.keys.items():
             seen[key] = span
             seen.move_to_end(key)
         while len(seen) > self._capacity:
             seen.popitem(last=False)
+
+    def forget(self, admission: Admission) -> None:
+        for key, span in admission.keys.items():
+            if self._seen.get(key) == span:
+                del self._seen[key]
 
 
 def _usage(record: SpanRecord) -> tuple[int, int, int, int]:

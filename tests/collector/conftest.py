@@ -68,7 +68,7 @@ def make_config(tmp_path: Path, chdb_path: Path, database: str) -> Callable[...,
             "SPANMETER_DATABASE": database,
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
-            "SPANMETER_SPOOL": str(tmp_path / "spool"),
+            "SPANMETER_WAL": str(tmp_path / "wal"),
         }
         return load_config(path, env=env)
 

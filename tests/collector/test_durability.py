@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pyarrow as pa
 import pytest
 import yaml
 from clickhouse_connect.driver.client import Client
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from spanmeter.config import GenAIProcessorConfig, PricingProcessorConfig
 from spanmeter.exporters.clickhouse import INSERT_SETTINGS, to_arrow
+from spanmeter.exporters.wal import MAGIC, encode_table
 from spanmeter.processors import GenAIProcessor, PricingProcessor
 from spanmeter.service import Collector, CollectorThread
 
@@ -94,10 +95,12 @@ def test_store_outage_loses_nothing_acknowledged_and_stores_nothing_twice(
 def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
     start_collector: Callable[..., Collector], store: Client, database: str
 ) -> None:
-    collector = start_collector(
-        {"exporters": {"clickhouse": {**FAST_RETRY["exporters"]["clickhouse"], "queue": {"max_rows": 5}}}}
-    )
     body, more, later = (encode_spans(make_spans(3)).SerializeToString() for _ in range(3))
+    # Room for one request's rows in the WAL, not two.
+    room = len(MAGIC) + 8 + encoded_rows(body) + 100
+    collector = start_collector(
+        {"exporters": {"clickhouse": {**FAST_RETRY["exporters"]["clickhouse"], "queue": {"max_bytes": room}}}}
+    )
     url = f"http://127.0.0.1:{collector.http_port}/v1/traces"
     store.command("DETACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
     try:
@@ -113,7 +116,7 @@ def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
         with pytest.raises(grpc.RpcError) as unavailable:
             export(more, timeout=5)
         assert unavailable.value.code() is grpc.StatusCode.UNAVAILABLE
-        assert "queue is full" in (unavailable.value.details() or "")
+        assert "write-ahead log is full" in (unavailable.value.details() or "")
         channel.close()
     finally:
         store.command("ATTACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
@@ -122,6 +125,13 @@ def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
     # And once drained, the collector takes data again.
     assert post(url, later).status == 200
     wait_for_rows(collector, 6)
+
+
+def encoded_rows(body: bytes) -> int:
+    """Bytes the rows of an OTLP request take in the WAL: read, priced and encoded as the collector does."""
+    decoded = GenAIProcessor(GenAIProcessorConfig()).decode(ExportTraceServiceRequest.FromString(body))
+    PricingProcessor(PricingProcessorConfig()).process(decoded.records)
+    return encode_table(to_arrow(decoded.records)).size
 
 
 def post(url: str, body: bytes) -> Any:
@@ -153,7 +163,7 @@ class ServeProcess:
         env = {
             **os.environ,
             "SPANMETER_DATA": str(data),
-            "SPANMETER_SPOOL": f"{data}-spool",
+            "SPANMETER_WAL": f"{data}-wal",
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
         }
@@ -218,22 +228,22 @@ def test_sigterm_flushes_and_a_restart_keeps_every_row(tmp_path: Path) -> None:
         code, log = serve.terminate()
         assert code == 0, log
         assert "stopped cleanly" in log
-        assert f"flushing {round_size} queued rows" in log
+        assert f"storing {round_size} accepted rows" in log
 
     [[total, distinct]] = query_store(data, "SELECT count(), uniqExact(span_id) FROM spanmeter.genai_spans")
     assert (int(total), int(distinct)) == (sent, sent)
 
 
-def test_rows_the_store_cannot_take_by_shutdown_are_spooled_and_stored_at_the_next_start(
+def test_rows_the_store_cannot_take_by_shutdown_stay_in_the_wal_and_are_stored_at_the_next_start(
     make_config: Callable[..., Any], store: Client, database: str, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "spool"
+    wal = tmp_path / "wal"
     overrides = {
         "exporters": {
             "clickhouse": {
                 **FAST_RETRY["exporters"]["clickhouse"],
                 "shutdown_timeout": "300ms",
-                "spool_dir": str(spool),
+                "queue": {"directory": str(wal)},
             }
         }
     }
@@ -244,10 +254,10 @@ def test_rows_the_store_cannot_take_by_shutdown_are_spooled_and_stored_at_the_ne
         exporter = span_exporter(collector, "grpc")
         for _ in range(3):
             assert exporter.export(make_spans(7)) is SpanExportResult.SUCCESS
-        assert first.stop() == 0  # nothing lost: what the store did not take is on disk
+        assert first.stop() == 21  # left in the WAL, on disk
     finally:
         store.command("ATTACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
-    assert sum(pa.ipc.open_file(str(path)).read_all().num_rows for path in spool.glob("*.arrow")) == 21
+    assert list((wal / database).glob("*.wal"))
     assert count_rows(store, database) == (0, 0, 0)
 
     with CollectorThread(make_config(overrides)) as restarted:
@@ -255,4 +265,4 @@ def test_rows_the_store_cannot_take_by_shutdown_are_spooled_and_stored_at_the_ne
         while restarted.exporter.replayed_rows < 21 and time.monotonic() < deadline:
             time.sleep(0.05)
     assert count_rows(store, database) == (21, 21, 21)
-    assert list(spool.glob("*.arrow")) == []
+    assert list((wal / database).glob("*.wal")) == []

@@ -77,7 +77,7 @@ class Collected:
             "SPANMETER_DATABASE": self.database,
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
-            "SPANMETER_SPOOL": str(tmp / "spool"),
+            "SPANMETER_WAL": str(tmp / "wal"),
         }
         self.thread = CollectorThread(load_config(path, env=env))
         self.collector = self.thread.start()

@@ -1,0 +1,411 @@
+"""The write-ahead log: accepted rows are on disk, fsync'd, before a request is acknowledged.
+
+Each request's rows are one record, an Arrow IPC stream, appended to the open segment file. One
+writer thread takes every record that is waiting, writes them, and calls fdatasync once for all
+of them (group commit): concurrent requests share one sync, and each request's `append` returns
+only after the sync that covers it. A segment is sealed when it holds `segment_rows` rows or its
+first record is `segment_age` seconds old; a sealed segment is one insert batch, and the random
+token in its file name is the `insert_deduplication_token` it is always inserted under, so a
+segment replayed after a crash that happened after its insert landed is stored once.
+
+Segments are deleted only after their rows are stored (`release`). At start, every segment left by
+a previous run is read back, record by record, up to the first damage (a torn tail from a crash in
+mid-write, or corruption); the damaged bytes are moved aside to `quarantine/` and counted.
+
+Record layout: ``length (u32 LE) | crc32 (u32 LE) | payload``; a segment starts with `MAGIC`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+__all__ = ["MAGIC", "Segment", "WalFull", "WalUnavailable", "WalWriteError", "WriteAheadLog", "encode_table"]
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"SPANWAL1"
+_HEADER = struct.Struct("<II")
+_SUFFIX = ".wal"
+
+
+class WalUnavailable(Exception):
+    """The WAL cannot take this request now; the sender should retry."""
+
+
+class WalFull(WalUnavailable):
+    """Taking the request would put the WAL over `max_bytes`."""
+
+
+class WalWriteError(WalUnavailable):
+    """The disk refused the write (full, read-only, I/O error); nothing of the request was kept."""
+
+
+def encode_table(table: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _decode_table(payload: memoryview) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+
+
+@dataclass
+class Segment:
+    """One segment file: the rows of the requests it holds, inserted together under `token`."""
+
+    path: Path
+    token: str
+    recovered: bool = False
+    """Left by a previous run (its rows were never counted by this run's budgets)."""
+    tables: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+    size: int = 0
+    opened_at: float = field(default_factory=time.monotonic)
+
+    def table(self) -> pa.Table:
+        return pa.concat_tables(self.tables) if len(self.tables) != 1 else self.tables[0]
+
+
+@dataclass
+class _Append:
+    table: pa.Table
+    payload: pa.Buffer
+    done: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+
+
+class WriteAheadLog:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        segment_rows: int,
+        segment_age: float,
+        schema: pa.Schema,
+    ) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._segment_rows = segment_rows
+        self._segment_age = segment_age
+        self._schema = schema
+        self._cond = threading.Condition()
+        self._waiting: list[_Append] = []
+        self._sealed: deque[Segment] = deque()
+        self._open: Segment | None = None
+        self._fd = -1
+        self._bytes = 0  # on disk and reserved by waiting appends
+        self._rows = 0  # in segments not yet released
+        self._sequence = 0
+        self._closing = False
+        self._lock_fd = -1
+        self._thread: threading.Thread | None = None
+        self.write_error: str | None = None
+        """Why the last write failed; None once a write (or a probe) succeeds again."""
+        self.quarantined = 0
+        """Damaged segment tails moved to quarantine/ by this run's recovery."""
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> list[Segment]:
+        """Lock the directory, read back what a previous run left, start the writer; returns that."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise OSError(f"the write-ahead log {self.directory} is in use by another collector") from None
+        recovered = [self._recover(path) for path in sorted(self.directory.glob(f"*{_SUFFIX}"))]
+        recovered = [segment for segment in recovered if segment is not None]
+        with self._cond:
+            self._sealed.extend(recovered)
+        self._thread = threading.Thread(target=self._write_loop, name="spanmeter-wal-writer", daemon=True)
+        self._thread.start()
+        return recovered
+
+    def close(self) -> None:
+        """Write what is waiting, seal the open segment and stop the writer. Segments stay on disk."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    @property
+    def writer_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # --- the receivers' side -----------------------------------------------------------------
+
+    async def append(self, table: pa.Table) -> None:
+        """Returns once `table` is durable; raises WalUnavailable when it cannot be kept."""
+        payload = encode_table(table)
+        loop = asyncio.get_running_loop()
+        entry = _Append(table, payload, loop.create_future(), loop)
+        with self._cond:
+            if self._closing:
+                raise WalUnavailable("the collector is shutting down")
+            if self._bytes + payload.size + _HEADER.size > self.max_bytes:
+                raise WalFull(
+                    f"the write-ahead log is full ({self._bytes} of {self.max_bytes} bytes waiting for ClickHouse)"
+                )
+            self._bytes += payload.size + _HEADER.size
+            self._waiting.append(entry)
+            self._cond.notify_all()
+        await entry.done
+
+    @property
+    def size(self) -> int:
+        with self._cond:
+            return self._bytes
+
+    @property
+    def rows(self) -> int:
+        with self._cond:
+            return self._rows
+
+    def probe(self) -> bool:
+        """Whether the directory takes a write now (readiness after a write error, e.g. disk full)."""
+        path = self.directory / ".probe"
+        try:
+            with open(path, "wb") as probe:
+                probe.write(b"\0" * 4096)
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as exc:
+            self.write_error = _describe(exc)
+            return False
+        finally:
+            path.unlink(missing_ok=True)
+        self.write_error = None
+        return True
+
+    # --- the exporter's side -----------------------------------------------------------------
+
+    def take(self, timeout: float) -> Segment | None:
+        """The oldest sealed segment (it stays first until released); None if none came within `timeout`."""
+        with self._cond:
+            if not self._sealed and not self.drained:
+                self._cond.wait(timeout)
+            return self._sealed[0] if self._sealed else None
+
+    @property
+    def drained(self) -> bool:
+        """Closed, with every sealed segment released."""
+        return self._closing and not self.writer_alive and not self._sealed
+
+    def release(self, segment: Segment) -> None:
+        """Its rows are stored: delete the segment."""
+        segment.path.unlink(missing_ok=True)
+        with self._cond:
+            if self._sealed and self._sealed[0] is segment:
+                self._sealed.popleft()
+            self._bytes -= segment.size
+            self._rows -= segment.rows
+            segment.tables = []
+
+    # --- the writer thread -------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closing and not self._open_is_due():
+                    self._cond.wait(self._until_due())
+                batch, self._waiting = self._waiting, []
+                closing = self._closing
+            if batch:
+                self._write(batch)
+            with self._cond:
+                if self._open is not None and (closing or self._open_is_due()):
+                    self._seal()
+                if closing and not self._waiting:
+                    return
+
+    def _open_is_due(self) -> bool:
+        segment = self._open
+        if segment is None or not segment.rows:
+            return False
+        return segment.rows >= self._segment_rows or time.monotonic() - segment.opened_at >= self._segment_age
+
+    def _until_due(self) -> float | None:
+        if self._open is None or not self._open.rows:
+            return None
+        return max(0.0, self._segment_age - (time.monotonic() - self._open.opened_at))
+
+    def _write(self, batch: list[_Append]) -> None:
+        failure: OSError | None = None
+        try:
+            segment = self._open or self._new_segment()
+            start = segment.size
+            try:
+                for entry in batch:
+                    header = _HEADER.pack(entry.payload.size, zlib.crc32(entry.payload))
+                    _write_all(self._fd, header)
+                    _write_all(self._fd, entry.payload)
+                os.fdatasync(self._fd)
+            except OSError:
+                _truncate(self._fd, start)  # no half-written record left behind to be read back
+                raise
+        except OSError as exc:
+            failure = exc
+        with self._cond:
+            if failure is None:
+                self.write_error = None
+                for entry in batch:
+                    segment.tables.append(entry.table)
+                    segment.rows += entry.table.num_rows
+                    segment.size += entry.payload.size + _HEADER.size
+                    self._rows += entry.table.num_rows
+            else:
+                self.write_error = _describe(failure)
+                self._bytes -= sum(entry.payload.size + _HEADER.size for entry in batch)
+                logger.error("cannot write %d requests to the write-ahead log: %s", len(batch), self.write_error)
+        for entry in batch:
+            entry.loop.call_soon_threadsafe(_settle, entry.done, failure)
+
+    def _new_segment(self) -> Segment:
+        self._sequence += 1
+        token = uuid.uuid4().hex
+        path = self.directory / f"{time.time_ns():020d}-{self._sequence:06d}-{token}{_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, MAGIC)
+            os.fdatasync(fd)
+            _sync_directory(self.directory)  # the file itself survives power loss, not only its data
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        self._fd = fd
+        segment = Segment(path, token, size=len(MAGIC))
+        with self._cond:
+            self._bytes += len(MAGIC)
+            self._open = segment
+        return segment
+
+    def _seal(self) -> None:
+        """Under the lock: the open segment becomes the last sealed one (already fsync'd)."""
+        assert self._open is not None
+        os.close(self._fd)
+        self._fd = -1
+        if self._open.rows:
+            self._sealed.append(self._open)
+        else:
+            self._open.path.unlink(missing_ok=True)
+            self._bytes -= self._open.size
+        self._open = None
+        self._cond.notify_all()
+
+    # --- recovery ----------------------------------------------------------------------------
+
+    def _recover(self, path: Path) -> Segment | None:
+        token = path.stem.rsplit("-", 1)[-1]
+        data = memoryview(path.read_bytes())
+        segment = Segment(path, token, recovered=True, size=len(data))
+        offset = len(MAGIC)
+        damage = None if bytes(data[: len(MAGIC)]) == MAGIC else "not a spanmeter WAL segment"
+        if damage is not None:
+            offset = 0
+        while damage is None and offset < len(data):
+            if len(data) - offset < _HEADER.size:
+                damage = "a record header cut short (torn write)"
+                break
+            length, crc = _HEADER.unpack_from(data, offset)
+            payload = data[offset + _HEADER.size : offset + _HEADER.size + length]
+            if len(payload) < length:
+                damage = "a record cut short (torn write)"
+            elif zlib.crc32(payload) != crc:
+                damage = "a record whose checksum does not match"
+            else:
+                try:
+                    table = _decode_table(payload)
+                    if table.schema != self._schema:
+                        raise ValueError("rows of another schema")
+                except (pa.ArrowException, ValueError) as exc:
+                    damage = f"a record that is not readable Arrow ({exc})"
+                else:
+                    segment.tables.append(table)
+                    segment.rows += table.num_rows
+                    offset += _HEADER.size + length
+        if damage is not None:
+            self._quarantine(path, data[offset:], offset, damage)
+        if not segment.rows:
+            path.unlink()
+            return None
+        self._bytes += segment.size
+        self._rows += segment.rows
+        logger.info("write-ahead log: %d rows to store from %s, left by a previous run", segment.rows, path.name)
+        return segment
+
+    def _quarantine(self, path: Path, damaged: memoryview, offset: int, why: str) -> None:
+        folder = self.directory / "quarantine"
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{path.name}.at-{offset}"
+        target.write_bytes(damaged)
+        self.quarantined += 1
+        logger.error(
+            "write-ahead log segment %s is damaged at byte %d (%s): the records before it are stored, "
+            "the %d bytes from there are kept in %s",
+            path.name,
+            offset,
+            why,
+            len(damaged),
+            target,
+        )
+
+
+def _settle(future: asyncio.Future[None], failure: OSError | None) -> None:
+    if future.done():
+        return
+    if failure is None:
+        future.set_result(None)
+    else:
+        future.set_exception(WalWriteError(f"cannot write the write-ahead log: {_describe(failure)}"))
+
+
+def _write_all(fd: int, data: bytes | pa.Buffer) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _truncate(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+        os.lseek(fd, size, os.SEEK_SET)
+    except OSError as exc:  # the record stays half-written; recovery quarantines it
+        logger.error("cannot truncate the write-ahead log after a failed write: %s", _describe(exc))
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return f"{exc.strerror or exc} ({name})" if name else str(exc)
