@@ -135,6 +135,7 @@ _DATA_ERROR_CODES = frozenset(
         190,  # SIZES_OF_ARRAYS_DONT_MATCH
         321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
         407,  # DECIMAL_OVERFLOW
+        469,  # VIOLATED_CONSTRAINT (a CHECK constraint a user added to the table)
     }
 )
 _CODE = re.compile(r"Code: (\d+)\.")

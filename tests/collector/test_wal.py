@@ -1,0 +1,220 @@
+"""The write-ahead log and what it promises: a request spanning many months is stored, rows ClickHouse
+refuses are set aside without holding anything up, a damaged segment gives up its good records, and
+health says what is true."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from spanmeter.cli import main
+from spanmeter.service import Collector, CollectorThread
+
+from .conftest import emit, http_request, metric_value, span_exporter, wait_for_rows
+from .test_durability import FAST_RETRY, count_rows, make_spans, post
+from .test_pricing_e2e import genai_attributes
+
+
+def spans_in_months(months: int) -> list[ReadableSpan]:
+    """One GenAI span per month, going back `months` months from 2026-11."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "backlog"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    for index in range(months):
+        year, month = divmod(2026 * 12 + 10 - index, 12)
+        start = int(datetime(year, month + 1, 15, tzinfo=UTC).timestamp() * 1e9)
+        emit(provider, "chat", genai_attributes("openai", "gpt-4o-mini", {"input": 10, "output": 2}), start)
+    return list(memory.get_finished_spans())
+
+
+def test_a_request_spanning_101_months_is_stored_and_nothing_behind_it_waits(
+    start_collector: Callable[..., Collector], store: Client, database: str
+) -> None:
+    collector = start_collector(FAST_RETRY)
+    exporter = span_exporter(collector, "http-protobuf")
+    assert exporter.export(spans_in_months(101)) is SpanExportResult.SUCCESS
+    assert exporter.export(make_spans(5)) is SpanExportResult.SUCCESS
+    wait_for_rows(collector, 106, timeout=30)
+    assert count_rows(store, database) == (106, 106, 106)
+    partitions = store.query(
+        "SELECT uniqExact(toYYYYMM(timestamp)) FROM {db:Identifier}.genai_spans", parameters={"db": database}
+    ).result_rows[0][0]
+    assert partitions == 101 + 0  # make_spans' month is among the 101
+
+
+# --- rows ClickHouse refuses -------------------------------------------------------------------
+
+
+def config_file(collector: Collector, tmp_path: Path) -> Path:
+    """A pipelines file naming this collector's WAL directory and database, for the CLI."""
+    store = collector.store_config
+    path = tmp_path / "cli-pipelines.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "receivers": {"otlp": {}},
+                "processors": {"genai": {}, "pricing": {}},
+                "exporters": {
+                    "clickhouse": {
+                        "endpoint": store.endpoint,
+                        "database": store.database,
+                        "queue": {"directory": store.queue.directory},
+                    }
+                },
+                "service": {
+                    "pipelines": {
+                        "traces": {
+                            "receivers": ["otlp"],
+                            "processors": ["genai", "pricing"],
+                            "exporters": ["clickhouse"],
+                        }
+                    }
+                },
+            }
+        )
+    )
+    return path
+
+
+def test_rows_clickhouse_refuses_are_set_aside_listed_and_retried(
+    start_collector: Callable[..., Collector],
+    store: Client,
+    database: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    collector = start_collector(FAST_RETRY)
+    # A rule of the user's own: ClickHouse refuses rows breaking it (VIOLATED_CONSTRAINT), for what they hold.
+    store.command(
+        "ALTER TABLE {db:Identifier}.genai_spans ADD CONSTRAINT no_poison CHECK request_model != 'poison'",
+        parameters={"db": database},
+    )
+    exporter = span_exporter(collector, "grpc")
+    batch = make_spans(6) + make_spans(1, model="poison") + make_spans(5)
+    poison_id = format(batch[6].context.span_id, "016x")
+    assert exporter.export(batch) is SpanExportResult.SUCCESS
+    assert exporter.export(make_spans(4)) is SpanExportResult.SUCCESS  # behind it: not held up
+    wait_for_rows(collector, 16, timeout=30)  # stored or set aside
+    assert count_rows(store, database)[:2] == (15, 15)
+    assert metric_value(collector, "spanmeter_spans_dead_lettered_total") == 1
+    recorded = store.query(
+        "SELECT rows, span_ids, error FROM {db:Identifier}.ingest_rejections", parameters={"db": database}
+    ).result_rows
+    assert [(rows, ids) for rows, ids, _ in recorded] == [(1, [poison_id])]
+    assert "VIOLATED_CONSTRAINT" in recorded[0][2] or "no_poison" in recorded[0][2]
+
+    config = config_file(collector, tmp_path)
+    capsys.readouterr()
+    assert main(["rejected", "list", "--config", str(config), "--format", "json"]) == 0
+    [letter] = json.loads(capsys.readouterr().out)
+    assert letter["rows"] == 1 and letter["span_ids"] == [poison_id]
+    assert "no_poison" in letter["error"]
+
+    store.command("ALTER TABLE {db:Identifier}.genai_spans DROP CONSTRAINT no_poison", parameters={"db": database})
+    assert main(["rejected", "retry", "--all", "--config", str(config)]) == 0
+    deadline = time.monotonic() + 15
+    while count_rows(store, database)[0] < 16 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert count_rows(store, database) == (16, 16, 16)
+    assert main(["rejected", "list", "--config", str(config)]) == 0
+    assert "No rows set aside" in capsys.readouterr().out
+    assert main(["rejected", "retry", "nope", "--config", str(config)]) == 2
+
+
+# --- a damaged segment -------------------------------------------------------------------------
+
+HOLD = {
+    "exporters": {
+        "clickhouse": {
+            **FAST_RETRY["exporters"]["clickhouse"],
+            "batch": {"max_rows": 100_000, "max_age": "10m"},  # one segment for the whole test
+            "shutdown_timeout": "200ms",
+        }
+    }
+}
+
+
+def test_a_damaged_segment_gives_up_its_good_records_and_the_rest_is_quarantined(
+    make_config: Callable[..., Any], store: Client, database: str, tmp_path: Path
+) -> None:
+    first = CollectorThread(make_config(HOLD))
+    collector = first.start()
+    store.command("DETACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
+    try:
+        exporter = span_exporter(collector, "grpc")
+        for size in (7, 5, 3):
+            assert exporter.export(make_spans(size)) is SpanExportResult.SUCCESS
+        assert first.stop() == 15
+    finally:
+        store.command("ATTACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
+    wal = tmp_path / "wal" / database
+    [segment] = wal.glob("*.wal")
+    data = bytearray(segment.read_bytes())
+    data[-40] ^= 0xFF  # inside the last record (3 rows): its checksum no longer matches
+    segment.write_bytes(bytes(data))
+
+    with CollectorThread(make_config(HOLD)) as restarted:
+        deadline = time.monotonic() + 20
+        while restarted.exporter.replayed_rows < 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric_value(restarted, "spanmeter_wal_quarantined_segments_total") == 1
+        status, _, body = http_request(restarted, "/readyz")
+        assert status == 200
+        assert json.loads(body)["wal_quarantined_segments"] == 1
+    assert count_rows(store, database) == (12, 12, 12)
+    [quarantined] = (wal / "quarantine").iterdir()
+    assert quarantined.name.startswith(segment.name)
+    assert quarantined.stat().st_size > 40  # the damaged record, kept for inspection
+    assert list(wal.glob("*.wal")) == []
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+def test_liveness_and_readiness_tell_the_truth(
+    start_collector: Callable[..., Collector], store: Client, database: str
+) -> None:
+    collector = start_collector(
+        {"exporters": {"clickhouse": {**FAST_RETRY["exporters"]["clickhouse"], "unavailable_grace": "300ms"}}}
+    )
+    assert http_request(collector, "/livez")[0] == 200
+    status, _, body = http_request(collector, "/readyz")
+    assert status == 200, body
+    store.command("DETACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
+    try:
+        assert span_exporter(collector, "grpc").export(make_spans(2)) is SpanExportResult.SUCCESS
+        deadline = time.monotonic() + 10
+        while http_request(collector, "/readyz")[0] == 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status, _, body = http_request(collector, "/readyz")
+        assert status == 503
+        assert "ClickHouse has been failing" in json.loads(body)["problems"][0]
+        assert http_request(collector, "/livez")[0] == 200  # alive: a restart would not help
+        assert json.loads(http_request(collector, "/healthz")[2])["store"] == "unavailable"
+    finally:
+        store.command("ATTACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
+    wait_for_rows(collector, 2)
+    assert http_request(collector, "/readyz")[0] == 200
+
+
+def test_a_dead_exporter_thread_fails_liveness(start_collector: Callable[..., Collector]) -> None:
+    collector = start_collector()
+    collector.exporter.wal.close()  # the WAL writer stops: nothing can be acknowledged any more
+    status, _, body = http_request(collector, "/livez")
+    assert status == 503, body
+    url = f"http://127.0.0.1:{collector.http_port}/v1/traces"
+    with pytest.raises(Exception) as refused:
+        post(url, encode_spans(make_spans(1)).SerializeToString())
+    assert getattr(refused.value, "code", None) == 503
