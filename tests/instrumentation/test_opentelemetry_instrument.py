@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -120,3 +121,20 @@ def test_app_under_opentelemetry_instrument_exports_tagged_genai_spans(fake):
     assert spans["chat llama3.2"][ga.GEN_AI_USAGE_OUTPUT_TOKENS] == 11
     embeddings = spans["embeddings text-embedding-3-small"]
     assert embeddings["spanmeter.tag.feature"] == "e2e-async" and "user.id" not in embeddings
+
+
+def _install_recipe(readme: Path) -> str:
+    """The README's shell block that installs this package."""
+    blocks = re.findall(r"```sh\n(.*?)```", readme.read_text(), re.S)
+    [recipe] = [block for block in blocks if "pip install ./instrumentation" in block]
+    return recipe
+
+
+def test_both_readmes_give_the_one_recipe_this_file_runs():
+    """Mixed recipes (distro from one README, sdk without OTEL_TRACES_EXPORTER from the other) export nothing."""
+    repo = Path(__file__).resolve().parents[2]
+    recipe = _install_recipe(repo / "README.md")
+    assert _install_recipe(repo / "instrumentation" / "README.md") == recipe
+    # What the test above runs: the SDK without a distro, configured by our hook from OTEL_TRACES_EXPORTER.
+    assert "pip install ./instrumentation opentelemetry-sdk opentelemetry-exporter-otlp\n" in recipe
+    assert "OTEL_TRACES_EXPORTER=otlp" in recipe and "opentelemetry-instrument python app.py" in recipe

@@ -15,7 +15,7 @@ from opentelemetry.trace import Tracer
 
 from ._budget import check_budget
 from ._genai import Call, in_model_span
-from ._processor import install_tag_processor
+from ._processor import install_tag_processor, warn_if_unexported
 from ._stream import stream_proxy
 from .version import __version__
 
@@ -95,6 +95,7 @@ class SpanmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     # so state is set in _instrument, never in __init__.
     _patches: list[_Patch]
     _tracer: Tracer
+    _tracer_provider: Any = None
     _warned_duplicate = False
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -106,6 +107,7 @@ class SpanmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         tracer_provider = kwargs.get("tracer_provider")
         install_tag_processor(tracer_provider)
+        self._tracer_provider = tracer_provider
         self._tracer = trace.get_tracer(self._scope, __version__, tracer_provider)
         self._patches = []
         for target in self._targets(**kwargs):
@@ -164,6 +166,8 @@ class SpanmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _start(self, plan: Plan) -> Call:
         """The call's span; first the budget gate, which raises before the provider is called."""
         check_budget(plan.provider, plan.model, self._tracer)
+        # Judged at the first call, not at instrument(): the app may set its provider up in between.
+        warn_if_unexported(self._tracer_provider)
         return Call(self._tracer, plan.operation, plan.provider, plan.model, plan.attributes)
 
     @staticmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -22,6 +23,9 @@ except ImportError:  # pragma: no cover - exercised only without opentelemetry-s
 OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
 _INSTALLED_MARK = "_spanmeter_tag_processor"
 _install_lock = threading.Lock()
+# Tracer providers already judged by warn_if_unexported: each gets one warning at most.
+_judged: weakref.WeakSet[Any] = weakref.WeakSet()
+_judged_lock = threading.Lock()
 
 
 class TagSpanProcessor(_SpanProcessorBase):  # type: ignore[misc,valid-type]
@@ -96,3 +100,43 @@ def post_instrument() -> None:
 
 def _sdk_configured() -> bool:
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def warn_if_unexported(tracer_provider: Any = None) -> None:
+    """Logs one warning per tracer provider (default: the global one) whose spans no exporter will send.
+
+    Without it a setup that exports nothing fails silently: ``opentelemetry-instrument`` with
+    neither opentelemetry-distro nor ``OTEL_TRACES_EXPORTER`` leaves the API's no-op provider, and
+    an SDK ``TracerProvider`` nobody gave a span processor records spans only to drop them.
+    ``OTEL_TRACES_EXPORTER=none`` and ``OTEL_SDK_DISABLED=true`` say the user wants that: no warning.
+    """
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    with _judged_lock:
+        try:
+            if provider in _judged:
+                return
+            _judged.add(provider)
+        except TypeError:  # not weakly referenceable: no warning rather than a leak
+            return
+    reason = _unexported_reason(provider)
+    if reason is not None:
+        _logger.warning(
+            "spanmeter: %s, so no exporter will send this process's GenAI spans. Run the app under "
+            "opentelemetry-instrument with OTEL_TRACES_EXPORTER=otlp (opentelemetry-sdk and "
+            "opentelemetry-exporter-otlp installed), or set up a TracerProvider with an exporter before the first call",
+            reason,
+        )
+
+
+def _unexported_reason(provider: Any) -> str | None:
+    if os.environ.get(OTEL_TRACES_EXPORTER, "").strip().lower() == "none":
+        return None
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return "no OpenTelemetry SDK is set up (the tracer provider is the API's no-op one)"
+    # The SDK keeps its span processors here (opentelemetry-sdk 1.x); another provider is not judged.
+    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
+    if isinstance(processors, tuple) and all(isinstance(p, TagSpanProcessor) for p in processors):
+        return "the tracer provider has no span processor (and so no exporter)"
+    return None
