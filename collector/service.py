@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .api import StoreReader, add_api_routes
+from .api import ApiAdvert, StoreReader, add_api_routes, advertise_api, api_base_url
 from .budgets import BudgetProcessor, add_budget_routes
 from .budgets.windows import Clock
 from .config import (
@@ -48,6 +48,7 @@ class Collector:
         self.exporter = ClickHouseExporter(store_config, self.metrics)
         self.store_config = store_config
         self.reader = StoreReader(store_config)
+        self._advert: ApiAdvert | None = None
 
         self._forwarders: dict[str, OtlpForwarder] = {
             cid: OtlpForwarder(body, self.metrics)
@@ -137,9 +138,14 @@ class Collector:
         except BaseException:
             await self.stop()
             raise
+        # Where `spanmeter report --store chdb://PATH` finds this collector's API (not another's).
+        api = api_base_url(self.config, self.http_port) if self.http_receivers else None
+        self._advert = advertise_api(self.store_config, api)
 
     async def stop(self) -> int:
         """Stop receiving, then flush; returns rows that could not be stored."""
+        if self._advert is not None:
+            self._advert.withdraw()
         for grpc_receiver in self.grpc_receivers:
             await grpc_receiver.stop()
         for http_receiver in self.http_receivers:

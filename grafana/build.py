@@ -690,6 +690,12 @@ def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# The dashboard schema version Grafana 12.2 writes; an older one is migrated at every load. Its step to 42
+# (apps/dashboard/pkg/migration/schemaversion/v42.go) hides from tooltips the fields hidden from the visualization,
+# which these dashboards do not do.
+SCHEMA_VERSION = 42
+
+
 def dashboard(
     uid: str, title: str, panels: list[dict[str, Any]], extra_variables: list[dict[str, Any]], since: str
 ) -> dict[str, Any]:
@@ -710,7 +716,7 @@ def dashboard(
         "timezone": "utc",
         "editable": True,
         "graphTooltip": 1,
-        "schemaVersion": 41,
+        "schemaVersion": SCHEMA_VERSION,
         "version": 1,
         "refresh": "1m",
         "time": {"from": since, "to": "now"},
@@ -873,6 +879,11 @@ def alert_rule(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The folder of the alert rules: Grafana finds it by this title, and so must the dashboard provider
+# (provisioning/dashboards/spanmeter.yaml), or a fresh Grafana makes two folders of this name.
+RULES_FOLDER = "spanmeter"
+
+
 def alert_rules() -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for spec in ALERTS:
@@ -880,7 +891,7 @@ def alert_rules() -> dict[str, Any]:
     return {
         "apiVersion": 1,
         "groups": [
-            {"orgId": 1, "name": f"spanmeter-{name}", "folder": "spanmeter", "interval": "1m", "rules": rules}
+            {"orgId": 1, "name": f"spanmeter-{name}", "folder": RULES_FOLDER, "interval": "1m", "rules": rules}
             for name, rules in groups.items()
         ],
     }
