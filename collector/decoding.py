@@ -104,6 +104,7 @@ class _Reader:
         result = self._genai.decode(request)
         for processor in self._processors:
             processor.process(result.records)
+        result.drop_rejected()  # e.g. a cost the columns cannot hold: answered per span, not stored
         return result
 
 

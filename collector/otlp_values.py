@@ -7,14 +7,45 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-__all__ = ["InvalidValue", "as_count", "as_str", "as_str_list", "as_text", "python_count", "to_python"]
+__all__ = [
+    "InvalidValue",
+    "as_count",
+    "as_str",
+    "as_str_list",
+    "as_text",
+    "preview",
+    "python_count",
+    "to_python",
+    "valid_text",
+]
+
+_MAX_DIGITS = 30
+"""A token count written with more digits is not a count (and int() of thousands of digits is slow)."""
 
 
 class InvalidValue(ValueError):
     """An attribute whose value cannot mean what its name says (a negative token count...)."""
 
 
+def preview(value: object, limit: int = 80) -> str:
+    """A value for an error message: its repr, cut short (a sender's value can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def valid_text(text: str) -> str:
+    """`text` as storable UTF-8: JSON and Python literals can spell lone surrogates (`"\\ud800"`),
+    which no column can hold; they become `?`. Protobuf strings are checked by the parser already."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode(errors="replace").decode()
+    return text
+
+
 def to_python(value: AnyValue) -> Any:
+    """An AnyValue as Python. Recursion is bounded: the protobuf parser refuses messages nested
+    deeper than upb's limit (100), so an AnyValue tree is at most ~50 levels deep."""
     kind = value.WhichOneof("value")
     if kind is None:
         return None
@@ -55,10 +86,10 @@ def as_str_list(value: AnyValue) -> list[str]:
     if text.startswith("["):
         try:
             parsed = json.loads(text)
-        except ValueError:
+            if isinstance(parsed, list):
+                return [valid_text(v if isinstance(v, str) else str(v)) for v in parsed]
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
             return [text]
-        if isinstance(parsed, list):
-            return [str(v) for v in parsed]
     return [text] if text else []
 
 
@@ -82,8 +113,12 @@ def python_count(value: object) -> int:
         count = int(value)
     elif isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("-").isdigit():
-            raise InvalidValue(f"{value!r} is not a number")
+        digits = text.removeprefix("-")
+        # ASCII only: str.isdigit() accepts other scripts' digits and superscripts, which int() refuses.
+        if not (digits.isascii() and digits.isdigit()):
+            raise InvalidValue(f"{preview(value)} is not a number")
+        if len(digits) > _MAX_DIGITS:
+            raise InvalidValue(f"{preview(value)} has more than {_MAX_DIGITS} digits")
         count = int(text)
     else:
         raise InvalidValue(f"expected a number, got {type(value).__name__}")

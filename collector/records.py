@@ -56,7 +56,7 @@ class SpanRecord:
     key (AnyValue messages, undecoded), for later processors that need more than the columns.
     """
 
-    __slots__ = (*COLUMNS, "attributes", "has_usage", "resource", "response_id")
+    __slots__ = (*COLUMNS, "attributes", "has_usage", "rejection", "resource", "response_id")
 
     timestamp: int  # ns since epoch, UTC
     trace_id: str
@@ -99,12 +99,16 @@ class SpanRecord:
     response_id: str
     """The provider's id for the call (`gen_ai.response.id`), to recognise one call reported twice."""
     """Whether the span reported any token counts: without them there is nothing to price."""
+    rejection: str
+    """Why a processor after `genai` refuses this row (a cost the column cannot hold); "" when stored.
+    `DecodeResult.drop_rejected` answers such rows to the sender, per span."""
 
     def __init__(self) -> None:
         for name in ("input_cost", "cache_read_cost", "cache_write_cost", "output_cost", "total_cost"):
             setattr(self, name, _ZERO)
         self.has_usage = False
         self.response_id = ""
+        self.rejection = ""
         self.price_status = "no_usage"
         self.price_source = ""
         self.tags = {}

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ast
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -24,10 +26,27 @@ from opentelemetry.semconv.attributes import service_attributes as service
 from ..config import GenAIProcessorConfig
 from ..conventions import CONVENTIONS, Convention, Field, normalize_provider
 from ..conventions.base import AGGREGATE_OPERATIONS, JSON_PATH, TOKEN_FIELDS
-from ..otlp_values import InvalidValue, as_count, as_str, as_str_list, as_text, python_count, to_python
+from ..otlp_values import (
+    InvalidValue,
+    as_count,
+    as_str,
+    as_str_list,
+    as_text,
+    preview,
+    python_count,
+    to_python,
+    valid_text,
+)
 from ..records import SpanRecord
 
-__all__ = ["PROJECT_ATTRIBUTE", "DecodeResult", "GenAIProcessor"]
+__all__ = [
+    "MAX_COLUMN_LENGTH",
+    "MAX_TIMESTAMP_NS",
+    "MIN_TIMESTAMP_NS",
+    "PROJECT_ATTRIBUTE",
+    "DecodeResult",
+    "GenAIProcessor",
+]
 
 PROJECT_ATTRIBUTE = "spanmeter.project"
 """Resource attribute naming the project a service reports to (else `default`)."""
@@ -45,6 +64,15 @@ _OPERATIONS = frozenset(
     }
 )
 _MAX_ERRORS_REPORTED = 5
+_MAX_SCOPES = 10_000  # scope names remembered; a sender inventing names cannot grow memory without end
+
+MIN_TIMESTAMP_NS = 946_684_800 * 1_000_000_000
+"""2000-01-01T00:00:00Z: a span starting earlier comes from an unset or broken clock."""
+MAX_TIMESTAMP_NS = 2**63 - 1
+"""What a signed 64-bit nanosecond timestamp (Arrow, ClickHouse DateTime64(9)) holds."""
+MAX_COLUMN_LENGTH = 1024
+"""Characters kept of a promoted string column (model, provider, user_id...), a tag value or an attribute
+key: longer values are truncated, like the tags processor's rule values."""
 
 
 @dataclass
@@ -62,6 +90,21 @@ class DecodeResult:
         if len(self.errors) < _MAX_ERRORS_REPORTED:
             self.errors.append(message)
 
+    def drop_rejected(self) -> None:
+        """Move the records a later processor rejected (`SpanRecord.rejection`, e.g. a cost the column
+        cannot hold) out of `records`, into the rejections answered to the sender."""
+        if not any(record.rejection for record in self.records):
+            return
+        kept = []
+        for record in self.records:
+            if record.rejection:
+                self.reject(f"span {record.span_id}: {record.rejection}")
+                self.by_convention[record.convention] -= 1
+            else:
+                kept.append(record)
+        self.records = kept
+        self.by_convention = +self.by_convention  # conventions left with no rows
+
     @property
     def message(self) -> str:
         if not self.rejected:
@@ -78,11 +121,12 @@ class _Resource:
 
     def __init__(self, attributes: dict[str, Any], config: GenAIProcessorConfig) -> None:
         self.attributes = attributes
-        self.service_name = _text(attributes, service.SERVICE_NAME) or "unknown_service"
-        self.environment = _text(attributes, deployment.DEPLOYMENT_ENVIRONMENT_NAME) or _text(
-            attributes, deployment.DEPLOYMENT_ENVIRONMENT
+        self.service_name = _cut(_text(attributes, service.SERVICE_NAME)) or "unknown_service"
+        self.environment = _cut(
+            _text(attributes, deployment.DEPLOYMENT_ENVIRONMENT_NAME)
+            or _text(attributes, deployment.DEPLOYMENT_ENVIRONMENT)
         )
-        self.project = _text(attributes, PROJECT_ATTRIBUTE) or "default"
+        self.project = _cut(_text(attributes, PROJECT_ATTRIBUTE)) or "default"
         self.stored = _bounded_strings(attributes, config)
 
 
@@ -98,6 +142,8 @@ class GenAIProcessor:
 
     def decode(self, request: ExportTraceServiceRequest) -> DecodeResult:
         result = DecodeResult()
+        # Once per request: the latest start or end time accepted.
+        latest = min(time.time_ns() + int(self._config.max_future_skew * 1e9), MAX_TIMESTAMP_NS)
         for resource_spans in request.resource_spans:
             resource: _Resource | None = None
             for scope_spans in resource_spans.scope_spans:
@@ -114,9 +160,10 @@ class GenAIProcessor:
                     if resource is None:
                         resource = _Resource(_index(resource_spans.resource.attributes), self._config)
                     try:
-                        record = self._read(span, known, rest, convention, resource)
+                        record = self._read(span, known, rest, convention, resource, latest)
                     except InvalidValue as exc:
-                        result.reject(f"span {span.span_id.hex() or '(no span_id)'} {span.name!r}: {exc}")
+                        name = preview(span.name)
+                        result.reject(f"span {span.span_id[:16].hex() or '(no span_id)'} {name}: {exc}")
                         continue
                     result.records.append(record)
                     result.by_convention[convention.name] += 1
@@ -127,6 +174,8 @@ class GenAIProcessor:
             return self._by_scope[scope]
         except KeyError:
             found = next((c for c in self._conventions if c.scopes and scope.startswith(c.scopes)), None)
+            if len(self._by_scope) >= _MAX_SCOPES:
+                self._by_scope.clear()
             self._by_scope[scope] = found
             return found
 
@@ -157,16 +206,24 @@ class GenAIProcessor:
         rest: list[KeyValue],
         convention: Convention,
         resource: _Resource,
+        latest: int,
     ) -> SpanRecord:
         if len(span.trace_id) != 16:
             raise InvalidValue(f"trace_id must be 16 bytes, got {len(span.trace_id)}")
         if len(span.span_id) != 8:
             raise InvalidValue(f"span_id must be 8 bytes, got {len(span.span_id)}")
+        if len(span.parent_span_id) not in (0, 8):
+            raise InvalidValue(f"parent_span_id must be empty or 8 bytes, got {len(span.parent_span_id)}")
+        start = span.start_time_unix_nano
+        end = span.end_time_unix_nano
+        if not MIN_TIMESTAMP_NS <= start <= latest or end > latest:
+            raise InvalidValue(self._time_problem(start, end, latest))
         record = SpanRecord()
         record.attributes = span.attributes
         record.resource = resource.attributes
-        record.timestamp = span.start_time_unix_nano
-        record.duration_ns = max(span.end_time_unix_nano - span.start_time_unix_nano, 0)
+        record.timestamp = start
+        # An end before the start (clocks disagreeing, an unset end) is a duration of 0: the call still counts.
+        record.duration_ns = max(end - start, 0)
         record.trace_id = span.trace_id.hex()
         record.span_id = span.span_id.hex()
         record.parent_span_id = span.parent_span_id.hex()
@@ -177,7 +234,7 @@ class GenAIProcessor:
         record.convention = convention.name
         record.resource_attributes = resource.stored
 
-        values = _fields(known, convention)
+        values = _fields(known, convention, self._config.max_tokens_per_call)
         operation = values.get(Field.OPERATION, "")
         record.operation = (
             convention.operation_values.get(operation, operation)
@@ -197,15 +254,23 @@ class GenAIProcessor:
         for key, tag in convention.field_tags:
             value = known.get(key)
             if value is not None:
-                record.tags[tag] = as_str(value)
+                record.tags[tag] = _cut(as_str(value))
         if record.response_id:
             record.span_attributes["gen_ai.response.id"] = record.response_id
         if record.operation in AGGREGATE_OPERATIONS:
             _keep_aggregate_usage(record, known, convention)
         else:
             _read_tokens(record, values, convention)
-        _structured_tags(record.tags, known, convention)
+        _structured_tags(record.tags, known, convention, self._config.max_attributes)
         return record
+
+    def _time_problem(self, start: int, end: int, latest: int) -> str:
+        """Why a span's times cannot be stored (only called for a span that is rejected)."""
+        skew = f"{self._config.max_future_skew:g}s (processors.genai.max_future_skew)"
+        if start < MIN_TIMESTAMP_NS:
+            return f"start_time_unix_nano {start} ({_iso(start)}) is before 2000-01-01T00:00:00Z"
+        attribute, value = ("start_time_unix_nano", start) if start > latest else ("end_time_unix_nano", end)
+        return f"{attribute} {value} ({_iso(value)}) is more than {skew} ahead of the collector's clock"
 
     def _tags_and_rest(self, rest: list[KeyValue], convention: Convention) -> tuple[dict[str, str], dict[str, str]]:
         """Tag attributes into tags; the others as strings, bounded in count and length, prompt and
@@ -220,12 +285,12 @@ class GenAIProcessor:
                 for prefix in convention.tag_prefixes:
                     if key.startswith(prefix):
                         name = key[len(prefix) :]
-                        if not name.startswith(convention.tag_skip):
-                            tags[name] = as_str(kv.value)
+                        if not name.startswith(convention.tag_skip) and len(tags) < config.max_attributes:
+                            tags[_cut(name)] = _cut(as_str(kv.value))
                         break
             elif len(kept) < config.max_attributes and (config.capture_content or not convention.is_content(key)):
                 text = as_str(kv.value)
-                kept[key] = text if len(text) <= limit else text[:limit]
+                kept[_cut(key)] = text if len(text) <= limit else text[:limit]
         return tags, kept
 
 
@@ -258,10 +323,12 @@ def _keep_aggregate_usage(record: SpanRecord, known: dict[str, AnyValue], conven
         for key in convention.fields.get(field_name, ()):
             value = known.get(key)
             if value is not None:
-                record.span_attributes[key] = as_str(value)
+                record.span_attributes[key] = _cut(as_str(value))
 
 
-def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Field, Any]:
+def _fields(attributes: dict[str, AnyValue], convention: Convention, max_tokens: int) -> dict[Field, Any]:
+    """Each field's value from the first attribute present: token counts checked against `max_tokens`,
+    strings cut to MAX_COLUMN_LENGTH (the checks are on values already read: no extra pass)."""
     values: dict[Field, Any] = {}
     convert: Callable[[Any], Any]
     for name, keys in convention.fields.items():
@@ -270,7 +337,7 @@ def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Fie
                 found = _json_member(attributes, key)
                 if found is None:
                     continue
-                convert = python_count if name in TOKEN_FIELDS else str
+                convert = python_count if name in TOKEN_FIELDS else _json_text
             else:
                 found = attributes.get(key)
                 if found is None:
@@ -282,11 +349,36 @@ def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Fie
                 else:
                     convert = as_text
             try:
-                values[name] = convert(found)
+                value = convert(found)
             except InvalidValue as exc:
                 raise InvalidValue(f"{key}: {exc}") from None
+            if type(value) is int:
+                if value > max_tokens:
+                    raise InvalidValue(
+                        f"{key}: {value} exceeds the maximum of {max_tokens:,} tokens per call "
+                        "(processors.genai.max_tokens_per_call)"
+                    )
+            elif type(value) is str:
+                if len(value) > MAX_COLUMN_LENGTH:
+                    value = value[:MAX_COLUMN_LENGTH]
+            else:  # finish reasons
+                value = [_cut(reason) for reason in value[:_MAX_FINISH_REASONS]]
+            values[name] = value
             break
     return values
+
+
+_MAX_FINISH_REASONS = 64  # one per choice; more is not a call's answer
+
+
+def _json_text(value: Any) -> str:
+    """A string field read from inside a JSON attribute."""
+    if isinstance(value, str):
+        return valid_text(value)
+    try:
+        return valid_text(str(value))
+    except RecursionError:  # a structure nested deeper than Python recurses: no name
+        raise InvalidValue("nested too deeply to be a name") from None
 
 
 def _json_member(attributes: dict[str, AnyValue], path: str) -> Any:
@@ -307,30 +399,35 @@ def _parse_structured(name: str, text: str) -> Any:
     """JSON; or a Python literal's text, as some SDKs stringify dicts (`{'cache_read': 5}`)."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise InvalidValue(f"{name}: neither JSON nor a literal: {text[:80]!r}") from None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise InvalidValue(f"{name}: neither JSON nor a literal: {preview(text)}") from None
 
 
-def _structured_tags(tags: dict[str, str], known: dict[str, AnyValue], convention: Convention) -> None:
+def _structured_tags(tags: dict[str, str], known: dict[str, AnyValue], convention: Convention, limit: int) -> None:
+    """Tags from a JSON object attribute (at most `limit` tags in all) or a list attribute."""
     for name in convention.tag_objects:
         value = known.get(name)
         if value is None:
             continue
         try:
             entries = json.loads(as_str(value)) if value.WhichOneof("value") == "string_value" else to_python(value)
-        except ValueError:
-            continue
-        if isinstance(entries, dict):
+            if not isinstance(entries, dict):
+                continue
             for key, entry in entries.items():
-                tags[str(key)] = entry if isinstance(entry, str) else json.dumps(entry, separators=(",", ":"))
+                if len(tags) >= limit:
+                    break
+                text = entry if isinstance(entry, str) else json.dumps(entry, separators=(",", ":"))
+                tags[_cut(valid_text(key))] = _cut(valid_text(text))
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses: no tags from it
+            continue
     for name in convention.tag_lists:
         value = known.get(name)
         if value is not None:
-            tags[name] = ",".join(as_str_list(value))
+            tags[name] = _cut(",".join(as_str_list(value)))
 
 
 def _read_tokens(record: SpanRecord, values: dict[Field, Any], convention: Convention) -> None:
@@ -367,6 +464,14 @@ def _read_tokens(record: SpanRecord, values: dict[Field, Any], convention: Conve
     )
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_COLUMN_LENGTH else text[:MAX_COLUMN_LENGTH]
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _index(attributes: Any) -> dict[str, Any]:
     return {kv.key: kv.value for kv in attributes}
 
@@ -389,5 +494,5 @@ def _bounded_strings(attributes: dict[str, AnyValue], config: GenAIProcessorConf
         if len(kept) >= config.max_attributes:
             break
         text = as_str(value)
-        kept[key] = text if len(text) <= limit else text[:limit]
+        kept[_cut(key)] = text if len(text) <= limit else text[:limit]
     return kept

@@ -19,12 +19,15 @@ from genai_prices.units import UnitRegistry
 from ..config import PriceOverride, PricingProcessorConfig
 from ..conventions import PRICING_PROVIDERS, SELF_HOSTED_PROVIDERS, normalize_provider
 from ..conventions.models import model_candidates
+from ..otlp_values import preview
 from ..records import SpanRecord
 
-__all__ = ["PricingProcessor"]
+__all__ = ["MAX_COST", "PricingProcessor"]
 
 _PER_MILLION = 1_000_000
 _COST_QUANTUM = Decimal("1e-12")  # Decimal(18, 12), the column type
+MAX_COST = Decimal("999999.999999999999")
+"""The largest cost Decimal(18, 12) holds: a row costing more is rejected, not stored wrong."""
 _ZERO = Decimal(0)
 _UNITS = UnitRegistry(unit_data)
 _NO_USAGE = genai_prices.Usage(input_tokens=0, output_tokens=0)
@@ -174,11 +177,25 @@ def _never_applies(price_key: str) -> bool:
 
 def _apply(record: SpanRecord, card: RateCard) -> None:
     plain, cache_read, cache_write, output = card.costs(record)
+    # Checked before rounding: quantizing 10^16 or more to 12 places exceeds Decimal's precision.
+    total = plain + cache_read + cache_write + output
+    if total > MAX_COST:
+        _reject_cost(record, total)
+        return
     record.input_cost = _quantize(plain)
     record.cache_read_cost = _quantize(cache_read)
     record.cache_write_cost = _quantize(cache_write)
     record.output_cost = _quantize(output)
     record.total_cost = record.input_cost + record.cache_read_cost + record.cache_write_cost + record.output_cost
+    if record.total_cost > MAX_COST:  # rounding up, by at most 2e-12
+        _reject_cost(record, record.total_cost)
+
+
+def _reject_cost(record: SpanRecord, total: Decimal) -> None:
+    record.rejection = (
+        f"total_cost {total:f} USD ({record.input_tokens} input_tokens, {record.output_tokens} output_tokens "
+        f"of {preview(record.model)}) exceeds what the Decimal(18, 12) cost columns hold ({MAX_COST})"
+    )
 
 
 def _first(*prices: Decimal | TieredPrices | None) -> Decimal | TieredPrices | None:

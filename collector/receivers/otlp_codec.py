@@ -49,6 +49,8 @@ SIGNALS = {
 }
 
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
+_MAX_JSON_DEPTH = 100
+"""As deep as protobuf's own parsers go (upb's and json_format's limit): deeper is not an OTLP request."""
 
 
 def parse_protobuf(signal: Signal, body: bytes) -> Message:
@@ -63,19 +65,23 @@ def parse_protobuf(signal: Signal, body: bytes) -> Message:
 def parse_json(signal: Signal, body: bytes) -> Message:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError too (invalid UTF-8); and integers past 4300 digits
+        raise BadRequest(f"body is not valid JSON: {_cut(str(exc))}") from None
+    except RecursionError:
+        raise BadRequest(f"body is JSON nested more than {_MAX_JSON_DEPTH} levels deep") from None
     if not isinstance(data, dict):
         raise BadRequest(f"body must be a JSON object ({signal.request.__name__}), got {type(data).__name__}")
-    _hex_ids_to_base64(data, "")
+    _hex_ids_to_base64(data, "", 0)
     try:
         # Unknown fields are ignored, as the OTLP spec asks of receivers.
         return json_format.ParseDict(data, signal.request(), ignore_unknown_fields=True)
     except json_format.ParseError as exc:
-        raise BadRequest(f"body is not a valid OTLP/JSON {signal.request.__name__}: {exc}") from None
+        raise BadRequest(f"body is not a valid OTLP/JSON {signal.request.__name__}: {_cut(str(exc))}") from None
 
 
-def _hex_ids_to_base64(node: Any, path: str) -> None:
+def _hex_ids_to_base64(node: Any, path: str, depth: int) -> None:
+    if depth > _MAX_JSON_DEPTH:
+        raise BadRequest(f"{_cut(path)}: JSON nested more than {_MAX_JSON_DEPTH} levels deep")
     if isinstance(node, dict):
         for key, value in node.items():
             where = f"{path}.{key}" if path else key
@@ -83,12 +89,17 @@ def _hex_ids_to_base64(node: Any, path: str) -> None:
                 try:
                     node[key] = base64.b64encode(bytes.fromhex(value)).decode()
                 except ValueError:
-                    raise BadRequest(f"{where}: {value!r} is not a hex-encoded id") from None
+                    raise BadRequest(f"{_cut(where)}: {_cut(repr(value))} is not a hex-encoded id") from None
             else:
-                _hex_ids_to_base64(value, where)
+                _hex_ids_to_base64(value, where, depth + 1)
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            _hex_ids_to_base64(value, f"{path}[{index}]")
+            _hex_ids_to_base64(value, f"{path}[{index}]", depth + 1)
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    """A message quoting the sender's data stays short (a value can be megabytes)."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
