@@ -1,27 +1,101 @@
 """The collector's HTTP API, served on the OTLP/HTTP port: `GET /healthz`, `GET /metrics`
-and `GET /v1/report` (what `spanmeter report` asks when this collector holds the embedded store)."""
+and `GET /v1/report` (what `spanmeter report` asks when this collector holds the embedded store).
+
+A collector on an embedded store also writes where its API is into the store's directory
+(`spanmeter-collector.json`), so `spanmeter report --store chdb://PATH` finds the collector holding
+*that* store, and checks it through `/healthz` (which names the store) before trusting its answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import threading
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .config import ClickHouseExporterConfig
+from .config import ClickHouseExporterConfig, Config
 from .exporters import ClickHouseExporter
 from .report import ReportRequest, run_report
-from .store import StoreError, connect, first_line
+from .store import StoreError, connect, describe_endpoint, first_line
 from .telemetry import CollectorMetrics
 
-__all__ = ["StoreReader", "add_api_routes", "query_response"]
+__all__ = [
+    "ADVERT_FILE",
+    "ApiAdvert",
+    "StoreReader",
+    "add_api_routes",
+    "advertise_api",
+    "api_base_url",
+    "query_response",
+    "read_advert",
+    "report_request",
+    "store_identity",
+]
 
 T = TypeVar("T")
+
+ADVERT_FILE = "spanmeter-collector.json"
+
+
+def store_identity(endpoint: str) -> str:
+    """The store an endpoint names, the same from any process: an embedded store by its real absolute
+    path (relative paths are from the working directory), a server without credentials."""
+    if endpoint.startswith("chdb://"):
+        return "chdb://" + os.path.realpath(endpoint.removeprefix("chdb://"))
+    return describe_endpoint(endpoint)
+
+
+def api_base_url(config: Config, port: int | None = None) -> str | None:
+    """The collector API's base URL, from the first OTLP/HTTP receiver (`port` when it was picked at bind)."""
+    for _, receiver in sorted(config.receivers.items()):
+        if receiver.protocols.http is not None:
+            host, _, configured = receiver.protocols.http.endpoint.rpartition(":")
+            host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
+            return f"http://{host}:{port or configured}"
+    return None
+
+
+@dataclass(frozen=True)
+class ApiAdvert:
+    """This collector's API address, written into its embedded store's directory while it runs."""
+
+    path: Path
+    body: dict[str, Any]
+
+    def withdraw(self) -> None:
+        """Remove the file at stop, if it is still this collector's."""
+        if read_advert(self.path.parent) == self.body:
+            self.path.unlink(missing_ok=True)
+
+
+def advertise_api(store: ClickHouseExporterConfig, base_url: str | None) -> ApiAdvert | None:
+    """Write where this collector's API is into its embedded store's directory (none for a server store)."""
+    if base_url is None or not store.endpoint.startswith("chdb://"):
+        return None
+    path = Path(store.endpoint.removeprefix("chdb://")) / ADVERT_FILE
+    body = {"api": base_url, "pid": os.getpid(), "store": store_identity(store.endpoint), "database": store.database}
+    temporary = path.with_name(f".{ADVERT_FILE}.{os.getpid()}")
+    temporary.write_text(json.dumps(body) + "\n", encoding="utf-8")
+    os.replace(temporary, path)  # readers never see half a file
+    return ApiAdvert(path, body)
+
+
+def read_advert(store_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The advert of the collector holding this embedded store, if one wrote it (it may be stale)."""
+    try:
+        data = json.loads((Path(store_dir) / ADVERT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class StoreReader:
@@ -67,6 +141,9 @@ def add_api_routes(
             "status": "ok" if exporter.healthy else "degraded",
             "store": "ok" if exporter.healthy else "unavailable",
             "queued_rows": exporter.queued_rows,
+            # Which store this is: `spanmeter report --store` checks it before asking for a report.
+            "store_endpoint": store_identity(reader.config.endpoint),
+            "database": reader.config.database,
         }
         return web.json_response(body, status=200)
 
@@ -78,21 +155,36 @@ def add_api_routes(
     async def report(request: web.Request) -> web.Response:
         query = request.query
         try:
-            report_request = ReportRequest(
-                by=query.get("by", "model"),
-                start=datetime.fromisoformat(query["from"]),
-                end=datetime.fromisoformat(query["to"]),
-                project=query.get("project", ""),
-            )
-        except KeyError as exc:
-            return web.json_response({"error": f"missing query parameter {exc.args[0]}"}, status=400)
+            wanted = report_request(query)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         database = query.get("database", reader.config.database)
         return await query_response(
-            reader, lambda client: [row.to_json() for row in run_report(client, database, report_request)]
+            reader, lambda client: [row.to_json() for row in run_report(client, database, wanted)]
         )
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/report", report)
     app.router.add_get("/metrics", prometheus)
+
+
+def report_request(query: Mapping[str, str]) -> ReportRequest:
+    """`GET /v1/report`'s parameters: `by` (default model), `project`, and the range as either
+    `since` (a window ending now, e.g. 24h; the default) or `from` with optional `to` (ISO 8601, UTC
+    without an offset; default now). Errors name these parameters, never the command line's flags."""
+    by, project = query.get("by", "model"), query.get("project", "")
+    if "from" not in query:
+        if "to" in query:
+            raise ValueError("to goes with from; give from (and optionally to), or since")
+        return ReportRequest.since(by, query.get("since", "24h"), project)
+    if "since" in query:
+        raise ValueError("give either since or from/to, not both")
+    end = _query_time(query, "to") if "to" in query else datetime.now(UTC)
+    return ReportRequest(by, _query_time(query, "from"), end, project)
+
+
+def _query_time(query: Mapping[str, str], name: str) -> datetime:
+    try:
+        return datetime.fromisoformat(query[name])
+    except ValueError:
+        raise ValueError(f"{name} is not an ISO 8601 time: {query[name]!r}") from None

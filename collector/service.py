@@ -131,10 +131,11 @@ class Collector:
         for forwarder in self._forwarders.values():
             await forwarder.start()
         try:
-            for grpc_receiver in self.grpc_receivers:
-                await grpc_receiver.start()
-            for http_receiver in self.http_receivers:
-                await http_receiver.start()
+            receivers = [*self.grpc_receivers, *self.http_receivers]
+            for receiver in receivers:  # every port taken before any is reported listening
+                await receiver.bind()
+            for receiver in receivers:
+                await receiver.start()
         except BaseException:
             await self.stop()
             raise

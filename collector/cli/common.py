@@ -6,16 +6,20 @@ import argparse
 import json
 import logging
 import os
+import shlex
+import shutil
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
+from ..api import api_base_url, read_advert, store_identity
 from ..config import ClickHouseExporterConfig, Config, ConfigError, component_type, load_config
-from ..store import StoreBusy, StoreError, connect, first_line
+from ..store import StoreBusy, StoreError, connect, describe_endpoint, first_line
 
 T = TypeVar("T")
 
@@ -32,12 +36,35 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def load_or_exit(path: str) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
         print(f"spanmeter: configuration error\n{exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+
+
+def own_command() -> str:
+    """How to run spanmeter again, for hints that work when pasted: the name when it is on PATH,
+    else the path of the script this process runs (e.g. `.venv/bin/spanmeter`)."""
+    for script in (sys.argv[0], str(Path(sys.executable).with_name("spanmeter"))):
+        if os.path.basename(script) == "spanmeter" and os.path.isfile(script):
+            on_path = shutil.which("spanmeter")
+            if on_path and os.path.samefile(on_path, script):
+                return "spanmeter"
+            return shlex.quote(script if os.sep in script else os.path.join(".", script))
+    return "spanmeter"
 
 
 def setup_logging(level: str) -> None:
@@ -68,11 +95,10 @@ def store_config(config: Config) -> ClickHouseExporterConfig:
 
 def collector_url(config: Config) -> str:
     """The collector API's base URL, from the config's OTLP/HTTP receiver."""
-    for receiver in config.receivers.values():
-        if receiver.protocols.http is not None:
-            host, _, port = receiver.protocols.http.endpoint.rpartition(":")
-            return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"
-    raise CommandError("no OTLP/HTTP receiver configured, so no collector API to ask; pass --collector")
+    url = api_base_url(config)
+    if url is None:
+        raise CommandError("no OTLP/HTTP receiver configured, so no collector API to ask; pass --collector")
+    return url
 
 
 def get_json(url: str) -> Any:
@@ -80,7 +106,16 @@ def get_json(url: str) -> Any:
         with urllib.request.urlopen(url, timeout=30) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
-        raise ValueError(f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:300]}") from None
+        raise ValueError(f"HTTP {exc.code}: {_error_text(exc.read())}") from None
+
+
+def _error_text(body: bytes) -> str:
+    """The API's `{"error": ...}` message, else the body's start."""
+    text = body.decode(errors="replace")
+    try:
+        return str(json.loads(text)["error"])
+    except (ValueError, KeyError, TypeError):
+        return text[:300]
 
 
 def read_store(
@@ -91,24 +126,91 @@ def read_store(
     what: str,
 ) -> T:
     """Run `local(client, database)` on the store; when a running collector holds the embedded store
-    (one process per data directory), ask its API instead: `remote(base_url, database)`."""
+    (one process per data directory), ask that collector's API instead: `remote(base_url, database)`."""
     store = store_config(config)
+    endpoint = args.store or store.endpoint
     database = args.database or store.database
+    _require_embedded_store(endpoint)
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)  # its failures become our one line
     try:
-        client = connect(args.store or store.endpoint, store.username, store.password)
+        client = connect(endpoint, store.username, store.password)
     except StoreBusy:
-        base = args.collector or collector_url(config)
+        base = _holder_api(args.collector, config, endpoint)
         try:
-            return remote(base.rstrip("/"), database)
+            return remote(base, database)
         except (OSError, ValueError) as exc:
-            raise CommandError(
-                f"the store is held by another process and its collector API at {base} failed: {exc}"
-            ) from None
+            raise CommandError(f"the collector at {base}, which holds {endpoint}, answered: {_reason(exc)}") from None
     except StoreError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(f"cannot read {describe_endpoint(endpoint)}: {_reason(exc)}") from None
     try:
+        _require_database(client, endpoint, database)
         return local(client, database)
+    except CommandError:
+        raise
     except Exception as exc:
         raise CommandError(f"{what} query failed: {first_line(exc)}") from None
     finally:
         client.close()
+
+
+def _require_embedded_store(endpoint: str) -> None:
+    """A read never creates a store: an embedded one must already be there."""
+    if not endpoint.startswith("chdb://"):
+        return
+    path = os.path.abspath(endpoint.removeprefix("chdb://"))
+    if not os.path.isdir(os.path.join(path, "metadata")):
+        raise CommandError(f"no store at {path} yet: {_store_hint(endpoint)}")
+
+
+def _require_database(client: Client, endpoint: str, database: str) -> None:
+    if not int(client.command("EXISTS DATABASE {database:Identifier}", parameters={"database": database})):
+        raise CommandError(
+            f"no database {database!r} in the store at {describe_endpoint(endpoint)} yet: {_store_hint(endpoint)}"
+        )
+
+
+def _store_hint(endpoint: str) -> str:
+    hint = "a collector creates it at its first start (spanmeter serve), or check --store/--database"
+    if endpoint.startswith("chdb://") and not os.path.isabs(endpoint.removeprefix("chdb://")):
+        hint += f"; a relative path is read from the working directory, {os.getcwd()}"
+    return hint
+
+
+def _holder_api(explicit: str | None, config: Config, endpoint: str) -> str:
+    """The API of the collector that holds this embedded store, checked through its `/healthz`: the
+    one given with --collector, else the one the store's advert names, else the config's. Never one
+    serving another store: that would report another store's rows as this one's."""
+    wanted = store_identity(endpoint)
+    if explicit:
+        candidates = [explicit]
+    else:
+        advert = read_advert(endpoint.removeprefix("chdb://")) or {}
+        candidates = [str(url) for url in (advert.get("api"), api_base_url(config)) if url]
+    reasons = []
+    for base in dict.fromkeys(url.rstrip("/") for url in candidates):
+        try:
+            serves = get_json(f"{base}/healthz").get("store_endpoint")
+        except (OSError, ValueError, AttributeError) as exc:
+            reasons.append(f"{base} did not answer ({_reason(exc)})")
+            continue
+        if serves == wanted:
+            return base
+        reasons.append(f"the collector at {base} serves {serves or 'an unnamed store'}")
+    tried = "; ".join(reasons) or "no collector API is advertised in it"
+    raise CommandError(
+        f"the store {wanted} is held by another process, and no collector serving it was found: {tried}. "
+        "Pass --collector with the API address of the collector that holds it."
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause in one line: `connection refused`, not a driver's stack of wrappers."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[0].lower() + cause.strerror[1:]
+        if isinstance(cause, urllib.error.URLError) and isinstance(cause.reason, OSError):
+            return _reason(cause.reason)
+        cause = cause.__cause__ or cause.__context__
+    text = first_line(exc)
+    return text.split(": ", 1)[1] if text.startswith("cannot open ClickHouse at ") else text

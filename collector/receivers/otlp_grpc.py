@@ -46,20 +46,35 @@ class OtlpGrpcReceiver:
         self._server: grpc.aio.Server | None = None
         self.port = 0
 
-    async def start(self) -> None:
+    async def bind(self) -> None:
+        """Take the port, or raise OSError naming the endpoint; serves nothing until `start`."""
         limit = self._config.max_recv_msg_size_mib * _MIB
         server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 4 * _MIB)]
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", 4 * _MIB),
+                # grpcio sets SO_REUSEPORT by default: a second collector on this port would bind too,
+                # and the kernel would split the senders' spans between the two stores.
+                ("grpc.so_reuseport", 0),
+            ]
         )
         for signal, service in _SERVICES.items():
             handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
         try:
             self.port = server.add_insecure_port(self._config.endpoint)
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen for OTLP/gRPC on {self._config.endpoint}: {exc}") from None
-        await server.start()
+        except RuntimeError:
+            raise OSError(
+                f"cannot listen for OTLP/gRPC on {self._config.endpoint}: "
+                "the address is in use (another collector?) or not available"
+            ) from None
         self._server = server
+
+    async def start(self) -> None:
+        if self._server is None:
+            await self.bind()
+        assert self._server is not None
+        await self._server.start()
         host = self._config.endpoint.rsplit(":", 1)[0]
         logger.info("OTLP/gRPC receiver listening on %s:%d", host, self.port)
 

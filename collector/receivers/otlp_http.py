@@ -51,18 +51,26 @@ class OtlpHttpReceiver:
         self._runner: web.AppRunner | None = None
         self.port = 0
 
-    async def start(self) -> None:
+    async def bind(self) -> None:
+        """Take the port, or raise OSError naming the endpoint; `start` then reports it listening."""
         host, _, port = self._config.endpoint.rpartition(":")
         # auto_decompress off: the handler inflates gzip itself, bounded by the body size limit.
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host or "127.0.0.1", int(port), reuse_address=True)
+        # SO_REUSEADDR only (a restart may rebind at once); never SO_REUSEPORT, which would let a
+        # second collector share the port and take part of the traffic.
+        site = web.TCPSite(self._runner, host or "127.0.0.1", int(port), reuse_address=True, reuse_port=False)
         try:
             await site.start()
         except OSError as exc:
             raise OSError(f"cannot listen for OTLP/HTTP on {self._config.endpoint}: {exc.strerror}") from None
         server: Any = site._server  # aiohttp exposes the bound port only here
         self.port = server.sockets[0].getsockname()[1] if server and server.sockets else int(port)
+
+    async def start(self) -> None:
+        if self._runner is None:
+            await self.bind()
+        host = self._config.endpoint.rpartition(":")[0]
         logger.info("OTLP/HTTP receiver listening on %s:%d (also /healthz, /metrics)", host, self.port)
 
     async def stop(self) -> None:

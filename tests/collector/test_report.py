@@ -6,8 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +21,7 @@ import yaml
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from spanmeter.api import ADVERT_FILE
 from spanmeter.cli import main
 from spanmeter.service import Collector
 
@@ -143,3 +148,91 @@ def test_report_asks_the_collector_when_it_holds_the_store(tmp_path: Path) -> No
         code, log = serve.terminate()
     assert code == 0, log
     assert sys.executable  # the child used this interpreter's environment
+
+
+# --- `--store` reads that store, or the collector holding it, never another one ------------------
+
+
+def _report_cli(config: Path, *args: str, http_endpoint: str = "127.0.0.1:4318") -> subprocess.CompletedProcess[str]:
+    """`spanmeter report` in a process of its own (an embedded store held by a collector can only be
+    read through that collector), with the config's HTTP receiver at `http_endpoint`."""
+    since = f"{(datetime.now(UTC) - datetime(2026, 1, 1, tzinfo=UTC)).days + 400}d"  # covers make_spans' time
+    command = [spanmeter_command(), "report", "--config", str(config), "--format", "json", "--since", since, *args]
+    env = {**os.environ, "SPANMETER_HTTP_ENDPOINT": http_endpoint}
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+
+def _stored_report(config: Path, store: Path, expected: int, http_endpoint: str) -> list[dict[str, object]]:
+    """The report of `store` once `expected` rows are stored (the collector inserts asynchronously)."""
+    deadline = time.monotonic() + 60
+    while True:
+        out = _report_cli(config, "--store", f"chdb://{store}", http_endpoint=http_endpoint)
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        if sum(row["requests"] for row in report) >= expected or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
+@dataclass
+class TwoCollectors:
+    """Two `spanmeter serve` processes on one config, each holding a store of its own."""
+
+    config: Path
+    store_a: Path
+    store_b: Path
+    serve_a: ServeProcess
+    serve_b: ServeProcess
+
+
+@pytest.fixture
+def two_collectors(tmp_path: Path) -> Iterator[TwoCollectors]:
+    config = tmp_path / "pipelines.yaml"
+    config.write_text((REPO / "pipelines.yaml").read_text())
+    store_a, store_b = tmp_path / "store-a", tmp_path / "store-b"
+    serve_a = ServeProcess(config, store_a)
+    try:
+        serve_b = ServeProcess(config, store_b)
+    except BaseException:
+        serve_a.terminate()
+        raise
+    yield TwoCollectors(config, store_a, store_b, serve_a, serve_b)
+    results = [serve.terminate() for serve in (serve_a, serve_b)]
+    assert [code for code, _ in results] == [0, 0], results
+    assert not (store_b / ADVERT_FILE).exists()  # withdrawn at stop: a stale address is never asked
+
+
+def test_store_option_reads_the_collector_holding_that_store_not_the_default_port(
+    two_collectors: TwoCollectors,
+) -> None:
+    both = two_collectors
+    for serve, spans in ((both.serve_a, make_spans(3, "gpt-4o-mini")), (both.serve_b, make_spans(5, "o3-mini"))):
+        exporter = HttpSpanExporter(endpoint=f"http://127.0.0.1:{serve.http_port}/v1/traces")
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+    # The config's collector is A (as :4318 would be); --store names B's directory.
+    a_endpoint = f"127.0.0.1:{both.serve_a.http_port}"
+    report_b = _stored_report(both.config, both.store_b, 5, http_endpoint=a_endpoint)
+    assert [(row["group"], row["requests"]) for row in report_b] == [("o3-mini", 5)]
+    report_a = _stored_report(both.config, both.store_a, 3, http_endpoint=a_endpoint)
+    assert [(row["group"], row["requests"]) for row in report_a] == [("gpt-4o-mini", 3)]
+
+    # A collector named with --collector that serves another store is refused, not read.
+    wrong = _report_cli(both.config, "--store", f"chdb://{both.store_b}", "--collector", f"http://{a_endpoint}")
+    assert wrong.returncode == 1 and wrong.stdout == ""
+    assert f"serves chdb://{os.path.realpath(both.store_a)}" in wrong.stderr
+    assert f"store chdb://{os.path.realpath(both.store_b)} is held by another process" in wrong.stderr
+
+
+def test_a_held_store_without_its_collector_api_fails_saying_why(two_collectors: TwoCollectors) -> None:
+    both = two_collectors
+    advert = both.store_b / ADVERT_FILE
+    deadline = time.monotonic() + 10
+    while not advert.exists() and time.monotonic() < deadline:  # written just after "listening"
+        time.sleep(0.05)
+    advert.unlink()  # as if B's API were unknown: only A (the config's) is left to ask
+    out = _report_cli(
+        both.config, "--store", f"chdb://{both.store_b}", http_endpoint=f"127.0.0.1:{both.serve_a.http_port}"
+    )
+    assert out.returncode == 1 and out.stdout == ""
+    assert f"serves chdb://{os.path.realpath(both.store_a)}" in out.stderr
+    assert "--collector" in out.stderr
