@@ -10,7 +10,7 @@ from typing import Any
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]  # its module is "type: ignore"
 from opentelemetry.trace import Tracer
 
 from ._budget import check_budget
