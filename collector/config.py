@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import (
     BaseModel,
-    ByteSize,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     NonNegativeInt,
