@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import grpc
@@ -341,3 +343,310 @@ def test_ids_of_the_wrong_length_reject_only_that_span(collector: Collector, sto
     assert partial.rejected_spans == 1
     assert "trace_id must be 16 bytes, got 2" in partial.error_message
     assert stored_span_ids(collector, store, database, 1) == [span_id(spans[1])]
+
+
+# --- out-of-range values: each rejected for its span alone, named; the rest stored ---------------
+
+HOUR_NS = 3600 * 1_000_000_000
+YEAR_2000_NS = 946_684_800 * 1_000_000_000
+
+
+def timed_spans(*spans: tuple[str, dict[str, Any], int | None, int | None]) -> list[ReadableSpan]:
+    """Real SDK spans, (name, attributes, start ns, end ns) each; None: the SDK's clock."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "bad-input"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("spanmeter.tests")
+    for name, attributes, start, end in spans:
+        tracer.start_span(name, attributes=attributes, start_time=start).end(end_time=end)
+    return list(memory.get_finished_spans())
+
+
+def rejection(response: ExportTraceServiceResponse, span: ReadableSpan) -> str:
+    """The part of partial_success.error_message about this span (exactly one)."""
+    [error] = [part for part in response.partial_success.error_message.split("; ") if span_id(span) in part]
+    return error
+
+
+def assert_later_spans_stored(
+    collector: Collector, store: Client, database: str, transport: str, stored_before: int
+) -> None:
+    """The collector is not wedged: a valid span sent now is stored within seconds."""
+    [later] = finished_spans(("chat later", chat()))
+    response = export(collector, transport, encode_spans([later]))
+    assert not response.HasField("partial_success")
+    assert span_id(later) in stored_span_ids(collector, store, database, stored_before + 1)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_token_counts_past_the_plausible_maximum_reject_only_that_span(
+    collector: Collector, store: Client, database: str, transport: str
+) -> None:
+    """10^9 tokens per count is the most a call may report (processors.genai.max_tokens_per_call);
+    above it, and past what UInt64 holds, the span is answered per span, not the request failed."""
+    spans = finished_spans(
+        ("chat good", chat()),
+        ("chat 10^12", chat(input_tokens=10**12)),
+        ("chat 10^20 double", chat(output_tokens=1e20)),
+        ("chat 10^20 string", chat(input_tokens="1" + "0" * 20)),
+        ("chat int64 max", chat(output_tokens=2**63 - 1)),
+        ("chat superscript digit", chat(input_tokens="²")),
+        ("chat at the maximum", chat(input_tokens=10**9, output_tokens=0)),
+    )
+    good, too_many, double, string, int64_max, superscript, at_max = spans
+
+    response = export(collector, transport, encode_spans(spans))
+
+    assert response.partial_success.rejected_spans == 5
+    over = "exceeds the maximum of 1,000,000,000 tokens per call (processors.genai.max_tokens_per_call)"
+    assert f"gen_ai.usage.input_tokens: 1000000000000 {over}" in rejection(response, too_many)
+    assert f"gen_ai.usage.output_tokens: 100000000000000000000 {over}" in rejection(response, double)
+    assert f"gen_ai.usage.input_tokens: 100000000000000000000 {over}" in rejection(response, string)
+    assert f"gen_ai.usage.output_tokens: 9223372036854775807 {over}" in rejection(response, int64_max)
+    assert "gen_ai.usage.input_tokens: '²' is not a number" in rejection(response, superscript)
+    assert stored_span_ids(collector, store, database, 2) == sorted([span_id(good), span_id(at_max)])
+    [row] = rows(store, database, "span_id = {id:String}", id=span_id(at_max))
+    assert row["input_tokens"] == 10**9
+    assert metric_value(collector, "spanmeter_spans_rejected_total", reason="invalid") == 5
+    assert_later_spans_stored(collector, store, database, transport, 2)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_times_out_of_range_reject_only_that_span(
+    collector: Collector, store: Client, database: str, transport: str
+) -> None:
+    """Start before 2000, start or end more than max_future_skew (1h) ahead, start past what a signed
+    64-bit ns timestamp holds: rejected per span. An end before the start is stored with duration 0."""
+    now = time.time_ns()
+    spans = timed_spans(
+        ("chat good", chat(), now - HOUR_NS, now - HOUR_NS + 2_000_000_000),
+        ("chat 1999", chat(), YEAR_2000_NS - 1, YEAR_2000_NS + 1_000_000_000),
+        ("chat two hours ahead", chat(), now + 2 * HOUR_NS, now + 2 * HOUR_NS + 1),
+        ("chat past 2^63", chat(), 2**63 + 5, 2**63 + 6),
+        ("chat ends at 2^64-1", chat(), now, 2**64 - 1),
+        ("chat ends before it starts", chat(), now, now - 5_000_000_000),
+        ("chat at 2000-01-01", chat(), YEAR_2000_NS, YEAR_2000_NS + 1),
+    )
+    good, y1999, ahead, past_int64, end_max, backwards, y2000 = spans
+
+    response = export(collector, transport, encode_spans(spans))
+
+    assert response.partial_success.rejected_spans == 4
+    too_far = "is more than 3600s (processors.genai.max_future_skew) ahead of the collector's clock"
+    assert (
+        f"start_time_unix_nano {YEAR_2000_NS - 1} (1999-12-31T23:59:59Z) is before 2000-01-01T00:00:00Z"
+        in rejection(response, y1999)
+    )
+    assert f"start_time_unix_nano {now + 2 * HOUR_NS}" in rejection(response, ahead)
+    assert too_far in rejection(response, ahead)
+    assert f"start_time_unix_nano {2**63 + 5} (2262-04-11T23:47:16Z) {too_far}" in rejection(response, past_int64)
+    assert f"end_time_unix_nano {2**64 - 1} (2554-07-21T23:34:33Z) {too_far}" in rejection(response, end_max)
+    assert stored_span_ids(collector, store, database, 3) == sorted(map(span_id, (good, backwards, y2000)))
+    durations = {row["span_id"]: row["duration_ns"] for row in rows(store, database)}
+    assert durations[span_id(backwards)] == 0
+    assert durations[span_id(good)] == 2_000_000_000
+    assert_later_spans_stored(collector, store, database, transport, 3)
+
+
+def test_the_future_margin_is_configurable(
+    start_collector: Callable[..., Collector], store: Client, database: str
+) -> None:
+    collector = start_collector({**FAST, "processors": {"genai": {"max_future_skew": "3h"}}})
+    now = time.time_ns()
+    spans = timed_spans(
+        ("chat two hours ahead", chat(), now + 2 * HOUR_NS, now + 2 * HOUR_NS + 1),
+        ("chat four hours ahead", chat(), now + 4 * HOUR_NS, now + 4 * HOUR_NS + 1),
+    )
+
+    response = export(collector, "grpc", encode_spans(spans))
+
+    assert response.partial_success.rejected_spans == 1
+    assert "start_time_unix_nano" in rejection(response, spans[1])
+    assert "more than 10800s (processors.genai.max_future_skew)" in rejection(response, spans[1])
+    assert stored_span_ids(collector, store, database, 1) == [span_id(spans[0])]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_cost_the_columns_cannot_hold_rejects_only_that_span(
+    start_collector: Callable[..., Collector], store: Client, database: str, transport: str
+) -> None:
+    """Costs are Decimal(18, 12): at most 999999.999999999999 USD a row. A span priced past it (here by
+    an override of $1000 a token, or one so large Decimal's 28 digits cannot round it) is rejected."""
+    overrides = [
+        {"model": "gold-llm", "input_per_mtok": 1_000_000_000, "output_per_mtok": 0},
+        {"model": "absurd-llm", "input_per_mtok": "1e30", "output_per_mtok": 0},
+    ]
+    collector = start_collector({**FAST, "processors": {"pricing": {"overrides": overrides}}})
+    spans = finished_spans(
+        ("chat good", chat()),
+        ("chat $999,000", chat(model="gold-llm", input_tokens=999, output_tokens=0)),
+        ("chat $1,000,000", chat(model="gold-llm", input_tokens=1000, output_tokens=0)),
+        ("chat $10^24", chat(model="absurd-llm", input_tokens=1, output_tokens=0)),
+    )
+    good, most, too_much, absurd = spans
+
+    response = export(collector, transport, encode_spans(spans))
+
+    assert response.partial_success.rejected_spans == 2
+    assert (
+        "total_cost 1000000 USD (1000 input_tokens, 0 output_tokens of 'gold-llm') exceeds what the "
+        "Decimal(18, 12) cost columns hold (999999.999999999999)" in rejection(response, too_much)
+    )
+    assert "total_cost 1000000000000000000000000 USD (1 input_tokens" in rejection(response, absurd)
+    assert stored_span_ids(collector, store, database, 2) == sorted([span_id(good), span_id(most)])
+    [row] = rows(store, database, "span_id = {id:String}", id=span_id(most))
+    assert (row["total_cost"], row["price_status"]) == (Decimal("999000"), "override")
+    assert metric_value(collector, "spanmeter_spans_rejected_total", reason="invalid") == 2
+    assert metric_value(collector, "spanmeter_genai_spans_total", convention="otel_genai") == 2
+    assert_later_spans_stored(collector, store, database, transport, 2)
+
+
+def test_strings_and_maps_past_their_bounds_are_truncated(collector: Collector, store: Client, database: str) -> None:
+    """Promoted columns, tag values and attribute keys keep 1024 characters; tags and attributes
+    128 entries (max_attributes), attribute values 4096 (max_attribute_value_length)."""
+    attributes = chat(
+        model="m" * 5000,
+        **{
+            "user.id": "u" * 3000,
+            "gen_ai.conversation.id": "c" * 3000,
+            "spanmeter.tag.feature": "f" * 5000,
+            "k" * 3000: "v",
+        },
+    )
+    [span] = finished_spans(("chat long", attributes))
+    request = encode_spans([span])
+    # More attributes than the SDK's own limit (128) lets a span carry: added to the protobuf.
+    added = request.resource_spans[0].scope_spans[0].spans[0].attributes
+    for i in range(300):
+        added.add(key=f"spanmeter.tag.t{i}").value.string_value = "t" * 2000
+        added.add(key=f"extra.{i}").value.string_value = "x" * 9000
+
+    response = export(collector, "http-protobuf", request)
+
+    assert not response.HasField("partial_success")
+    assert stored_span_ids(collector, store, database, 1) == [span_id(span)]
+    [row] = rows(store, database)
+    assert row["request_model"] == "m" * 1024
+    assert (row["user_id"], row["conversation_id"], row["feature"]) == ("u" * 1024, "c" * 1024, "f" * 1024)
+    assert len(row["tags"]) == 128
+    assert all(len(value) <= 1024 for value in row["tags"].values())
+    assert len(row["span_attributes"]) == 128
+    assert all(len(key) <= 1024 and len(value) <= 4096 for key, value in row["span_attributes"].items())
+
+
+def test_a_parent_span_id_of_the_wrong_length_rejects_only_that_span(
+    collector: Collector, store: Client, database: str
+) -> None:
+    spans = finished_spans(("chat good", chat()), ("chat bad parent", chat()))
+    request = encode_spans(spans)
+    request.resource_spans[0].scope_spans[0].spans[1].parent_span_id = b"\x01" * 5000
+
+    response = export(collector, "grpc", request)
+
+    assert response.partial_success.rejected_spans == 1
+    assert "parent_span_id must be empty or 8 bytes, got 5000" in rejection(response, spans[1])
+    assert stored_span_ids(collector, store, database, 1) == [span_id(spans[0])]
+
+
+def openinference_llm(**extra: Any) -> dict[str, Any]:
+    return {
+        "openinference.span.kind": "LLM",
+        "llm.provider": "openai",
+        "llm.token_count.prompt": 10,
+        "llm.token_count.completion": 2,
+        **extra,
+    }
+
+
+def test_structured_attributes_no_column_can_hold(collector: Collector, store: Client, database: str) -> None:
+    """JSON text inside attributes: lone surrogates (valid JSON, not storable UTF-8) become `?`;
+    JSON nested deeper than Python recurses gives no tags, or rejects the span where a field is read."""
+    nested = "[" * 100_000 + "]" * 100_000
+    spans = finished_spans(
+        (
+            "surrogates",
+            openinference_llm(**{"llm.invocation_parameters": '{"model": "gpt-4o\\ud800"}'})
+            | {"metadata": '{"team\\udc80": "ops\\ud83d", "n": 1}'},
+        ),
+        ("deep metadata", openinference_llm(metadata=nested, **{"llm.model_name": "gpt-4o"})),
+        ("deep parameters", openinference_llm(**{"llm.invocation_parameters": nested})),
+    )
+    surrogates, deep_metadata, deep_parameters = spans
+
+    response = export(collector, "http-protobuf", encode_spans(spans))
+
+    assert response.partial_success.rejected_spans == 1
+    assert "llm.invocation_parameters: neither JSON nor a literal: '[[[[" in rejection(response, deep_parameters)
+    stored = stored_span_ids(collector, store, database, 2)
+    assert stored == sorted([span_id(surrogates), span_id(deep_metadata)])
+    by_id = {row["span_id"]: row for row in rows(store, database)}
+    assert by_id[span_id(surrogates)]["request_model"] == "gpt-4o?"
+    assert by_id[span_id(surrogates)]["tags"] == {"team?": "ops?", "n": "1"}
+    assert by_id[span_id(deep_metadata)]["tags"] == {}
+
+
+# --- bodies no span can be read from: 400 / INVALID_ARGUMENT, never 500 or UNKNOWN ------------------
+
+
+def nested_any_value_request(depth: int) -> ExportTraceServiceRequest:
+    """A valid GenAI span with an attribute whose AnyValue arrays nest `depth` deep."""
+    request = encode_spans(finished_spans(("chat", chat())))
+    value = request.resource_spans[0].scope_spans[0].spans[0].attributes.add(key="nested").value
+    for _ in range(depth):
+        value = value.array_value.values.add()
+    value.int_value = 1
+    return request
+
+
+def json_body_with(replace: str, by: str) -> bytes:
+    """A valid OTLP/JSON request, one piece of its text replaced."""
+    text = json.dumps(otlp_json(encode_spans(finished_spans(("chat", chat(model="MODEL"))))))
+    assert replace in text
+    return text.replace(replace, by).encode()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "problem"),
+    [
+        (JSON, b'{"resourceSpans": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested more than 100 levels"),
+        (JSON, b'{"resourceSpans": ' + b"[" * 150 + b"]" * 150 + b"}", "nested more than 100 levels"),
+        (JSON, json_body_with('"MODEL"', '"\xff\xfe"').replace(b"\xc3\xbf\xc3\xbe", b"\xff\xfe"), "not valid JSON"),
+        (JSON, json_body_with('"MODEL"', '"\\ud800"'), "Unpaired surrogate"),
+        (JSON, json_body_with('"MODEL"', "1" + "0" * 5000), "not valid JSON"),
+        (JSON, json_body_with('"100"', '"100000000000000000000"'), "not a valid OTLP/JSON"),
+        (PROTOBUF, nested_any_value_request(60).SerializeToString(), "not a valid protobuf"),
+    ],
+    ids=[
+        "json-100000-deep",
+        "json-150-deep",
+        "json-invalid-utf8",
+        "json-lone-surrogate",
+        "json-5000-digits",
+        "json-int-over-int64",
+        "protobuf-anyvalue-60-deep",
+    ],
+)
+def test_bodies_that_cannot_be_read_are_400_and_later_spans_stored(
+    collector: Collector, store: Client, database: str, content_type: str, body: bytes, problem: str
+) -> None:
+    status, rpc = post_traces(collector, body, content_type)
+    assert status == 400
+    assert rpc.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert problem in rpc.message
+    assert len(rpc.message) < 1000
+    transport = "http-json" if content_type == JSON else "http-protobuf"
+    assert_later_spans_stored(collector, store, database, transport, 0)
+
+
+def test_grpc_anyvalue_nested_past_the_parser_limit_is_invalid_argument(
+    collector: Collector, store: Client, database: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        grpc_export(collector, nested_any_value_request(60).SerializeToString())
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    response = export(collector, "grpc", nested_any_value_request(40))
+    assert not response.HasField("partial_success")
+    assert len(stored_span_ids(collector, store, database, 1)) == 1
+    [row] = rows(store, database)
+    assert row["span_attributes"]["nested"] == "[" * 40 + "1" + "]" * 40
+    assert_later_spans_stored(collector, store, database, "grpc", 1)
