@@ -441,6 +441,12 @@ class Config(_Strict):
                 ("service", "pipelines", "traces", "processors"),
                 "must start with a genai processor: it turns OTLP spans into rows for the others",
             )
+        if not any(component_type(p) == "pricing" for p in traces.processors):
+            # Unpriced rows would be stored at $0 and not counted as unpriced: refuse rather than under-report.
+            raise _KeyedError(
+                ("service", "pipelines", "traces", "processors"),
+                "needs a pricing processor (e.g. [genai, pricing, tags]): without it every call is stored at $0",
+            )
         stores = [e for e in traces.exporters if component_type(e) == "clickhouse"]
         if len(stores) != 1:
             raise _KeyedError(("service", "pipelines", "traces", "exporters"), "needs exactly one clickhouse exporter")

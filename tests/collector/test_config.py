@@ -206,6 +206,11 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
         {"service": {"pipelines": {"traces": {"processors": ["pricing", "genai"]}}}},
         "service.pipelines.traces.processors: must start with a genai processor",
     ),
+    # Without pricing, calls with tokens were stored at $0 as `no_usage`, not even counted as unpriced.
+    "traces-without-pricing": (
+        {"service": {"pipelines": {"traces": {"processors": ["genai", "tags"]}}}},
+        "service.pipelines.traces.processors: needs a pricing processor",
+    ),
 }
 
 
@@ -226,6 +231,7 @@ SERVE_CASES = [
     "invalid-duration",
     "undeclared-component",
     "regex-without-group",
+    "traces-without-pricing",
 ]
 
 
