@@ -48,6 +48,7 @@ __all__ = [
     "WebhookChannelConfig",
     "load_config",
     "substitute_env",
+    "unused_components",
 ]
 
 
@@ -457,6 +458,28 @@ class Config(_Strict):
                     ("service", "pipelines", signal, "exporters"), "only otlp exporters can take metrics and logs"
                 )
         return self
+
+
+def unused_components(config: Config) -> list[str]:
+    """One warning per component no pipeline uses: it is validated but has no effect, so say so at start.
+
+    Processors count only in the traces pipeline: metrics and logs are forwarded unprocessed.
+    """
+    pipelines = config.service.pipelines
+    signals = [p for p in (pipelines.traces, pipelines.metrics, pipelines.logs) if p is not None]
+    warnings = []
+    for section in ("receivers", "processors", "exporters"):
+        named_in = signals if section != "processors" else [pipelines.traces]
+        used = {component_id for pipeline in named_in for component_id in getattr(pipeline, section)}
+        where = "service.pipelines.traces.processors" if section == "processors" else "any of service.pipelines"
+        for component_id, body in getattr(config, section).items():
+            if component_id in used:
+                continue
+            warning = f"{section}.{component_id} is configured but not in {where}: it has no effect"
+            if isinstance(body, BudgetProcessorConfig) and body.budgets:
+                warning += f" (its {len(body.budgets)} budget(s) are not checked)"
+            warnings.append(warning)
+    return warnings
 
 
 class _KeyedError(ValueError):

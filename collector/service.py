@@ -19,6 +19,7 @@ from .config import (
     OtlpExporterConfig,
     OtlpReceiverConfig,
     component_type,
+    unused_components,
 )
 from .decoding import InlineDecoder, RecordProcessor, SpanDecoder, WorkerPoolDecoder, is_row_processor
 from .exporters import ClickHouseExporter, OtlpForwarder
@@ -38,6 +39,8 @@ class Collector:
         """`clock` (UTC now) is for tests of budget windows; the system clock otherwise."""
         self.config = config
         self._clock = clock
+        for warning in unused_components(config):
+            logger.warning("%s", warning)
         self.budgets: BudgetProcessor | None = None
         self.metrics = CollectorMetrics()
         pipelines = config.service.pipelines
@@ -99,7 +102,7 @@ class Collector:
             if receiver.protocols.http is not None:
                 http = OtlpHttpReceiver(receiver.protocols.http, self.traces, telemetry, self.metrics)
                 add_api_routes(http.app, self.exporter, self.metrics, self.reader)
-                add_budget_routes(http.app, self.budgets, self.reader)
+                add_budget_routes(http.app, self.budgets, self.reader, config)
                 self.http_receivers.append(http)
 
     def _processor(self, processor_id: str) -> RecordProcessor:

@@ -13,9 +13,19 @@ from .ledger import Totals
 from .scope import Scope
 from .windows import Window
 
-__all__ = ["Budget", "BudgetStatus", "Crossing", "event_id", "iso"]
+__all__ = ["Budget", "BudgetStatus", "Crossing", "event_id", "format_usd", "iso"]
 
 _HUNDRED = Decimal(100)
+
+
+def format_usd(amount: Decimal | str, places: int = 2, significant: int = 4) -> str:
+    """An amount with thousands separators, at least `places` decimals, and more where a small amount
+    needs them (up to `significant` digits, never more than it has): $0.002 is `0.002`, not `0.00`."""
+    value = Decimal(amount)
+    has = max(0, -int(value.normalize().as_tuple().exponent))
+    small = significant - 1 - value.adjusted() if value else 0
+    decimals = max(places, min(has, small))
+    return f"{value:,.{decimals}f}"
 
 
 def iso(moment: datetime) -> str:
@@ -149,6 +159,7 @@ class Crossing:
         who = f" for {self.scope_value}" if self.scope_value else ""
         return (
             f"spanmeter budget {self.budget.name!r}{who} reached {self.threshold}% "
-            f"({self.totals.cost:.2f} of {self.budget.config.limit_usd} USD, {self.budget.window.label} window "
+            f"({format_usd(self.totals.cost)} of {format_usd(self.budget.config.limit_usd)} USD, "
+            f"{self.budget.window.label} window "
             f"from {iso(self.window_start)})"
         )

@@ -16,11 +16,15 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
+from ..budgets.model import format_usd
 from ..budgets.store import read_events
 from ..report import parse_since
 from .common import EXIT_CONFIG, add_config_argument, collector_url, fail, get_json, load_or_exit, read_store
 
 __all__ = ["register", "render_events", "render_status"]
+
+# What an older collector, which gives no reason, most likely means.
+_NO_BUDGETS = "No budgets configured (processors.budget in pipelines.yaml, and budget in its traces pipeline)"
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,7 +49,11 @@ def run_status(args: argparse.Namespace) -> int:
         payload = get_json(f"{base.rstrip('/')}/v1/budgets")
     except (OSError, ValueError) as exc:
         return fail(f"cannot read budget status from the collector at {base}: {exc}")
-    sys.stdout.write(render_status(payload["budgets"], args.format))
+    entries = payload["budgets"]
+    reason = payload.get("reason") or _NO_BUDGETS
+    if args.format == "json" and not entries:
+        sys.stderr.write(f"{reason}\n")
+    sys.stdout.write(render_status(entries, args.format, reason))
     return 0
 
 
@@ -76,21 +84,22 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_status(entries: list[dict[str, Any]], fmt: str) -> str:
+def render_status(entries: list[dict[str, Any]], fmt: str, reason: str = "") -> str:
+    """`reason` is the collector's word on why there are no entries (e.g. budgets not in the pipeline)."""
     if fmt == "json":
         return json.dumps(entries, indent=2) + "\n"
     if not entries:
-        return "No budgets configured (processors.budget in pipelines.yaml).\n"
+        return f"{reason or _NO_BUDGETS}.\n"
     rows = [
         [
             e["budget"],
             e["scope_value"] or "-",
             e["window"],
-            f"{float(e['spend_usd']):,.4f}",
-            f"{float(e['limit_usd']):,.2f}",
+            format_usd(e["spend_usd"], 4),
+            format_usd(e["limit_usd"]),
             f"{e['percent']:.1f}%",
             e["state"],
-            f"{float(e['projected_usd']):,.2f}",
+            format_usd(e["projected_usd"]),
             e["action"],
             e["resets_at"],
         ]
@@ -111,8 +120,8 @@ def render_events(events: list[dict[str, Any]], fmt: str) -> str:
             e["budget"],
             e["scope_value"] or "-",
             f"{e['threshold_percent']}%",
-            f"{float(e['spend_usd']):,.4f}",
-            f"{float(e['limit_usd']):,.2f}",
+            format_usd(e["spend_usd"], 4),
+            format_usd(e["limit_usd"]),
             e["action"],
             ", ".join(f"{d['channel']}: {d['outcome']}" for d in e["deliveries"]) or "-",
         ]

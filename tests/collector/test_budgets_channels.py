@@ -108,7 +108,7 @@ def test_slack_incoming_webhook(start_collector):
         spend(tracer_provider(collector), 10, **{"user.id": "u-1"})
         (request,) = slack.wait_for(1)
     text = request.json()["text"]
-    assert text.startswith("spanmeter budget 'slack-me' reached 100% (10.00 of 10 USD, day window")
+    assert text.startswith("spanmeter budget 'slack-me' reached 100% (10.00 of 10.00 USD, day window")
     assert list(request.json()) == ["text"]
 
 

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from decimal import Decimal
 
 from spanmeter.cli import main
 from tests.fakes.provider_server import refused_url
 
-from .budget_helpers import REPO_CONFIG, budget_overrides, hook_channel, spend, webhook_server
-from .conftest import tracer_provider, wait_for_rows
+from .budget_helpers import (
+    PROVIDER,
+    REPO_CONFIG,
+    budget_overrides,
+    budget_status,
+    hook_channel,
+    spend,
+    wait_until,
+    webhook_server,
+)
+from .conftest import emit, tracer_provider, wait_for_rows
+
+TWO_TOKENS = {"gen_ai.usage.input_tokens": 2, "gen_ai.usage.output_tokens": 0}
 
 
 def test_status_and_events_as_table_and_json(start_collector, chdb_path, database, capsys):
@@ -67,3 +79,49 @@ def test_status_and_events_as_table_and_json(start_collector, chdb_path, databas
 def test_status_without_a_collector_fails_cleanly(capsys):
     assert main(["budget", "status", "--collector", refused_url()]) == 1
     assert "cannot read budget status from the collector" in capsys.readouterr().err
+
+
+def test_small_amounts_keep_their_digits_in_status_and_log(start_collector, capsys, caplog):
+    """A $0.002 budget once showed as 0.00 in `budget status` and was logged `0.01 of 0.002 USD`."""
+    overrides = budget_overrides([{"name": "tiny", "limit_usd": "0.002", "thresholds": [100]}])
+    # $0.0015 per input token: two tokens cost exactly 0.003 USD.
+    overrides["processors"]["pricing"]["overrides"].append(
+        {"model": "tiny-model", "provider": PROVIDER, "input_per_mtok": 1500, "output_per_mtok": 0}
+    )
+    with caplog.at_level(logging.WARNING):
+        collector = start_collector(overrides)
+        attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER}
+        emit(tracer_provider(collector), "chat", {**attributes, "gen_ai.request.model": "tiny-model", **TWO_TOKENS})
+        wait_until(lambda: [e["state"] for e in budget_status(collector)] == ["exceeded"], what="tiny exceeded")
+        crossed = wait_until(
+            lambda: [r.getMessage() for r in caplog.records if "reached 100%" in r.getMessage()], what="the log"
+        )
+    assert "budget 'tiny' reached 100% (0.003 of 0.002 USD, day window" in crossed[0]
+
+    assert main(["budget", "status", "--collector", f"http://127.0.0.1:{collector.http_port}"]) == 0
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[:7] == ["tiny", "-", "day", "0.0030", "0.002", "150.0%", "exceeded"]
+
+
+def test_budgets_outside_the_pipeline_are_warned_about_and_status_says_why(start_collector, capsys, caplog):
+    overrides = budget_overrides([{"name": "total", "limit_usd": 10}])
+    overrides["service"]["pipelines"]["traces"]["processors"] = ["genai", "pricing", "tags"]
+    with caplog.at_level(logging.WARNING):
+        collector = start_collector(overrides)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        "processors.budget is configured but not in service.pipelines.traces.processors: it has no effect "
+        "(its 1 budget(s) are not checked)"
+    ) in warnings
+    api = f"http://127.0.0.1:{collector.http_port}"
+
+    assert main(["budget", "status", "--collector", api]) == 0
+    out = capsys.readouterr().out
+    assert "No budgets configured" not in out
+    assert out.startswith("Budgets are configured (processors.budget: 1) but 'budget' is not in ")
+    assert "service.pipelines.traces.processors, so the collector checks none" in out
+
+    assert main(["budget", "status", "--collector", api, "--format", "json"]) == 0
+    result = capsys.readouterr()
+    assert json.loads(result.out) == []
+    assert "'budget' is not in service.pipelines.traces.processors" in result.err

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from spanmeter.config import ConfigError, load_config, substitute_env
+from spanmeter.config import ConfigError, load_config, substitute_env, unused_components
 
 from .conftest import SHIPPED_CONFIG, deep_merge
 
@@ -132,6 +132,35 @@ def test_component_ids_with_a_name_take_their_types_model(tmp_path: Path) -> Non
     )
     backend = load_config(path, env={}).exporters["otlp/backend"]
     assert (backend.endpoint, backend.timeout) == ("http://127.0.0.1:4319", 2.0)
+
+
+def test_components_no_pipeline_uses_are_each_named(tmp_path: Path) -> None:
+    assert unused_components(load_config(SHIPPED_CONFIG, env={})) == []
+    path = write_config(
+        tmp_path,
+        {
+            "receivers": {"otlp/spare": {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}},
+            "processors": {"budget": {"budgets": [{"name": "total", "limit_usd": 5}]}},
+            "exporters": {
+                "otlp/backend": {"endpoint": "http://127.0.0.1:4319"},
+                "otlp/unused": {"endpoint": "http://127.0.0.1:4320"},
+            },
+            # Processors of a metrics pipeline do nothing: metrics are forwarded unprocessed.
+            "service": {
+                "pipelines": {
+                    "metrics": {"receivers": ["otlp"], "processors": ["budget"], "exporters": ["otlp/backend"]}
+                }
+            },
+        },
+    )
+    config = load_config(path, env={})
+    assert config.service.pipelines.metrics is not None  # otlp/backend is used there
+    assert unused_components(config) == [
+        "receivers.otlp/spare is configured but not in any of service.pipelines: it has no effect",
+        "processors.budget is configured but not in service.pipelines.traces.processors: it has no effect "
+        "(its 1 budget(s) are not checked)",
+        "exporters.otlp/unused is configured but not in any of service.pipelines: it has no effect",
+    ]
 
 
 # --- bad files: `spanmeter serve` exits 2 naming the file and the key -------------------------
