@@ -15,7 +15,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-__all__ = ["GROUPS", "ReportRequest", "ReportRow", "parse_since", "run_report"]
+__all__ = ["GROUPS", "ReportRequest", "ReportRow", "as_utc", "parse_by", "parse_since", "run_report"]
 
 # --by value -> SQL expression over genai_spans. A fixed list: the expression is never user text.
 GROUPS: dict[str, str] = {
@@ -47,22 +47,23 @@ COUNT_FIELDS = (
 COST_FIELDS = ("input_cost", "cache_read_cost", "cache_write_cost", "output_cost", "total_cost")
 
 
-def parse_since(text: str) -> timedelta:
-    """`30m`, `24h`, `7d`, `2w` -> a timedelta."""
+def parse_since(text: str, name: str = "since") -> timedelta:
+    """`30m`, `24h`, `7d`, `2w` -> a timedelta. `name` is how the caller's user spelled the parameter
+    (`--since` on the command line, `since` in a URL), for the error message."""
     match = _SINCE.match(text.strip())
     if not match:
-        raise ValueError(f"--since expects a number and a unit (m, h, d, w), e.g. 24h or 7d; got {text!r}")
+        raise ValueError(f"{name} expects a number and a unit (m, h, d, w), e.g. 24h or 7d; got {text!r}")
     return timedelta(**{_SINCE_UNITS[match.group(2)]: int(match.group(1))})
 
 
-def parse_by(text: str) -> tuple[str, str | None]:
-    """Validate a --by value; returns (group expression, tag name or None)."""
+def parse_by(text: str, name: str = "by") -> tuple[str, str | None]:
+    """Validate a grouping (`--by`, `by=`); returns (group expression, tag name or None)."""
     if text.startswith("tag:") and len(text) > 4:
         return _TAG_GROUP, text[4:]
     if text in GROUPS:
         return GROUPS[text], None
     choices = ", ".join([*GROUPS, "tag:NAME"])
-    raise ValueError(f"--by must be one of {choices}; got {text!r}")
+    raise ValueError(f"{name} must be one of {choices}; got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class ReportRequest:
     project: str = ""
 
     def __post_init__(self) -> None:
+        # Times are UTC from here on (a naive time is taken as UTC), so headers and queries agree.
+        object.__setattr__(self, "start", as_utc(self.start))
+        object.__setattr__(self, "end", as_utc(self.end))
         parse_by(self.by)
         if self.start >= self.end:
             raise ValueError(
@@ -80,9 +84,16 @@ class ReportRequest:
             )
 
     @classmethod
-    def since(cls, by: str, since: str, project: str = "", now: datetime | None = None) -> ReportRequest:
+    def since(
+        cls, by: str, since: str, project: str = "", now: datetime | None = None, name: str = "since"
+    ) -> ReportRequest:
         end = now or datetime.now(UTC)
-        return cls(by=by, start=end - parse_since(since), end=end, project=project)
+        return cls(by=by, start=end - parse_since(since, name), end=end, project=project)
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant in UTC; a time without an offset is UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -124,8 +135,8 @@ def run_report(client: Client, database: str, request: ReportRequest) -> list[Re
     group, tag = parse_by(request.by)
     parameters: dict[str, Any] = {
         "database": database,
-        "start": request.start.astimezone(UTC).replace(tzinfo=None),
-        "end": request.end.astimezone(UTC).replace(tzinfo=None),
+        "start": request.start.replace(tzinfo=None),
+        "end": request.end.replace(tzinfo=None),
         "project": request.project,
     }
     if tag is not None:

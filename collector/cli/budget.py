@@ -59,7 +59,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_events(args: argparse.Namespace) -> int:
     try:
-        since = datetime.now(UTC) - parse_since(args.since)
+        since = datetime.now(UTC) - parse_since(args.since, "--since")
     except ValueError as exc:
         return fail(str(exc), EXIT_CONFIG)
     query = urllib.parse.urlencode({"since": args.since})

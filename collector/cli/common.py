@@ -28,10 +28,14 @@ EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
 
 
+def default_config() -> str:
+    return os.environ.get("SPANMETER_CONFIG", DEFAULT_CONFIG)
+
+
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        default=os.environ.get("SPANMETER_CONFIG", DEFAULT_CONFIG),
+        default=default_config(),
         help="pipelines file (default: $SPANMETER_CONFIG or ./pipelines.yaml)",
     )
 

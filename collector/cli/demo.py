@@ -9,29 +9,45 @@ from __future__ import annotations
 
 import argparse
 import random
+import shlex
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ..config import Config
 from ..report import ReportRequest, run_report
 from ..service import Collector, CollectorThread
 from ..store import StoreError, connect
-from .common import add_config_argument, fail, load_or_exit, setup_logging
+from .common import (
+    CommandError,
+    add_config_argument,
+    default_config,
+    fail,
+    load_or_exit,
+    own_command,
+    positive_int,
+    setup_logging,
+    store_config,
+)
 from .report import render
 
-__all__ = ["CallOrigin", "DemoCall", "demo_calls", "register", "run", "send_calls"]
+DEMO_MARKER = "spanmeter-demo"
+
+__all__ = ["DEMO_MARKER", "CallOrigin", "DemoCall", "demo_calls", "register", "run", "send_calls"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = commands.add_parser("demo", help="send a day of sample GenAI traffic and print its report")
+    parser = commands.add_parser(
+        "demo", help="send a day of sample GenAI traffic and print its report", description=__doc__
+    )
     add_config_argument(parser)
     parser.add_argument(
         "--data", default="./.spanmeter-demo", help="embedded store directory (default: ./.spanmeter-demo)"
     )
-    parser.add_argument("--calls", type=int, default=2000, help="LLM calls to simulate (default: 2000)")
+    parser.add_argument("--calls", type=positive_int, default=2000, help="LLM calls to simulate (default: 2000)")
     parser.add_argument("--seed", type=int, default=7, help="random seed, for the same traffic every run")
     parser.set_defaults(run=run)
 
@@ -148,7 +164,9 @@ def send_calls(calls: list[DemoCall], grpc_endpoint: str) -> None:
             resource = Resource.create({"service.name": call.service, "deployment.environment.name": "production"})
             provider = TracerProvider(resource=resource)
             exporter = OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True)
-            provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=2 * len(calls) + 1))
+            queue = 2 * len(calls) + 1  # every span queued: none dropped however fast the loop runs
+            batch = min(512, queue)  # the SDK refuses a batch larger than its queue
+            provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=queue, max_export_batch_size=batch))
             providers[call.service] = provider
         tracer = provider.get_tracer("spanmeter.demo")
         start_ns = int(call.start.timestamp() * 1e9)
@@ -231,20 +249,44 @@ def _wait_stored(collector: Collector, expected: int, timeout: float = 60.0) -> 
     return collector.exporter.stored_rows
 
 
+def _fresh_store(data: str, database: str) -> bool:
+    """Empty the demo's database, so each run's report shows exactly what that run sent (re-runs would
+    add up otherwise); True when there was data to drop. Only a store the demo made, and marked, is
+    emptied: `--data` pointed at a real store is refused."""
+    marker = Path(data) / DEMO_MARKER
+    client = connect(f"chdb://{data}")
+    try:
+        parameters = {"database": database}
+        if not int(client.command("EXISTS DATABASE {database:Identifier}", parameters=parameters)):
+            marker.write_text("a store of `spanmeter demo`, emptied at each run\n", encoding="utf-8")
+            return False
+        if not marker.exists():
+            raise CommandError(
+                f"{data} holds a spanmeter store the demo did not create, and the demo empties its store at "
+                "each run: give it a directory of its own with --data (or remove that directory)"
+            )
+        client.command("DROP DATABASE {database:Identifier} SYNC", parameters=parameters)
+        return True
+    finally:
+        client.close()
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.calls < 1:
-        return fail("--calls must be at least 1", 2)
     config = _demo_config(load_or_exit(args.config), args.data)
     setup_logging("warning")
     calls = demo_calls(args.calls, args.seed)
+    database = store_config(config).database
     try:
+        emptied = _fresh_store(args.data, database)
         thread = CollectorThread(config)
         collector = thread.start()
     except (StoreError, OSError) as exc:
         return fail(f"cannot start the demo collector: {exc}")
+    fresh = "the previous run's data dropped: each run starts empty" if emptied else "new"
     try:
         print(
-            f"spanmeter demo: collector on 127.0.0.1:{collector.grpc_port} (gRPC), store {args.data}", file=sys.stderr
+            f"spanmeter demo: collector on 127.0.0.1:{collector.grpc_port} (gRPC), store {args.data} ({fresh})",
+            file=sys.stderr,
         )
         print(
             f"sending {len(calls)} LLM calls from 3 services through the OTel SDK's OTLP exporter...", file=sys.stderr
@@ -252,7 +294,6 @@ def run(args: argparse.Namespace) -> int:
         send_calls(calls, f"127.0.0.1:{collector.grpc_port}")
         stored = _wait_stored(collector, len(calls))
         print(f"stored {stored} GenAI spans in ClickHouse (embedded)\n", file=sys.stderr)
-        database = collector.store_config.database
         window = ReportRequest.since("model", "24h", now=datetime.now(UTC) + timedelta(seconds=1))
         client = connect(f"chdb://{args.data}")
         for by in ("model", "feature", "user"):
@@ -261,8 +302,14 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(render(rows, "table", request, limit=5 if by == "user" else 0) + "\n")
     finally:
         thread.stop()
-    print(
-        f"Next: spanmeter report --store chdb://{args.data} --by tag:team --since 24h --format json",
-        file=sys.stderr,
-    )
+    print(f"Next: {_report_hint(args)}", file=sys.stderr)
     return 0
+
+
+def _report_hint(args: argparse.Namespace) -> str:
+    """A `report` command on the demo's store that runs as printed: this spanmeter, this config."""
+    words = [own_command(), "report"]
+    if args.config != default_config():
+        words += ["--config", shlex.quote(args.config)]
+    words += ["--store", shlex.quote(f"chdb://{args.data}"), "--by tag:team --since 24h --format json"]
+    return " ".join(words)

@@ -18,8 +18,8 @@ import urllib.request
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from ..report import GROUPS, ReportRequest, ReportRow, run_report
-from .common import EXIT_CONFIG, add_config_argument, fail, get_json, load_or_exit, read_store
+from ..report import GROUPS, ReportRequest, ReportRow, as_utc, parse_by, run_report
+from .common import EXIT_CONFIG, add_config_argument, fail, get_json, load_or_exit, positive_int, read_store
 
 __all__ = ["fetch_report", "register", "render", "run"]
 
@@ -46,7 +46,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--to", dest="end", type=_timestamp, help="range end with --from, ISO 8601 (default: now)")
     parser.add_argument("--project", default="", help="only this project")
     parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--limit", type=int, default=0, help="only the N costliest groups (default: all)")
+    parser.add_argument(
+        "--limit", type=positive_int, default=0, metavar="N", help="only the N costliest groups (default: all)"
+    )
     parser.add_argument("--store", help="ClickHouse endpoint instead of the config's (chdb://PATH or http(s)://...)")
     parser.add_argument("--database", help="database instead of the config's")
     parser.add_argument("--collector", help="collector API base URL, used when the store is held by a collector")
@@ -58,17 +60,18 @@ def _timestamp(text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return as_utc(value)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        parse_by(args.by, "--by")
         if args.start is not None:
             request = ReportRequest(args.by, args.start, args.end or datetime.now(UTC), args.project)
         else:
             if args.end is not None:
                 return fail("--to goes with --from", EXIT_CONFIG)
-            request = ReportRequest.since(args.by, args.since or "24h", args.project)
+            request = ReportRequest.since(args.by, args.since or "24h", args.project, name="--since")
     except ValueError as exc:
         return fail(str(exc), EXIT_CONFIG)
 
