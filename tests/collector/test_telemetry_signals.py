@@ -5,10 +5,12 @@ collector's own /healthz and /metrics."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,11 +218,14 @@ def test_otlp_exporter_forwards_traces_metrics_and_logs(
 # --- the collector's own endpoints -------------------------------------------------------------
 
 
-def test_healthz(collector: Collector) -> None:
+def test_healthz(collector: Collector, chdb_path: Path, database: str) -> None:
     status, content_type, body = http_request(collector, "/healthz")
     assert status == 200
     assert content_type.startswith("application/json")
-    assert json.loads(body) == {"status": "ok", "store": "ok", "queued_rows": 0}
+    # The store is named as any process names it (`spanmeter report --store` checks it before asking).
+    store = f"chdb://{os.path.realpath(chdb_path)}"
+    expected = {"status": "ok", "store": "ok", "queued_rows": 0, "store_endpoint": store, "database": database}
+    assert json.loads(body) == expected
 
 
 def test_prometheus_metrics_after_a_stored_span(collector: Collector) -> None:
