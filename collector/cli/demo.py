@@ -8,6 +8,7 @@ sessions, a few failed calls, and one model nobody has a price for (stored as `u
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shlex
 import sys
@@ -35,6 +36,7 @@ from .common import (
 from .report import render
 
 DEMO_MARKER = "spanmeter-demo"
+DEFAULT_DATA = "./.spanmeter-demo"
 
 __all__ = ["DEMO_MARKER", "CallOrigin", "DemoCall", "demo_calls", "register", "run", "send_calls"]
 
@@ -44,9 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "demo", help="send a day of sample GenAI traffic and print its report", description=__doc__
     )
     add_config_argument(parser)
-    parser.add_argument(
-        "--data", default="./.spanmeter-demo", help="embedded store directory (default: ./.spanmeter-demo)"
-    )
+    parser.add_argument("--data", default=DEFAULT_DATA, help=f"embedded store directory (default: {DEFAULT_DATA})")
     parser.add_argument("--calls", type=positive_int, default=2000, help="LLM calls to simulate (default: 2000)")
     parser.add_argument("--seed", type=int, default=7, help="random seed, for the same traffic every run")
     parser.set_defaults(run=run)
@@ -252,21 +252,21 @@ def _wait_stored(collector: Collector, expected: int, timeout: float = 60.0) -> 
 def _fresh_store(data: str, database: str) -> bool:
     """Empty the demo's database, so each run's report shows exactly what that run sent (re-runs would
     add up otherwise); True when there was data to drop. Only a store the demo made, and marked, is
-    emptied: `--data` pointed at a real store is refused."""
+    emptied (the default directory is the demo's by name): `--data` pointed at a real store is refused."""
     marker = Path(data) / DEMO_MARKER
     client = connect(f"chdb://{data}")
     try:
         parameters = {"database": database}
-        if not int(client.command("EXISTS DATABASE {database:Identifier}", parameters=parameters)):
-            marker.write_text("a store of `spanmeter demo`, emptied at each run\n", encoding="utf-8")
-            return False
-        if not marker.exists():
+        exists = int(client.command("EXISTS DATABASE {database:Identifier}", parameters=parameters))
+        if exists and not marker.exists() and os.path.abspath(data) != os.path.abspath(DEFAULT_DATA):
             raise CommandError(
                 f"{data} holds a spanmeter store the demo did not create, and the demo empties its store at "
                 "each run: give it a directory of its own with --data (or remove that directory)"
             )
-        client.command("DROP DATABASE {database:Identifier} SYNC", parameters=parameters)
-        return True
+        if exists:
+            client.command("DROP DATABASE {database:Identifier} SYNC", parameters=parameters)
+        marker.write_text("a store of `spanmeter demo`, emptied at each run\n", encoding="utf-8")
+        return bool(exists)
     finally:
         client.close()
 
