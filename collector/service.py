@@ -23,6 +23,7 @@ from .config import (
 )
 from .decoding import InlineDecoder, RecordProcessor, SpanDecoder, WorkerPoolDecoder, is_row_processor
 from .exporters import ClickHouseExporter, OtlpForwarder
+from .health import add_health_routes
 from .pipeline import TelemetryRouter, TracesPipeline
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
 from .telemetry import CollectorMetrics
@@ -103,6 +104,7 @@ class Collector:
                 http = OtlpHttpReceiver(receiver.protocols.http, self.traces, telemetry, self.metrics)
                 add_api_routes(http.app, self.exporter, self.metrics, self.reader)
                 add_budget_routes(http.app, self.budgets, self.reader, config)
+                add_health_routes(http.app, self.exporter, store_config.unavailable_grace)
                 self.http_receivers.append(http)
 
     def _processor(self, processor_id: str) -> RecordProcessor:
@@ -147,7 +149,7 @@ class Collector:
         self._advert = advertise_api(self.store_config, api)
 
     async def stop(self) -> int:
-        """Stop receiving, then flush; returns rows that could not be stored."""
+        """Stop receiving, then store what the WAL holds; returns the rows left in it (stored at the next start)."""
         if self._advert is not None:
             self._advert.withdraw()
         for grpc_receiver in self.grpc_receivers:
@@ -155,13 +157,13 @@ class Collector:
         for http_receiver in self.http_receivers:
             await http_receiver.stop()
         await self.decoder.stop()
-        lost = await asyncio.to_thread(self.exporter.shutdown)
+        left = await asyncio.to_thread(self.exporter.shutdown)
         if self.budgets is not None:
             await asyncio.to_thread(self.budgets.stop)
         self.reader.close()
         for forwarder in self._forwarders.values():
             await forwarder.shutdown()
-        return lost
+        return left
 
 
 class CollectorThread:
@@ -178,11 +180,11 @@ class CollectorThread:
         return self.collector
 
     def stop(self) -> int:
-        lost = asyncio.run_coroutine_threadsafe(self.collector.stop(), self._loop).result()
+        left = asyncio.run_coroutine_threadsafe(self.collector.stop(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
-        return lost
+        return left
 
     def __enter__(self) -> Collector:
         return self.start()

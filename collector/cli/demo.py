@@ -222,7 +222,9 @@ def _attributes(call: DemoCall) -> dict[str, Any]:
 def _demo_config(config: Config, data: str) -> Config:
     """The given pipeline, on a store of its own and on ports the OS picks (a running collector is left alone)."""
     exporters = {
-        cid: body.model_copy(update={"endpoint": f"chdb://{data}", "spool_dir": f"{data}-spool"})
+        cid: body.model_copy(
+            update={"endpoint": f"chdb://{data}", "queue": body.queue.model_copy(update={"directory": f"{data}-wal"})}
+        )
         if cid.startswith("clickhouse")
         else body
         for cid, body in config.exporters.items()
