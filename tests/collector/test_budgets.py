@@ -20,7 +20,7 @@ from .budget_helpers import (
     wait_until,
     webhook_server,
 )
-from .conftest import metric_value, tracer_provider, wait_for_rows
+from .conftest import deep_merge, metric_value, tracer_provider, wait_for_rows
 
 SETTLE = 0.8  # four reconcile intervals: long enough for a repeat to show up if there were one
 
@@ -120,13 +120,18 @@ def test_crossings_notify_once_each_with_a_signed_payload_and_a_restart_repeats_
             second.stop()
 
 
-def test_two_collectors_on_one_store_write_one_event_and_notify_once(make_config, store, database):
+def test_two_collectors_on_one_store_write_one_event_and_notify_once(make_config, store, database, tmp_path):
     """Neither collector alone crosses 80 %; together they do, and the deterministic event id makes
     one row and one notification of it."""
     with webhook_server() as hook:
         budget = {"name": "shared", "scope": {"provider": "acme"}, "limit_usd": 10, "channels": ["ops"]}
-        config = make_config(budget_overrides([budget], {"ops": hook_channel(hook)}))
-        threads = [CollectorThread(config), CollectorThread(config)]
+        overrides = budget_overrides([budget], {"ops": hook_channel(hook)})
+        # Each collector has a write-ahead log of its own (one collector locks a WAL directory).
+        configs = [
+            make_config(deep_merge(overrides, {"exporters": {"clickhouse": {"queue": {"directory": str(wal)}}}}))
+            for wal in (tmp_path / "wal-a", tmp_path / "wal-b")
+        ]
+        threads = [CollectorThread(config) for config in configs]
         a, b = (thread.start() for thread in threads)
         try:
             spend(tracer_provider(a), 5)
