@@ -77,6 +77,10 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The exporter logs one line per failed attempt, with the cause; the HTTP stack's own retry and
+    # driver warnings would repeat it several times per attempt.
+    for noisy in ("urllib3", "clickhouse_connect.driver"):
+        logging.getLogger(noisy).setLevel(max(logging.ERROR, logging.getLogger().level))
 
 
 def fail(message: str, code: int = EXIT_RUNTIME) -> int:

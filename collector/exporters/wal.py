@@ -115,6 +115,7 @@ class WriteAheadLog:
         self._closing = False
         self._lock_fd = -1
         self._thread: threading.Thread | None = None
+        self._failed_bytes = 0
         self.write_error: str | None = None
         """Why the last write failed; None once a write (or a probe) succeeds again."""
         self.quarantined = 0
@@ -185,11 +186,12 @@ class WriteAheadLog:
             return self._rows
 
     def probe(self) -> bool:
-        """Whether the directory takes a write now (readiness after a write error, e.g. disk full)."""
+        """Whether the directory takes a write now as large as the one that failed (readiness after a write
+        error, e.g. disk full)."""
         path = self.directory / ".probe"
         try:
             with open(path, "wb") as probe:
-                probe.write(b"\0" * 4096)
+                probe.write(b"\0" * max(4096, self._failed_bytes))
                 probe.flush()
                 os.fsync(probe.fileno())
         except OSError as exc:
@@ -278,7 +280,8 @@ class WriteAheadLog:
                     self._rows += entry.table.num_rows
             else:
                 self.write_error = _describe(failure)
-                self._bytes -= sum(entry.payload.size + _HEADER.size for entry in batch)
+                self._failed_bytes = sum(entry.payload.size + _HEADER.size for entry in batch)
+                self._bytes -= self._failed_bytes
                 logger.error("cannot write %d requests to the write-ahead log: %s", len(batch), self.write_error)
         for entry in batch:
             entry.loop.call_soon_threadsafe(_settle, entry.done, failure)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -266,3 +267,34 @@ def test_rows_the_store_cannot_take_by_shutdown_stay_in_the_wal_and_are_stored_a
             time.sleep(0.05)
     assert count_rows(store, database) == (21, 21, 21)
     assert list((wal / database).glob("*.wal")) == []
+
+
+def test_a_stop_with_the_store_unreachable_keeps_its_backoff_and_logs_a_line_per_attempt(tmp_path: Path) -> None:
+    """The store down at SIGTERM: the exporter keeps retrying until `shutdown_timeout`, with its backoff,
+    one log line per attempt (it once logged 17,264 lines in 10 s), and the rows stay in the WAL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    raw = yaml.safe_load((REPO / "pipelines.yaml").read_text())
+    raw["exporters"]["clickhouse"].update(
+        endpoint=f"http://127.0.0.1:{closed_port}",
+        batch={"max_rows": 100, "max_age": "50ms"},
+        retry={"initial_interval": "500ms", "max_interval": "30s"},
+        shutdown_timeout="3s",
+    )
+    config = tmp_path / "pipelines.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    serve = ServeProcess(config, tmp_path / "store")
+    exporter = HttpSpanExporter(endpoint=f"http://127.0.0.1:{serve.http_port}/v1/traces")
+    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    time.sleep(0.5)
+    started = time.monotonic()
+    code, log = serve.terminate()
+    took = time.monotonic() - started
+    attempts = [line for line in log.splitlines() if "insert of 2 rows failed" in line]
+    assert 1 <= len(attempts) <= 8, "\n".join(attempts[:20])
+    assert len(log.splitlines()) < 40, log[-3000:]
+    assert "urllib3" not in log
+    assert 2.5 <= took < 15
+    assert code == 1 and "2 rows in the write-ahead log" in log
+    assert list((tmp_path / "store-wal" / "spanmeter").glob("*.wal"))

@@ -5,15 +5,20 @@ health says what is true."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
-from collections.abc import Callable
+import urllib.error
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -218,3 +223,84 @@ def test_a_dead_exporter_thread_fails_liveness(start_collector: Callable[..., Co
     with pytest.raises(Exception) as refused:
         post(url, encode_spans(make_spans(1)).SerializeToString())
     assert getattr(refused.value, "code", None) == 503
+
+
+# --- disk full ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB filesystem of its own (tmpfs), so the WAL can fill it without touching anything else."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fresh_request(template: ExportTraceServiceRequest, first_id: int) -> tuple[bytes, list[str]]:
+    """The template's spans under new ids: another request's worth of new calls."""
+    message = ExportTraceServiceRequest()
+    message.CopyFrom(template)
+    ids = []
+    for offset, span in enumerate(message.resource_spans[0].scope_spans[0].spans):
+        span.span_id = (first_id + offset).to_bytes(8, "big")
+        ids.append(format(first_id + offset, "016x"))
+    return message.SerializeToString(), ids
+
+
+def test_a_full_disk_answers_retryable_loses_nothing_acknowledged_and_recovers_by_itself(
+    start_collector: Callable[..., Collector], store: Client, database: str, small_disk: Path
+) -> None:
+    collector = start_collector(
+        {
+            "exporters": {
+                "clickhouse": {**FAST_RETRY["exporters"]["clickhouse"], "queue": {"directory": str(small_disk)}}
+            }
+        }
+    )
+    store.command("DETACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})  # nothing leaves the WAL
+    url = f"http://127.0.0.1:{collector.http_port}/v1/traces"
+    template = encode_spans(make_spans(20))
+    acknowledged: list[str] = []
+    next_id = 1
+    try:
+        ballast = small_disk / "ballast"
+        ballast.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 200_000))
+        refusal = None
+        for _ in range(200):
+            body, ids = fresh_request(template, next_id)
+            next_id += len(ids)
+            try:
+                post(url, body)
+            except urllib.error.HTTPError as error:
+                refusal = error
+                break
+            acknowledged += ids
+        assert refusal is not None, "the disk never filled"
+        assert refusal.code == 503 and refusal.headers["Retry-After"]
+        assert "No space left on device" in Status.FromString(refusal.read()).message
+        assert acknowledged, "some requests fit before the disk filled"
+        status, _, health = http_request(collector, "/readyz")
+        assert status == 503 and "cannot be written" in json.loads(health)["problems"][0]
+        assert metric_value(collector, "spanmeter_wal_write_errors_total") >= 1
+
+        ballast.unlink()  # space returns: writing resumes by itself
+        assert http_request(collector, "/readyz")[0] == 200
+        body, ids = fresh_request(template, next_id)
+        assert post(url, body).status == 200
+        acknowledged += ids
+    finally:
+        store.command("ATTACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
+    wait_for_rows(collector, len(acknowledged), timeout=30)
+    stored = dict(
+        store.query(
+            "SELECT span_id, count() FROM {db:Identifier}.genai_spans GROUP BY span_id", parameters={"db": database}
+        ).result_rows
+    )
+    assert set(acknowledged) <= stored.keys()
+    assert max(stored.values()) == 1
