@@ -6,7 +6,10 @@ and waits until the collector reports all of them stored. In the same run it tim
 (upb) decoding the very same request bodies: the rate no Python receiver can beat. Prints medians over
 rounds and the ratio, since these machines are shared and noisy.
 
-    python bench/ingest.py [--spans 100000] [--batch 512] [--senders 4] [--rounds 3]
+    python bench/ingest.py [--spans 100000] [--batch 512] [--senders 4] [--rounds 3] [--baseline REV]
+
+With `--baseline REV` the collector of that git revision (a worktree) runs beside this one, round by round,
+and the ratios are printed: a change's cost measured in one run.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 REPO = Path(__file__).resolve().parents[1]
+RUN_CLI = "import sys; from spanmeter.cli import main; sys.exit(main())"
 MODELS = (
     ("openai", "gpt-4o-2024-08-06"),
     ("openai", "gpt-4o-mini"),
@@ -89,23 +93,28 @@ def chunks(spans: Sequence[ReadableSpan], size: int) -> list[Sequence[ReadableSp
 
 
 class Collector:
-    """`spanmeter serve` in a child process, as a user runs it."""
+    """`spanmeter serve` in a child process, as a user runs it; from `source` (a checkout), this one by default."""
 
-    def __init__(self, data: Path, workers: int = 0) -> None:
+    def __init__(self, data: Path, workers: int = 0, source: Path = REPO) -> None:
         config = Path(data) / "pipelines.yaml"
-        raw = yaml.safe_load((REPO / "pipelines.yaml").read_text())
+        raw = yaml.safe_load((source / "pipelines.yaml").read_text())
         raw["service"]["workers"] = workers
         config.write_text(yaml.safe_dump(raw))
         env = {
             **os.environ,
             "SPANMETER_DATA": str(Path(data) / "store"),
             "SPANMETER_WAL": str(Path(data) / "wal"),
+            "SPANMETER_SPOOL": str(Path(data) / "spool"),  # what versions before the WAL used instead
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
         }
-        script = Path(sys.executable).with_name("spanmeter")
+        if source != REPO:
+            env["PYTHONPATH"] = str(package_of(source, Path(data) / "lib"))
         self.process = subprocess.Popen(
-            [str(script), "serve", "--config", str(config)], env=env, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-c", RUN_CLI, "serve", "--config", str(config)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.grpc_port = self.http_port = 0
         assert self.process.stderr is not None
@@ -132,6 +141,26 @@ class Collector:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=120)
+
+
+def checkout(revision: str, into: Path) -> Path:
+    """A worktree of this repository at `revision`: the version to compare against, in the same run."""
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(into), revision], check=True)
+    return into
+
+
+def remove_checkout(path: Path) -> None:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False)
+
+
+def package_of(source: Path, lib: Path) -> Path:
+    """The `spanmeter` package of a checkout laid out as pyproject.toml installs it (collector/ is the
+    package, clickhouse/schema/ its `schema` subpackage), for PYTHONPATH; its dependencies are this venv's."""
+    package = lib / "spanmeter"
+    if not package.exists():
+        shutil.copytree(source / "collector", package)
+        shutil.copytree(source / "clickhouse" / "schema", package / "schema", dirs_exist_ok=True)
+    return lib
 
 
 def in_threads(target: Callable[[Any], None], parts: Sequence[Any]) -> None:
@@ -216,6 +245,9 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="the collector's service.workers (default 0)")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run the collector of this git revision, round by round beside this one"
+    )
     args = parser.parse_args()
 
     print(f"building {args.spans} spans...", file=sys.stderr)
@@ -227,25 +259,40 @@ def main() -> None:
         file=sys.stderr,
     )
 
-    results: dict[str, list[float]] = {"grpc": [], "http": [], "raw": [], "decode": [], "encode": []}
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-bench-"))
-    collector = Collector(workdir, args.workers)
+    versions = {"this": REPO}
+    if args.baseline:
+        versions = {args.baseline: checkout(args.baseline, workdir / "baseline"), **versions}
+    results: dict[str, list[float]] = {"decode": [], "encode": []}
+    collectors: dict[str, Collector] = {}
     try:
+        for label, source in versions.items():
+            (workdir / label).mkdir()
+            collectors[label] = Collector(workdir / label, args.workers, source)
         for round_index in range(args.rounds):
-            # New spans for every send: the collector recognises resent spans and does not store them twice.
-            for transport in ("grpc", "http"):
-                fresh = chunks(make_spans(args.spans), args.batch)
-                rate = end_to_end(collector, fresh, transport, args.senders)
-                results[transport].append(rate)
-                print(f"round {round_index + 1}: {transport:4s} end to end {rate:>10,.0f} spans/s", file=sys.stderr)
-            encoded = [encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.batch)]
-            rate = collector_only(collector, encoded, args.spans, args.senders)
-            results["raw"].append(rate)
-            print(f"round {round_index + 1}: pre-encoded gRPC {rate:>10,.0f} spans/s", file=sys.stderr)
+            for label, collector in collectors.items():
+                # New spans for every send: the collector recognises resent spans and does not store them twice.
+                for transport in ("grpc", "http"):
+                    fresh = chunks(make_spans(args.spans), args.batch)
+                    rate = end_to_end(collector, fresh, transport, args.senders)
+                    results.setdefault(f"{label} {transport}", []).append(rate)
+                    print(
+                        f"round {round_index + 1}: {label} {transport:4s} end to end {rate:>10,.0f} spans/s",
+                        file=sys.stderr,
+                    )
+                encoded = [
+                    encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.batch)
+                ]
+                rate = collector_only(collector, encoded, args.spans, args.senders)
+                results.setdefault(f"{label} raw", []).append(rate)
+                print(f"round {round_index + 1}: {label} pre-encoded gRPC {rate:>10,.0f} spans/s", file=sys.stderr)
             results["decode"].append(decode_ceiling(bodies, len(spans)))
             results["encode"].append(client_encode_rate(batches, len(spans)))
     finally:
-        collector.stop()
+        for collector in collectors.values():
+            collector.stop()
+        if args.baseline:
+            remove_checkout(workdir / "baseline")
         shutil.rmtree(workdir, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in results.items()}
@@ -254,12 +301,19 @@ def main() -> None:
         f"service.workers {args.workers} (medians)"
     )
     print(f"  protobuf decode alone (the ceiling)  {median['decode']:>10,.0f} spans/s")
-    for transport in ("grpc", "http"):
-        ratio = median[transport] / median["decode"]
-        rate = median[transport]
-        print(f"  end to end, OTLP/{transport:4s}            {rate:>10,.0f} spans/s   {ratio:6.1%} of ceiling")
-    raw_ratio = median["raw"] / median["decode"]
-    print(f"  collector alone, pre-encoded gRPC    {median['raw']:>10,.0f} spans/s   {raw_ratio:6.1%} of ceiling")
+    for label in versions:
+        prefix = f"[{label}] " if args.baseline else ""
+        for transport in ("grpc", "http"):
+            ratio = median[f"{label} {transport}"] / median["decode"]
+            rate = median[f"{label} {transport}"]
+            print(f"  {prefix}end to end, OTLP/{transport:4s}     {rate:>10,.0f} spans/s   {ratio:6.1%} of ceiling")
+        rate = median[f"{label} raw"]
+        ratio = rate / median["decode"]
+        print(f"  {prefix}collector alone, pre-encoded gRPC {rate:>10,.0f} spans/s   {ratio:6.1%} of ceiling")
+    if args.baseline:
+        for kind in ("grpc", "http", "raw"):
+            ratio = median[f"this {kind}"] / median[f"{args.baseline} {kind}"]
+            print(f"  this / {args.baseline}, {kind:4s}: {ratio:.2f}")
     print(f"  sender-side SDK encoding (client)    {median['encode']:>10,.0f} spans/s")
     print("  target (DESIGN.md)                      100,000 spans/s end to end on 2 cores")
 

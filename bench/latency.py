@@ -6,7 +6,7 @@ DESIGN.md's second target: requests acknowledged within 20 ms at p99 under 10,00
 not slow the offered load) from `--senders` threads, and reports the median and p99 time from sending a
 request to its answer, beside the rate the collector actually stored.
 
-    python bench/latency.py [--rates 1000,2000,5000,10000] [--seconds 10] [--batch 100]
+    python bench/latency.py [--rates 1000,2000,5000,10000] [--seconds 10] [--batch 100] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import grpc
-from ingest import Collector, chunks, encode_spans, in_threads, make_spans
+from ingest import REPO, Collector, checkout, chunks, encode_spans, in_threads, make_spans, remove_checkout
 
 PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -62,30 +62,45 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure the collector of this git revision, rate by rate"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-latency-"))
-    collector = Collector(workdir, args.workers)
+    versions = {"this": REPO}
+    if args.baseline:
+        versions = {args.baseline: checkout(args.baseline, workdir / "baseline"), **versions}
+    collectors: dict[str, Collector] = {}
     rows = []
     try:
-        offer(collector, 1000, 2, args.batch, args.senders)  # warm-up, not reported: first connections, price lookups
+        for label, source in versions.items():
+            (workdir / label).mkdir()
+            collectors[label] = Collector(workdir / label, args.workers, source)
+            offer(collectors[label], 1000, 2, args.batch, args.senders)  # warm-up: first connections, price lookups
         for rate in (int(r) for r in args.rates.split(",")):
-            latencies, stored = offer(collector, rate, args.seconds, args.batch, args.senders)
-            latencies.sort()
-            p50 = statistics.median(latencies) * 1000
-            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-            rows.append((rate, stored, p50, p99, len(latencies)))
-            print(f"offered {rate:>6,}/s: stored {stored:>8,.0f}/s, ack p50 {p50:7.1f} ms, p99 {p99:7.1f} ms")
+            for label, collector in collectors.items():
+                latencies, stored = offer(collector, rate, args.seconds, args.batch, args.senders)
+                latencies.sort()
+                p50 = statistics.median(latencies) * 1000
+                p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+                rows.append((label, rate, stored, p50, p99, len(latencies)))
+                print(
+                    f"{label}: offered {rate:>6,}/s: stored {stored:>8,.0f}/s, ack p50 {p50:7.1f} ms, p99 {p99:7.1f} ms"
+                )
     finally:
-        collector.stop()
+        for collector in collectors.values():
+            collector.stop()
+        if args.baseline:
+            remove_checkout(workdir / "baseline")
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(
         f"\nack latency, OTLP/gRPC requests of {args.batch} spans, {args.seconds:g} s per rate, workers {args.workers}"
     )
-    print("  offered/s   stored/s   p50 ms   p99 ms   requests")
-    for rate, stored, p50, p99, count in rows:
-        print(f"  {rate:>9,} {stored:>10,.0f} {p50:>8.1f} {p99:>8.1f} {count:>10,}")
+    print("  version    offered/s   stored/s   p50 ms   p99 ms   requests")
+    for label, rate, stored, p50, p99, count in rows:
+        print(f"  {label:8s} {rate:>11,} {stored:>10,.0f} {p50:>8.1f} {p99:>8.1f} {count:>10,}")
     print("  target (DESIGN.md): p99 <= 20 ms at 10,000 spans/s")
 
 
