@@ -638,6 +638,19 @@ def ingestion() -> list[dict[str, Any]]:
                 GROUP BY time ORDER BY time""",
             "s",
         ),
+        bars(
+            "Rows set aside (refused by ClickHouse)",
+            """SELECT toStartOfInterval(rejected_at, INTERVAL $__interval_s second) AS time, sum(rows) AS rows
+                FROM ingest_rejections WHERE $__timeFilter(rejected_at)
+                GROUP BY time ORDER BY time""",
+            "short",
+        ),
+        table(
+            "Set-aside rows (spanmeter rejected list / retry)",
+            """SELECT rejected_at, letter_id, rows, span_ids, error FROM ingest_rejections
+                WHERE $__timeFilter(rejected_at) ORDER BY rejected_at DESC LIMIT 100""",
+            {"rejected_at": "dateTimeAsIso", "letter_id": "", "rows": "short", "span_ids": "", "error": ""},
+        ),
     ] + [
         pie(
             f"Rows per {column.replace('_', ' ')}",

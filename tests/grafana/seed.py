@@ -11,7 +11,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-TROUBLES = ("spike", "drift", "unpriced", "budget", "errors")
+TROUBLES = ("spike", "drift", "unpriced", "budget", "errors", "rejected")
 
 SPAN_COLUMNS = [
     "timestamp", "trace_id", "span_id", "parent_span_id", "project", "service_name", "environment", "operation",
@@ -197,6 +197,9 @@ EVENT_COLUMNS = [
 ]  # fmt: skip
 
 
+REJECTION_COLUMNS = ["rejected_at", "letter_id", "rows", "span_ids", "error"]
+
+
 def seed(client: Client, database: str, now: datetime, troubles: tuple[str, ...] = ()) -> None:
     """The clean dataset, with the given troubles laid over it, into `database` (schema already applied)."""
     now = now.astimezone(UTC)
@@ -208,3 +211,9 @@ def seed(client: Client, database: str, now: datetime, troubles: tuple[str, ...]
     client.insert("budget_status", status, column_names=STATUS_COLUMNS, database=database)
     if events:
         client.insert("budget_events", events, column_names=EVENT_COLUMNS, database=database)
+    if "rejected" in troubles:  # rows the exporter set aside, as it records them
+        rejections = [
+            [now - timedelta(minutes=5 * n + 1), f"{n:032x}-202612", n + 1, ["00000000000000aa"], "Code: 469. ..."]
+            for n in range(3)
+        ]
+        client.insert("ingest_rejections", rejections, column_names=REJECTION_COLUMNS, database=database)
