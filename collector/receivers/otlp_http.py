@@ -71,7 +71,14 @@ class OtlpHttpReceiver:
         if self._runner is None:
             await self.bind()
         host = self._config.endpoint.rpartition(":")[0]
-        logger.info("OTLP/HTTP receiver listening on %s:%d (also /healthz, /metrics)", host, self.port)
+        logger.info("OTLP/HTTP receiver listening on %s:%d (also %s)", host, self.port, ", ".join(self.api_paths()))
+
+    def api_paths(self) -> list[str]:
+        """What else this port serves (the API's GET routes), for the start log."""
+        paths = {
+            route.resource.canonical for route in self.app.router.routes() if route.method == "GET" and route.resource
+        }
+        return sorted(paths)
 
     async def stop(self) -> None:
         if self._runner is not None:

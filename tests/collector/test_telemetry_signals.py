@@ -5,6 +5,7 @@ collector's own /healthz and /metrics."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -239,13 +240,30 @@ def test_prometheus_metrics_after_a_stored_span(collector: Collector) -> None:
     expected = {
         "spanmeter_spans_received_total": 1,
         "spanmeter_spans_stored_total": 1,
-        "spanmeter_queue_capacity_rows": 200_000,
+        "spanmeter_wal_capacity_bytes": 512 * 1024 * 1024,
+        "spanmeter_wal_write_errors_total": 0,
+        "spanmeter_spans_dead_lettered_total": 0,
         "spanmeter_batch_rows_count": 1,
         "spanmeter_batch_rows_sum": 1,
         "spanmeter_insert_duration_seconds_count": 1,
         "spanmeter_store_errors_total": 0,
     }
     assert {name: samples.get(name) for name in expected} == expected
-    assert "spanmeter_queue_rows" in samples
+    deadline = time.monotonic() + 5  # the segment is released just after its rows are counted stored
+    while metric_value(collector, "spanmeter_wal_bytes") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert metric_value(collector, "spanmeter_queue_rows") == 0  # stored: out of the WAL
+    assert metric_value(collector, "spanmeter_wal_bytes") == 0
     assert samples["spanmeter_insert_duration_seconds_sum"] > 0
     assert metric_value(collector, "spanmeter_otlp_requests_total", signal="traces", transport="http") == 1
+
+
+def test_the_start_log_names_every_endpoint_the_http_port_serves(
+    start_collector: Callable[..., Collector], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="spanmeter"):
+        collector = start_collector()
+    [line] = [r.getMessage() for r in caplog.records if "OTLP/HTTP receiver listening" in r.getMessage()]
+    for path in ("/healthz", "/livez", "/readyz", "/metrics", "/v1/report", "/v1/budgets", "/v1/budgets/events"):
+        assert path in line, line
+        assert http_request(collector, path)[0] != 404, path
