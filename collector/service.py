@@ -136,7 +136,7 @@ class Collector:
         for forwarder in self._forwarders.values():
             await forwarder.start()
         try:
-            receivers = [*self.grpc_receivers, *self.http_receivers]
+            receivers: list[OtlpGrpcReceiver | OtlpHttpReceiver] = [*self.grpc_receivers, *self.http_receivers]
             for receiver in receivers:  # every port taken before any is reported listening
                 await receiver.bind()
             for receiver in receivers:

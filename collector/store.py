@@ -22,6 +22,7 @@ __all__ = [
     "apply_schema",
     "caused_by_data",
     "connect",
+    "database_exists",
     "describe_endpoint",
     "first_line",
     "schema_files",
@@ -81,6 +82,10 @@ def apply_schema(client: Client, database: str) -> None:
                 client.command(statement, parameters={"database": database})
             except Exception as exc:
                 raise StoreError(f"schema file {name} failed: {first_line(exc)}") from exc
+
+
+def database_exists(client: Client, database: str) -> bool:
+    return bool(int(str(client.command("EXISTS DATABASE {database:Identifier}", parameters={"database": database}))))
 
 
 def _held_by_another_process(path: str) -> bool:

@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 
 from ..api import api_base_url, read_advert, store_identity
 from ..config import ClickHouseExporterConfig, Config, ConfigError, component_type, load_config
-from ..store import StoreBusy, StoreError, connect, describe_endpoint, first_line
+from ..store import StoreBusy, StoreError, connect, database_exists, describe_endpoint, first_line
 
 T = TypeVar("T")
 
@@ -171,7 +171,7 @@ def _require_embedded_store(endpoint: str) -> None:
 
 
 def _require_database(client: Client, endpoint: str, database: str) -> None:
-    if not int(client.command("EXISTS DATABASE {database:Identifier}", parameters={"database": database})):
+    if not database_exists(client, database):
         raise CommandError(
             f"no database {database!r} in the store at {describe_endpoint(endpoint)} yet: {_store_hint(endpoint)}"
         )

@@ -21,7 +21,7 @@ from typing import Any
 from ..config import Config
 from ..report import ReportRequest, run_report
 from ..service import Collector, CollectorThread
-from ..store import StoreError, connect
+from ..store import StoreError, connect, database_exists
 from .common import (
     CommandError,
     add_config_argument,
@@ -259,7 +259,7 @@ def _fresh_store(data: str, database: str) -> bool:
     client = connect(f"chdb://{data}")
     try:
         parameters = {"database": database}
-        exists = int(client.command("EXISTS DATABASE {database:Identifier}", parameters=parameters))
+        exists = database_exists(client, database)
         if exists and not marker.exists() and os.path.abspath(data) != os.path.abspath(DEFAULT_DATA):
             raise CommandError(
                 f"{data} holds a spanmeter store the demo did not create, and the demo empties its store at "
@@ -268,7 +268,7 @@ def _fresh_store(data: str, database: str) -> bool:
         if exists:
             client.command("DROP DATABASE {database:Identifier} SYNC", parameters=parameters)
         marker.write_text("a store of `spanmeter demo`, emptied at each run\n", encoding="utf-8")
-        return bool(exists)
+        return exists
     finally:
         client.close()
 

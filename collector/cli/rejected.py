@@ -37,7 +37,7 @@ def _dead_letters(config_path: str) -> DeadLetters:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    letters = _dead_letters(args.config).list()
+    letters = _dead_letters(args.config).letters()
     if args.format == "json":
         print(json.dumps([letter.__dict__ for letter in letters], indent=1))
         return 0
@@ -52,7 +52,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_retry(args: argparse.Namespace) -> int:
     dead_letters = _dead_letters(args.config)
-    ids = [letter.id for letter in dead_letters.list()] if args.all else args.ids
+    ids = [letter.id for letter in dead_letters.letters()] if args.all else args.ids
     if not ids:
         raise CommandError("name the ids to retry (spanmeter rejected list), or pass --all", 2)
     unknown = [letter_id for letter_id in ids if not dead_letters.requeue(letter_id)]

@@ -42,7 +42,7 @@ class DeadLetters:
         _write_durably(self.rejected / f"{letter_id}.json", json.dumps(letter.__dict__, indent=1).encode())
         return letter
 
-    def list(self) -> list[DeadLetter]:
+    def letters(self) -> list[DeadLetter]:
         letters = []
         for path in sorted(self.rejected.glob("*.json")):
             data = json.loads(path.read_text())

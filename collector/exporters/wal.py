@@ -133,8 +133,8 @@ class WriteAheadLog:
             os.close(self._lock_fd)
             self._lock_fd = -1
             raise OSError(f"the write-ahead log {self.directory} is in use by another collector") from None
-        recovered = [self._recover(path) for path in sorted(self.directory.glob(f"*{_SUFFIX}"))]
-        recovered = [segment for segment in recovered if segment is not None]
+        read_back = (self._recover(path) for path in sorted(self.directory.glob(f"*{_SUFFIX}")))
+        recovered = [segment for segment in read_back if segment is not None]
         with self._cond:
             self._sealed.extend(recovered)
         self._thread = threading.Thread(target=self._write_loop, name="spanmeter-wal-writer", daemon=True)
