@@ -8,6 +8,8 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 __all__ = [
+    "MAX_LIST_LENGTH",
+    "MAX_TEXT_LENGTH",
     "InvalidValue",
     "as_count",
     "as_str",
@@ -19,6 +21,10 @@ __all__ = [
     "valid_text",
 ]
 
+MAX_TEXT_LENGTH = 1024
+"""Characters kept of a value read into a column (a model, a provider, a user id...): longer ones are cut."""
+MAX_LIST_LENGTH = 64
+"""Strings kept of a list read into a column (finish reasons: one per choice)."""
 _MAX_DIGITS = 30
 """A token count written with more digits is not a count (and int() of thousands of digits is slow)."""
 
@@ -73,13 +79,28 @@ def as_str(value: AnyValue) -> str:
 
 
 def as_text(value: AnyValue) -> str:
-    """Like ``as_str`` but a one-element array reads as its element (e.g. a model sent as a list)."""
-    if value.WhichOneof("value") == "array_value" and len(value.array_value.values) == 1:
-        return as_str(value.array_value.values[0])
-    return as_str(value)
+    """Like ``as_str`` but a one-element array reads as its element (e.g. a model sent as a list); a column
+    value, so at most MAX_TEXT_LENGTH characters."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":  # the usual case, read here rather than through as_str: per field of every span
+        text = value.string_value
+    elif kind == "array_value" and len(value.array_value.values) == 1:
+        text = as_str(value.array_value.values[0])
+    else:
+        text = as_str(value)
+    return text if len(text) <= MAX_TEXT_LENGTH else text[:MAX_TEXT_LENGTH]
 
 
 def as_str_list(value: AnyValue) -> list[str]:
+    """A list of labels (an array, a JSON array's text, or one string): at most MAX_LIST_LENGTH of them,
+    each at most MAX_TEXT_LENGTH characters."""
+    items = _str_list(value)
+    if len(items) > MAX_LIST_LENGTH or sum(map(len, items)) > MAX_TEXT_LENGTH:
+        return [text if len(text) <= MAX_TEXT_LENGTH else text[:MAX_TEXT_LENGTH] for text in items[:MAX_LIST_LENGTH]]
+    return items
+
+
+def _str_list(value: AnyValue) -> list[str]:
     if value.WhichOneof("value") == "array_value":
         return [as_str(v) for v in value.array_value.values]
     text = as_str(value)

@@ -27,6 +27,7 @@ from ..config import GenAIProcessorConfig
 from ..conventions import CONVENTIONS, Convention, Field, normalize_provider
 from ..conventions.base import AGGREGATE_OPERATIONS, JSON_PATH, TOKEN_FIELDS
 from ..otlp_values import (
+    MAX_TEXT_LENGTH,
     InvalidValue,
     as_count,
     as_str,
@@ -70,9 +71,9 @@ MIN_TIMESTAMP_NS = 946_684_800 * 1_000_000_000
 """2000-01-01T00:00:00Z: a span starting earlier comes from an unset or broken clock."""
 MAX_TIMESTAMP_NS = 2**63 - 1
 """What a signed 64-bit nanosecond timestamp (Arrow, ClickHouse DateTime64(9)) holds."""
-MAX_COLUMN_LENGTH = 1024
+MAX_COLUMN_LENGTH = MAX_TEXT_LENGTH
 """Characters kept of a promoted string column (model, provider, user_id...), a tag value or an attribute
-key: longer values are truncated, like the tags processor's rule values."""
+key (1024): longer values are truncated, like the tags processor's rule values."""
 
 
 @dataclass
@@ -121,12 +122,11 @@ class _Resource:
 
     def __init__(self, attributes: dict[str, Any], config: GenAIProcessorConfig) -> None:
         self.attributes = attributes
-        self.service_name = _cut(_text(attributes, service.SERVICE_NAME)) or "unknown_service"
-        self.environment = _cut(
-            _text(attributes, deployment.DEPLOYMENT_ENVIRONMENT_NAME)
-            or _text(attributes, deployment.DEPLOYMENT_ENVIRONMENT)
+        self.service_name = _text(attributes, service.SERVICE_NAME) or "unknown_service"
+        self.environment = _text(attributes, deployment.DEPLOYMENT_ENVIRONMENT_NAME) or _text(
+            attributes, deployment.DEPLOYMENT_ENVIRONMENT
         )
-        self.project = _cut(_text(attributes, PROJECT_ATTRIBUTE)) or "default"
+        self.project = _text(attributes, PROJECT_ATTRIBUTE) or "default"
         self.stored = _bounded_strings(attributes, config)
 
 
@@ -234,7 +234,7 @@ class GenAIProcessor:
         record.convention = convention.name
         record.resource_attributes = resource.stored
 
-        values = _fields(known, convention, self._config.max_tokens_per_call)
+        values = _fields(known, convention)
         operation = values.get(Field.OPERATION, "")
         record.operation = (
             convention.operation_values.get(operation, operation)
@@ -251,6 +251,9 @@ class GenAIProcessor:
         record.conversation_id = values.get(Field.CONVERSATION_ID, "")
         record.response_id = values.get(Field.RESPONSE_ID, "")
         record.tags, record.span_attributes = self._tags_and_rest(rest, convention)
+        if self._config.capture_content:  # captured text has a column of its own, emptied by its own TTL
+            content_keys = [key for key in record.span_attributes if convention.is_content(key)]
+            record.content = {key: record.span_attributes.pop(key) for key in content_keys}
         for key, tag in convention.field_tags:
             value = known.get(key)
             if value is not None:
@@ -261,6 +264,10 @@ class GenAIProcessor:
             _keep_aggregate_usage(record, known, convention)
         else:
             _read_tokens(record, values, convention)
+            limit = self._config.max_tokens_per_call
+            # Input includes cache and output reasoning (checked): these two bound every count of the row.
+            if record.input_tokens > limit or record.output_tokens > limit:
+                raise InvalidValue(_too_many_tokens(record, known, convention, limit))
         _structured_tags(record.tags, known, convention, self._config.max_attributes)
         return record
 
@@ -279,18 +286,27 @@ class GenAIProcessor:
         kept: dict[str, str] = {}
         config = self._config
         limit = config.max_attribute_value_length
+        most = config.max_attributes
+        capture = config.capture_content
+        tag_prefixes = convention.tag_prefixes
+        # Locals and inline bounds (len and compare): this loop runs for every attribute of every span.
         for kv in rest:
             key = kv.key
-            if convention.tag_prefixes and key.startswith(convention.tag_prefixes):
-                for prefix in convention.tag_prefixes:
+            if tag_prefixes and key.startswith(tag_prefixes):
+                for prefix in tag_prefixes:
                     if key.startswith(prefix):
                         name = key[len(prefix) :]
-                        if not name.startswith(convention.tag_skip) and len(tags) < config.max_attributes:
-                            tags[_cut(name)] = _cut(as_str(kv.value))
+                        if not name.startswith(convention.tag_skip) and len(tags) < most:
+                            text = as_str(kv.value)
+                            tags[name if len(name) <= MAX_COLUMN_LENGTH else name[:MAX_COLUMN_LENGTH]] = (
+                                text if len(text) <= MAX_COLUMN_LENGTH else text[:MAX_COLUMN_LENGTH]
+                            )
                         break
-            elif len(kept) < config.max_attributes and (config.capture_content or not convention.is_content(key)):
+            elif len(kept) < most and (capture or not convention.is_content(key)):
                 text = as_str(kv.value)
-                kept[_cut(key)] = text if len(text) <= limit else text[:limit]
+                kept[key if len(key) <= MAX_COLUMN_LENGTH else key[:MAX_COLUMN_LENGTH]] = (
+                    text if len(text) <= limit else text[:limit]
+                )
         return tags, kept
 
 
@@ -326,9 +342,8 @@ def _keep_aggregate_usage(record: SpanRecord, known: dict[str, AnyValue], conven
                 record.span_attributes[key] = _cut(as_str(value))
 
 
-def _fields(attributes: dict[str, AnyValue], convention: Convention, max_tokens: int) -> dict[Field, Any]:
-    """Each field's value from the first attribute present: token counts checked against `max_tokens`,
-    strings cut to MAX_COLUMN_LENGTH (the checks are on values already read: no extra pass)."""
+def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Field, Any]:
+    """Each field's value from the first attribute present (strings cut to MAX_COLUMN_LENGTH by as_text)."""
     values: dict[Field, Any] = {}
     convert: Callable[[Any], Any]
     for name, keys in convention.fields.items():
@@ -349,36 +364,35 @@ def _fields(attributes: dict[str, AnyValue], convention: Convention, max_tokens:
                 else:
                     convert = as_text
             try:
-                value = convert(found)
+                values[name] = convert(found)
             except InvalidValue as exc:
                 raise InvalidValue(f"{key}: {exc}") from None
-            if type(value) is int:
-                if value > max_tokens:
-                    raise InvalidValue(
-                        f"{key}: {value} exceeds the maximum of {max_tokens:,} tokens per call "
-                        "(processors.genai.max_tokens_per_call)"
-                    )
-            elif type(value) is str:
-                if len(value) > MAX_COLUMN_LENGTH:
-                    value = value[:MAX_COLUMN_LENGTH]
-            else:  # finish reasons
-                value = [_cut(reason) for reason in value[:_MAX_FINISH_REASONS]]
-            values[name] = value
             break
     return values
 
 
-_MAX_FINISH_REASONS = 64  # one per choice; more is not a call's answer
+def _too_many_tokens(record: SpanRecord, known: dict[str, AnyValue], convention: Convention, limit: int) -> str:
+    """Which count is past the limit, naming the attributes it was read from (only for a rejected span)."""
+    if record.input_tokens > limit:
+        side, count = "input", record.input_tokens
+        fields = (Field.UNCACHED_INPUT_TOKENS, Field.INPUT_TOKENS, Field.CACHE_READ_TOKENS, Field.CACHE_WRITE_TOKENS)
+    else:
+        side, count = "output", record.output_tokens
+        fields = (Field.OUTPUT_TOKENS, Field.REASONING_TOKENS)
+    keys = [key for f in fields for key in convention.fields.get(f, ()) if key.partition(JSON_PATH)[0] in known]
+    return (
+        f"{', '.join(keys)}: {count} {side} tokens exceed the maximum of {limit:,} tokens per call "
+        "(processors.genai.max_tokens_per_call)"
+    )
 
 
 def _json_text(value: Any) -> str:
     """A string field read from inside a JSON attribute."""
-    if isinstance(value, str):
-        return valid_text(value)
     try:
-        return valid_text(str(value))
+        text = valid_text(value if isinstance(value, str) else str(value))
     except RecursionError:  # a structure nested deeper than Python recurses: no name
         raise InvalidValue("nested too deeply to be a name") from None
+    return _cut(text)
 
 
 def _json_member(attributes: dict[str, AnyValue], path: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import genai_prices
 from genai_prices.data_units import unit_data
@@ -177,23 +177,23 @@ def _never_applies(price_key: str) -> bool:
 
 def _apply(record: SpanRecord, card: RateCard) -> None:
     plain, cache_read, cache_write, output = card.costs(record)
-    # Checked before rounding: quantizing 10^16 or more to 12 places exceeds Decimal's precision.
-    total = plain + cache_read + cache_write + output
-    if total > MAX_COST:
-        _reject_cost(record, total)
+    try:
+        record.input_cost = _quantize(plain)
+        record.cache_read_cost = _quantize(cache_read)
+        record.cache_write_cost = _quantize(cache_write)
+        record.output_cost = _quantize(output)
+    except InvalidOperation:  # 10^16 USD or more: 12 decimal places exceed Decimal's 28 digits
+        _reject_cost(record, plain + cache_read + cache_write + output)
         return
-    record.input_cost = _quantize(plain)
-    record.cache_read_cost = _quantize(cache_read)
-    record.cache_write_cost = _quantize(cache_write)
-    record.output_cost = _quantize(output)
     record.total_cost = record.input_cost + record.cache_read_cost + record.cache_write_cost + record.output_cost
-    if record.total_cost > MAX_COST:  # rounding up, by at most 2e-12
+    if record.total_cost > MAX_COST:  # one comparison per row; no cost is negative, so this bounds all five
         _reject_cost(record, record.total_cost)
 
 
 def _reject_cost(record: SpanRecord, total: Decimal) -> None:
     record.rejection = (
-        f"total_cost {total:f} USD ({record.input_tokens} input_tokens, {record.output_tokens} output_tokens "
+        f"total_cost {total.normalize():f} USD ({record.input_tokens} input_tokens, "
+        f"{record.output_tokens} output_tokens "
         f"of {preview(record.model)}) exceeds what the Decimal(18, 12) cost columns hold ({MAX_COST})"
     )
 

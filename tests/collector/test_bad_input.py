@@ -398,11 +398,11 @@ def test_token_counts_past_the_plausible_maximum_reject_only_that_span(
     response = export(collector, transport, encode_spans(spans))
 
     assert response.partial_success.rejected_spans == 5
-    over = "exceeds the maximum of 1,000,000,000 tokens per call (processors.genai.max_tokens_per_call)"
-    assert f"gen_ai.usage.input_tokens: 1000000000000 {over}" in rejection(response, too_many)
-    assert f"gen_ai.usage.output_tokens: 100000000000000000000 {over}" in rejection(response, double)
-    assert f"gen_ai.usage.input_tokens: 100000000000000000000 {over}" in rejection(response, string)
-    assert f"gen_ai.usage.output_tokens: 9223372036854775807 {over}" in rejection(response, int64_max)
+    over = "tokens exceed the maximum of 1,000,000,000 tokens per call (processors.genai.max_tokens_per_call)"
+    assert f"gen_ai.usage.input_tokens: 1000000000000 input {over}" in rejection(response, too_many)
+    assert f"gen_ai.usage.output_tokens: 100000000000000000000 output {over}" in rejection(response, double)
+    assert f"gen_ai.usage.input_tokens: 100000000000000000000 input {over}" in rejection(response, string)
+    assert f"gen_ai.usage.output_tokens: 9223372036854775807 output {over}" in rejection(response, int64_max)
     assert "gen_ai.usage.input_tokens: '²' is not a number" in rejection(response, superscript)
     assert stored_span_ids(collector, store, database, 2) == sorted([span_id(good), span_id(at_max)])
     [row] = rows(store, database, "span_id = {id:String}", id=span_id(at_max))
