@@ -466,17 +466,22 @@ def test_the_future_margin_is_configurable(
     assert stored_span_ids(collector, store, database, 1) == [span_id(spans[0])]
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("transport", "workers"), [*((transport, 0) for transport in TRANSPORTS), ("grpc", 1)], ids=str
+)
 def test_a_cost_the_columns_cannot_hold_rejects_only_that_span(
-    start_collector: Callable[..., Collector], store: Client, database: str, transport: str
+    start_collector: Callable[..., Collector], store: Client, database: str, transport: str, workers: int
 ) -> None:
     """Costs are Decimal(18, 12): at most 999999.999999999999 USD a row. A span priced past it (here by
-    an override of $1000 a token, or one so large Decimal's 28 digits cannot round it) is rejected."""
+    an override of $1000 a token, or one so large Decimal's 28 digits cannot round it) is rejected; also
+    when pricing runs in a worker process (`service.workers`)."""
     overrides = [
         {"model": "gold-llm", "input_per_mtok": 1_000_000_000, "output_per_mtok": 0},
         {"model": "absurd-llm", "input_per_mtok": "1e30", "output_per_mtok": 0},
     ]
-    collector = start_collector({**FAST, "processors": {"pricing": {"overrides": overrides}}})
+    collector = start_collector(
+        {**FAST, "processors": {"pricing": {"overrides": overrides}}, "service": {"workers": workers}}
+    )
     spans = finished_spans(
         ("chat good", chat()),
         ("chat $999,000", chat(model="gold-llm", input_tokens=999, output_tokens=0)),
