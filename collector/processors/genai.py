@@ -373,6 +373,7 @@ def _fields(attributes: dict[str, AnyValue], convention: Convention) -> dict[Fie
 
 def _too_many_tokens(record: SpanRecord, known: dict[str, AnyValue], convention: Convention, limit: int) -> str:
     """Which count is past the limit, naming the attributes it was read from (only for a rejected span)."""
+    fields: tuple[Field, ...]
     if record.input_tokens > limit:
         side, count = "input", record.input_tokens
         fields = (Field.UNCACHED_INPUT_TOKENS, Field.INPUT_TOKENS, Field.CACHE_READ_TOKENS, Field.CACHE_WRITE_TOKENS)
