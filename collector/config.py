@@ -42,6 +42,7 @@ __all__ = [
     "OtlpReceiverConfig",
     "PriceOverride",
     "PricingProcessorConfig",
+    "RetentionConfig",
     "SlackChannelConfig",
     "TagRule",
     "TagsProcessorConfig",
@@ -71,6 +72,24 @@ def _parse_duration(value: object) -> object:
 
 
 Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
+
+_DAYS = re.compile(r"^\s*(\d+)\s*([dhw]?)\s*$")
+
+
+def _parse_days(value: object) -> object:
+    """A retention: `400d`, `2w`, `72h` (whole days: TTLs are set in days) or a number of days; 0 keeps forever."""
+    if isinstance(value, str):
+        match = _DAYS.match(value)
+        if not match:
+            raise ValueError(f"expected a number of days such as 30d, 2w or 72h, got {value!r}")
+        number, unit = int(match.group(1)), match.group(2)
+        if unit == "h" and number % 24:
+            raise ValueError(f"expected whole days, got {value!r}")
+        return number * 7 if unit == "w" else number // 24 if unit == "h" else number
+    return value
+
+
+Days = Annotated[int, BeforeValidator(_parse_days), Field(ge=0, le=36500)]
 
 
 class _Strict(BaseModel):
@@ -313,6 +332,17 @@ class RetryConfig(_Strict):
     max_interval: Seconds = 30.0
 
 
+class RetentionConfig(_Strict):
+    """How long the store keeps what it holds, in days (0: forever); set as TTLs at each start."""
+
+    rows: Days = 400
+    """genai_spans rows, by the span's time."""
+    content: Days = 30
+    """Captured prompt and completion text (the `content` column): emptied, the row kept."""
+    rollups: Days = 0
+    """genai_spans_hourly: small, and what long-range reports read."""
+
+
 class ClickHouseExporterConfig(_Strict):
     endpoint: str = "chdb://./.spanmeter"
     """`chdb://PATH` for the embedded engine, or `http(s)://host:port` for a server."""
@@ -326,6 +356,7 @@ class ClickHouseExporterConfig(_Strict):
     """How long a stop keeps storing what the WAL holds; the rest is stored at the next start."""
     unavailable_grace: Seconds = 60.0
     """How long the store may fail before `/readyz` says the collector is not ready."""
+    retention: RetentionConfig = RetentionConfig()
 
     @field_validator("endpoint")
     @classmethod

@@ -46,6 +46,7 @@ COLUMNS: tuple[str, ...] = (
     "convention",
     "span_attributes",
     "resource_attributes",
+    "content",
 )
 
 
@@ -93,6 +94,8 @@ class SpanRecord:
     convention: str
     span_attributes: dict[str, str]
     resource_attributes: dict[str, str]
+    content: dict[str, str]
+    """Captured prompt and completion text (only with capture_content): a column of its own, with its own TTL."""
     attributes: Any  # repeated KeyValue
     resource: dict[str, Any]
     has_usage: bool
@@ -115,6 +118,7 @@ class SpanRecord:
         self.feature = ""
         self.user_id = ""
         self.session_id = ""
+        self.content = {}
 
     @property
     def model(self) -> str:

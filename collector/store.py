@@ -16,6 +16,8 @@ import clickhouse_connect
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
+from .config import RetentionConfig
+
 __all__ = [
     "StoreBusy",
     "StoreError",
@@ -26,6 +28,7 @@ __all__ = [
     "describe_endpoint",
     "first_line",
     "schema_files",
+    "statements",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,15 +76,20 @@ def schema_files() -> list[tuple[str, str]]:
     return files
 
 
-def apply_schema(client: Client, database: str) -> None:
-    """Create the database and every table and view; each statement is `IF NOT EXISTS`."""
-    client.command("CREATE DATABASE IF NOT EXISTS {database:Identifier}", parameters={"database": database})
-    for name, text in schema_files():
-        for statement in _statements(text):
-            try:
-                client.command(statement, parameters={"database": database})
-            except Exception as exc:
-                raise StoreError(f"schema file {name} failed: {first_line(exc)}") from exc
+def apply_schema(client: Client, database: str, retention: RetentionConfig | None = None) -> None:
+    """Bring `database` to the newest schema (migrations.py: each numbered file applied once, recorded),
+    then set the TTLs `retention` asks for (retention.py) when given."""
+    from .migrations import Migrator  # migrations reads the schema files through this module
+    from .retention import apply_retention
+
+    try:
+        Migrator(client, database).migrate()
+        if retention is not None:
+            apply_retention(client, database, retention)
+    except StoreError:
+        raise
+    except Exception as exc:  # the driver raises many kinds; all mean the schema could not be applied
+        raise StoreError(f"cannot apply the schema to database {database}: {first_line(exc)}") from exc
 
 
 def database_exists(client: Client, database: str) -> bool:
@@ -116,7 +124,8 @@ def describe_endpoint(endpoint: str) -> str:
     return endpoint
 
 
-def _statements(text: str) -> list[str]:
+def statements(text: str) -> list[str]:
+    """A schema file's statements, without comment lines."""
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
     return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
 

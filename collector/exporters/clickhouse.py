@@ -57,6 +57,7 @@ _TYPES: dict[str, pa.DataType] = {
     "tags": _STRING_MAP,
     "span_attributes": _STRING_MAP,
     "resource_attributes": _STRING_MAP,
+    "content": _STRING_MAP,
 }
 ARROW_SCHEMA = pa.schema([(name, _TYPES.get(name, pa.string())) for name in COLUMNS])
 TABLE = "genai_spans"
@@ -211,7 +212,7 @@ class ClickHouseExporter:
 
     def _open(self) -> Client:
         client = connect(self._config.endpoint, self._config.username, self._config.password)
-        apply_schema(client, self._config.database)
+        apply_schema(client, self._config.database, self._config.retention)
         self._store_ok()
         return client
 

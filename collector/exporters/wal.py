@@ -343,7 +343,7 @@ class WriteAheadLog:
                 try:
                     table = _decode_table(payload)
                     if table.schema != self._schema:
-                        raise ValueError("rows of another schema")
+                        table = _upgraded(table, self._schema)
                 except (pa.ArrowException, ValueError) as exc:
                     damage = f"a record that is not readable Arrow ({exc})"
                 else:
@@ -375,6 +375,17 @@ class WriteAheadLog:
             len(damaged),
             target,
         )
+
+
+def _upgraded(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A record an older version wrote, before a map column was added (e.g. `content`): that column
+    empty, so rows left in the WAL across an upgrade are stored, not quarantined."""
+    for position, column in enumerate(schema):
+        if table.schema.get_field_index(column.name) < 0 and pa.types.is_map(column.type):
+            table = table.add_column(position, column, pa.array([[]] * table.num_rows, type=column.type))
+    if table.schema != schema:
+        raise ValueError("rows of another schema")
+    return table
 
 
 def _settle(future: asyncio.Future[None], failure: OSError | None) -> None:

@@ -1,4 +1,4 @@
-"""`genai_spans` matches DESIGN.md's column contract exactly; the schema applies idempotently; the
+"""`genai_spans` matches the column contract exactly; the schema applies idempotently; the
 hourly rollup agrees with the raw rows."""
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ CONTRACT = {
     "convention": "LowCardinality(String)",
     "span_attributes": "Map(LowCardinality(String), String)",
     "resource_attributes": "Map(LowCardinality(String), String)",
+    "content": "Map(LowCardinality(String), String)",
     "ingested_at": "DateTime64(3, 'UTC')",
 }
 
@@ -60,7 +61,7 @@ def test_genai_spans_matches_the_contract_and_schema_reapplies(
     make_config: Callable[..., Config], store: Client, database: str, start_collector: Callable[..., Collector]
 ) -> None:
     start_collector()
-    apply_schema(store, database)  # a second time: every statement is IF NOT EXISTS
+    apply_schema(store, database)  # a second time: every migration is recorded, none runs again
     columns = store.query(
         "SELECT name, type FROM system.columns"
         " WHERE database = {db:String} AND table = 'genai_spans' ORDER BY position",
