@@ -60,7 +60,8 @@ def api_base_url(config: Config, port: int | None = None) -> str | None:
         if receiver.protocols.http is not None:
             host, _, configured = receiver.protocols.http.endpoint.rpartition(":")
             host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
-            return f"http://{host}:{port or configured}"
+            scheme = "https" if receiver.protocols.http.tls is not None else "http"  # TLS covers the API too
+            return f"{scheme}://{host}:{port or configured}"
     return None
 
 

@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from .tls import tls_problem
+
 __all__ = [
     "BudgetConfig",
     "BudgetProcessorConfig",
@@ -46,6 +48,7 @@ __all__ = [
     "SlackChannelConfig",
     "TagRule",
     "TagsProcessorConfig",
+    "TlsServerConfig",
     "WebhookChannelConfig",
     "load_config",
     "substitute_env",
@@ -99,14 +102,29 @@ class _Strict(BaseModel):
 # --- receivers -------------------------------------------------------------------------------
 
 
+class TlsServerConfig(_Strict):
+    """A listener's TLS, keyed as the OpenTelemetry Collector's configtls; with it the port speaks only TLS.
+    Relative paths are from the working directory."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    client_ca_file: str | None = None
+    """mTLS: clients must present a certificate this CA bundle verifies."""
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    reload_interval: Seconds | None = None
+    """Look for renewed files this often (at a new connection); unset: read once at start."""
+
+
 class GrpcProtocolConfig(_Strict):
     endpoint: str = "127.0.0.1:4317"
     max_recv_msg_size_mib: PositiveInt = 16
+    tls: TlsServerConfig | None = None
 
 
 class HttpProtocolConfig(_Strict):
     endpoint: str = "127.0.0.1:4318"
     max_request_body_size_mib: PositiveInt = 16
+    tls: TlsServerConfig | None = None
 
 
 class OtlpProtocols(_Strict):
@@ -123,6 +141,24 @@ class OtlpReceiverConfig(_Strict):
         if protocols.grpc is None and protocols.http is None:
             raise ValueError("enable at least one of grpc, http")
         return protocols
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> OtlpReceiverConfig:
+        """Certificate files are read at load: a missing or mismatched file is an error naming its key."""
+        for name in ("grpc", "http"):
+            protocol = getattr(self.protocols, name)
+            if protocol is None or protocol.tls is None:
+                continue
+            where = ("protocols", name, "tls")
+            if name == "grpc" and protocol.tls.min_version == "1.3":
+                raise _KeyedError(
+                    (*where, "min_version"),
+                    "grpcio cannot require TLS 1.3 (it accepts 1.2 and 1.3); use 1.2 here, or 1.3 on http only",
+                )
+            problem = tls_problem(protocol.tls)
+            if problem is not None:
+                raise _KeyedError((*where, problem[0]), problem[1])
+        return self
 
 
 # --- processors ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import grpc
 from ..config import GrpcProtocolConfig
 from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
+from ..tls import describe_tls, grpc_server_credentials
 from .otlp_codec import SIGNALS, BadRequest, count_items, parse_protobuf
 
 __all__ = ["OtlpGrpcReceiver"]
@@ -62,7 +63,10 @@ class OtlpGrpcReceiver:
             handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
         try:
-            self.port = server.add_insecure_port(self._config.endpoint)
+            if self._config.tls is None:
+                self.port = server.add_insecure_port(self._config.endpoint)
+            else:
+                self.port = server.add_secure_port(self._config.endpoint, grpc_server_credentials(self._config.tls))
         except RuntimeError:
             raise OSError(
                 f"cannot listen for OTLP/gRPC on {self._config.endpoint}: "
@@ -76,7 +80,7 @@ class OtlpGrpcReceiver:
         assert self._server is not None
         await self._server.start()
         host = self._config.endpoint.rsplit(":", 1)[0]
-        logger.info("OTLP/gRPC receiver listening on %s:%d", host, self.port)
+        logger.info("OTLP/gRPC receiver listening on %s:%d (%s)", host, self.port, describe_tls(self._config.tls))
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._server is not None:

@@ -18,6 +18,7 @@ from google.rpc import status_pb2
 from ..config import HttpProtocolConfig
 from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
+from ..tls import ReloadingSslContext, describe_tls
 from .otlp_codec import SIGNALS, BadRequest, BodyTooLarge, count_items, gunzip, parse_json, parse_protobuf
 
 __all__ = ["OtlpHttpReceiver"]
@@ -59,7 +60,11 @@ class OtlpHttpReceiver:
         await self._runner.setup()
         # SO_REUSEADDR only (a restart may rebind at once); never SO_REUSEPORT, which would let a
         # second collector share the port and take part of the traffic.
-        site = web.TCPSite(self._runner, host or "127.0.0.1", int(port), reuse_address=True, reuse_port=False)
+        # With TLS the API on this port is https too: one listener.
+        tls = ReloadingSslContext(self._config.tls).context if self._config.tls is not None else None
+        site = web.TCPSite(
+            self._runner, host or "127.0.0.1", int(port), ssl_context=tls, reuse_address=True, reuse_port=False
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -71,7 +76,13 @@ class OtlpHttpReceiver:
         if self._runner is None:
             await self.bind()
         host = self._config.endpoint.rpartition(":")[0]
-        logger.info("OTLP/HTTP receiver listening on %s:%d (also %s)", host, self.port, ", ".join(self.api_paths()))
+        logger.info(
+            "OTLP/HTTP receiver listening on %s:%d (%s; also %s)",
+            host,
+            self.port,
+            describe_tls(self._config.tls),
+            ", ".join(self.api_paths()),
+        )
 
     def api_paths(self) -> list[str]:
         """What else this port serves (the API's GET routes), for the start log."""
