@@ -32,6 +32,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from spanmeter.api import api_base_url
+from spanmeter.cli.common import get_json
 from spanmeter.config import Config, ConfigError
 from spanmeter.service import Collector
 
@@ -264,6 +266,17 @@ def test_the_api_on_the_http_port_is_https_too(
     assert status == 200 and health["status"] == "ok"
     with pytest.raises(OSError):  # plaintext to the same port: no answer
         urllib.request.urlopen(f"http://127.0.0.1:{collector.http_port}/healthz", timeout=5)
+
+
+def test_the_cli_asks_the_https_api_trusting_ssl_cert_file(
+    start_collector: Callable[..., Collector], ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report` and `budget status` find the API through api_base_url and read it with get_json."""
+    collector = start_collector(tls_overrides(server_tls(ca.issue("server", server=True))))
+    url = api_base_url(collector.config, collector.http_port)
+    assert url == f"https://127.0.0.1:{collector.http_port}"
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert))
+    assert get_json(f"{url}/healthz")["status"] == "ok"
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
