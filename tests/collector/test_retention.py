@@ -1,0 +1,161 @@
+"""Retention on the real engine (chDB): `exporters.clickhouse.retention` becomes the tables' TTLs at start and
+follows the setting when it changes; rows past their TTL are gone after a merge, and captured content past its
+TTL is emptied while the row (and its cost) stays."""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from clickhouse_connect.driver.client import Client
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from spanmeter.config import Config, ConfigError
+from spanmeter.exporters.wal import MAGIC, encode_table
+from spanmeter.retention import current_ttls
+from spanmeter.service import Collector, CollectorThread
+
+from .conftest import emit, rows, span_exporter, tracer_provider, wait_for_rows
+from .test_durability import make_spans
+from .test_pricing_e2e import genai_attributes
+from .test_wal import HOLD
+
+DAY_NS = 86_400 * 10**9
+RECORD_HEADER = struct.Struct("<II")  # a WAL record's length and crc32 (wal.py)
+PROMPT = '[{"role": "user", "parts": [{"type": "text", "content": "what is my balance?"}]}]'
+ANSWER = '[{"role": "assistant", "parts": [{"type": "text", "content": "USD 12"}]}]'
+
+
+def retention(**values: Any) -> dict[str, Any]:
+    return {"exporters": {"clickhouse": {"retention": values, "batch": {"max_age": "100ms"}}}}
+
+
+def send_old_and_new(collector: Collector) -> tuple[str, str]:
+    """One call from three days ago and one from now, both with captured prompt and answer."""
+    provider = tracer_provider(collector)
+    attributes = genai_attributes(
+        "openai",
+        "gpt-4o",
+        {"input": 100, "output": 20},
+        **{"gen_ai.input.messages": PROMPT, "gen_ai.output.messages": ANSWER},
+    )
+    now = time.time_ns()
+    old = emit(provider, "chat", attributes, now - 3 * DAY_NS)
+    new = emit(provider, "chat", attributes, now - 60 * 10**9)
+    wait_for_rows(collector, 2)
+    return old, new
+
+
+def merge(store: Client, database: str) -> None:
+    store.command("OPTIMIZE TABLE {db:Identifier}.genai_spans FINAL", parameters={"db": database})
+
+
+def test_retention_settings_parse_as_days(make_config: Callable[..., Config]) -> None:
+    config = make_config(retention(rows="2w", content="72h", rollups=1095))
+    settings = config.exporters["clickhouse"].retention  # type: ignore[union-attr]
+    assert (settings.rows, settings.content, settings.rollups) == (14, 3, 1095)
+    defaults = make_config().exporters["clickhouse"].retention  # type: ignore[union-attr]
+    assert (defaults.rows, defaults.content, defaults.rollups) == (400, 30, 0)
+    for bad in ("5h", "ten days", "-1d"):
+        with pytest.raises(ConfigError, match=r"exporters\.clickhouse\.retention\.rows"):
+            make_config(retention(rows=bad))
+
+
+def test_a_changed_retention_setting_alters_the_tables(
+    make_config: Callable[..., Config], store: Client, database: str
+) -> None:
+    with CollectorThread(make_config()):
+        pass
+    ttls = current_ttls(store, database)
+    assert (ttls.rows, ttls.content, ttls.rollups) == (400, 30, None)
+
+    with CollectorThread(make_config(retention(rows="200d", content="7d", rollups="1095d"))):
+        pass
+    ttls = current_ttls(store, database)
+    assert (ttls.rows, ttls.content, ttls.rollups) == (200, 7, 1095)
+
+    with CollectorThread(make_config(retention(rows=0, content=0, rollups=0))):
+        pass
+    ttls = current_ttls(store, database)
+    assert (ttls.rows, ttls.content, ttls.rollups, ttls.has_ttl) == (None, None, None, frozenset())
+
+
+def test_rows_past_their_ttl_are_gone_after_a_merge(
+    make_config: Callable[..., Config], store: Client, database: str
+) -> None:
+    with CollectorThread(make_config(retention(rows="400d"))) as collector:
+        old, new = send_old_and_new(collector)
+    assert [row["span_id"] for row in rows(store, database)] == [old, new]
+
+    # The setting changes to one day (an insert drops rows already past a TTL: these were stored before).
+    with CollectorThread(make_config(retention(rows="1d"))):
+        pass
+    merge(store, database)
+
+    assert [row["span_id"] for row in rows(store, database)] == [new]
+    # The hourly rollup keeps the expired hour (rollups: kept forever by default).
+    hours = store.query(
+        "SELECT sum(requests) FROM {db:Identifier}.genai_spans_hourly", parameters={"db": database}
+    ).result_rows
+    assert hours == [(2,)]
+
+
+def test_content_past_its_ttl_is_removed_and_the_row_stays(
+    make_config: Callable[..., Config], store: Client, database: str
+) -> None:
+    capture = {"processors": {"genai": {"capture_content": True}}}
+    with CollectorThread(make_config(retention(content="30d") | capture)) as collector:
+        old, new = send_old_and_new(collector)
+    captured = {"gen_ai.input.messages": PROMPT, "gen_ai.output.messages": ANSWER}
+    before = {row["span_id"]: row for row in rows(store, database)}
+    assert before[old]["content"] == captured == before[new]["content"]
+    assert not set(captured) & set(before[old]["span_attributes"])  # content is in its own column only
+
+    with CollectorThread(make_config(retention(content="1d") | capture)):
+        pass
+    merge(store, database)
+
+    after = {row["span_id"]: row for row in rows(store, database)}
+    assert set(after) == {old, new}
+    assert after[old]["content"] == {}
+    assert after[new]["content"] == captured
+    for column in ("total_cost", "input_tokens", "span_attributes", "request_model"):
+        assert after[old][column] == before[old][column]
+
+
+def test_rows_an_older_version_left_in_the_wal_are_stored_after_the_upgrade(
+    make_config: Callable[..., Config], store: Client, database: str, tmp_path: Path
+) -> None:
+    """Segments written before the `content` column existed are stored (content empty), not quarantined."""
+    first = CollectorThread(make_config(HOLD))
+    collector = first.start()
+    store.command("DETACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
+    try:  # the store is away: the rows stay in the WAL at the stop
+        assert span_exporter(collector, "grpc").export(make_spans(4)) is SpanExportResult.SUCCESS
+        assert first.stop() == 4
+    finally:
+        store.command("ATTACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
+    [segment] = (tmp_path / "wal" / database).glob("*.wal")
+    data = segment.read_bytes()
+    offset, older = len(MAGIC), bytearray(MAGIC)
+    while offset < len(data):  # each record rewritten as the previous version wrote it: no content column
+        length, _ = RECORD_HEADER.unpack_from(data, offset)
+        payload = data[offset + RECORD_HEADER.size : offset + RECORD_HEADER.size + length]
+        table = pa.ipc.open_stream(payload).read_all()
+        rewritten = encode_table(table.drop_columns(["content"])).to_pybytes()
+        older += RECORD_HEADER.pack(len(rewritten), zlib.crc32(rewritten)) + rewritten
+        offset += RECORD_HEADER.size + length
+    segment.write_bytes(bytes(older))
+
+    with CollectorThread(make_config(HOLD)) as restarted:
+        deadline = time.monotonic() + 20
+        while restarted.exporter.replayed_rows < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert restarted.exporter.wal.quarantined == 0
+    assert [row["content"] for row in rows(store, database)] == [{}] * 4
