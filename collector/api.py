@@ -13,7 +13,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,8 +22,10 @@ from aiohttp import web
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .auth import PRINCIPAL, AuthError, readable_project
 from .config import ClickHouseExporterConfig, Config
 from .exporters import ClickHouseExporter
+from .keys import Principal
 from .report import ReportRequest, run_report
 from .store import StoreError, connect, describe_endpoint, first_line
 from .telemetry import CollectorMetrics
@@ -159,7 +161,12 @@ def add_api_routes(
             wanted = report_request(query)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        database = query.get("database", reader.config.database)
+        principal = request.get(PRINCIPAL)
+        try:
+            wanted = replace(wanted, project=readable_project(principal, wanted.project))
+            database = _readable_database(principal, query.get("database", reader.config.database), reader)
+        except AuthError as exc:
+            return web.json_response({"error": str(exc)}, status=403)
         return await query_response(
             reader, lambda client: [row.to_json() for row in run_report(client, database, wanted)]
         )
@@ -167,6 +174,13 @@ def add_api_routes(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/report", report)
     app.router.add_get("/metrics", prometheus)
+
+
+def _readable_database(principal: Principal | None, database: str, reader: StoreReader) -> str:
+    """Only an admin key (or no keys at all) may read another database of the store."""
+    if database != reader.config.database and principal is not None and not principal.admin:
+        raise AuthError(f"the key {principal.key_id} reads database {reader.config.database!r} only", forbidden=True)
+    return database
 
 
 def report_request(query: Mapping[str, str]) -> ReportRequest:

@@ -33,6 +33,7 @@ from pydantic import (
 from .tls import tls_problem
 
 __all__ = [
+    "AuthSettings",
     "BudgetConfig",
     "BudgetProcessorConfig",
     "ClickHouseExporterConfig",
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "EmailChannelConfig",
     "GenAIProcessorConfig",
+    "KeyAuthConfig",
     "OtlpExporterConfig",
     "OtlpReceiverConfig",
     "PriceOverride",
@@ -115,13 +117,26 @@ class TlsServerConfig(_Strict):
     """Look for renewed files this often (at a new connection); unset: read once at start."""
 
 
-class GrpcProtocolConfig(_Strict):
+class AuthSettings(_Strict):
+    authenticator: str
+    """The id of a `spanmeter_keys` extension (under `extensions:` and `service.extensions`)."""
+
+
+class _Listener(_Strict):
+    """Who may connect: both OTLP protocols take these."""
+
+    auth: AuthSettings | None = None
+    insecure: bool = False
+    """Listen beyond loopback without `auth`: refused unless set (anyone reaching the port could write spend)."""
+
+
+class GrpcProtocolConfig(_Listener):
     endpoint: str = "127.0.0.1:4317"
     max_recv_msg_size_mib: PositiveInt = 16
     tls: TlsServerConfig | None = None
 
 
-class HttpProtocolConfig(_Strict):
+class HttpProtocolConfig(_Listener):
     endpoint: str = "127.0.0.1:4318"
     max_request_body_size_mib: PositiveInt = 16
     tls: TlsServerConfig | None = None
@@ -159,6 +174,28 @@ class OtlpReceiverConfig(_Strict):
             if problem is not None:
                 raise _KeyedError((*where, problem[0]), problem[1])
         return self
+
+
+# --- extensions ------------------------------------------------------------------------------
+
+
+class KeyAuthConfig(_Strict):
+    """`spanmeter_keys`: project keys, stored hashed in the ClickHouse store (see `spanmeter keys`)."""
+
+    bootstrap_key: str = Field(default="", repr=False)
+    """An admin key accepted without the store: a fresh install's way to run its first `keys create`."""
+    refresh_interval: Seconds = 10.0
+    """Keys are re-read from the store this often: a revoked key is refused everywhere within it."""
+
+    @field_validator("bootstrap_key")
+    @classmethod
+    def _long_enough(cls, key: str) -> str:
+        if key and len(key) < 32:
+            raise ValueError(f"must be at least 32 characters (a generated secret), got {len(key)}")
+        return key
+
+
+# --- processors ------------------------------------------------------------------------------
 
 
 # --- processors ------------------------------------------------------------------------------
@@ -430,6 +467,7 @@ class TelemetryConfig(_Strict):
 
 
 class ServiceConfig(_Strict):
+    extensions: list[str] = []
     pipelines: Pipelines
     telemetry: TelemetryConfig = TelemetryConfig()
     workers: NonNegativeInt = 0
@@ -437,6 +475,7 @@ class ServiceConfig(_Strict):
 
 
 _COMPONENT_MODELS: dict[str, dict[str, type[BaseModel]]] = {
+    "extensions": {"spanmeter_keys": KeyAuthConfig},
     "receivers": {"otlp": OtlpReceiverConfig},
     "processors": {
         "genai": GenAIProcessorConfig,
@@ -454,6 +493,7 @@ def component_type(component_id: str) -> str:
 
 
 class Config(_Strict):
+    extensions: dict[str, Any] = {}
     receivers: dict[str, Any]
     processors: dict[str, Any] = {}
     exporters: dict[str, Any]
@@ -515,6 +555,7 @@ class Config(_Strict):
                 ("service", "pipelines", "traces", "processors"),
                 "needs a pricing processor (e.g. [genai, pricing, tags]): without it every call is stored at $0",
             )
+        self._check_listeners()
         stores = [e for e in traces.exporters if component_type(e) == "clickhouse"]
         if len(stores) != 1:
             raise _KeyedError(("service", "pipelines", "traces", "exporters"), "needs exactly one clickhouse exporter")
@@ -525,6 +566,42 @@ class Config(_Strict):
                     ("service", "pipelines", signal, "exporters"), "only otlp exporters can take metrics and logs"
                 )
         return self
+
+
+    def _check_listeners(self) -> None:
+        """Every authenticator named exists and is enabled; nothing listens beyond loopback unguarded."""
+        for extension_id in self.service.extensions:
+            if extension_id not in self.extensions:
+                raise _KeyedError(("service", "extensions"), f"{extension_id!r} is not declared under extensions:")
+        for receiver_id, receiver in self.receivers.items():
+            for protocol in ("grpc", "http"):
+                listener: _Listener | None = getattr(receiver.protocols, protocol)
+                if listener is None:
+                    continue
+                path = ("receivers", receiver_id, "protocols", protocol)
+                if listener.auth is not None:
+                    name = listener.auth.authenticator
+                    if name not in self.extensions or name not in self.service.extensions:
+                        raise _KeyedError(
+                            (*path, "auth", "authenticator"),
+                            f"{name!r} must be declared under extensions: and listed in service.extensions",
+                        )
+                elif not listener.insecure and not _is_loopback(listener.endpoint):  # type: ignore[attr-defined]
+                    raise _KeyedError(
+                        (*path, "endpoint"),
+                        "listens beyond loopback without auth: anyone who reaches it could write spend. Add "
+                        "auth: {authenticator: spanmeter_keys} (README: Security), or set insecure: true",
+                    )
+
+
+def _is_loopback(endpoint: str) -> bool:
+    host = endpoint.rpartition(":")[0].strip("[]") or "127.0.0.1"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def unused_components(config: Config) -> list[str]:
@@ -546,6 +623,9 @@ def unused_components(config: Config) -> list[str]:
             if isinstance(body, BudgetProcessorConfig) and body.budgets:
                 warning += f" (its {len(body.budgets)} budget(s) are not checked)"
             warnings.append(warning)
+    for extension_id in config.extensions:
+        if extension_id not in config.service.extensions:
+            warnings.append(f"extensions.{extension_id} is configured but not in service.extensions: it has no effect")
     return warnings
 
 

@@ -11,7 +11,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from .decoding import RecordProcessor, SpanDecoder
 from .exporters import ClickHouseExporter, OtlpForwarder
 from .exporters.wal import WalUnavailable, WalWriteError
+from .keys import Principal
+from .processors import DecodeResult
 from .processors.dedupe import CallDeduplicator
+from .processors.genai import DEFAULT_PROJECT, PROJECT_ATTRIBUTE
+from .records import SpanRecord
 from .telemetry import CollectorMetrics
 
 __all__ = ["Backpressure", "ExportOutcome", "RecordProcessor", "TelemetryRouter", "TracesPipeline"]
@@ -51,10 +55,14 @@ class TracesPipeline:
         self._on_queued = [hook for p in processors if (hook := getattr(p, "queued", None)) is not None]
         self._calls = CallDeduplicator()
 
-    async def consume(self, request: ExportTraceServiceRequest, body: bytes | None = None) -> ExportOutcome:
+    async def consume(
+        self, request: ExportTraceServiceRequest, body: bytes | None = None, principal: Principal | None = None
+    ) -> ExportOutcome:
         """Decode, price and tag; returns once the rows are durable in the WAL. Raises Backpressure when they
-        cannot be kept now (the sender retries)."""
+        cannot be kept now (the sender retries). `principal`: the sender's key, when keys are required."""
         decoded = await self._decoder.decode(request, body)
+        if principal is not None and not principal.admin:
+            decoded.records = _in_project_of(principal, decoded)
         admission = self._calls.filter(decoded.records)
         records, duplicates = admission.kept, admission.duplicates
         for processor in self._processors:
@@ -91,6 +99,21 @@ class TracesPipeline:
         if duplicates:
             metrics.spans_dropped.labels("duplicate_call").inc(duplicates)
         return ExportOutcome(decoded.rejected, decoded.message)
+
+
+def _in_project_of(principal: Principal, decoded: DecodeResult) -> list[SpanRecord]:
+    """A row's project is its key's: a span claiming another project (`spanmeter.project`) is rejected."""
+    kept = []
+    for record in decoded.records:
+        if record.project in (DEFAULT_PROJECT, principal.project):
+            record.project = principal.project
+            kept.append(record)
+        else:
+            decoded.reject(
+                f"span {record.span_id}: resource attribute {PROJECT_ATTRIBUTE}={record.project!r} is not the "
+                f"project of key {principal.key_id} ({principal.project!r})"
+            )
+    return kept
 
 
 class TelemetryRouter:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .api import ApiAdvert, StoreReader, add_api_routes, advertise_api, api_base_url
+from .auth import KeyAuthenticator
 from .budgets import BudgetProcessor, add_budget_routes
 from .budgets.windows import Clock
 from .config import (
@@ -16,6 +17,9 @@ from .config import (
     ClickHouseExporterConfig,
     Config,
     GenAIProcessorConfig,
+    GrpcProtocolConfig,
+    HttpProtocolConfig,
+    KeyAuthConfig,
     OtlpExporterConfig,
     OtlpReceiverConfig,
     component_type,
@@ -24,6 +28,7 @@ from .config import (
 from .decoding import InlineDecoder, RecordProcessor, SpanDecoder, WorkerPoolDecoder, is_row_processor
 from .exporters import ClickHouseExporter, OtlpForwarder
 from .health import add_health_routes
+from .keys_api import add_key_routes
 from .pipeline import TelemetryRouter, TracesPipeline
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
 from .telemetry import CollectorMetrics
@@ -54,6 +59,11 @@ class Collector:
         self.reader = StoreReader(store_config)
         self._advert: ApiAdvert | None = None
 
+        self.authenticators: dict[str, KeyAuthenticator] = {
+            extension_id: KeyAuthenticator(config.extensions[extension_id], store_config, self._count_auth_failure)
+            for extension_id in config.service.extensions
+            if isinstance(config.extensions[extension_id], KeyAuthConfig)
+        }
         self._forwarders: dict[str, OtlpForwarder] = {
             cid: OtlpForwarder(body, self.metrics)
             for cid, body in config.exporters.items()
@@ -97,15 +107,24 @@ class Collector:
         for rid in sorted(receiver_ids):
             receiver: OtlpReceiverConfig = config.receivers[rid]
             if receiver.protocols.grpc is not None:
+                grpc_config = receiver.protocols.grpc
                 self.grpc_receivers.append(
-                    OtlpGrpcReceiver(receiver.protocols.grpc, self.traces, telemetry, self.metrics)
+                    OtlpGrpcReceiver(grpc_config, self.traces, telemetry, self.metrics, self._auth(grpc_config))
                 )
             if receiver.protocols.http is not None:
-                http = OtlpHttpReceiver(receiver.protocols.http, self.traces, telemetry, self.metrics)
+                http_config = receiver.protocols.http
+                http = OtlpHttpReceiver(http_config, self.traces, telemetry, self.metrics, self._auth(http_config))
                 add_api_routes(http.app, self.exporter, self.metrics, self.reader)
                 add_budget_routes(http.app, self.budgets, self.reader, config)
                 add_health_routes(http.app, self.exporter, store_config.unavailable_grace)
+                add_key_routes(http.app, self.reader, self._auth(http_config))
                 self.http_receivers.append(http)
+
+    def _auth(self, listener: GrpcProtocolConfig | HttpProtocolConfig) -> KeyAuthenticator | None:
+        return self.authenticators[listener.auth.authenticator] if listener.auth is not None else None
+
+    def _count_auth_failure(self, reason: str) -> None:
+        self.metrics.auth_failures.labels(reason).inc()
 
     def _processor(self, processor_id: str) -> RecordProcessor:
         """A processor that keeps state across requests, so runs in this process."""
@@ -113,7 +132,9 @@ class Collector:
         if isinstance(body, BudgetProcessorConfig):
             if self.budgets is not None:
                 raise ValueError("a traces pipeline can have one budget processor")
-            self.budgets = BudgetProcessor(body, self.store_config, self.exporter, self.metrics, self._clock)
+            self.budgets = BudgetProcessor(
+                body, self.store_config, self.exporter, self.metrics, self._clock, per_project=bool(self.authenticators)
+            )
             return self.budgets
         raise ValueError(f"processor {processor_id!r} can only stand first in a traces pipeline")
 
@@ -135,6 +156,8 @@ class Collector:
             await asyncio.to_thread(self.budgets.start)
         for forwarder in self._forwarders.values():
             await forwarder.start()
+        for authenticator in self.authenticators.values():
+            await asyncio.to_thread(authenticator.start)
         try:
             receivers: list[OtlpGrpcReceiver | OtlpHttpReceiver] = [*self.grpc_receivers, *self.http_receivers]
             for receiver in receivers:  # every port taken before any is reported listening
@@ -156,6 +179,8 @@ class Collector:
             await grpc_receiver.stop()
         for http_receiver in self.http_receivers:
             await http_receiver.stop()
+        for authenticator in self.authenticators.values():
+            await asyncio.to_thread(authenticator.stop)
         await self.decoder.stop()
         left = await asyncio.to_thread(self.exporter.shutdown)
         if self.budgets is not None:

@@ -60,6 +60,12 @@ class CollectorMetrics:
             "Rows ClickHouse refused for their values, set aside in rejected/ (spanmeter rejected list)",
             registry=r,
         )
+        self.auth_failures = Counter(
+            "spanmeter_auth_failures",
+            "Requests refused for their key (missing, malformed, unknown, revoked)",
+            ["reason"],
+            registry=r,
+        )
         self.exporter_restarts = Counter(
             "spanmeter_exporter_restarts", "Times the exporter thread failed unexpectedly and was restarted", registry=r
         )

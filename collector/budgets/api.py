@@ -7,9 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from clickhouse_connect.driver.client import Client
 
 from ..api import StoreReader, query_response
+from ..auth import PRINCIPAL, AuthError, require_reader
 from ..config import BudgetProcessorConfig, Config
+from ..keys import Principal
 from ..report import parse_since
 from .model import iso
 from .processor import BudgetProcessor
@@ -24,23 +27,52 @@ def add_budget_routes(
     """`config` lets an empty answer say why it is empty (`reason`)."""
     reason = no_budgets_reason(config, budgets)
 
-    async def status(_: web.Request) -> web.Response:
+    async def status(request: web.Request) -> web.Response:
+        principal: Principal | None = request.get(PRINCIPAL)  # any key of the project: the gate reads this
         entries = [s.to_json() for s in budgets.statuses()] if budgets is not None else []
+        entries = [e for e in entries if _visible(principal, e["scope"], e["values"])]
         payload: dict[str, Any] = {"generated_at": iso(datetime.now(UTC)), "budgets": entries}
+        if principal is not None and not principal.admin:
+            payload["project"] = principal.project  # the gate files its calls under it
         if not entries:
             payload["reason"] = reason
         return web.json_response(payload)
 
     async def events(request: web.Request) -> web.Response:
+        principal: Principal | None = request.get(PRINCIPAL)
+        try:
+            require_reader(principal)
+        except AuthError as exc:
+            return web.json_response({"error": str(exc)}, status=403)
         try:
             since = datetime.now(UTC) - parse_since(request.query.get("since", "7d"))
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         database = reader.config.database
-        return await query_response(reader, lambda client: read_events(client, database, since))
+        scopes = {b.name: dict(b.config.scope) for b in budgets.budgets} if budgets is not None else {}
+
+        def visible_events(client: Client) -> list[dict[str, Any]]:
+            found = read_events(client, database, since)
+            return [e for e in found if _visible(principal, scopes.get(e["budget"], {}), _values(e["scope_value"]))]
+
+        return await query_response(reader, visible_events)
 
     app.router.add_get("/v1/budgets", status)
     app.router.add_get("/v1/budgets/events", events)
+
+
+def _visible(principal: Principal | None, scope: dict[str, str], values: dict[str, str]) -> bool:
+    """A key sees the budgets of its own project: those split per project (the value is its project) or
+    scoped to exactly it. Admin keys, and collectors without keys, see all."""
+    if principal is None or principal.admin:
+        return True
+    project = values.get("project") or scope.get("project", "")
+    return project == principal.project
+
+
+def _values(scope_value: str) -> dict[str, str]:
+    """`project=a,user=u-1` back to its values."""
+    return dict(part.split("=", 1) for part in scope_value.split(",") if "=" in part)
 
 
 def no_budgets_reason(config: Config | None, budgets: BudgetProcessor | None) -> str:

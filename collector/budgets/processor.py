@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from ..config import BudgetProcessorConfig, ClickHouseExporterConfig
+from ..config import BudgetConfig, BudgetProcessorConfig, ClickHouseExporterConfig
 from ..exporters import ClickHouseExporter
 from ..records import SpanRecord
 from ..store import connect, first_line
@@ -29,6 +29,7 @@ from ..telemetry import CollectorMetrics
 from .ledger import Key, Ledger, Totals
 from .model import Budget, BudgetStatus, Crossing
 from .notifiers import deliver, make_notifier
+from .scope import EACH
 from .store import BudgetStore, Delivery
 from .windows import Clock, Window, system_clock
 
@@ -40,6 +41,12 @@ _STOP = object()
 _FiredKey = tuple[str, str, datetime, int]
 
 
+def _per_project(budget: BudgetConfig) -> BudgetConfig:
+    if "project" in budget.scope:
+        return budget
+    return budget.model_copy(update={"scope": {"project": EACH, **budget.scope}})
+
+
 class BudgetProcessor:
     def __init__(
         self,
@@ -48,9 +55,12 @@ class BudgetProcessor:
         exporter: ClickHouseExporter,
         metrics: CollectorMetrics,
         clock: Clock | None = None,
+        per_project: bool = False,
     ) -> None:
+        """`per_project` (keys are required): a budget whose scope names no project is kept per project
+        (`project: each`), so one project's traffic never counts toward, or trips, another's budget."""
         self.config = config
-        self.budgets = [Budget.compile(b) for b in config.budgets]
+        self.budgets = [Budget.compile(_per_project(b) if per_project else b) for b in config.budgets]
         self.collector_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._store_config = store_config
         self._exporter = exporter

@@ -109,12 +109,21 @@ def collector_url(config: Config) -> str:
     return url
 
 
-def get_json(url: str) -> Any:
+API_KEY_ENV = "SPANMETER_API_KEY"
+
+
+def get_json(url: str, body: Any = None) -> Any:
+    """GET `url` (POST `body` as JSON when given), with the project key of $SPANMETER_API_KEY if set."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if key := os.environ.get(API_KEY_ENV):
+        headers["Authorization"] = f"Bearer {key}"
+    data = json.dumps(body).encode() if body is not None else None
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=30) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
-        raise ValueError(f"HTTP {exc.code}: {_error_text(exc.read())}") from None
+        hint = f" (set {API_KEY_ENV} to a project key)" if exc.code in (401, 403) else ""
+        raise ValueError(f"HTTP {exc.code}: {_error_text(exc.read())}{hint}") from None
 
 
 def _error_text(body: bytes) -> str:

@@ -41,6 +41,7 @@ from ..otlp_values import (
 from ..records import SpanRecord
 
 __all__ = [
+    "DEFAULT_PROJECT",
     "MAX_COLUMN_LENGTH",
     "MAX_TIMESTAMP_NS",
     "MIN_TIMESTAMP_NS",
@@ -49,6 +50,7 @@ __all__ = [
     "GenAIProcessor",
 ]
 
+DEFAULT_PROJECT = "default"
 PROJECT_ATTRIBUTE = "spanmeter.project"
 """Resource attribute naming the project a service reports to (else `default`)."""
 
@@ -126,7 +128,7 @@ class _Resource:
         self.environment = _text(attributes, deployment.DEPLOYMENT_ENVIRONMENT_NAME) or _text(
             attributes, deployment.DEPLOYMENT_ENVIRONMENT
         )
-        self.project = _text(attributes, PROJECT_ATTRIBUTE) or "default"
+        self.project = _text(attributes, PROJECT_ATTRIBUTE) or DEFAULT_PROJECT
         self.stored = _bounded_strings(attributes, config)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from ..auth import AuthError, KeyAuthenticator, bearer_token, require_sender
 from ..config import GrpcProtocolConfig
 from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
@@ -39,8 +40,10 @@ class OtlpGrpcReceiver:
         traces: TracesPipeline,
         telemetry: TelemetryRouter,
         metrics: CollectorMetrics,
+        authenticator: KeyAuthenticator | None = None,
     ) -> None:
         self._config = config
+        self._authenticator = authenticator
         self._traces = traces
         self._telemetry = telemetry
         self._metrics = metrics
@@ -91,6 +94,14 @@ class OtlpGrpcReceiver:
 
         async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
             self._metrics.requests.labels(signal, "grpc").inc()
+            principal = None
+            if self._authenticator is not None:  # before the body is decoded
+                try:
+                    principal = await self._authenticator.authenticate(_authorization(context))
+                    require_sender(principal)
+                except AuthError as exc:
+                    code = grpc.StatusCode.PERMISSION_DENIED if exc.forbidden else grpc.StatusCode.UNAUTHENTICATED
+                    await context.abort(code, str(exc))
             try:
                 request = parse_protobuf(spec, body)
             except BadRequest as exc:
@@ -98,7 +109,7 @@ class OtlpGrpcReceiver:
             response = spec.response()
             if signal == "traces":
                 try:
-                    outcome = await self._traces.consume(request, body)  # type: ignore[arg-type]
+                    outcome = await self._traces.consume(request, body, principal)  # type: ignore[arg-type]
                 except Backpressure as exc:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
                 if outcome.rejected:
@@ -109,3 +120,11 @@ class OtlpGrpcReceiver:
             return response.SerializeToString()
 
         return export
+
+
+def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+    """The key from the `authorization` metadata (gRPC's form of the HTTP header)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return bearer_token(value if isinstance(value, str) else value.decode(errors="replace"))
+    return None

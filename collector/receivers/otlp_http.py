@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from ..auth import PRINCIPAL, AuthError, KeyAuthenticator, bearer_token, require_sender
 from ..config import HttpProtocolConfig
 from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
@@ -30,7 +31,9 @@ JSON = "application/json"
 _MIB = 1024 * 1024
 _GRPC_INVALID_ARGUMENT = 3
 _GRPC_RESOURCE_EXHAUSTED = 8
+_GRPC_PERMISSION_DENIED = 7
 _GRPC_UNAVAILABLE = 14
+_GRPC_UNAUTHENTICATED = 16
 
 
 class OtlpHttpReceiver:
@@ -40,13 +43,17 @@ class OtlpHttpReceiver:
         traces: TracesPipeline,
         telemetry: TelemetryRouter,
         metrics: CollectorMetrics,
+        authenticator: KeyAuthenticator | None = None,
     ) -> None:
         self._config = config
+        self._authenticator = authenticator
         self._traces = traces
         self._telemetry = telemetry
         self._metrics = metrics
         self._limit = config.max_request_body_size_mib * _MIB
         self.app = web.Application(client_max_size=self._limit)
+        if authenticator is not None:
+            self.app.middlewares.append(self._authenticate)
         for signal in SIGNALS:
             self.app.router.add_post(f"/v1/{signal}", self._handler(signal))
         self._runner: web.AppRunner | None = None
@@ -95,6 +102,31 @@ class OtlpHttpReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every `/v1/` route needs a key, checked before the body is read; health and /metrics stay open.
+        The principal is left on the request for the handlers (`request[PRINCIPAL]`)."""
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        assert self._authenticator is not None
+        otlp = request.path.removeprefix("/v1/") in SIGNALS
+        try:
+            principal = await self._authenticator.authenticate(bearer_token(request.headers.get("Authorization")))
+            if otlp:
+                require_sender(principal)
+        except AuthError as exc:
+            status, code = (403, _GRPC_PERMISSION_DENIED) if exc.forbidden else (401, _GRPC_UNAUTHENTICATED)
+            if otlp:
+                content_type = request.content_type if request.content_type in (PROTOBUF, JSON) else JSON
+                reply = _status(status, content_type, code, str(exc))
+            else:
+                reply = web.json_response({"error": str(exc)}, status=status)
+            if status == 401:
+                reply.headers["WWW-Authenticate"] = "Bearer"
+            return reply
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
     def _handler(self, signal: str):  # type: ignore[no-untyped-def]
         spec = SIGNALS[signal]
 
@@ -128,7 +160,9 @@ class OtlpHttpReceiver:
             response = spec.response()
             if signal == "traces":
                 try:
-                    outcome = await self._traces.consume(message, body if content_type == PROTOBUF else None)  # type: ignore[arg-type]
+                    raw = body if content_type == PROTOBUF else None
+                    principal = request.get(PRINCIPAL)
+                    outcome = await self._traces.consume(message, raw, principal)  # type: ignore[arg-type]
                 except Backpressure as exc:
                     reply = _status(503, content_type, _GRPC_UNAVAILABLE, str(exc))
                     reply.headers["Retry-After"] = str(exc.retry_after)

@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from datetime import datetime
@@ -122,8 +123,17 @@ def _datetime(text: Any) -> datetime | None:
 
 class BudgetGate:
     def __init__(
-        self, url: str, refresh_interval: float = 15.0, fail_closed: bool = False, timeout: float = 2.0
+        self,
+        url: str,
+        refresh_interval: float = 15.0,
+        fail_closed: bool = False,
+        timeout: float = 2.0,
+        key: str | None = None,
     ) -> None:
+        """`key`: the project key the collector requires (default: $SPANMETER_API_KEY, else the
+        `Authorization` header of $OTEL_EXPORTER_OTLP_TRACES_HEADERS / $OTEL_EXPORTER_OTLP_HEADERS)."""
+        self._key = key if key is not None else _key_from_env()
+        self._project: str | None = None  # the key's project, as the collector answers it
         base = url.rstrip("/")
         self.url = base if base.endswith(_STATUS_PATH) else base + _STATUS_PATH
         self.refresh_interval = refresh_interval
@@ -153,9 +163,12 @@ class BudgetGate:
 
     def refresh(self) -> bool:
         try:
-            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
+            headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+            request = urllib.request.Request(self.url, headers=headers)
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 payload = json.load(response)
             entries = payload["budgets"]
+            self._project = payload.get("project")
         except Exception as exc:  # unreachable, not JSON, not our API: all mean "status unknown"
             self._error = f"{type(exc).__name__}: {exc}"
             _logger.debug("spanmeter budget gate: cannot read %s: %s", self.url, self._error)
@@ -178,6 +191,8 @@ class BudgetGate:
         if not self._blocked:
             return
         call = _scope_of(provider, model, resource)
+        if self._project:  # with keys, the collector files every call under the key's project
+            call["project"] = self._project
         for entry in self._blocked:
             if _in_scope(entry, call):
                 raise BudgetExceededError(
@@ -192,6 +207,19 @@ class BudgetGate:
 _gate: BudgetGate | None = None
 _env_read = False
 _lock = threading.Lock()
+
+
+def _key_from_env() -> str | None:
+    if key := os.environ.get("SPANMETER_API_KEY", "").strip():
+        return key
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
+        for pair in os.environ.get(name, "").split(","):
+            header, _, value = pair.partition("=")
+            if header.strip().lower() == "authorization":
+                scheme, _, token = urllib.parse.unquote(value).strip().partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    return token.strip()
+    return None
 
 
 def _flag(name: str) -> bool:
