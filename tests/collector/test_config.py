@@ -90,10 +90,12 @@ def test_shipped_pipelines_yaml_loads_with_an_empty_environment() -> None:
 def test_shipped_pipelines_yaml_follows_the_environment() -> None:
     config = load_config(
         SHIPPED_CONFIG,
-        env={"SPANMETER_DATA": "/var/lib/spanmeter", "SPANMETER_GRPC_ENDPOINT": "0.0.0.0:14317"},
+        env={"SPANMETER_DATA": "/var/lib/spanmeter", "SPANMETER_GRPC_ENDPOINT": "127.0.0.2:14317"},
     )
     assert config.exporters["clickhouse"].endpoint == "chdb:///var/lib/spanmeter"
-    assert config.receivers["otlp"].protocols.grpc.endpoint == "0.0.0.0:14317"
+    assert config.receivers["otlp"].protocols.grpc.endpoint == "127.0.0.2:14317"
+    with pytest.raises(ConfigError, match=r"receivers\.otlp\.protocols\.grpc\.endpoint: listens beyond loopback"):
+        load_config(SHIPPED_CONFIG, env={"SPANMETER_GRPC_ENDPOINT": "0.0.0.0:14317"})  # without keys
     server = load_config(SHIPPED_CONFIG, env={"SPANMETER_CLICKHOUSE_URL": "https://ch.example:8443"})
     assert server.exporters["clickhouse"].endpoint == "https://ch.example:8443"
 
@@ -197,7 +199,11 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
         {"exporters": {"clickhouse": {"batch": {"max_rowz": 10}}}},
         "exporters.clickhouse.batch.max_rowz: unknown key",
     ),
-    "unknown-top-level-key": ({"extensions": {"health_check": {}}}, "extensions: unknown key"),
+    "unknown-top-level-key": ({"connectors": {"forward": {}}}, "connectors: unknown key"),
+    "unknown-extension": (
+        {"extensions": {"health_check": {}}},
+        "extensions.health_check: unknown component type; expected one of ['spanmeter_keys']",
+    ),
     "wrong-type": (
         {"exporters": {"clickhouse": {"batch": {"max_rows": "lots"}}}},
         "exporters.clickhouse.batch.max_rows: Input should be a valid integer",
