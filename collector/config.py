@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from .privacy import BUILTIN_NAMES, describe_secret
 from .tls import tls_problem
 
 __all__ = [
@@ -201,6 +202,48 @@ class KeyAuthConfig(_Strict):
 # --- processors ------------------------------------------------------------------------------
 
 
+class RedactionRule(_Strict):
+    """A pattern from pipelines.yaml whose matches are replaced before storage (the Collector's
+    redactionprocessor calls its patterns `blocked_values`; these have a name and a replacement)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    regex: str = Field(min_length=1)
+    replacement: str | None = None
+    """Default `[REDACTED:<name>]`; may refer to groups (`\\1`, `\\g<name>`)."""
+
+    @model_validator(mode="after")
+    def _compiles(self) -> RedactionRule:
+        try:
+            pattern = re.compile(self.regex)
+        except re.error as exc:
+            raise ValueError(f"regex is not a valid regular expression: {exc}") from None
+        if pattern.match(""):
+            raise ValueError("regex matches the empty string: it would redact between every character")
+        return self
+
+
+class RedactionConfig(_Strict):
+    """What is redacted before storage: content always (with capture_content), and, with `attributes`, other
+    attribute values long enough to hold a credential."""
+
+    builtin_rules: bool = True
+    """Provider API keys, bearer/basic credentials, JWTs, private keys, URL credentials, secret assignments,
+    emails, card numbers."""
+    disabled_rules: list[str] = []
+    """Built-in rules not applied, by name (e.g. `email` where user ids are emails)."""
+    rules: list[RedactionRule] = []
+    attributes: bool = True
+    """Also redact span and resource attribute values of 20 characters or more (not only content)."""
+
+    @field_validator("disabled_rules")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        unknown = sorted(set(names) - BUILTIN_NAMES)
+        if unknown:
+            raise ValueError(f"unknown built-in rule(s) {unknown}; expected some of {sorted(BUILTIN_NAMES)}")
+        return names
+
+
 class GenAIProcessorConfig(_Strict):
     capture_content: bool = False
     """Keep prompt and completion text. Off: such attributes are dropped before storage."""
@@ -212,6 +255,11 @@ class GenAIProcessorConfig(_Strict):
     10^18, so a row's sums (input plus cache) stay within UInt64."""
     max_future_skew: Seconds = 3600.0
     """A span starting or ending further ahead of the collector's clock is rejected."""
+    max_content_length: PositiveInt = 32768
+    """Characters kept of one content attribute (with capture_content); the rest is cut."""
+    max_content_per_span: PositiveInt = 131072
+    """Characters of content kept per row, all content attributes together; past it the rest is dropped."""
+    redaction: RedactionConfig = RedactionConfig()
 
 
 class PriceOverride(_Strict):
@@ -443,8 +491,11 @@ class OtlpExporterConfig(_Strict):
     """Forwards what the collector received (traces, metrics, logs) to another OTLP/HTTP endpoint."""
 
     endpoint: str = Field(pattern=r"^https?://")
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default={}, repr=False)
     timeout: Seconds = 10.0
+    forward_content: bool = False
+    """Forward prompt and completion content (the conventions' content attributes, GenAI log event bodies).
+    Off: stripped from forwarded traces and logs."""
 
 
 # --- service ---------------------------------------------------------------------------------
@@ -657,7 +708,7 @@ def substitute_env(value: str, env: Mapping[str, str], where: str) -> str:
         elif value.startswith("${", i):
             end = _closing_brace(value, i + 2)
             if end < 0:
-                raise ConfigError(f"{where}: unterminated substitution {value[i:]!r}")
+                raise ConfigError(f"{where}: unterminated substitution (a ${{ at character {i + 1} with no }})")
             out.append(_expand_reference(value[i + 2 : end], env, where))
             i = end + 1
         else:
@@ -682,7 +733,8 @@ def _expand_reference(reference: str, env: Mapping[str, str], where: str) -> str
     match = _REF_NAME.match(reference)
     if not match:
         raise ConfigError(
-            f"{where}: invalid substitution ${{{reference}}}; expected ${{env:NAME}} or ${{env:NAME:-default}}"
+            f"{where}: invalid substitution (${{...}} of {len(reference)} characters); "
+            "expected ${env:NAME} or ${env:NAME:-default}"
         )
     name, default = match.group(1), match.group(2)
     if name in env:
@@ -722,10 +774,40 @@ def _format_validation_error(file: str, prefix: tuple[Any, ...], error: Validati
             detail = "unknown key"
         elif item["type"] == "missing":
             detail = "required key is missing"
+        elif _is_secret(path, got):  # say which key is wrong, never its value
+            if isinstance(got, str) and got:
+                detail = detail.replace(repr(got), "it").replace(got, "it")
+            detail += f" (got {describe_secret(got)})"
         elif not isinstance(got, dict | list) and f"got {got!r}" not in detail:  # our validators name it already
             detail += f" (got {got!r})"
         lines.append(f"{file}: {_format_path(path)}: {detail}")
     return "\n".join(lines)
+
+
+_SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "headers", "url", "authorization", "api_key"})
+_SECRET_SUFFIXES = ("password", "secret", "_token", "_key")
+
+
+def _is_secret(path: tuple[Any, ...], value: object) -> bool:
+    """Whether a config value may hold a secret, so that an error names its key but not its value: passwords,
+    secrets, tokens, keys, headers (any value under them), URLs (a Slack webhook's token is its path), and
+    endpoints carrying credentials or a query."""
+    for part in path:
+        if isinstance(part, str):
+            name = part.lower()
+            if name in _SECRET_KEYS or name.endswith(_SECRET_SUFFIXES):
+                return True
+    last = path[-1] if path else ""
+    return last == "endpoint" and isinstance(value, str) and ("@" in value or "?" in value)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The parser's problem and where, without the excerpt of the file it quotes (which may hold a secret)."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        return where + (error.problem or error.context or "cannot be parsed")
+    return type(error).__name__
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -739,7 +821,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{file}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping with receivers, processors, exporters and service")
     raw = _substitute_tree(raw, env, file, ())

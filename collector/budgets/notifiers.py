@@ -90,6 +90,8 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_
         raise DeliveryError(f"HTTP {exc.code}", retryable=retryable) from None
     except (OSError, urllib.error.URLError) as exc:
         raise DeliveryError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+    except ValueError as exc:  # http.client.InvalidURL and urllib's "unknown url type" repeat the URL: not said
+        raise DeliveryError(f"{type(exc).__name__}: the channel's URL cannot be requested", retryable=False) from None
 
 
 Notifier = Callable[[Crossing], None]

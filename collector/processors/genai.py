@@ -38,6 +38,7 @@ from ..otlp_values import (
     to_python,
     valid_text,
 )
+from ..privacy import Redactor, is_content
 from ..records import SpanRecord
 
 __all__ = [
@@ -73,6 +74,9 @@ MIN_TIMESTAMP_NS = 946_684_800 * 1_000_000_000
 """2000-01-01T00:00:00Z: a span starting earlier comes from an unset or broken clock."""
 MAX_TIMESTAMP_NS = 2**63 - 1
 """What a signed 64-bit nanosecond timestamp (Arrow, ClickHouse DateTime64(9)) holds."""
+ATTRIBUTE_REDACTION_LENGTH = 20
+"""Attribute values (not content) this long or longer are redacted: the shortest credential a rule finds (an AWS
+access key id) has 20 characters; shorter values (models, ids, counts) cost one compare."""
 MAX_COLUMN_LENGTH = MAX_TEXT_LENGTH
 """Characters kept of a promoted string column (model, provider, user_id...), a tag value or an attribute
 key (1024): longer values are truncated, like the tags processor's rule values."""
@@ -122,14 +126,14 @@ class _Resource:
 
     __slots__ = ("attributes", "environment", "project", "service_name", "stored")
 
-    def __init__(self, attributes: dict[str, Any], config: GenAIProcessorConfig) -> None:
+    def __init__(self, attributes: dict[str, Any], config: GenAIProcessorConfig, redact: Redactor | None) -> None:
         self.attributes = attributes
         self.service_name = _text(attributes, service.SERVICE_NAME) or "unknown_service"
         self.environment = _text(attributes, deployment.DEPLOYMENT_ENVIRONMENT_NAME) or _text(
             attributes, deployment.DEPLOYMENT_ENVIRONMENT
         )
         self.project = _text(attributes, PROJECT_ATTRIBUTE) or DEFAULT_PROJECT
-        self.stored = _bounded_strings(attributes, config)
+        self.stored = _bounded_strings(attributes, config, redact)
 
 
 class GenAIProcessor:
@@ -141,6 +145,11 @@ class GenAIProcessor:
         # Every attribute any convention reads or detects by: looked up once per attribute, in one pass.
         self._read_keys = frozenset().union(*(c.consumed for c in conventions))
         self._by_scope: dict[str, Convention | None] = {}
+        rules = config.redaction
+        own = [(rule.name, rule.regex, rule.replacement) for rule in rules.rules]
+        self._redactor = Redactor(own, rules.builtin_rules, rules.disabled_rules)
+        # Other attributes' values are redacted when long enough to hold a credential (ATTRIBUTE_REDACTION_LENGTH).
+        self._attribute_redactor = self._redactor if rules.attributes and self._redactor.active else None
 
     def decode(self, request: ExportTraceServiceRequest) -> DecodeResult:
         result = DecodeResult()
@@ -160,7 +169,9 @@ class GenAIProcessor:
                         result.not_model_calls += 1
                         continue
                     if resource is None:
-                        resource = _Resource(_index(resource_spans.resource.attributes), self._config)
+                        resource = _Resource(
+                            _index(resource_spans.resource.attributes), self._config, self._attribute_redactor
+                        )
                     try:
                         record = self._read(span, known, rest, convention, resource, latest)
                     except InvalidValue as exc:
@@ -254,8 +265,7 @@ class GenAIProcessor:
         record.response_id = values.get(Field.RESPONSE_ID, "")
         record.tags, record.span_attributes = self._tags_and_rest(rest, convention)
         if self._config.capture_content:  # captured text has a column of its own, emptied by its own TTL
-            content_keys = [key for key in record.span_attributes if convention.is_content(key)]
-            record.content = {key: record.span_attributes.pop(key) for key in content_keys}
+            record.content = self._content(record.span_attributes)
         for key, tag in convention.field_tags:
             value = known.get(key)
             if value is not None:
@@ -281,15 +291,32 @@ class GenAIProcessor:
         attribute, value = ("start_time_unix_nano", start) if start > latest else ("end_time_unix_nano", end)
         return f"{attribute} {value} ({_iso(value)}) is more than {skew} ahead of the collector's clock"
 
+    def _content(self, attributes: dict[str, str]) -> dict[str, str]:
+        """Content attributes moved out of `attributes`: at most `max_content_per_span` characters in all (the
+        rest dropped), redacted. Only what the conventions name is content (`privacy.is_content`)."""
+        content: dict[str, str] = {}
+        room = self._config.max_content_per_span
+        redact = self._redactor.redact
+        for key in [key for key in attributes if is_content(key)]:
+            text = attributes.pop(key)
+            if room > 0:
+                text = text if len(text) <= room else text[:room]
+                room -= len(text)
+                content[key] = redact(text)
+        return content
+
     def _tags_and_rest(self, rest: list[KeyValue], convention: Convention) -> tuple[dict[str, str], dict[str, str]]:
         """Tag attributes into tags; the others as strings, bounded in count and length, prompt and
-        completion text only when content capture is on."""
+        completion text only when content capture is on (any convention's content attributes: a span may
+        carry another's), values long enough to hold a credential redacted."""
         tags: dict[str, str] = {}
         kept: dict[str, str] = {}
         config = self._config
         limit = config.max_attribute_value_length
         most = config.max_attributes
         capture = config.capture_content
+        content_limit = config.max_content_length
+        redactor = self._attribute_redactor
         tag_prefixes = convention.tag_prefixes
         # Locals and inline bounds (len and compare): this loop runs for every attribute of every span.
         for kv in rest:
@@ -304,11 +331,20 @@ class GenAIProcessor:
                                 text if len(text) <= MAX_COLUMN_LENGTH else text[:MAX_COLUMN_LENGTH]
                             )
                         break
-            elif len(kept) < most and (capture or not convention.is_content(key)):
-                text = as_str(kv.value)
-                kept[key if len(key) <= MAX_COLUMN_LENGTH else key[:MAX_COLUMN_LENGTH]] = (
-                    text if len(text) <= limit else text[:limit]
-                )
+            elif len(kept) < most:
+                if is_content(key):
+                    if not capture:
+                        continue
+                    text = as_str(kv.value)  # redacted in _content, with the row's bound
+                    if len(text) > content_limit:
+                        text = text[:content_limit]
+                else:
+                    text = as_str(kv.value)
+                    if len(text) > limit:
+                        text = text[:limit]
+                    if redactor is not None and len(text) >= ATTRIBUTE_REDACTION_LENGTH:
+                        text = redactor.redact(text)
+                kept[key if len(key) <= MAX_COLUMN_LENGTH else key[:MAX_COLUMN_LENGTH]] = text
         return tags, kept
 
 
@@ -503,13 +539,19 @@ def _operation_from_name(name: str) -> str:
     return first if first in _OPERATIONS else ""
 
 
-def _bounded_strings(attributes: dict[str, AnyValue], config: GenAIProcessorConfig) -> dict[str, str]:
-    """Resource attributes as strings, bounded in count and length."""
+def _bounded_strings(
+    attributes: dict[str, AnyValue], config: GenAIProcessorConfig, redactor: Redactor | None
+) -> dict[str, str]:
+    """Resource attributes as strings, bounded in count and length, redacted (process.command_args may hold a
+    token)."""
     kept: dict[str, str] = {}
     limit = config.max_attribute_value_length
     for key, value in attributes.items():
         if len(kept) >= config.max_attributes:
             break
         text = as_str(value)
-        kept[_cut(key)] = text if len(text) <= limit else text[:limit]
+        text = text if len(text) <= limit else text[:limit]
+        if redactor is not None and len(text) >= ATTRIBUTE_REDACTION_LENGTH:
+            text = redactor.redact(text)
+        kept[_cut(key)] = text
     return kept
