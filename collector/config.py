@@ -776,7 +776,7 @@ def _format_validation_error(file: str, prefix: tuple[Any, ...], error: Validati
             detail = "required key is missing"
         elif _is_secret(path, got):  # say which key is wrong, never its value
             if isinstance(got, str) and got:
-                detail = detail.replace(repr(got), "it").replace(got, "it")
+                detail = detail.replace(f", got {got!r}", "").replace(repr(got), "…").replace(got, "…")
             detail += f" (got {describe_secret(got)})"
         elif not isinstance(got, dict | list) and f"got {got!r}" not in detail:  # our validators name it already
             detail += f" (got {got!r})"
