@@ -21,6 +21,7 @@ from clickhouse_connect.driver.client import Client
 
 from .config import ClickHouseExporterConfig, KeyAuthConfig
 from .keys import KeyRecord, Principal, hash_key, key_id_of, read_keys
+from .ratelimit import RateLimiter
 from .store import connect, first_line
 
 __all__ = [
@@ -69,6 +70,8 @@ class KeyAuthenticator:
         self._store = store
         self._on_failure = on_failure or (lambda reason: None)
         self._bootstrap_hash = hash_key(config.bootstrap_key) if config.bootstrap_key else None
+        limit = config.rate_limit
+        self._limiter = RateLimiter(limit.spans_per_second, limit.bucket) if limit is not None else None
         self._keys: dict[str, KeyRecord] = {}
         self._miss_read_at = 0.0  # the last read an unknown key caused
         self._client: Client | None = None
@@ -129,6 +132,10 @@ class KeyAuthenticator:
             self._on_failure("revoked")
             raise AuthError(f"the project key {key_id} ({record.name}) was revoked")
         return record.principal()
+
+    def throttle(self, principal: Principal, spans: int) -> float:
+        """Seconds the sender must wait before these spans fit its key's rate limit (0: go ahead)."""
+        return self._limiter.take(principal.key_id, spans) if self._limiter is not None and spans else 0.0
 
     async def _refresh_soon(self) -> None:
         if self._refreshing is None:

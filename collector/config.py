@@ -105,19 +105,6 @@ class _Strict(BaseModel):
 # --- receivers -------------------------------------------------------------------------------
 
 
-class TlsServerConfig(_Strict):
-    """A listener's TLS, keyed as the OpenTelemetry Collector's configtls; with it the port speaks only TLS.
-    Relative paths are from the working directory."""
-
-    cert_file: str = Field(min_length=1)
-    key_file: str = Field(min_length=1)
-    client_ca_file: str | None = None
-    """mTLS: clients must present a certificate this CA bundle verifies."""
-    min_version: Literal["1.2", "1.3"] = "1.2"
-    reload_interval: Seconds | None = None
-    """Look for renewed files this often (at a new connection); unset: read once at start."""
-
-
 class AuthSettings(_Strict):
     authenticator: str
     """The id of a `spanmeter_keys` extension (under `extensions:` and `service.extensions`)."""
@@ -129,6 +116,21 @@ class _Listener(_Strict):
     auth: AuthSettings | None = None
     insecure: bool = False
     """Listen beyond loopback without `auth`: refused unless set (anyone reaching the port could write spend)."""
+    max_concurrent_requests: PositiveInt = 256
+    """Export requests handled at once; more are answered retryable (gRPC RESOURCE_EXHAUSTED, HTTP 503)."""
+
+
+class TlsServerConfig(_Strict):
+    """A listener's TLS, keyed as the OpenTelemetry Collector's configtls; with it the port speaks only TLS.
+    Relative paths are from the working directory."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    client_ca_file: str | None = None
+    """mTLS: clients must present a certificate this CA bundle verifies."""
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    reload_interval: Seconds | None = None
+    """Look for renewed files this often (at a new connection); unset: read once at start."""
 
 
 class GrpcProtocolConfig(_Listener):
@@ -180,6 +182,16 @@ class OtlpReceiverConfig(_Strict):
 # --- extensions ------------------------------------------------------------------------------
 
 
+class RateLimitConfig(_Strict):
+    spans_per_second: float = Field(gt=0)
+    burst: PositiveInt | None = None
+    """Spans a key may send at once after a quiet spell (default: one second's worth)."""
+
+    @property
+    def bucket(self) -> int:
+        return self.burst or max(1, int(self.spans_per_second))
+
+
 class KeyAuthConfig(_Strict):
     """`spanmeter_keys`: project keys, stored hashed in the ClickHouse store (see `spanmeter keys`)."""
 
@@ -187,6 +199,8 @@ class KeyAuthConfig(_Strict):
     """An admin key accepted without the store: a fresh install's way to run its first `keys create`."""
     refresh_interval: Seconds = 10.0
     """Keys are re-read from the store this often: a revoked key is refused everywhere within it."""
+    rate_limit: RateLimitConfig | None = None
+    """Spans per second each key may send (a token bucket); none: unlimited."""
 
     @field_validator("bootstrap_key")
     @classmethod
@@ -194,9 +208,6 @@ class KeyAuthConfig(_Strict):
         if key and len(key) < 32:
             raise ValueError(f"must be at least 32 characters (a generated secret), got {len(key)}")
         return key
-
-
-# --- processors ------------------------------------------------------------------------------
 
 
 # --- processors ------------------------------------------------------------------------------
@@ -397,6 +408,9 @@ class BudgetProcessorConfig(_Strict):
     """How often spend is re-read from ClickHouse (and budget_status written)."""
     allow_private_targets: bool = False
     """Allow webhook/Slack URLs on private, loopback or link-local addresses."""
+    max_each_values: PositiveInt = 10_000
+    """Distinct values an `each` budget tracks per window (users, sessions...); beyond, new values are not
+    counted (a metric and a warning say so), so a sender cannot grow the collector's memory without bound."""
 
     @model_validator(mode="after")
     def _references(self) -> BudgetProcessorConfig:
@@ -617,7 +631,6 @@ class Config(_Strict):
                     ("service", "pipelines", signal, "exporters"), "only otlp exporters can take metrics and logs"
                 )
         return self
-
 
     def _check_listeners(self) -> None:
         """Every authenticator named exists and is enabled; nothing listens beyond loopback unguarded."""

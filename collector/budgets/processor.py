@@ -90,6 +90,14 @@ class BudgetProcessor:
             ["channel", "outcome"],
             registry=registry,
         )
+        self.each_values_capped = Counter(
+            "spanmeter_budget_each_values_capped",
+            "Spans not counted by an `each` budget already tracking max_each_values values this window",
+            ["budget"],
+            registry=registry,
+        )
+        self._each_seen: dict[int, tuple[int, set[tuple[str, ...]]]] = {}  # budget -> (window start, values)
+        self._capped_warned: set[str] = set()
         self.reconcile_errors = Counter(
             "spanmeter_budget_reconcile_errors", "Failed reads of budget spend from ClickHouse", registry=registry
         )
@@ -131,6 +139,8 @@ class BudgetProcessor:
                 start, end = bounds[index]
                 if not start <= bucket < end:
                     continue
+                if values and not self._tracks(index, values, start):
+                    continue
                 totals = deltas.get(((index, values), bucket))
                 if totals is None:
                     totals = deltas[((index, values), bucket)] = Totals()
@@ -138,6 +148,29 @@ class BudgetProcessor:
         self._ledger.add(deltas, len(records))
         if deltas:
             self._check({key for key, _ in deltas}, now)
+
+    def _tracks(self, index: int, values: tuple[str, ...], window_start: int) -> bool:
+        """Whether this `each` value is counted: the first `max_each_values` of a window are."""
+        started, seen = self._each_seen.get(index, (window_start, set()))
+        if started != window_start:
+            seen = set()
+        self._each_seen[index] = (window_start, seen)
+        if values in seen:
+            return True
+        if len(seen) >= self.config.max_each_values:
+            name = self.budgets[index].name
+            if name not in self._capped_warned:
+                self._capped_warned.add(name)
+                logger.warning(
+                    "budget %r tracks %d values this window (max_each_values): spans with new values are not "
+                    "counted toward it until the window ends",
+                    name,
+                    len(seen),
+                )
+            self.each_values_capped.labels(name).inc()
+            return False
+        seen.add(values)
+        return True
 
     # --- status ------------------------------------------------------------------------------
 
@@ -263,7 +296,7 @@ class BudgetProcessor:
                 base = {}
                 for index, budget in enumerate(self.budgets):
                     start, end = budget.window.bounds(now)
-                    base.update(store.spend(index, budget, start, end))
+                    base.update(store.spend(index, budget, start, end, self.config.max_each_values))
             self._ledger.reconcile(base, stored, range(len(self.budgets)))
             earliest = min((b.window.period(now)[0] for b in self.budgets), default=now)
             fired = store.fired(earliest)

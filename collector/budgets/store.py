@@ -81,8 +81,11 @@ class BudgetStore:
     def _table(self, name: str) -> str:
         return f"{self._database}.{name}"
 
-    def spend(self, index: int, budget: Budget, start: datetime, end: datetime) -> dict[Key, Buckets]:
-        """The stored spend of one budget in [start, end), by each-values and bucket."""
+    def spend(
+        self, index: int, budget: Budget, start: datetime, end: datetime, most_values: int = 0
+    ) -> dict[Key, Buckets]:
+        """The stored spend of one budget in [start, end), by each-values and bucket; for an `each` budget,
+        at most `most_values` values (the costliest), as the collector tracks no more than that."""
         sql = budget.scope.sql("s")
         if budget.window.kind == "rolling":
             bucket = "toUnixTimestamp(toStartOfHour(timestamp))"
@@ -95,6 +98,15 @@ class BudgetStore:
             f"FROM {{database:Identifier}}.genai_spans WHERE {' AND '.join(where)} GROUP BY {', '.join(groups)}"
         )
         parameters = {"database": self._database, "start": start, "end": end, **sql.parameters}
+        if sql.group and most_values:
+            # Rows are values x buckets (hours, for a rolling window): keep the costliest values' rows.
+            values = ", ".join(sql.group)
+            query += (
+                f" ORDER BY sum(sum(total_cost)) OVER (PARTITION BY {values}) DESC, {values}"
+                " LIMIT {most_rows:UInt64}"
+            )
+            hours = budget.window.hours if budget.window.kind == "rolling" else 1
+            parameters["most_rows"] = most_values * max(1, hours)
         result: dict[Key, Buckets] = {}
         each = len(sql.group)
         for row in self._client.query(query, parameters=parameters).result_rows:

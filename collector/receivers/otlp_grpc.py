@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import grpc
+from google.rpc.error_details_pb2 import RetryInfo
 
 from ..auth import AuthError, KeyAuthenticator, bearer_token, require_sender
 from ..config import GrpcProtocolConfig
@@ -54,13 +55,14 @@ class OtlpGrpcReceiver:
         """Take the port, or raise OSError naming the endpoint; serves nothing until `start`."""
         limit = self._config.max_recv_msg_size_mib * _MIB
         server = grpc.aio.server(
+            maximum_concurrent_rpcs=self._config.max_concurrent_requests,  # more: RESOURCE_EXHAUSTED (retried)
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 4 * _MIB),
                 # grpcio sets SO_REUSEPORT by default: a second collector on this port would bind too,
                 # and the kernel would split the senders' spans between the two stores.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         for signal, service in _SERVICES.items():
             handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
@@ -106,6 +108,18 @@ class OtlpGrpcReceiver:
                 request = parse_protobuf(spec, body)
             except BadRequest as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            if principal is not None and self._authenticator is not None:
+                items = count_items(signal, request)
+                wait = self._authenticator.throttle(principal, items)
+                if wait:
+                    self._metrics.spans_refused.labels("rate_limited").inc(items)
+                    retry = RetryInfo()
+                    retry.retry_delay.FromNanoseconds(int(wait * 1e9))
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"the key {principal.key_id} is over its rate limit; retry in {wait:.2f}s",
+                        trailing_metadata=(("google.rpc.retryinfo-bin", retry.SerializeToString()),),
+                    )
             response = spec.response()
             if signal == "traces":
                 try:

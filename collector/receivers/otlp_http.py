@@ -8,6 +8,7 @@ The same port serves the collector's API (health, metrics); see `spanmeter.api`.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -52,6 +53,7 @@ class OtlpHttpReceiver:
         self._metrics = metrics
         self._limit = config.max_request_body_size_mib * _MIB
         self.app = web.Application(client_max_size=self._limit)
+        self._in_flight = 0
         if authenticator is not None:
             self.app.middlewares.append(self._authenticate)
         for signal in SIGNALS:
@@ -117,8 +119,7 @@ class OtlpHttpReceiver:
         except AuthError as exc:
             status, code = (403, _GRPC_PERMISSION_DENIED) if exc.forbidden else (401, _GRPC_UNAUTHENTICATED)
             if otlp:
-                content_type = request.content_type if request.content_type in (PROTOBUF, JSON) else JSON
-                reply = _status(status, content_type, code, str(exc))
+                reply = _status(status, _reply_type(request), code, str(exc))
             else:
                 reply = web.json_response({"error": str(exc)}, status=status)
             if status == 401:
@@ -132,6 +133,17 @@ class OtlpHttpReceiver:
 
         async def export(request: web.Request) -> web.Response:
             self._metrics.requests.labels(signal, "http").inc()
+            if self._in_flight >= self._config.max_concurrent_requests:
+                reply = _status(503, _reply_type(request), _GRPC_UNAVAILABLE, "too many requests at once; retry")
+                reply.headers["Retry-After"] = "1"
+                return reply
+            self._in_flight += 1
+            try:
+                return await handle(request)
+            finally:
+                self._in_flight -= 1
+
+        async def handle(request: web.Request) -> web.Response:
             content_type = request.content_type
             if content_type not in (PROTOBUF, JSON):
                 return _status(
@@ -157,11 +169,24 @@ class OtlpHttpReceiver:
             except BadRequest as exc:
                 return _status(400, content_type, _GRPC_INVALID_ARGUMENT, str(exc))
 
+            principal = request.get(PRINCIPAL)
+            if principal is not None and self._authenticator is not None:
+                items = count_items(signal, message)
+                wait = self._authenticator.throttle(principal, items)
+                if wait:
+                    self._metrics.spans_refused.labels("rate_limited").inc(items)
+                    reply = _status(
+                        429,
+                        content_type,
+                        _GRPC_RESOURCE_EXHAUSTED,
+                        f"the key {principal.key_id} is over its rate limit; retry in {wait:.2f}s",
+                    )
+                    reply.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                    return reply
             response = spec.response()
             if signal == "traces":
                 try:
                     raw = body if content_type == PROTOBUF else None
-                    principal = request.get(PRINCIPAL)
                     outcome = await self._traces.consume(message, raw, principal)  # type: ignore[arg-type]
                 except Backpressure as exc:
                     reply = _status(503, content_type, _GRPC_UNAVAILABLE, str(exc))
@@ -176,6 +201,11 @@ class OtlpHttpReceiver:
             return _encode(200, content_type, response)
 
         return export
+
+
+def _reply_type(request: web.Request) -> str:
+    """Answer in the request's encoding when it is one of OTLP's, else JSON."""
+    return request.content_type if request.content_type in (PROTOBUF, JSON) else JSON
 
 
 def _status(http_status: int, content_type: str, code: int, message: str) -> web.Response:
