@@ -172,7 +172,11 @@ def genai_spans(count: int, transport: str) -> list[ReadableSpan]:
 
 
 def grpc_exporter(
-    collector: Collector, trust: Path | None, client: Issued | None = None, host: str = "127.0.0.1"
+    collector: Collector,
+    trust: Path | None,
+    client: Issued | None = None,
+    host: str = "127.0.0.1",
+    headers: dict[str, str] | None = None,
 ) -> SpanExporter:
     """The SDK's OTLP/gRPC exporter; `trust` None: plaintext."""
     endpoint = f"{host}:{collector.grpc_port}"
@@ -183,10 +187,12 @@ def grpc_exporter(
         private_key=client.key.read_bytes() if client else None,
         certificate_chain=client.cert.read_bytes() if client else None,
     )
-    return GrpcSpanExporter(endpoint=endpoint, credentials=credentials, timeout=EXPORT_TIMEOUT)
+    return GrpcSpanExporter(endpoint=endpoint, credentials=credentials, headers=headers, timeout=EXPORT_TIMEOUT)
 
 
-def http_exporter(collector: Collector, trust: Path | None, client: Issued | None = None) -> SpanExporter:
+def http_exporter(
+    collector: Collector, trust: Path | None, client: Issued | None = None, headers: dict[str, str] | None = None
+) -> SpanExporter:
     """The SDK's OTLP/HTTP exporter; `trust` None: plaintext http://."""
     if trust is None:
         return HttpSpanExporter(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces", timeout=EXPORT_TIMEOUT)
@@ -195,6 +201,7 @@ def http_exporter(collector: Collector, trust: Path | None, client: Issued | Non
         certificate_file=str(trust),
         client_certificate_file=str(client.cert) if client else None,
         client_key_file=str(client.key) if client else None,
+        headers=headers,
         timeout=EXPORT_TIMEOUT,
     )
 
@@ -359,6 +366,35 @@ def test_mtls_a_client_certificate_from_another_ca_is_refused(
     stranger = other_ca.issue("app", server=False)
     exporter = EXPORTERS[transport](mtls_collector, ca.cert, stranger)
     assert_refused(mtls_collector, transport, exporter, store, database)
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_keys_are_checked_inside_mtls(
+    transport: str, start_collector: Callable[..., Collector], ca: CertificateAuthority, store: Any, database: str
+) -> None:
+    """TLS and project keys stack: a client certificate gets a sender through the handshake, a key into a project."""
+    key = "tls-test-bootstrap-admin-key-0123456789"
+    server, client = ca.issue("server", server=True), ca.issue("app", server=False)
+    guarded = {"auth": {"authenticator": "spanmeter_keys"}, "tls": server_tls(server, client_ca_file=str(ca.cert))}
+    collector = start_collector(
+        {
+            "extensions": {"spanmeter_keys": {"bootstrap_key": key}},
+            "service": {"extensions": ["spanmeter_keys"]},
+            "receivers": {"otlp": {"protocols": {"grpc": guarded, "http": guarded}}},
+            "exporters": {"clickhouse": {"batch": {"max_age": "100ms"}}},
+        }
+    )
+    with_key = EXPORTERS[transport](collector, ca.cert, client, headers={"authorization": f"Bearer {key}"})
+    assert export(with_key, genai_spans(2, transport)) == SpanExportResult.SUCCESS
+    wait_for_rows(collector, 2)
+    assert export(EXPORTERS[transport](collector, ca.cert, client), genai_spans(1, transport)) == (
+        SpanExportResult.FAILURE
+    )
+    # Past the handshake, refused for want of a key (once: a missing key is not retried).
+    refused = collector.metrics.registry.get_sample_value("spanmeter_auth_failures_total", {"reason": "missing"})
+    assert refused == 1
+    time.sleep(0.3)
+    assert len(rows(store, database)) == 2
 
 
 # --- reload ------------------------------------------------------------------------------------
