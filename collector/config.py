@@ -470,8 +470,9 @@ class RetryConfig(_Strict):
 class RetentionConfig(_Strict):
     """How long the store keeps what it holds, in days (0: forever); set as TTLs at each start."""
 
-    rows: Days = 400
-    """genai_spans rows, by the span's time."""
+    rows: Days = 0
+    """genai_spans rows, by the span's time (default: kept for good; a ledger does not expire by surprise).
+    With a TTL, spans older than it are rejected per span: they would be deleted as they are inserted."""
     content: Days = 30
     """Captured prompt and completion text (the `content` column): emptied, the row kept."""
     rollups: Days = 0
@@ -707,7 +708,7 @@ class _KeyedError(ValueError):
 _REF_NAME = re.compile(r"^(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
 
 
-def substitute_env(value: str, env: Mapping[str, str], where: str) -> str:
+def substitute_env(value: str, env: Mapping[str, str], where: str, secret: bool = False) -> str:
     """Expand `${env:VAR}`, `${VAR}` and `${env:VAR:-default}` (defaults may nest); `$$` is `$`.
 
     Values taken from the environment are not expanded again, as in the Collector.
@@ -721,8 +722,9 @@ def substitute_env(value: str, env: Mapping[str, str], where: str) -> str:
         elif value.startswith("${", i):
             end = _closing_brace(value, i + 2)
             if end < 0:
-                raise ConfigError(f"{where}: unterminated substitution (a ${{ at character {i + 1} with no }})")
-            out.append(_expand_reference(value[i + 2 : end], env, where))
+                shown = f"(a ${{ at character {i + 1} with no }})" if secret else repr(value[i:])
+                raise ConfigError(f"{where}: unterminated substitution {shown}")
+            out.append(_expand_reference(value[i + 2 : end], env, where, secret))
             i = end + 1
         else:
             out.append(value[i])
@@ -742,24 +744,27 @@ def _closing_brace(text: str, start: int) -> int:
     return -1
 
 
-def _expand_reference(reference: str, env: Mapping[str, str], where: str) -> str:
+def _expand_reference(reference: str, env: Mapping[str, str], where: str, secret: bool) -> str:
     match = _REF_NAME.match(reference)
     if not match:
         raise ConfigError(
-            f"{where}: invalid substitution (${{...}} of {len(reference)} characters); "
+            f"{where}: invalid substitution "
+            + (f"(${{...}} of {len(reference)} characters)" if secret else f"${{{reference}}}")
+            + "; "
             "expected ${env:NAME} or ${env:NAME:-default}"
         )
     name, default = match.group(1), match.group(2)
     if name in env:
         return env[name]
     if default is not None:
-        return substitute_env(default, env, where)
+        return substitute_env(default, env, where, secret)
     raise ConfigError(f"{where}: environment variable {name} is not set and has no default (${{env:{name}:-...}})")
 
 
 def _substitute_tree(node: Any, env: Mapping[str, str], file: str, path: tuple[Any, ...]) -> Any:
     if isinstance(node, str):
-        return substitute_env(node, env, f"{file}: {_format_path(path)}")
+        # In a secret-bearing value (a password, a token, a URL...) an error does not repeat the text.
+        return substitute_env(node, env, f"{file}: {_format_path(path)}", _is_secret(path, node))
     if isinstance(node, dict):
         return {key: _substitute_tree(value, env, file, (*path, key)) for key, value in node.items()}
     if isinstance(node, list):
