@@ -3,6 +3,7 @@ for the exporter. Also routes metrics and logs to forwarders."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,7 +46,10 @@ class TracesPipeline:
         exporter: ClickHouseExporter,
         forwarders: Sequence[OtlpForwarder],
         metrics: CollectorMetrics,
+        retention_days: int = 0,
     ) -> None:
+        """`retention_days`: the store's row TTL (0: none); older spans would expire as they are inserted."""
+        self._retention_ns = retention_days * 86_400 * 10**9
         self._decoder = decoder
         self._processors = processors  # those that keep state across requests (budgets): in this process
         self._exporter = exporter
@@ -63,6 +67,8 @@ class TracesPipeline:
         decoded = await self._decoder.decode(request, body)
         if principal is not None and not principal.admin:
             decoded.records = _in_project_of(principal, decoded)
+        if self._retention_ns:
+            decoded.records = _within_retention(time.time_ns() - self._retention_ns, decoded)
         admission = self._calls.filter(decoded.records)
         records, duplicates = admission.kept, admission.duplicates
         for processor in self._processors:
@@ -87,6 +93,8 @@ class TracesPipeline:
             metrics.genai_spans.labels(convention).inc(count)
         if decoded.rejected:
             metrics.spans_rejected.labels("invalid").inc(decoded.rejected)
+        if decoded.tags_capped:
+            metrics.tags_capped.inc(decoded.tags_capped)
         if self._forwarders:
             payload = body if body is not None else request.SerializeToString()
             for forwarder in self._forwarders:
@@ -113,6 +121,20 @@ def _in_project_of(principal: Principal, decoded: DecodeResult) -> list[SpanReco
                 f"span {record.span_id}: resource attribute {PROJECT_ATTRIBUTE}={record.project!r} is not the "
                 f"project of key {principal.key_id} ({principal.project!r})"
             )
+    return kept
+
+
+def _within_retention(oldest_ns: int, decoded: DecodeResult) -> list[SpanRecord]:
+    """A span older than the store keeps rows would be deleted as it is inserted: refuse it instead of
+    acknowledging what is not kept."""
+    kept = [record for record in decoded.records if record.timestamp >= oldest_ns]
+    if len(kept) < len(decoded.records):
+        for record in decoded.records:
+            if record.timestamp < oldest_ns:
+                decoded.reject(
+                    f"span {record.span_id}: start_time_unix_nano {record.timestamp} is older than the store keeps "
+                    "rows (exporters.clickhouse.retention.rows)"
+                )
     return kept
 
 

@@ -91,6 +91,7 @@ class Collector:
             self.exporter,
             self._forwarders_of(traces.exporters),
             self.metrics,
+            retention_days=store_config.retention.rows,
         )
         telemetry = TelemetryRouter(
             {

@@ -60,6 +60,11 @@ class CollectorMetrics:
             "Rows ClickHouse refused for their values, set aside in rejected/ (spanmeter rejected list)",
             registry=r,
         )
+        self.tags_capped = Counter(
+            "spanmeter_spans_tags_capped",
+            "Spans stored with only the first max_attributes of their tags (the rest left out)",
+            registry=r,
+        )
         self.auth_failures = Counter(
             "spanmeter_auth_failures",
             "Requests refused for their key (missing, malformed, unknown, revoked)",

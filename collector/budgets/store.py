@@ -100,9 +100,9 @@ class BudgetStore:
         parameters = {"database": self._database, "start": start, "end": end, **sql.parameters}
         if sql.group and most_values:
             # Rows are values x buckets (hours, for a rolling window): keep the costliest values' rows.
-            values = ", ".join(sql.group)
+            columns = ", ".join(sql.group)
             query += (
-                f" ORDER BY sum(sum(total_cost)) OVER (PARTITION BY {values}) DESC, {values}"
+                f" ORDER BY sum(sum(total_cost)) OVER (PARTITION BY {columns}) DESC, {columns}"
                 " LIMIT {most_rows:UInt64}"
             )
             hours = budget.window.hours if budget.window.kind == "rolling" else 1

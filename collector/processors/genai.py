@@ -91,6 +91,8 @@ class DecodeResult:
     not_model_calls: int = 0
     """GenAI spans that wrap model calls (workflows, chains, SDK wrappers): their children are counted."""
     by_convention: Counter[str] = field(default_factory=Counter)
+    tags_capped: int = 0
+    """Spans whose tags were cut at `max_attributes`."""
 
     def reject(self, message: str) -> None:
         self.rejected += 1
@@ -142,6 +144,7 @@ class GenAIProcessor:
     def __init__(self, config: GenAIProcessorConfig, conventions: tuple[Convention, ...] = CONVENTIONS) -> None:
         self._config = config
         self._conventions = conventions
+        self._tags_capped = False  # set while a span is read when some of its tags were left out
         # Every attribute any convention reads or detects by: looked up once per attribute, in one pass.
         self._read_keys = frozenset().union(*(c.consumed for c in conventions))
         self._by_scope: dict[str, Convention | None] = {}
@@ -172,6 +175,7 @@ class GenAIProcessor:
                         resource = _Resource(
                             _index(resource_spans.resource.attributes), self._config, self._attribute_redactor
                         )
+                    self._tags_capped = False
                     try:
                         record = self._read(span, known, rest, convention, resource, latest)
                     except InvalidValue as exc:
@@ -180,6 +184,8 @@ class GenAIProcessor:
                         continue
                     result.records.append(record)
                     result.by_convention[convention.name] += 1
+                    if self._tags_capped:
+                        result.tags_capped += 1
         return result
 
     def _scope_convention(self, scope: str) -> Convention | None:
@@ -280,7 +286,8 @@ class GenAIProcessor:
             # Input includes cache and output reasoning (checked): these two bound every count of the row.
             if record.input_tokens > limit or record.output_tokens > limit:
                 raise InvalidValue(_too_many_tokens(record, known, convention, limit))
-        _structured_tags(record.tags, known, convention, self._config.max_attributes)
+        if _structured_tags(record.tags, known, convention, self._config.max_attributes):
+            self._tags_capped = True
         return record
 
     def _time_problem(self, start: int, end: int, latest: int) -> str:
@@ -325,11 +332,15 @@ class GenAIProcessor:
                 for prefix in tag_prefixes:
                     if key.startswith(prefix):
                         name = key[len(prefix) :]
-                        if not name.startswith(convention.tag_skip) and len(tags) < most:
+                        if name.startswith(convention.tag_skip):
+                            break
+                        if len(tags) < most:
                             text = as_str(kv.value)
                             tags[name if len(name) <= MAX_COLUMN_LENGTH else name[:MAX_COLUMN_LENGTH]] = (
                                 text if len(text) <= MAX_COLUMN_LENGTH else text[:MAX_COLUMN_LENGTH]
                             )
+                        else:
+                            self._tags_capped = True
                         break
             elif len(kept) < most:
                 if is_content(key):
@@ -460,8 +471,10 @@ def _parse_structured(name: str, text: str) -> Any:
         raise InvalidValue(f"{name}: neither JSON nor a literal: {preview(text)}") from None
 
 
-def _structured_tags(tags: dict[str, str], known: dict[str, AnyValue], convention: Convention, limit: int) -> None:
-    """Tags from a JSON object attribute (at most `limit` tags in all) or a list attribute."""
+def _structured_tags(tags: dict[str, str], known: dict[str, AnyValue], convention: Convention, limit: int) -> bool:
+    """Tags from a JSON object attribute (at most `limit` tags in all) or a list attribute; True when some
+    were left out for the limit."""
+    capped = False
     for name in convention.tag_objects:
         value = known.get(name)
         if value is None:
@@ -472,6 +485,7 @@ def _structured_tags(tags: dict[str, str], known: dict[str, AnyValue], conventio
                 continue
             for key, entry in entries.items():
                 if len(tags) >= limit:
+                    capped = True
                     break
                 text = entry if isinstance(entry, str) else json.dumps(entry, separators=(",", ":"))
                 tags[_cut(valid_text(key))] = _cut(valid_text(text))
@@ -481,6 +495,7 @@ def _structured_tags(tags: dict[str, str], known: dict[str, AnyValue], conventio
         value = known.get(name)
         if value is not None:
             tags[name] = _cut(",".join(as_str_list(value)))
+    return capped
 
 
 def _read_tokens(record: SpanRecord, values: dict[Field, Any], convention: Convention) -> None:

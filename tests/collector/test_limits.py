@@ -17,9 +17,10 @@ from spanmeter.keys import create_key
 from spanmeter.service import Collector
 
 from .budget_helpers import budget_overrides, budget_status, spend
-from .conftest import deep_merge, http_request, metric_value, tracer_provider, wait_for_rows
+from .conftest import deep_merge, emit, http_request, metric_value, tracer_provider, wait_for_rows
 from .test_auth import AUTH, exporter
 from .test_durability import count_rows, make_spans
+from .test_pricing_e2e import genai_attributes
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
@@ -79,3 +80,26 @@ def test_an_each_budget_tracks_at_most_max_each_values_per_window(start_collecto
     tracked = {entry["values"]["user"]: Decimal(entry["spend_usd"]) for entry in budget_status(collector)}
     assert tracked == {"u-1": 2, "u-2": 1}
     assert metric_value(collector, "spanmeter_budget_each_values_capped_total", budget="per-user") == 1
+
+
+def test_tags_past_max_attributes_are_left_out_and_counted(
+    start_collector: Callable[..., Collector], store: Client, database: str
+) -> None:
+    collector = start_collector({"processors": {"genai": {"max_attributes": 16}}})
+    provider = tracer_provider(collector)
+    many = {f"spanmeter.tag.t{n:03d}": f"v{n}" for n in range(40)}
+    emit(provider, "chat", genai_attributes("openai", "gpt-4o-mini", {"input": 10, "output": 1}, **many))
+    emit(
+        provider,
+        "chat",
+        genai_attributes("openai", "gpt-4o-mini", {"input": 10, "output": 1}, **{"spanmeter.tag.a": "1"}),
+    )
+    wait_for_rows(collector, 2)
+    sizes = sorted(
+        n
+        for (n,) in store.query(
+            "SELECT length(mapKeys(tags)) FROM {db:Identifier}.genai_spans", parameters={"db": database}
+        ).result_rows
+    )
+    assert sizes == [1, 16]
+    assert metric_value(collector, "spanmeter_spans_tags_capped_total") == 1

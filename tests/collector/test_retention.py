@@ -14,14 +14,18 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanmeter.config import Config, ConfigError
 from spanmeter.exporters.wal import MAGIC, encode_table
 from spanmeter.retention import current_ttls
 from spanmeter.service import Collector, CollectorThread
 
-from .conftest import emit, rows, span_exporter, tracer_provider, wait_for_rows
+from .conftest import emit, http_request, rows, span_exporter, tracer_provider, wait_for_rows
 from .test_durability import make_spans
 from .test_pricing_e2e import genai_attributes
 from .test_wal import HOLD
@@ -61,7 +65,7 @@ def test_retention_settings_parse_as_days(make_config: Callable[..., Config]) ->
     settings = config.exporters["clickhouse"].retention  # type: ignore[union-attr]
     assert (settings.rows, settings.content, settings.rollups) == (14, 3, 1095)
     defaults = make_config().exporters["clickhouse"].retention  # type: ignore[union-attr]
-    assert (defaults.rows, defaults.content, defaults.rollups) == (400, 30, 0)
+    assert (defaults.rows, defaults.content, defaults.rollups) == (0, 30, 0)  # rows: kept unless asked
     for bad in ("5h", "ten days", "-1d"):
         with pytest.raises(ConfigError, match=r"exporters\.clickhouse\.retention\.rows"):
             make_config(retention(rows=bad))
@@ -70,7 +74,7 @@ def test_retention_settings_parse_as_days(make_config: Callable[..., Config]) ->
 def test_a_changed_retention_setting_alters_the_tables(
     make_config: Callable[..., Config], store: Client, database: str
 ) -> None:
-    with CollectorThread(make_config()):
+    with CollectorThread(make_config(retention(rows="400d"))):
         pass
     ttls = current_ttls(store, database)
     assert (ttls.rows, ttls.content, ttls.rollups) == (400, 30, None)
@@ -159,3 +163,29 @@ def test_rows_an_older_version_left_in_the_wal_are_stored_after_the_upgrade(
             time.sleep(0.05)
         assert restarted.exporter.wal.quarantined == 0
     assert [row["content"] for row in rows(store, database)] == [{}] * 4
+
+
+def test_a_span_older_than_the_row_ttl_is_rejected_not_acknowledged_and_lost(
+    make_config: Callable[..., Config], store: Client, database: str
+) -> None:
+    """ClickHouse deletes a row already past its TTL as it is inserted: acknowledging it would lose it."""
+    with CollectorThread(make_config(retention(rows="1d"))) as collector:
+        provider = TracerProvider()
+        memory = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        attributes = genai_attributes("openai", "gpt-4o", {"input": 100, "output": 20})
+        now = time.time_ns()
+        old = emit(provider, "chat", attributes, now - 3 * DAY_NS)
+        new = emit(provider, "chat", attributes, now - 60 * 10**9)
+        status, _, body = http_request(
+            collector,
+            "/v1/traces",
+            encode_spans(memory.get_finished_spans()).SerializeToString(),
+            {"Content-Type": "application/x-protobuf"},
+        )
+        assert status == 200
+        answer = ExportTraceServiceResponse.FromString(body).partial_success
+        assert answer.rejected_spans == 1
+        assert old in answer.error_message and "retention.rows" in answer.error_message
+        wait_for_rows(collector, 1)
+    assert [row["span_id"] for row in rows(store, database)] == [new]
