@@ -95,10 +95,13 @@ def chunks(spans: Sequence[ReadableSpan], size: int) -> list[Sequence[ReadableSp
 class Collector:
     """`spanmeter serve` in a child process, as a user runs it; from `source` (a checkout), this one by default."""
 
-    def __init__(self, data: Path, workers: int = 0, source: Path = REPO) -> None:
+    def __init__(
+        self, data: Path, workers: int = 0, source: Path = REPO, overrides: dict[str, Any] | None = None
+    ) -> None:
         config = Path(data) / "pipelines.yaml"
         raw = yaml.safe_load((source / "pipelines.yaml").read_text())
         raw["service"]["workers"] = workers
+        raw = merged(raw, overrides or {})
         config.write_text(yaml.safe_dump(raw))
         env = {
             **os.environ,
@@ -117,6 +120,7 @@ class Collector:
             text=True,
         )
         self.grpc_port = self.http_port = 0
+        self.api_scheme, self.api_context = "http", None  # https and its CA when the API speaks TLS
         assert self.process.stderr is not None
         for line in self.process.stderr:
             if match := re.search(r"OTLP/gRPC receiver listening on [\d.]+:(\d+)", line):
@@ -129,7 +133,8 @@ class Collector:
         threading.Thread(target=self.process.stderr.read, daemon=True).start()  # keep the pipe drained
 
     def stored(self) -> int:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as response:
+        url = f"{self.api_scheme}://localhost:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10, context=self.api_context) as response:
             text = response.read().decode()
         match = re.search(r"^spanmeter_spans_stored_total ([\d.e+]+)$", text, re.MULTILINE)
         return int(float(match.group(1))) if match else 0
@@ -141,6 +146,16 @@ class Collector:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=120)
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`, mapping by mapping."""
+    result = dict(base)
+    for key, value in override.items():
+        result[key] = (
+            merged(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) else value
+        )
+    return result
 
 
 def checkout(revision: str, into: Path) -> Path:

@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -25,7 +26,17 @@ from ingest import REPO, Collector, checkout, chunks, encode_spans, in_threads, 
 PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-def offer(collector: Collector, rate: int, seconds: float, batch: int, senders: int) -> tuple[list[float], float]:
+def offer(
+    collector: Collector,
+    rate: int,
+    seconds: float,
+    batch: int,
+    senders: int,
+    channel: Callable[[], grpc.Channel] | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> tuple[list[float], float]:
+    """Latencies of requests offered at `rate` spans/s, and the rate stored. `channel` opens a sender's
+    channel (default: plaintext to the collector); `metadata` goes with each request (e.g. a key)."""
     total = int(rate * seconds)
     bodies = [encode_spans(b).SerializeToString() for b in chunks(make_spans(total), batch)]
     interval = senders * batch / rate  # each sender's period between requests
@@ -36,15 +47,16 @@ def offer(collector: Collector, rate: int, seconds: float, batch: int, senders: 
 
     def sender(index: int) -> None:
         mine = bodies[index::senders]
-        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
-            export = channel.unary_unary(PATH)
+        opened = channel() if channel is not None else grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}")
+        with opened:
+            export = opened.unary_unary(PATH)
             for n, body in enumerate(mine):
                 due = start + index * interval / senders + n * interval
                 pause = due - time.perf_counter()
                 if pause > 0:
                     time.sleep(pause)
                 sent = time.perf_counter()
-                export(body, timeout=30)
+                export(body, timeout=30, metadata=metadata)
                 elapsed = time.perf_counter() - sent
                 with lock:
                     latencies.append(elapsed)
