@@ -44,3 +44,19 @@ def test_enable_needs_a_url(gate_off, monkeypatch):
     monkeypatch.delenv("SPANMETER_BUDGET_URL", raising=False)
     with pytest.raises(ValueError, match="SPANMETER_BUDGET_URL"):
         enable_budget_gate()
+
+
+def test_the_gate_sends_the_apps_project_key(monkeypatch):
+    """The key the app's exporter sends (OTEL_EXPORTER_OTLP_HEADERS, URL-encoded per the spec) is the gate's,
+    unless SPANMETER_API_KEY names one; the traces-specific variable wins over the general one."""
+    from spanmeter_instrumentation._budget import BudgetGate
+
+    for name in ("SPANMETER_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+        monkeypatch.delenv(name, raising=False)
+    assert BudgetGate("http://127.0.0.1:1")._key is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=a,Authorization=Bearer%20smk_general")
+    assert BudgetGate("http://127.0.0.1:1")._key == "smk_general"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "authorization=Bearer smk_traces")
+    assert BudgetGate("http://127.0.0.1:1")._key == "smk_traces"
+    monkeypatch.setenv("SPANMETER_API_KEY", "smk_explicit")
+    assert BudgetGate("http://127.0.0.1:1")._key == "smk_explicit"
