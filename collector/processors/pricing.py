@@ -61,28 +61,27 @@ class PricingProcessor:
             record.price_status = NO_USAGE
             record.price_source = ""
             return
-        model = record.model
-        override = self._overrides.get(_override_key(record.provider or None, model)) or self._overrides.get(
+        status, found = self.resolve(record.provider, record.model, record.request_model)
+        record.price_status = status
+        record.price_source = OVERRIDE_SOURCE if status == OVERRIDE else self.source
+        if isinstance(found, RateCard):
+            _apply(record, found)
+        elif found is not None:
+            _apply(record, self._card(found.get_prices(_request_time(record.timestamp))))
+
+    def resolve(self, provider: str, model: str, request_model: str) -> tuple[str, RateCard | ModelInfo | None]:
+        """The price status of a (provider, model, requested model) and what prices it: an override's card, the
+        genai-prices model (whose price depends on the request time), or nothing (unpriced)."""
+        override = self._overrides.get(_override_key(provider or None, model)) or self._overrides.get(
             _override_key(None, model)
         )
         if override is not None:
-            _apply(record, override)
-            record.price_status = OVERRIDE
-            record.price_source = OVERRIDE_SOURCE
-            return
-        record.price_source = self.source
-        model_info = self._model(record.provider, model)
-        if model_info is None and record.request_model and record.request_model != model:
+            return OVERRIDE, override
+        model_info = self._model(provider, model)
+        if model_info is None and request_model and request_model != model:
             # A deployment or gateway may answer with a name no price list knows; what was asked for may be known.
-            model_info = self._model(record.provider, record.request_model)
-        if model_info is None:
-            record.price_status = UNPRICED
-            return
-        at = datetime.fromtimestamp(record.timestamp // 1_000_000_000, UTC).replace(
-            microsecond=(record.timestamp // 1000) % 1_000_000
-        )
-        _apply(record, self._card(model_info.get_prices(at)))
-        record.price_status = PRICED
+            model_info = self._model(provider, request_model)
+        return (UNPRICED, None) if model_info is None else (PRICED, model_info)
 
     def _card(self, price: ModelPrice) -> RateCard:
         card = self._cards.get(id(price))
@@ -100,6 +99,11 @@ class PricingProcessor:
             self._models.clear()
         self._models[key] = found = _find_model(provider, model)
         return found
+
+
+def _request_time(timestamp: int) -> datetime:
+    """A span's start (ns since the epoch) as genai-prices takes it: UTC, to the microsecond."""
+    return datetime.fromtimestamp(timestamp // 1_000_000_000, UTC).replace(microsecond=(timestamp // 1000) % 1_000_000)
 
 
 def _find_model(provider: str, model: str) -> ModelInfo | None:
