@@ -15,7 +15,7 @@ from .exporters.wal import WalUnavailable, WalWriteError
 from .keys import Principal
 from .processors import DecodeResult
 from .processors.dedupe import CallDeduplicator
-from .processors.genai import DEFAULT_PROJECT, PROJECT_ATTRIBUTE
+from .processors.genai import DEFAULT_PROJECT, PROJECT_ATTRIBUTE, GenAIPrefilter
 from .records import SpanRecord
 from .telemetry import CollectorMetrics
 
@@ -58,13 +58,16 @@ class TracesPipeline:
         # Processors that count what was accepted (budgets) hear of rows once they are queued.
         self._on_queued = [hook for p in processors if (hook := getattr(p, "queued", None)) is not None]
         self._calls = CallDeduplicator()
+        self._prefilter = GenAIPrefilter()
 
     async def consume(
         self, request: ExportTraceServiceRequest, body: bytes | None = None, principal: Principal | None = None
     ) -> ExportOutcome:
         """Decode, price and tag; returns once the rows are durable in the WAL. Raises Backpressure when they
         cannot be kept now (the sender retries). `principal`: the sender's key, when keys are required."""
-        decoded = await self._decoder.decode(request, body)
+        if body is None:  # OTLP/JSON: markers are looked for in the protobuf encoding, also forwarded
+            body = request.SerializeToString()
+        decoded = await self._decode(request, body)
         if principal is not None and not principal.admin:
             decoded.records = _in_project_of(principal, decoded)
         if self._retention_ns:
@@ -96,9 +99,8 @@ class TracesPipeline:
         if decoded.tags_capped:
             metrics.tags_capped.inc(decoded.tags_capped)
         if self._forwarders:
-            payload = body if body is not None else request.SerializeToString()
             for forwarder in self._forwarders:
-                forwarder.forward("traces", payload)
+                forwarder.forward("traces", body)
         else:
             if decoded.non_genai:
                 metrics.spans_dropped.labels("not_genai").inc(decoded.non_genai)
@@ -107,6 +109,17 @@ class TracesPipeline:
         if duplicates:
             metrics.spans_dropped.labels("duplicate_call").inc(duplicates)
         return ExportOutcome(decoded.rejected, decoded.message)
+
+    async def _decode(self, request: ExportTraceServiceRequest, body: bytes) -> DecodeResult:
+        """Only the spans that may be GenAI reach the decoder (`GenAIPrefilter`); the others are counted as not
+        GenAI, with no work per attribute: most of an app's whole OTLP stream is ordinary spans."""
+        subset, skipped = self._prefilter.split(request, body)
+        if subset is None:
+            decoded = DecodeResult()
+        else:
+            decoded = await self._decoder.decode(subset, body if subset is request else None)
+        decoded.non_genai += skipped
+        return decoded
 
 
 def _in_project_of(principal: Principal, decoded: DecodeResult) -> list[SpanRecord]:

@@ -3,7 +3,7 @@ table, not branches in the processor."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -52,6 +52,15 @@ JSON_PATH = "#"
 
 def base_attribute(name: str) -> str:
     return name.split(JSON_PATH, 1)[0]
+
+
+def detection_keys(conventions: Iterable[Convention]) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+    """What makes a span GenAI, from the tables: every convention's marker attribute keys as UTF-8 bytes (as
+    they appear in an OTLP body, protobuf or JSON) and its scope name prefixes. A span with neither is not read."""
+    conventions = tuple(conventions)
+    markers = sorted({marker.encode() for convention in conventions for marker in convention.markers})
+    scopes = tuple(dict.fromkeys(scope for convention in conventions for scope in convention.scopes))
+    return tuple(markers), scopes
 
 
 @dataclass(frozen=True)

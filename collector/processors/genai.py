@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from opentelemetry.semconv.attributes import service_attributes as service
 
 from ..config import GenAIProcessorConfig
 from ..conventions import CONVENTIONS, Convention, Field, normalize_provider
-from ..conventions.base import AGGREGATE_OPERATIONS, JSON_PATH, TOKEN_FIELDS
+from ..conventions.base import AGGREGATE_OPERATIONS, JSON_PATH, TOKEN_FIELDS, detection_keys
 from ..otlp_values import (
     MAX_TEXT_LENGTH,
     InvalidValue,
@@ -48,6 +49,7 @@ __all__ = [
     "MIN_TIMESTAMP_NS",
     "PROJECT_ATTRIBUTE",
     "DecodeResult",
+    "GenAIPrefilter",
     "GenAIProcessor",
 ]
 
@@ -357,6 +359,158 @@ class GenAIProcessor:
                         text = redactor.redact(text)
                 kept[key if len(key) <= MAX_COLUMN_LENGTH else key[:MAX_COLUMN_LENGTH]] = text
         return tags, kept
+
+
+class GenAIPrefilter:
+    """Sets aside, from a request's bytes, the spans that cannot be GenAI, so that an ordinary span costs no
+    Python work per attribute (most of an app's whole OTLP stream is ordinary spans).
+
+    `GenAIProcessor` reads a span when its scope name starts with a convention's prefix or it carries a marker
+    attribute. A marker key's UTF-8 bytes lie inside the bytes of the span carrying it, whatever the encoder, so
+    a span whose bytes hold no marker, in a scope no convention names, is not GenAI. Finding markers is
+    `bytes.find` (C); locating spans walks only the length prefixes of the messages holding a hit. A marker found
+    in a value only makes a span a candidate: `GenAIProcessor` still decides, so no GenAI span is missed.
+    """
+
+    def __init__(self, conventions: tuple[Convention, ...] = CONVENTIONS) -> None:
+        self._markers, self._scopes = detection_keys(conventions)
+
+    def split(self, request: ExportTraceServiceRequest, body: bytes) -> tuple[ExportTraceServiceRequest | None, int]:
+        """(the request holding every span that may be GenAI, or None when there is none; how many spans were
+        set aside). `body` is `request`'s protobuf encoding. The request itself is returned when nothing is set
+        aside, or when its bytes are not laid out as expected (a group field): then nothing is."""
+        scopes = self._scopes
+        named = [
+            [scope.scope.name.startswith(scopes) for scope in resource.scope_spans]
+            for resource in request.resource_spans
+        ]
+        if all(all(row) for row in named):
+            return request, 0
+        hits = self._hits(body)
+        if not hits and not any(any(row) for row in named):  # no marker, no scope a convention names
+            return None, sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        resource_ranges = _length_delimited(body, 0, len(body), 1)
+        if resource_ranges is None or len(resource_ranges) != len(named):
+            return request, 0
+        picks: list[tuple[int, int, list[int] | None]] = []  # (resource, scope, spans: None for all)
+        skipped = 0
+        for r, (resource, (start, end)) in enumerate(zip(request.resource_spans, resource_ranges, strict=True)):
+            scope_ranges = _length_delimited(body, start, end, 2) if _hit_within(hits, start, end) else None
+            if scope_ranges is not None and len(scope_ranges) != len(named[r]):
+                return request, 0
+            for s, scope in enumerate(resource.scope_spans):
+                if named[r][s]:
+                    picks.append((r, s, None))
+                    continue
+                if scope_ranges is None or not _hit_within(hits, *scope_ranges[s]):
+                    skipped += len(scope.spans)
+                    continue
+                span_ranges = _length_delimited(body, *scope_ranges[s], 2)
+                if span_ranges is None or len(span_ranges) != len(scope.spans):
+                    return request, 0
+                candidates = _spans_hit(hits, span_ranges)
+                skipped += len(span_ranges) - len(candidates)
+                if candidates:
+                    picks.append((r, s, candidates if len(candidates) < len(span_ranges) else None))
+        if not skipped:
+            return request, 0
+        return (_subset(request, picks) if picks else None), skipped
+
+    def _hits(self, body: bytes) -> list[int]:
+        """Where any marker key starts in `body`, in order."""
+        hits: list[int] = []
+        find = body.find
+        for marker in self._markers:
+            at = find(marker)
+            while at >= 0:
+                hits.append(at)
+                at = find(marker, at + len(marker))
+        hits.sort()
+        return hits
+
+
+def _hit_within(hits: list[int], start: int, end: int) -> bool:
+    at = bisect_left(hits, start)
+    return at < len(hits) and hits[at] < end
+
+
+def _spans_hit(hits: list[int], ranges: list[tuple[int, int]]) -> list[int]:
+    """Indices of the ranges (in order, disjoint) holding a hit."""
+    found: list[int] = []
+    at = bisect_left(hits, ranges[0][0]) if ranges else 0
+    count = len(hits)
+    for index, (start, end) in enumerate(ranges):
+        while at < count and hits[at] < start:
+            at += 1
+        if at < count and hits[at] < end:
+            found.append(index)
+    return found
+
+
+def _length_delimited(body: bytes, start: int, end: int, number: int) -> list[tuple[int, int]] | None:
+    """The byte ranges of field `number`'s length-delimited values in the message at body[start:end], in order
+    (a repeated message field's elements, as a protobuf parser appends them); fields of other numbers or wire
+    types skipped. None when the bytes hold a group or overrun the message."""
+    ranges: list[tuple[int, int]] = []
+    at = start
+    try:
+        while at < end:
+            tag = body[at]
+            at += 1
+            if tag & 0x80:
+                tag, at = _varint(body, at, tag)
+            wire = tag & 7
+            if wire == 2:
+                length = body[at]
+                at += 1
+                if length & 0x80:
+                    length, at = _varint(body, at, length)
+                if tag >> 3 == number:
+                    ranges.append((at, at + length))
+                at += length
+            elif wire == 0:
+                while body[at] & 0x80:
+                    at += 1
+                at += 1
+            elif wire == 1:
+                at += 8
+            elif wire == 5:
+                at += 4
+            else:
+                return None
+    except IndexError:
+        return None
+    return ranges if at == end else None
+
+
+def _varint(body: bytes, at: int, first: int) -> tuple[int, int]:
+    """A varint whose first byte (`first`, continuation bit set) was just read; (value, position after it)."""
+    value = first & 0x7F
+    shift = 7
+    while True:
+        byte = body[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def _subset(
+    request: ExportTraceServiceRequest, picks: list[tuple[int, int, list[int] | None]]
+) -> ExportTraceServiceRequest:
+    """A request with only the picked scopes and spans, each resource and scope as it was."""
+    subset = ExportTraceServiceRequest()
+    last = -1
+    for r, s, spans in picks:
+        resource = request.resource_spans[r]
+        if r != last:
+            into = subset.resource_spans.add(resource=resource.resource, schema_url=resource.schema_url)
+            last = r
+        scope = resource.scope_spans[s]
+        kept = scope.spans if spans is None else [scope.spans[index] for index in spans]
+        into.scope_spans.add(scope=scope.scope, schema_url=scope.schema_url, spans=kept)
+    return subset
 
 
 def _is_model_call(convention: Convention, known: dict[str, AnyValue]) -> bool:
