@@ -105,6 +105,8 @@ class ColumnarPricer:
         self._cards: list[RateCard] = []
         self._plans: list[_Plan] = []
         self._index: dict[int, int] = {}  # id(RateCard) -> position in _cards
+        self._exact = np.ones(1, dtype=bool)  # per card: priced on integers
+        self._base = np.zeros((1, 4), dtype=np.int64)  # per card and kind: the base price in units
 
     def price(self, table: pa.Table, has_usage: Sequence[bool] | npt.NDArray[np.bool_]) -> PricedColumns:
         rows = table.num_rows
@@ -124,21 +126,22 @@ class ColumnarPricer:
             elif found is not None:
                 card[members] = self._choose(found, timestamps[members])
         costs, rejections = self._price_rows(table, card)
-        total = costs.sum(axis=1)
-        columns = [*(costs[:, kind] for kind in range(4)), total]
-        for name, units in zip(COST_COLUMNS, columns, strict=True):
-            table = _set(table, name, _decimal_column(units))
+        units = [*(costs[:, kind] for kind in range(4)), costs.sum(axis=1)]
+        filled = {name: _decimal_column(column) for name, column in zip(COST_COLUMNS, units, strict=True)}
         source = np.where(status == _STATUS_CODE[OVERRIDE], 2, np.where(status == _STATUS_CODE[NO_USAGE], 0, 1))
-        table = _set(table, "price_status", _strings(status, _STATUSES))
-        table = _set(table, "price_source", _strings(source, ("", self.reference.source, OVERRIDE_SOURCE)))
-        return PricedColumns(table, rejections)
+        filled["price_status"] = pa.array(_STATUSES).take(status)
+        filled["price_source"] = pa.array(["", self.reference.source, OVERRIDE_SOURCE]).take(source)
+        arrays = [filled.get(name, column) for name, column in zip(table.column_names, table.columns, strict=True)]
+        return PricedColumns(pa.Table.from_arrays(arrays, names=table.column_names), rejections)
 
     def _card_index(self, card: RateCard) -> int:
         index = self._index.get(id(card))
         if index is None or self._cards[index] is not card:
             index = self._index[id(card)] = len(self._cards)
             self._cards.append(card)
-            self._plans.append(_Plan(card))
+            self._plans.append(plan := _Plan(card))
+            self._exact = np.array([*self._exact[: len(self._cards) - 1], plan.exact], dtype=bool)
+            self._base = np.vstack([self._base[: len(self._cards) - 1], [plan.base]])
         return index
 
     def _choose(self, model: ModelInfo, timestamps: Int64s) -> Int64s | int:
@@ -164,9 +167,7 @@ class ColumnarPricer:
         """Units of 10^-12 USD per row and kind (input without cache, cache read, cache write, output), and the
         rows the integers cannot price exactly."""
         priced = card >= 0
-        plans = self._plans
-        exact = np.array([plan.exact for plan in plans] or [True], dtype=bool)
-        base = np.array([plan.base for plan in plans] or [[0, 0, 0, 0]], dtype=np.int64)
+        plans, exact, base = self._plans, self._exact, self._base
         safe = np.where(priced, card, 0)
         fallback = priced & ~exact[safe]
         for count in counts[:4]:
@@ -275,12 +276,3 @@ def _decimal_column(units: Int64s) -> pa.Array:
     words[:, 0] = units
     words[:, 1] = units >> 63
     return pa.Array.from_buffers(_COST, len(units), [None, pa.py_buffer(words)])
-
-
-def _strings(codes: npt.NDArray[np.integer], values: Sequence[str]) -> pa.Array:
-    dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8)), pa.array(list(values)))
-    return dictionary.cast(pa.string())
-
-
-def _set(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
-    return table.set_column(table.schema.get_field_index(name), name, column)

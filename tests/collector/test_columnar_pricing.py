@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from spanmeter.config import PriceOverride, PricingProcessorConfig
-from spanmeter.exporters.clickhouse import to_arrow
+from spanmeter.exporters.clickhouse import ARROW_SCHEMA, to_arrow
 from spanmeter.processors.columnar_pricing import COST_COLUMNS, ColumnarPricer
 from spanmeter.processors.pricing import PricingProcessor
 from spanmeter.records import COLUMNS, SpanRecord
@@ -93,6 +93,7 @@ def test_columnar_pricing_equals_the_reference_row_for_row() -> None:
             assert values[index] == getattr(record, name), (index, name, record.provider, record.model)
     statuses = set(columns["price_status"])
     assert statuses == {"priced", "override", "unpriced", "no_usage"}
-    # The other columns are untouched.
+    # The other columns are untouched, and the table is still the exporter's.
+    assert priced.table.schema.equals(ARROW_SCHEMA)
     for name in ("timestamp", "provider", "response_model", "input_tokens", "tags"):
         assert priced.table.column(name).equals(table.column(name))
