@@ -110,6 +110,8 @@ class ColumnarPricer:
 
     def price(self, table: pa.Table, has_usage: Sequence[bool] | npt.NDArray[np.bool_]) -> PricedColumns:
         rows = table.num_rows
+        if not rows:
+            return PricedColumns(table, {})
         usage = np.asarray(has_usage, dtype=bool)
         keys, groups = _group(table)
         timestamps = np.asarray(table.column("timestamp").cast(pa.int64()).to_numpy())

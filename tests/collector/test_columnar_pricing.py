@@ -97,3 +97,8 @@ def test_columnar_pricing_equals_the_reference_row_for_row() -> None:
     assert priced.table.schema.equals(ARROW_SCHEMA)
     for name in ("timestamp", "provider", "response_model", "input_tokens", "tags"):
         assert priced.table.column(name).equals(table.column(name))
+
+
+def test_an_empty_table_is_returned_as_is() -> None:
+    table = to_arrow([])
+    assert ColumnarPricer(PricingProcessor(PricingProcessorConfig())).price(table, []).table.equals(table)
