@@ -58,9 +58,11 @@ def detection_keys(conventions: Iterable[Convention]) -> tuple[tuple[bytes, ...]
     """What makes a span GenAI, from the tables: every convention's marker attribute keys as UTF-8 bytes (as
     they appear in an OTLP body, protobuf or JSON) and its scope name prefixes. A span with neither is not read."""
     conventions = tuple(conventions)
-    markers = sorted({marker.encode() for convention in conventions for marker in convention.markers})
+    names = {marker for convention in conventions for marker in convention.markers}
+    # The attributes most conventions read first: a GenAI span is then recognised by its first search.
+    markers = sorted(names, key=lambda name: (-sum(name in c.consumed for c in conventions), name))
     scopes = tuple(dict.fromkeys(scope for convention in conventions for scope in convention.scopes))
-    return tuple(markers), scopes
+    return tuple(marker.encode() for marker in markers), scopes
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import json
 import time
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -367,9 +366,10 @@ class GenAIPrefilter:
 
     `GenAIProcessor` reads a span when its scope name starts with a convention's prefix or it carries a marker
     attribute. A marker key's UTF-8 bytes lie inside the bytes of the span carrying it, whatever the encoder, so
-    a span whose bytes hold no marker, in a scope no convention names, is not GenAI. Finding markers is
-    `bytes.find` (C); locating spans walks only the length prefixes of the messages holding a hit. A marker found
-    in a value only makes a span a candidate: `GenAIProcessor` still decides, so no GenAI span is missed.
+    a span whose bytes hold no marker, in a scope no convention names, is not GenAI. Markers are looked for with
+    `bytes.find` (C) in each scope's bytes, then in each span's of a scope holding one; the scopes and spans are
+    located by their length prefixes alone. A marker in a value only makes a span a candidate: `GenAIProcessor`
+    still decides, so no GenAI span is missed.
     """
 
     def __init__(self, conventions: tuple[Convention, ...] = CONVENTIONS) -> None:
@@ -386,29 +386,27 @@ class GenAIPrefilter:
         ]
         if all(all(row) for row in named):
             return request, 0
-        hits = self._hits(body)
-        if not hits and not any(any(row) for row in named):  # no marker, no scope a convention names
-            return None, sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
         resource_ranges = _length_delimited(body, 0, len(body), 1)
         if resource_ranges is None or len(resource_ranges) != len(named):
             return request, 0
         picks: list[tuple[int, int, list[int] | None]] = []  # (resource, scope, spans: None for all)
         skipped = 0
+        marked = self._marked
         for r, (resource, (start, end)) in enumerate(zip(request.resource_spans, resource_ranges, strict=True)):
-            scope_ranges = _length_delimited(body, start, end, 2) if _hit_within(hits, start, end) else None
-            if scope_ranges is not None and len(scope_ranges) != len(named[r]):
+            scope_ranges = _length_delimited(body, start, end, 2)
+            if scope_ranges is None or len(scope_ranges) != len(named[r]):
                 return request, 0
             for s, scope in enumerate(resource.scope_spans):
                 if named[r][s]:
                     picks.append((r, s, None))
                     continue
-                if scope_ranges is None or not _hit_within(hits, *scope_ranges[s]):
+                if not marked(body, *scope_ranges[s]):
                     skipped += len(scope.spans)
                     continue
                 span_ranges = _length_delimited(body, *scope_ranges[s], 2)
                 if span_ranges is None or len(span_ranges) != len(scope.spans):
                     return request, 0
-                candidates = _spans_hit(hits, span_ranges)
+                candidates = [index for index, (first, last) in enumerate(span_ranges) if marked(body, first, last)]
                 skipped += len(span_ranges) - len(candidates)
                 if candidates:
                     picks.append((r, s, candidates if len(candidates) < len(span_ranges) else None))
@@ -416,35 +414,10 @@ class GenAIPrefilter:
             return request, 0
         return (_subset(request, picks) if picks else None), skipped
 
-    def _hits(self, body: bytes) -> list[int]:
-        """Where any marker key starts in `body`, in order."""
-        hits: list[int] = []
+    def _marked(self, body: bytes, start: int, end: int) -> bool:
+        """Whether body[start:end] holds a marker key (searched in place: no copy)."""
         find = body.find
-        for marker in self._markers:
-            at = find(marker)
-            while at >= 0:
-                hits.append(at)
-                at = find(marker, at + len(marker))
-        hits.sort()
-        return hits
-
-
-def _hit_within(hits: list[int], start: int, end: int) -> bool:
-    at = bisect_left(hits, start)
-    return at < len(hits) and hits[at] < end
-
-
-def _spans_hit(hits: list[int], ranges: list[tuple[int, int]]) -> list[int]:
-    """Indices of the ranges (in order, disjoint) holding a hit."""
-    found: list[int] = []
-    at = bisect_left(hits, ranges[0][0]) if ranges else 0
-    count = len(hits)
-    for index, (start, end) in enumerate(ranges):
-        while at < count and hits[at] < start:
-            at += 1
-        if at < count and hits[at] < end:
-            found.append(index)
-    return found
+        return any(find(marker, start, end) >= 0 for marker in self._markers)
 
 
 def _length_delimited(body: bytes, start: int, end: int, number: int) -> list[tuple[int, int]] | None:
