@@ -330,7 +330,7 @@ def main() -> None:
             ratio = median[f"this {kind}"] / median[f"{args.baseline} {kind}"]
             print(f"  this / {args.baseline}, {kind:4s}: {ratio:.2f}")
     print(f"  sender-side SDK encoding (client)    {median['encode']:>10,.0f} spans/s")
-    print("  target (DESIGN.md)                      100,000 spans/s end to end on 2 cores")
+    print("  target                                  100,000 spans/s end to end on 2 cores")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Acknowledgement latency of the spanmeter collector at fixed offered rates.
 
-DESIGN.md's second target: requests acknowledged within 20 ms at p99 under 10,000 spans/s. This starts
+The project's second target: requests acknowledged within 20 ms at p99 under 10,000 spans/s. This starts
 `spanmeter serve` as a child process (see ingest.py), then for each rate offers GenAI spans at that rate for
 `--seconds`, in OTLP/gRPC requests of `--batch` spans sent on a fixed schedule (open loop: a slow answer does
 not slow the offered load) from `--senders` threads, and reports the median and p99 time from sending a
@@ -113,7 +113,7 @@ def main() -> None:
     print("  version    offered/s   stored/s   p50 ms   p99 ms   requests")
     for label, rate, stored, p50, p99, count in rows:
         print(f"  {label:8s} {rate:>11,} {stored:>10,.0f} {p50:>8.1f} {p99:>8.1f} {count:>10,}")
-    print("  target (DESIGN.md): p99 <= 20 ms at 10,000 spans/s")
+    print("  target: p99 <= 20 ms at 10,000 spans/s")
 
 
 if __name__ == "__main__":

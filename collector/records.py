@@ -1,4 +1,4 @@
-"""The row a GenAI span becomes: one field per `genai_spans` column (DESIGN.md's contract)."""
+"""The row a GenAI span becomes: one field per `genai_spans` column (the table contract in README.md, Storage)."""
 
 from __future__ import annotations
 
