@@ -54,8 +54,9 @@ class Migration:
 
     @property
     def checksum(self) -> str:
-        """sha256 of the file: a recorded migration whose file changed since is logged."""
-        return hashlib.sha256(self.text.encode()).hexdigest()
+        """sha256 of the file's statements (comments may change freely): a recorded migration whose statements
+        changed since is logged."""
+        return hashlib.sha256(";\n".join(statements(self.text)).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

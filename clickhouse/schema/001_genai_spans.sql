@@ -1,4 +1,4 @@
--- One row per GenAI span: the source of truth. Column names and types are the contract in DESIGN.md.
+-- One row per GenAI span: the source of truth. Column names and types are the contract in README.md ("The genai_spans table").
 CREATE TABLE IF NOT EXISTS {database:Identifier}.genai_spans
 (
     timestamp            DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),

@@ -15,7 +15,7 @@ from spanmeter.store import apply_schema
 from .conftest import emit, tracer_provider, wait_for_rows
 from .test_pricing_e2e import AT_NS, genai_attributes
 
-# The table contract (README.md, Storage): names and types that SQL users, Grafana and the CLI rely on.
+# The table contract (README.md, "The genai_spans table"): names and types that SQL users, Grafana and the CLI rely on.
 CONTRACT = {
     "timestamp": "DateTime64(9, 'UTC')",
     "trace_id": "String",
