@@ -178,6 +178,30 @@ def package_of(source: Path, lib: Path) -> Path:
     return lib
 
 
+class Versions:
+    """This checkout's collector and, with `baseline`, that git revision's (a worktree) beside it, each on a store
+    of its own in `workdir`: a change's cost measured in one run."""
+
+    def __init__(self, workdir: Path, baseline: str | None, workers: int = 0) -> None:
+        self._workdir, self._baseline, self._workers = workdir, baseline, workers
+        self.collectors: dict[str, Collector] = {}
+
+    def start(self) -> dict[str, Collector]:
+        sources = {"this": REPO}
+        if self._baseline:
+            sources = {self._baseline: checkout(self._baseline, self._workdir / "baseline"), **sources}
+        for label, source in sources.items():
+            (self._workdir / label).mkdir()
+            self.collectors[label] = Collector(self._workdir / label, self._workers, source)
+        return self.collectors
+
+    def stop(self) -> None:
+        for collector in self.collectors.values():
+            collector.stop()
+        if self._baseline:
+            remove_checkout(self._workdir / "baseline")
+
+
 def in_threads(target: Callable[[Any], None], parts: Sequence[Any]) -> None:
     """Run `target(part)` for each part, each in its own thread, and wait for all."""
     threads = [threading.Thread(target=target, args=(part,)) for part in parts]
@@ -275,15 +299,10 @@ def main() -> None:
     )
 
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-bench-"))
-    versions = {"this": REPO}
-    if args.baseline:
-        versions = {args.baseline: checkout(args.baseline, workdir / "baseline"), **versions}
+    versions = Versions(workdir, args.baseline, args.workers)
     results: dict[str, list[float]] = {"decode": [], "encode": []}
-    collectors: dict[str, Collector] = {}
     try:
-        for label, source in versions.items():
-            (workdir / label).mkdir()
-            collectors[label] = Collector(workdir / label, args.workers, source)
+        collectors = versions.start()
         for round_index in range(args.rounds):
             for label, collector in collectors.items():
                 # New spans for every send: the collector recognises resent spans and does not store them twice.
@@ -304,10 +323,7 @@ def main() -> None:
             results["decode"].append(decode_ceiling(bodies, len(spans)))
             results["encode"].append(client_encode_rate(batches, len(spans)))
     finally:
-        for collector in collectors.values():
-            collector.stop()
-        if args.baseline:
-            remove_checkout(workdir / "baseline")
+        versions.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in results.items()}
@@ -316,7 +332,7 @@ def main() -> None:
         f"service.workers {args.workers} (medians)"
     )
     print(f"  protobuf decode alone (the ceiling)  {median['decode']:>10,.0f} spans/s")
-    for label in versions:
+    for label in versions.collectors:
         prefix = f"[{label}] " if args.baseline else ""
         for transport in ("grpc", "http"):
             ratio = median[f"{label} {transport}"] / median["decode"]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from ingest import REPO, Collector, checkout, chunks, encode_spans, in_threads, make_spans, remove_checkout
+from ingest import Collector, Versions, chunks, encode_spans, in_threads, make_spans
 
 PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -80,16 +80,12 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-latency-"))
-    versions = {"this": REPO}
-    if args.baseline:
-        versions = {args.baseline: checkout(args.baseline, workdir / "baseline"), **versions}
-    collectors: dict[str, Collector] = {}
+    versions = Versions(workdir, args.baseline, args.workers)
     rows = []
     try:
-        for label, source in versions.items():
-            (workdir / label).mkdir()
-            collectors[label] = Collector(workdir / label, args.workers, source)
-            offer(collectors[label], 1000, 2, args.batch, args.senders)  # warm-up: first connections, price lookups
+        collectors = versions.start()
+        for collector in collectors.values():
+            offer(collector, 1000, 2, args.batch, args.senders)  # warm-up: first connections, price lookups
         for rate in (int(r) for r in args.rates.split(",")):
             for label, collector in collectors.items():
                 latencies, stored = offer(collector, rate, args.seconds, args.batch, args.senders)
@@ -101,10 +97,7 @@ def main() -> None:
                     f"{label}: offered {rate:>6,}/s: stored {stored:>8,.0f}/s, ack p50 {p50:7.1f} ms, p99 {p99:7.1f} ms"
                 )
     finally:
-        for collector in collectors.values():
-            collector.stop()
-        if args.baseline:
-            remove_checkout(workdir / "baseline")
+        versions.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(

@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import MODELS, REPO, Collector, checkout, in_threads, remove_checkout
+from ingest import MODELS, Collector, Versions, decode_ceiling, in_threads
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 ROUTES = ("/api/items/{id}", "/api/cart", "/api/users/{id}/orders", "/healthz")
@@ -157,13 +157,6 @@ def to_minimal(port: int, bodies: list[bytes], spans: int, senders: int) -> floa
     return spans / (time.perf_counter() - started)
 
 
-def parse_ceiling(bodies: list[bytes], spans: int) -> float:
-    started = time.perf_counter()
-    for body in bodies:
-        ExportTraceServiceRequest.FromString(body)
-    return spans / (time.perf_counter() - started)
-
-
 async def serve_minimal() -> None:
     """The minimal server: parse, acknowledge. Prints its port, then serves until killed."""
     import grpc
@@ -199,10 +192,7 @@ def main() -> None:
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-mixed-"))
-    versions = {"this": REPO}
-    if args.baseline:
-        versions = {args.baseline: checkout(args.baseline, workdir / "baseline"), **versions}
-    collectors: dict[str, Collector] = {}
+    versions = Versions(workdir, args.baseline)
     minimal = subprocess.Popen(
         [sys.executable, __file__, "--serve-minimal"], stdout=subprocess.PIPE, text=True, env={**os.environ}
     )
@@ -210,9 +200,7 @@ def main() -> None:
     try:
         assert minimal.stdout is not None
         minimal_port = int(minimal.stdout.readline())
-        for label, source in versions.items():
-            (workdir / label).mkdir()
-            collectors[label] = Collector(workdir / label, 0, source)
+        collectors = versions.start()
         for round_index in range(args.rounds):
             rates: dict[str, float] = {}
             for label, collector in collectors.items():
@@ -222,18 +210,15 @@ def main() -> None:
                     collector, bodies, args.spans, genai, args.senders
                 )
             rates["minimal"] = to_minimal(minimal_port, bodies, args.spans, args.senders)
-            rates["parse"] = parse_ceiling(bodies, args.spans)
+            rates["parse"] = decode_ceiling(bodies, args.spans)
             for name, rate in rates.items():
                 results.setdefault(name, []).append(rate)
             shown = ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items())
             print(f"round {round_index + 1} ({genai} GenAI spans): {shown} spans/s", file=sys.stderr)
     finally:
-        for collector in collectors.values():
-            collector.stop()
+        versions.stop()
         minimal.kill()
         minimal.wait()
-        if args.baseline:
-            remove_checkout(workdir / "baseline")
         shutil.rmtree(workdir, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in results.items()}
@@ -246,7 +231,7 @@ def main() -> None:
         f"  minimal grpc.aio server (parse, ack)     {median['minimal']:>10,.0f} spans/s   "
         f"{median['minimal'] / median['parse']:6.1%} of the ceiling"
     )
-    for label in versions:
+    for label in versions.collectors:
         rate = median[label]
         print(
             f"  spanmeter [{label:>8}], all answered   {rate:>10,.0f} spans/s   {rate / median['parse']:6.1%} of the "
