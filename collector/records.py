@@ -1,4 +1,4 @@
-"""The row a GenAI span becomes: one field per `genai_spans` column (the contract in README.md, "The genai_spans table")."""
+"""The row a GenAI span becomes: one field per `genai_spans` column (README.md, "The genai_spans table")."""
 
 from __future__ import annotations
 

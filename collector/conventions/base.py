@@ -134,9 +134,6 @@ class Convention:
                     break
         return tags
 
-    def is_content(self, key: str) -> bool:
-        return key in self.content_attributes or key.startswith(self.content_prefixes)
-
     def excludes_cache(self, provider: str) -> bool:
         return provider in self.input_excludes_cache or "*" in self.input_excludes_cache
 

@@ -145,7 +145,6 @@ class GenAIProcessor:
     def __init__(self, config: GenAIProcessorConfig, conventions: tuple[Convention, ...] = CONVENTIONS) -> None:
         self._config = config
         self._conventions = conventions
-        self._tags_capped = False  # set while a span is read when some of its tags were left out
         # Every attribute any convention reads or detects by: looked up once per attribute, in one pass.
         self._read_keys = frozenset().union(*(c.consumed for c in conventions))
         self._by_scope: dict[str, Convention | None] = {}
@@ -176,17 +175,15 @@ class GenAIProcessor:
                         resource = _Resource(
                             _index(resource_spans.resource.attributes), self._config, self._attribute_redactor
                         )
-                    self._tags_capped = False
                     try:
-                        record = self._read(span, known, rest, convention, resource, latest)
+                        record, tags_capped = self._read(span, known, rest, convention, resource, latest)
                     except InvalidValue as exc:
                         name = preview(span.name)
                         result.reject(f"span {span.span_id[:16].hex() or '(no span_id)'} {name}: {exc}")
                         continue
                     result.records.append(record)
                     result.by_convention[convention.name] += 1
-                    if self._tags_capped:
-                        result.tags_capped += 1
+                    result.tags_capped += tags_capped
         return result
 
     def _scope_convention(self, scope: str) -> Convention | None:
@@ -227,7 +224,8 @@ class GenAIProcessor:
         convention: Convention,
         resource: _Resource,
         latest: int,
-    ) -> SpanRecord:
+    ) -> tuple[SpanRecord, bool]:
+        """The span's row, and whether some of its tags were left out (past `max_attributes`)."""
         if len(span.trace_id) != 16:
             raise InvalidValue(f"trace_id must be 16 bytes, got {len(span.trace_id)}")
         if len(span.span_id) != 8:
@@ -270,9 +268,7 @@ class GenAIProcessor:
         record.session_id = values.get(Field.SESSION_ID, "")
         record.conversation_id = values.get(Field.CONVERSATION_ID, "")
         record.response_id = values.get(Field.RESPONSE_ID, "")
-        record.tags, record.span_attributes = self._tags_and_rest(rest, convention)
-        if self._config.capture_content:  # captured text has a column of its own, emptied by its own TTL
-            record.content = self._content(record.span_attributes)
+        record.tags, record.span_attributes, record.content, tags_capped = self._tags_and_rest(rest, convention)
         for key, tag in convention.field_tags:
             value = known.get(key)
             if value is not None:
@@ -287,9 +283,8 @@ class GenAIProcessor:
             # Input includes cache and output reasoning (checked): these two bound every count of the row.
             if record.input_tokens > limit or record.output_tokens > limit:
                 raise InvalidValue(_too_many_tokens(record, known, convention, limit))
-        if _structured_tags(record.tags, known, convention, self._config.max_attributes):
-            self._tags_capped = True
-        return record
+        tags_capped |= _structured_tags(record.tags, known, convention, self._config.max_attributes)
+        return record, tags_capped
 
     def _time_problem(self, start: int, end: int, latest: int) -> str:
         """Why a span's times cannot be stored (only called for a span that is rejected)."""
@@ -299,31 +294,23 @@ class GenAIProcessor:
         attribute, value = ("start_time_unix_nano", start) if start > latest else ("end_time_unix_nano", end)
         return f"{attribute} {value} ({_iso(value)}) is more than {skew} ahead of the collector's clock"
 
-    def _content(self, attributes: dict[str, str]) -> dict[str, str]:
-        """Content attributes moved out of `attributes`: at most `max_content_per_span` characters in all (the
-        rest dropped), redacted. Only what the conventions name is content (`privacy.is_content`)."""
-        content: dict[str, str] = {}
-        room = self._config.max_content_per_span
-        redact = self._redactor.redact
-        for key in [key for key in attributes if is_content(key)]:
-            text = attributes.pop(key)
-            if room > 0:
-                text = text if len(text) <= room else text[:room]
-                room -= len(text)
-                content[key] = redact(text)
-        return content
-
-    def _tags_and_rest(self, rest: list[KeyValue], convention: Convention) -> tuple[dict[str, str], dict[str, str]]:
-        """Tag attributes into tags; the others as strings, bounded in count and length, prompt and
-        completion text only when content capture is on (any convention's content attributes: a span may
-        carry another's), values long enough to hold a credential redacted."""
+    def _tags_and_rest(
+        self, rest: list[KeyValue], convention: Convention
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, str], bool]:
+        """In one pass: tags; the other attributes as strings, bounded in count and length, values long enough
+        to hold a credential redacted; prompt and completion text (any convention's content attributes: a span
+        may carry another's) only with content capture on, in a column of its own, at most
+        `max_content_per_span` characters in all, redacted; and whether tags past `max_attributes` were left out."""
         tags: dict[str, str] = {}
         kept: dict[str, str] = {}
+        content: dict[str, str] = {}
+        capped = False
         config = self._config
         limit = config.max_attribute_value_length
         most = config.max_attributes
         capture = config.capture_content
         content_limit = config.max_content_length
+        room = config.max_content_per_span if capture else 0
         redactor = self._attribute_redactor
         tag_prefixes = convention.tag_prefixes
         # Locals and inline bounds (len and compare): this loop runs for every attribute of every span.
@@ -341,23 +328,24 @@ class GenAIProcessor:
                                 text if len(text) <= MAX_COLUMN_LENGTH else text[:MAX_COLUMN_LENGTH]
                             )
                         else:
-                            self._tags_capped = True
+                            capped = True
                         break
-            elif len(kept) < most:
-                if is_content(key):
-                    if not capture:
-                        continue
-                    text = as_str(kv.value)  # redacted in _content, with the row's bound
-                    if len(text) > content_limit:
-                        text = text[:content_limit]
-                else:
+            elif is_content(key):
+                if room > 0 and len(content) < most:
                     text = as_str(kv.value)
-                    if len(text) > limit:
-                        text = text[:limit]
-                    if redactor is not None and len(text) >= ATTRIBUTE_REDACTION_LENGTH:
-                        text = redactor.redact(text)
+                    text = text[: min(content_limit, room)]
+                    room -= len(text)
+                    content[key if len(key) <= MAX_COLUMN_LENGTH else key[:MAX_COLUMN_LENGTH]] = self._redactor.redact(
+                        text
+                    )
+            elif len(kept) < most:
+                text = as_str(kv.value)
+                if len(text) > limit:
+                    text = text[:limit]
+                if redactor is not None and len(text) >= ATTRIBUTE_REDACTION_LENGTH:
+                    text = redactor.redact(text)
                 kept[key if len(key) <= MAX_COLUMN_LENGTH else key[:MAX_COLUMN_LENGTH]] = text
-        return tags, kept
+        return tags, kept, content, capped
 
 
 class GenAIPrefilter:
