@@ -115,7 +115,8 @@ class KeyAuthenticator:
         if token is None:
             self._on_failure("missing")
             raise AuthError("no project key: send `Authorization: Bearer <key>` (OTEL_EXPORTER_OTLP_HEADERS)")
-        if self._bootstrap_hash is not None and _same(hash_key(token), self._bootstrap_hash):
+        digest = hash_key(token)
+        if self._bootstrap_hash is not None and _same(digest, self._bootstrap_hash):
             return BOOTSTRAP
         key_id = key_id_of(token)
         if key_id is None:
@@ -125,7 +126,7 @@ class KeyAuthenticator:
         if record is None and time.monotonic() - self._miss_read_at > _MISS_REFRESH:
             await self._refresh_soon()  # a key created since the last read
             record = self._keys.get(key_id)
-        if record is None or not _same(record.secret_sha256, hash_key(token)):
+        if record is None or not _same(record.secret_sha256, digest):
             self._on_failure("unknown")
             raise AuthError(f"unknown project key (id {key_id})")
         if record.revoked_at is not None:

@@ -13,11 +13,9 @@ everything for every project, including managing keys.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -33,7 +31,6 @@ __all__ = [
     "create_key",
     "hash_key",
     "key_id_of",
-    "list_keys",
     "read_keys",
     "revoke_key",
 ]
@@ -64,9 +61,6 @@ class Principal:
     def may_read(self) -> bool:
         return self.role in ("read", "admin")
 
-    def sees(self, project: str) -> bool:
-        return self.admin or project == self.project
-
 
 @dataclass(frozen=True)
 class KeyRecord:
@@ -80,9 +74,6 @@ class KeyRecord:
 
     def principal(self) -> Principal:
         return Principal(self.key_id, self.name, self.project, self.role)
-
-    def matches(self, key: str) -> bool:
-        return self.revoked_at is None and hmac.compare_digest(self.secret_sha256, hash_key(key))
 
     def to_json(self) -> dict[str, object]:
         """Everything but the hash."""
@@ -158,10 +149,6 @@ def read_keys(client: Client, database: str) -> list[KeyRecord]:
         )
         for key_id, name, project, role, digest, created, revoked in rows
     ]
-
-
-def list_keys(client: Client, database: str, project: str | None = None) -> Sequence[KeyRecord]:
-    return [record for record in read_keys(client, database) if project is None or record.project == project]
 
 
 def _write(client: Client, database: str, record: KeyRecord) -> None:

@@ -60,13 +60,16 @@ def add_key_routes(app: web.Application, reader: StoreReader, authenticator: Key
             return denied
         key_id = request.match_info["key_id"]
 
-        def revoked(client: Any) -> dict[str, Any]:
+        def revoked(client: Any) -> dict[str, Any] | None:
             try:
                 return revoke_key(client, database, key_id).to_json()
-            except LookupError as exc:
-                raise ValueError(str(exc)) from None
+            except LookupError:
+                return None
 
-        return await query_response(reader, refreshed(revoked))
+        response = await query_response(reader, refreshed(revoked))
+        if response.status == 200 and response.text == "null":
+            return web.json_response({"error": f"no key with id {key_id!r}"}, status=404)
+        return response
 
     app.router.add_get("/v1/keys", listing)
     app.router.add_post("/v1/keys", create)

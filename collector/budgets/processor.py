@@ -129,6 +129,8 @@ class BudgetProcessor:
             return
         now = self._clock()
         bounds = [budget.window.bucket_bounds(now) for budget in self.budgets]
+        # The period an `each` budget's values are capped in: a day, a month, or N epoch-aligned hours.
+        periods = [int(budget.window.period(now)[0].timestamp()) for budget in self.budgets]
         deltas: dict[tuple[Key, int], Totals] = {}
         for record in records:
             for index, budget in enumerate(self.budgets):
@@ -139,7 +141,7 @@ class BudgetProcessor:
                 start, end = bounds[index]
                 if not start <= bucket < end:
                     continue
-                if values and not self._tracks(index, values, start):
+                if values and not self._tracks(index, values, periods[index]):
                     continue
                 totals = deltas.get(((index, values), bucket))
                 if totals is None:
@@ -149,12 +151,12 @@ class BudgetProcessor:
         if deltas:
             self._check({key for key, _ in deltas}, now)
 
-    def _tracks(self, index: int, values: tuple[str, ...], window_start: int) -> bool:
+    def _tracks(self, index: int, values: tuple[str, ...], period_start: int) -> bool:
         """Whether this `each` value is counted: the first `max_each_values` of a window are."""
-        started, seen = self._each_seen.get(index, (window_start, set()))
-        if started != window_start:
+        started, seen = self._each_seen.get(index, (period_start, set()))
+        if started != period_start:
             seen = set()
-        self._each_seen[index] = (window_start, seen)
+        self._each_seen[index] = (period_start, seen)
         if values in seen:
             return True
         if len(seen) >= self.config.max_each_values:

@@ -15,6 +15,7 @@ set aside as dead letters (`dead_letter.py`), so nothing behind them waits.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -22,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
@@ -76,15 +78,24 @@ def to_arrow(records: Sequence[SpanRecord]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
 
 
-def by_month(table: pa.Table) -> list[tuple[int, pa.Table]]:
-    """The rows grouped by the table's partition (UTC month of `timestamp`): one insert per partition, as
-    ClickHouse advises (an insert touching over 100 partitions is refused whole)."""
+def by_month(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """The rows in runs of one partition (UTC month of `timestamp`), in order: one insert per run, as ClickHouse
+    advises (an insert touching over 100 partitions is refused whole). Runs keep the rows' order, so rows are
+    stored in the order they were accepted (what budgets' `stored_rows` counts on). Each run's label (the month,
+    `.N` for a month's later runs) makes its insert token."""
     timestamps = table.column("timestamp")
-    months = pc.add(pc.multiply(pc.year(timestamps), 100), pc.month(timestamps))
-    first, last = pc.min(months).as_py(), pc.max(months).as_py()
-    if first == last:
-        return [(first, table)]
-    return [(month, table.filter(pc.equal(months, month))) for month in pc.unique(months).to_pylist()]
+    months = pc.add(pc.multiply(pc.year(timestamps), 100), pc.month(timestamps)).to_numpy()
+    if months.min() == months.max():
+        return [(str(int(months[0])), table)]
+    starts = [0, *(np.flatnonzero(months[1:] != months[:-1]) + 1).tolist(), len(months)]
+    runs: list[tuple[str, pa.Table]] = []
+    seen: dict[int, int] = {}
+    for start, end in itertools.pairwise(starts):
+        month = int(months[start])
+        repeat = seen.get(month, 0)
+        seen[month] = repeat + 1
+        runs.append((f"{month}.{repeat}" if repeat else str(month), table.slice(start, end - start)))
+    return runs
 
 
 class _GaveUp(Exception):
@@ -145,6 +156,7 @@ class ClickHouseExporter:
         except StoreError:
             if self._config.endpoint.startswith("chdb://"):
                 self.wal.close()
+                self.wal.unlock()
                 raise
             logger.warning(
                 "ClickHouse at %s is not reachable yet; will retry", describe_endpoint(self._config.endpoint)
@@ -163,6 +175,8 @@ class ClickHouseExporter:
             self._thread.join(self._config.shutdown_timeout)
             self._abort.set()
             self._thread.join(5)
+        if self._thread is None or not self._thread.is_alive():  # else an insert still hangs: keep the lock
+            self.wal.unlock()
         left = self.wal.rows
         if left:
             logger.warning(
@@ -232,6 +246,8 @@ class ClickHouseExporter:
 
     def _drain(self) -> None:
         while True:
+            if self._abort.is_set():  # shutdown's time is up: what is left stays in the WAL
+                raise _GaveUp
             self._retry_dead_letters()
             segment = self.wal.take(timeout=0.5)
             if segment is None:

@@ -54,7 +54,7 @@ def without_content(signal: str, body: bytes) -> bytes:
                         changed |= _strip(event.attributes)
         return traces.SerializeToString() if changed else body
     if signal == "logs":
-        if _LOG_EVENT_MARKER not in body:
+        if not any(marker in body for marker in (*_CONTENT_MARKERS, _LOG_EVENT_MARKER)):
             return body
         logs = ExportLogsServiceRequest.FromString(body)
         changed = False

@@ -142,12 +142,16 @@ class WriteAheadLog:
         return recovered
 
     def close(self) -> None:
-        """Write what is waiting, seal the open segment and stop the writer. Segments stay on disk."""
+        """Write what is waiting, seal the open segment and stop the writer. Segments stay on disk; the directory
+        stays locked until `unlock` (the exporter may still be storing and deleting segments)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
+
+    def unlock(self) -> None:
+        """Let another collector take the directory: only once nothing of this one touches its segments."""
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1

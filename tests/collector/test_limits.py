@@ -54,9 +54,10 @@ def test_requests_past_max_concurrent_requests_are_answered_retryable(
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     slow.sendall(head.encode() + body[:10])
-    time.sleep(0.3)
-    status, _, _ = http_request(collector, "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
-    assert status == 503
+    deadline = time.monotonic() + 5  # until the server has taken the slow request into its one slot
+    while (status := http_request(collector, "/v1/traces", body, {"Content-Type": "application/x-protobuf"})[0]) != 503:
+        assert time.monotonic() < deadline, f"a second request at once was answered {status}"
+        time.sleep(0.1)
     slow.sendall(body[10:])
     assert b"200 OK" in slow.recv(4096)
     slow.close()

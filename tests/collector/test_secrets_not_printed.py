@@ -25,7 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from spanmeter.service import Collector
 
 from .budget_helpers import budget_overrides, spend, wait_until, webhook_server
-from .conftest import REPO, SHIPPED_CONFIG, rows, tracer_provider, wait_for_rows
+from .conftest import SHIPPED_CONFIG, rows, tracer_provider, wait_for_rows
 from .test_telemetry_signals import GENAI, OtlpSink, decoded, sink  # noqa: F401  (sink: a fixture)
 
 OPENAI_KEY = "sk-proj-Xq3vB8kLm2Np5Rs7Tu9Wx1Yz4Ab6Cd0EfT3BlbkFJGh2Ij4Kl6Mn8Op0Qr2St4Uv6Wx8Yz0Ab2Cd"
@@ -259,4 +259,3 @@ def test_failing_channels_log_no_secret(
     assert "failed notification" in logged
     for secret in (SLACK_TOKEN_PATH, PASSWORD, WEBHOOK_SECRET, BEARER.split()[1]):
         assert secret not in logged
-    assert REPO.exists()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
 from google.rpc.status_pb2 import Status
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanmeter.cli import main
+from spanmeter.exporters.clickhouse import by_month
 from spanmeter.service import Collector, CollectorThread
 
 from .conftest import emit, http_request, metric_value, span_exporter, wait_for_rows
@@ -57,6 +59,21 @@ def test_a_request_spanning_101_months_is_stored_and_nothing_behind_it_waits(
         "SELECT uniqExact(toYYYYMM(timestamp)) FROM {db:Identifier}.genai_spans", parameters={"db": database}
     ).result_rows[0][0]
     assert partitions == 101 + 0  # make_spans' month is among the 101
+
+
+def test_a_batch_is_inserted_in_runs_of_one_month_in_the_order_it_was_accepted() -> None:
+    """Budgets count stored rows as a prefix of the accepted ones: runs keep that order, one partition each."""
+    months = [(2026, 1), (2026, 1), (2026, 2), (2026, 1), (2026, 3), (2026, 3)]
+    stamps = [int(datetime(year, month, 10, tzinfo=UTC).timestamp() * 1e9) for year, month in months]
+    table = pa.table({"timestamp": pa.array(stamps, pa.timestamp("ns", tz="UTC")), "n": list(range(6))})
+    runs = by_month(table)
+    assert [(label, part.column("n").to_pylist()) for label, part in runs] == [
+        ("202601", [0, 1]),
+        ("202602", [2]),
+        ("202601.1", [3]),
+        ("202603", [4, 5]),
+    ]
+    assert by_month(table.slice(0, 2))[0][0] == "202601"  # one month: the whole batch, as before
 
 
 # --- rows ClickHouse refuses -------------------------------------------------------------------
