@@ -154,10 +154,12 @@ class GenAIProcessor:
         # Other attributes' values are redacted when long enough to hold a credential (ATTRIBUTE_REDACTION_LENGTH).
         self._attribute_redactor = self._redactor if rules.attributes and self._redactor.active else None
 
-    def decode(self, request: ExportTraceServiceRequest) -> DecodeResult:
+    def decode(self, request: ExportTraceServiceRequest, latest: int | None = None) -> DecodeResult:
+        """`latest`: the latest start or end time accepted (ns); by default `max_future_skew` past now. A request
+        read after it was accepted passes the time it arrived plus the skew."""
         result = DecodeResult()
-        # Once per request: the latest start or end time accepted.
-        latest = min(time.time_ns() + int(self._config.max_future_skew * 1e9), MAX_TIMESTAMP_NS)
+        if latest is None:
+            latest = self.latest_accepted(time.time_ns())
         for resource_spans in request.resource_spans:
             resource: _Resource | None = None
             for scope_spans in resource_spans.scope_spans:
@@ -185,6 +187,10 @@ class GenAIProcessor:
                     result.by_convention[convention.name] += 1
                     result.tags_capped += tags_capped
         return result
+
+    def latest_accepted(self, received_ns: int) -> int:
+        """The latest start or end time accepted in a request received at `received_ns`."""
+        return min(received_ns + int(self._config.max_future_skew * 1e9), MAX_TIMESTAMP_NS)
 
     def _scope_convention(self, scope: str) -> Convention | None:
         try:
