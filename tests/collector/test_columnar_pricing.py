@@ -11,7 +11,9 @@ from spanmeter.config import PriceOverride, PricingProcessorConfig
 from spanmeter.exporters.clickhouse import ARROW_SCHEMA, to_arrow
 from spanmeter.processors.columnar_pricing import COST_COLUMNS, ColumnarPricer
 from spanmeter.processors.pricing import PricingProcessor
-from spanmeter.records import COLUMNS, SpanRecord
+from spanmeter.records import SpanRecord
+
+from .columnar_helpers import blank_record
 
 # (provider, response model, request model): known, cached, tiered, time-of-day, price history, routers,
 # prices computed by genai-prices itself (per-request fees), prices with many decimals, overrides, unknowns.
@@ -50,14 +52,7 @@ def records(count: int, seed: int) -> list[SpanRecord]:
     end = datetime(2027, 1, 1, tzinfo=UTC).timestamp()
     rows = []
     for index in range(count):
-        record = SpanRecord()
-        for name in COLUMNS:
-            if not hasattr(record, name):
-                setattr(record, name, "")
-        record.finish_reasons = []
-        record.span_attributes = {}
-        record.resource_attributes = {}
-        record.duration_ns = 0
+        record = blank_record()
         record.provider, record.response_model, record.request_model = rng.choice(MODELS)
         record.timestamp = int(rng.uniform(start, end) * 1e9) + rng.randrange(1000)
         record.input_tokens = rng.choice([0, 7, 1_000, 12_345, 199_999, 200_001, 350_000])

@@ -1,0 +1,84 @@
+"""`CallDeduplicator.filter_table` against `filter` + `remember` on the same rows: the same rows kept, the same
+duplicate count, and the same remembered keys in the same order (so the capacity bound evicts the same calls),
+including within-batch duplicates, chains, time overlaps, and record calls interleaved with table calls."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spanmeter.processors.dedupe import CallDeduplicator
+
+from .columnar_helpers import batch_table, blank_record
+
+# Few distinct values, so that keys collide often: resent spans, shared response ids, parents and children.
+IDS = ["a1", "a2", "a3", "a4"]
+rows = st.builds(
+    lambda trace, span, parent, provider, response, usage, has_usage, start, duration: blank_record(
+        trace_id=trace,
+        span_id=span,
+        parent_span_id=parent,
+        provider=provider,
+        response_id=response,
+        input_tokens=usage[0],
+        output_tokens=usage[1],
+        cache_read_tokens=usage[2],
+        cache_write_tokens=usage[3],
+        has_usage=has_usage,
+        timestamp=1_700_000_000_000_000_000 + start,
+        duration_ns=duration,
+    ),
+    trace=st.sampled_from(["t1", "t2"]),
+    span=st.sampled_from(IDS),
+    parent=st.sampled_from(["", *IDS]),
+    provider=st.sampled_from(["openai", "anthropic"]),
+    response=st.sampled_from(["", "r1", "r2"]),
+    usage=st.sampled_from([(0, 0, 0, 0), (10, 5, 0, 0), (10, 5, 2, 1)]),
+    has_usage=st.booleans(),
+    start=st.integers(0, 30),
+    duration=st.integers(0, 10),
+)
+# Each batch goes through the records (True) or the table (False) of the second deduplicator.
+batches = st.lists(st.tuples(st.lists(rows, max_size=25), st.booleans()), min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=batches, capacity=st.integers(1, 40))
+def test_filter_table_equals_filter_then_remember(batches, capacity) -> None:
+    reference = CallDeduplicator(capacity)
+    columnar = CallDeduplicator(capacity)
+    for records, by_records in batches:
+        admission = reference.filter(records)
+        reference.remember(admission)
+        expected = np.array([any(r is k for k in admission.kept) for r in records], dtype=bool)
+        if by_records:
+            other = columnar.filter(records)
+            columnar.remember(other)
+        else:
+            kept, duplicates = columnar.filter_table(batch_table(records))
+            assert kept.dtype == bool and kept.tolist() == expected.tolist()
+            assert duplicates == admission.duplicates
+        assert list(columnar._seen.items()) == list(reference._seen.items())
+
+
+def test_a_chain_within_one_table() -> None:
+    """The second row is the first's child (dropped), the third the second's child: it is kept, as a dropped
+    row's keys are not remembered; the fourth resends the first."""
+    call = {"provider": "openai", "has_usage": True, "input_tokens": 10, "output_tokens": 5}
+    records = [
+        blank_record(trace_id="t", span_id="p", **call),
+        blank_record(trace_id="t", span_id="c", parent_span_id="p", **call),
+        blank_record(trace_id="t", span_id="g", parent_span_id="c", **call),
+        blank_record(trace_id="t", span_id="p", **call),
+    ]
+    kept, duplicates = CallDeduplicator().filter_table(batch_table(records))
+    assert kept.tolist() == [True, False, True, False] and duplicates == 2
+    admission = CallDeduplicator().filter(records)
+    assert [records.index(r) for r in admission.kept] == [0, 2]
+
+
+def test_an_empty_table() -> None:
+    deduplicator = CallDeduplicator()
+    kept, duplicates = deduplicator.filter_table(batch_table([]))
+    assert kept.tolist() == [] and duplicates == 0 and not deduplicator._seen
