@@ -19,6 +19,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 from prometheus_client import Counter
 
 from ..config import BudgetConfig, BudgetProcessorConfig, ClickHouseExporterConfig
@@ -150,6 +154,88 @@ class BudgetProcessor:
         self._ledger.add(deltas, len(records))
         if deltas:
             self._check({key for key, _ in deltas}, now)
+
+    def queued_table(self, table: pa.Table) -> None:
+        """`queued` for the rows of an Arrow table (`genai_spans` columns): the same deltas in the ledger and the
+        same checks, from group-bys per budget; `each` values are admitted (`max_each_values`) once per distinct
+        value, in the order of their first row, as `queued` meets them."""
+        rows = table.num_rows
+        if not self.budgets:
+            self._ledger.add({}, rows)
+            return
+        now = self._clock()
+        deltas: dict[tuple[Key, int], Totals] = {}
+        if rows:
+            timestamps = np.asarray(table.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
+            wide = pa.decimal128(20, 0)  # a count; the sum of two and of a group stays within 38 digits
+            amounts = pa.table(
+                {
+                    "cost": table.column("total_cost").combine_chunks(),
+                    "tokens": pc.add(
+                        table.column("input_tokens").cast(wide), table.column("output_tokens").cast(wide)
+                    ).combine_chunks(),
+                }
+            )
+            for index, budget in enumerate(self.budgets):
+                deltas.update(self._table_deltas(index, budget, table, timestamps, amounts, now))
+        self._ledger.add(deltas, rows)
+        if deltas:
+            self._check({key for key, _ in deltas}, now)
+
+    def _table_deltas(
+        self,
+        index: int,
+        budget: Budget,
+        table: pa.Table,
+        timestamps: npt.NDArray[np.int64],
+        amounts: pa.Table,
+        now: datetime,
+    ) -> dict[tuple[Key, int], Totals]:
+        """One budget's deltas for the rows of `table`."""
+        matched, each = budget.scope.match_table(table)
+        buckets = budget.window.buckets(timestamps)
+        start, end = budget.window.bucket_bounds(now)
+        members = np.flatnonzero(matched & (start <= buckets) & (buckets < end))
+        if not len(members):
+            return {}
+        group = np.zeros(len(members), dtype=np.int64)
+        values: list[tuple[str, ...]] = [()]
+        if each:
+            period = int(budget.window.period(now)[0].timestamp())
+            taken = pa.array(members)
+            encoded = [column.take(taken).dictionary_encode() for column in each]
+            codes = np.stack([np.asarray(e.indices.to_numpy(), dtype=np.int64) for e in encoded], axis=1)
+            _, first, group, counts = np.unique(
+                codes, axis=0, return_index=True, return_inverse=True, return_counts=True
+            )
+            group = group.reshape(-1)
+            dictionaries = [e.dictionary.to_pylist() for e in encoded]
+            values = [
+                tuple(d[c] for d, c in zip(dictionaries, codes[row].tolist(), strict=True)) for row in first.tolist()
+            ]
+            tracked = np.zeros(len(values), dtype=bool)
+            for distinct in np.argsort(first, kind="stable").tolist():  # in the order `queued` meets them
+                tracked[distinct] = self._tracks(index, values[distinct], period)
+                if not tracked[distinct] and counts[distinct] > 1:
+                    self.each_values_capped.labels(budget.name).inc(int(counts[distinct]) - 1)
+            counted = tracked[group]
+            members, group = members[counted], group[counted]
+        if not len(members):
+            return {}
+        sums = (
+            amounts.take(pa.array(members))
+            .append_column("group", pa.array(group))
+            .append_column("bucket", pa.array(buckets[members]))
+            .group_by(["group", "bucket"], use_threads=False)
+            .aggregate([("cost", "sum"), ("tokens", "sum"), ("cost", "count")])
+            .to_pydict()
+        )
+        return {
+            ((index, values[g]), b): Totals(cost, int(tokens), requests)
+            for g, b, cost, tokens, requests in zip(
+                sums["group"], sums["bucket"], sums["cost_sum"], sums["tokens_sum"], sums["cost_count"], strict=True
+            )
+        }
 
     def _tracks(self, index: int, values: tuple[str, ...], period_start: int) -> bool:
         """Whether this `each` value is counted: the first `max_each_values` of a window are."""

@@ -15,6 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from ..records import SpanRecord
 
 __all__ = ["EACH", "Scope"]
@@ -48,6 +53,17 @@ def _getter(key: str) -> Callable[[SpanRecord], str]:
     return _FIELDS[key]
 
 
+def _table_column(table: pa.Table, key: str) -> pa.Array:
+    """The column `_getter(key)` reads, as one array."""
+    if key.startswith("tag:"):
+        return pc.fill_null(pc.map_lookup(table.column("tags"), key[4:], "first"), "").combine_chunks()
+    if key == "model":
+        response = table.column("response_model")
+        return pc.if_else(pc.equal(response, ""), table.column("request_model"), response).combine_chunks()
+    name = _COLUMNS[key]
+    return table.column(name).combine_chunks()
+
+
 def _matcher(pattern: str) -> Callable[[str], bool]:
     if pattern == "*":
         return lambda value: True
@@ -79,6 +95,7 @@ class Scope:
             (_getter(key), _matcher(value)) for key, value in scope.items() if value != EACH and value != "*"
         ]
         self._each = [_getter(key) for key in self.each_keys]
+        self._table_filters = [(key, value) for key, value in scope.items() if value != EACH and value != "*"]
 
     def match(self, record: SpanRecord) -> tuple[str, ...] | None:
         """The span's `each` values (empty for a budget without `each`), or None when it is out of scope."""
@@ -89,6 +106,26 @@ class Scope:
             return ()
         values = tuple(get(record) for get in self._each)
         return values if all(values) else None
+
+    def match_table(self, table: pa.Table) -> tuple[npt.NDArray[np.bool_], list[pa.Array]]:
+        """`match` for every row of a `genai_spans` table: the rows in scope, and the `each` columns (their
+        values in those rows are the rows' `each` values). A `*` pattern is matched once per distinct value."""
+        matched = np.ones(table.num_rows, dtype=bool)
+        for key, pattern in self._table_filters:
+            column = _table_column(table, key)
+            if "*" not in pattern:
+                found = pc.equal(column, pattern)
+            else:
+                encoded = column.dictionary_encode()
+                matches = _matcher(pattern)
+                found = pa.array([matches(value) for value in encoded.dictionary.to_pylist()], pa.bool_()).take(
+                    encoded.indices
+                )
+            matched &= np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+        each = [_table_column(table, key) for key in self.each_keys]
+        for column in each:
+            matched &= np.asarray(pc.not_equal(column, "").to_numpy(zero_copy_only=False), dtype=bool)
+        return matched, each
 
     def scope_value(self, values: tuple[str, ...]) -> str:
         """`user=u-1` (or `service=a,user=u-1`); empty without `each`."""

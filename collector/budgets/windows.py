@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
+import numpy.typing as npt
+
 from ..config import BUDGET_WINDOW
 
 __all__ = ["Clock", "Window", "system_clock"]
@@ -74,6 +77,18 @@ class Window:
         if self.kind == "day":
             return day
         return int(_month_start(day).timestamp())
+
+    def buckets(self, timestamps_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """`bucket` of each timestamp; a month's start is found once per distinct day."""
+        seconds = timestamps_ns // 1_000_000_000
+        if self.kind == "rolling":
+            return seconds - seconds % _HOUR
+        days = seconds - seconds % _DAY
+        if self.kind == "day" or not len(days):
+            return days
+        distinct, inverse = np.unique(days, return_inverse=True)
+        months = [int(_month_start(day).timestamp()) for day in distinct.tolist()]
+        return np.asarray(months, dtype=np.int64)[inverse.reshape(-1)]
 
     def bucket_bounds(self, now: datetime) -> tuple[int, int]:
         """`bounds(now)` in epoch seconds: a bucket counts when start <= bucket < end."""
