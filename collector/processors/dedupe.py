@@ -17,6 +17,7 @@ catches duplicates that arrive close together, which is how both cases happen.
 
 from __future__ import annotations
 
+import gc
 import operator
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Sequence
@@ -78,7 +79,13 @@ class CallDeduplicator:
         The same outcome and the same remembered keys, in the same order, as the record methods, without Python
         bytecode per row: keys are built and looked up with C-level zip/map over the columns; a row is resolved
         one by one only when a lookup of it finds a key of an earlier row of the same table."""
-        return _filter_table(self._seen, self._capacity, table)
+        collecting = gc.isenabled()
+        gc.disable()  # hundreds of thousands of key tuples, none in a cycle: no collection passes over them
+        try:
+            return _filter_table(self._seen, self._capacity, table)
+        finally:
+            if collecting:
+                gc.enable()
 
     def forget(self, admission: Admission) -> None:
         for key, span in admission.keys.items():
@@ -217,7 +224,7 @@ def _filter_table(
     sequence = np.argsort(np.concatenate(order), kind="stable").tolist()
     batch = dict(zip(map(entries.__getitem__, sequence), map(values.__getitem__, sequence), strict=True))
     deque(map(seen.__delitem__, list(filter(seen.__contains__, batch))), maxlen=0)  # moved to the end
-    seen.update(batch)
+    seen.update(batch.items())
     if len(seen) > capacity:
         deque(map(seen.__delitem__, list(islice(seen, len(seen) - capacity))), maxlen=0)
     return kept, int(rows - kept.sum())

@@ -27,7 +27,7 @@ from ..conventions import CONVENTIONS, Convention
 from ..otlp_values import as_str
 from ..privacy import is_content
 from ..records import SpanRecord
-from .genai import ATTRIBUTE_REDACTION_LENGTH, MAX_COLUMN_LENGTH
+from .genai import MAX_COLUMN_LENGTH
 
 __all__ = ["TagsProcessor"]
 
@@ -146,8 +146,10 @@ class TagsProcessor:
         uncertain |= present & (length >= config.max_attribute_value_length)
         redaction = config.redaction
         if redaction.attributes:
+            # A value a rule changed holds the replacement of the last rule that changed it (built-in and unnamed
+            # replacements all start `[REDACTED:`); a value holding none is the value as sent.
             marks = ["[REDACTED:", *(r.replacement for r in redaction.rules if r.replacement is not None)]
-            redacted = length >= ATTRIBUTE_REDACTION_LENGTH
+            redacted = np.zeros(len(raw), dtype=bool)
             for mark in marks:
                 redacted |= _bools(pc.match_substring(raw, mark))
             uncertain |= present & redacted
