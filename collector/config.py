@@ -271,6 +271,9 @@ class GenAIProcessorConfig(_Strict):
     max_content_per_span: PositiveInt = 131072
     """Characters of content kept per row, all content attributes together; past it the rest is dropped."""
     redaction: RedactionConfig = RedactionConfig()
+    reader: Literal["engine", "python"] = "engine"
+    """Who reads spans into rows: the ClickHouse engine, a batch of requests per query (requests it cannot read
+    exactly go to the Python reader), or the Python reader alone (the reference the engine is tested against)."""
 
 
 class PriceOverride(_Strict):

@@ -8,7 +8,6 @@ must be one: recognising duplicate calls, budgets, the queue and the store.
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -21,19 +20,25 @@ from .config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorC
 from .processors import DecodeResult, GenAIProcessor, PricingProcessor, TagsProcessor
 from .records import SpanRecord
 
-__all__ = ["InlineDecoder", "RecordProcessor", "SpanDecoder", "WorkerPoolDecoder", "is_row_processor"]
+__all__ = ["InlineReader", "RecordProcessor", "SpanReader", "WorkerPoolReader", "is_row_processor"]
 
 
 class RecordProcessor(Protocol):
     def process(self, records: Sequence[SpanRecord]) -> None: ...
 
 
-class SpanDecoder(Protocol):
-    async def decode(self, request: ExportTraceServiceRequest, body: bytes | None) -> DecodeResult: ...
+class SpanReader(Protocol):
+    """Reads accepted requests (protobuf bytes) into rows: `genai`, then the per-row processors."""
 
-    async def start(self) -> None: ...
+    def read(self, bodies: Sequence[bytes], latest: Sequence[int]) -> list[DecodeResult]:
+        """One result per body; `latest[i]`: the latest span time accepted in request i."""
+        ...
 
-    async def stop(self) -> None: ...
+    def latest_accepted(self, received_ns: int) -> int: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 _ROW_PROCESSORS: dict[type[BaseModel], type[Any]] = {
@@ -47,32 +52,35 @@ def is_row_processor(config: BaseModel) -> bool:
     return type(config) in _ROW_PROCESSORS
 
 
-class InlineDecoder:
-    """Reads requests in the receiving process (`service.workers: 0`)."""
+class InlineReader:
+    """Reads requests in the collector's process (`service.workers: 0`)."""
 
     def __init__(self, genai: GenAIProcessorConfig, row_configs: Sequence[BaseModel]) -> None:
         self._read = _Reader(genai, row_configs)
 
-    async def decode(self, request: ExportTraceServiceRequest, body: bytes | None) -> DecodeResult:
-        return self._read(request)
+    def read(self, bodies: Sequence[bytes], latest: Sequence[int]) -> list[DecodeResult]:
+        return [self._read(body, at) for body, at in zip(bodies, latest, strict=True)]
 
-    async def start(self) -> None:
+    def latest_accepted(self, received_ns: int) -> int:
+        return self._read.genai.latest_accepted(received_ns)
+
+    def start(self) -> None:
         pass
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         pass
 
 
-class WorkerPoolDecoder:
-    """Reads requests in `workers` processes; at most a few requests per worker wait at once."""
+class WorkerPoolReader:
+    """Reads requests in `workers` processes."""
 
     def __init__(self, genai: GenAIProcessorConfig, row_configs: Sequence[BaseModel], workers: int) -> None:
         self._workers = workers
         self._init_args = (genai, list(row_configs))
         self._pool: ProcessPoolExecutor | None = None
-        self._slots = asyncio.Semaphore(4 * workers)
+        self._local = GenAIProcessor(genai)
 
-    async def start(self) -> None:
+    def start(self) -> None:
         # Spawned, not forked: the parent runs gRPC and ClickHouse threads, which a fork would copy mid-flight.
         self._pool = ProcessPoolExecutor(
             self._workers,
@@ -80,31 +88,32 @@ class WorkerPoolDecoder:
             initializer=_init_worker,
             initargs=self._init_args,
         )
-        loop = asyncio.get_running_loop()
         # Start every worker now (imports, price data), not on the first requests.
-        await asyncio.gather(*(loop.run_in_executor(self._pool, _ready) for _ in range(self._workers)))
+        for _ in self._pool.map(_ready, range(self._workers)):
+            pass
 
-    async def decode(self, request: ExportTraceServiceRequest, body: bytes | None) -> DecodeResult:
+    def read(self, bodies: Sequence[bytes], latest: Sequence[int]) -> list[DecodeResult]:
         assert self._pool is not None, "start() first"
-        payload = body if body is not None else request.SerializeToString()
-        async with self._slots:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, _decode_in_worker, payload)
+        return list(self._pool.map(_decode_in_worker, bodies, latest, chunksize=max(1, len(bodies) // self._workers)))
 
-    async def stop(self) -> None:
+    def latest_accepted(self, received_ns: int) -> int:
+        return self._local.latest_accepted(received_ns)
+
+    def stop(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=False)
 
 
 class _Reader:
     def __init__(self, genai: GenAIProcessorConfig, row_configs: Sequence[BaseModel]) -> None:
-        self._genai = GenAIProcessor(genai)
+        self.genai = GenAIProcessor(genai)
         self._processors: list[RecordProcessor] = [_ROW_PROCESSORS[type(c)](c) for c in row_configs]
 
-    def __call__(self, request: ExportTraceServiceRequest) -> DecodeResult:
-        result = self._genai.decode(request)
+    def __call__(self, body: bytes, latest: int) -> DecodeResult:
+        result = self.genai.decode(ExportTraceServiceRequest.FromString(body), latest)
         for processor in self._processors:
             processor.process(result.records)
-        result.drop_rejected()  # e.g. a cost the columns cannot hold: answered per span, not stored
+        result.drop_rejected()  # e.g. a cost the columns cannot hold: refused per span, not stored
         return result
 
 
@@ -116,13 +125,13 @@ def _init_worker(genai: GenAIProcessorConfig, row_configs: list[BaseModel]) -> N
     _worker_reader = _Reader(genai, row_configs)
 
 
-def _ready() -> bool:
+def _ready(_: int) -> bool:
     return _worker_reader is not None
 
 
-def _decode_in_worker(body: bytes) -> DecodeResult:
+def _decode_in_worker(body: bytes, latest: int) -> DecodeResult:
     assert _worker_reader is not None
-    result = _worker_reader(ExportTraceServiceRequest.FromString(body))
+    result = _worker_reader(body, latest)
     for record in result.records:
         # The raw OTLP values served the processors above; they do not cross processes.
         record.attributes = None

@@ -22,15 +22,18 @@ from .config import (
     KeyAuthConfig,
     OtlpExporterConfig,
     OtlpReceiverConfig,
+    PricingProcessorConfig,
+    TagsProcessorConfig,
     component_type,
     unused_components,
 )
-from .decoding import InlineDecoder, RecordProcessor, SpanDecoder, WorkerPoolDecoder, is_row_processor
+from .decoding import InlineReader, RecordProcessor, SpanReader, WorkerPoolReader, is_row_processor
 from .exporters import ClickHouseExporter, OtlpForwarder
 from .health import add_health_routes
 from .keys_api import add_key_routes
 from .pipeline import TelemetryRouter, TracesPipeline
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
+from .rows import ColumnStages, RowBuilder
 from .telemetry import CollectorMetrics
 
 __all__ = ["Collector", "CollectorThread"]
@@ -80,19 +83,23 @@ class Collector:
             else:
                 processors.append(self._processor(pid))
         workers = config.service.workers
-        self.decoder: SpanDecoder = (
-            WorkerPoolDecoder(genai_config, row_configs, workers)
-            if workers
-            else InlineDecoder(genai_config, row_configs)
+        self.span_reader: SpanReader = (
+            WorkerPoolReader(genai_config, row_configs, workers) if workers else InlineReader(genai_config, row_configs)
         )
-        self.traces = TracesPipeline(
-            self.decoder,
-            processors,
-            self.exporter,
-            self._forwarders_of(traces.exporters),
-            self.metrics,
-            retention_days=store_config.retention.rows,
+        columns = None
+        if genai_config.reader == "engine":
+            by_type = {type(c): c for c in row_configs}
+            columns = ColumnStages(
+                genai_config,
+                by_type[PricingProcessorConfig],
+                by_type.get(TagsProcessorConfig),
+                self.exporter.wal.directory / "engine",
+                self.exporter.engine_client,
+            )
+        self.exporter.rows = RowBuilder(
+            self.span_reader, processors, self.metrics, store_config.retention.rows, columns
         )
+        self.traces = TracesPipeline(self.exporter, self._forwarders_of(traces.exporters), self.metrics)
         telemetry = TelemetryRouter(
             {
                 signal: self._forwarders_of(pipeline.exporters)
@@ -151,7 +158,7 @@ class Collector:
         return self.http_receivers[0].port if self.http_receivers else 0
 
     async def start(self) -> None:
-        await self.decoder.start()
+        await asyncio.to_thread(self.span_reader.start)
         await asyncio.to_thread(self.exporter.start)
         if self.budgets is not None:
             await asyncio.to_thread(self.budgets.start)
@@ -182,8 +189,8 @@ class Collector:
             await http_receiver.stop()
         for authenticator in self.authenticators.values():
             await asyncio.to_thread(authenticator.stop)
-        await self.decoder.stop()
         left = await asyncio.to_thread(self.exporter.shutdown)
+        await asyncio.to_thread(self.span_reader.stop)
         if self.budgets is not None:
             await asyncio.to_thread(self.budgets.stop)
         self.reader.close()

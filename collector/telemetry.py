@@ -65,6 +65,16 @@ class CollectorMetrics:
             "Spans stored with only the first max_attributes of their tags (the rest left out)",
             registry=r,
         )
+        self.engine_failures = Counter(
+            "spanmeter_engine_failures",
+            "Segments the ClickHouse engine failed to read (the Python reader read them instead)",
+            registry=r,
+        )
+        self.engine_fallback_requests = Counter(
+            "spanmeter_engine_fallback_requests",
+            "Requests the engine left to the Python reader (a span it does not read exactly as the reference)",
+            registry=r,
+        )
         self.auth_failures = Counter(
             "spanmeter_auth_failures",
             "Requests refused for their key (missing, malformed, unknown, revoked)",

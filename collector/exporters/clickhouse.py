@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -32,8 +33,12 @@ from ..config import ClickHouseExporterConfig
 from ..records import COLUMNS, SpanRecord
 from ..store import StoreError, apply_schema, caused_by_data, connect, describe_endpoint, first_line
 from ..telemetry import CollectorMetrics
+from .accepted import REQUESTS_SCHEMA, rows_in
 from .dead_letter import DeadLetters
 from .wal import Segment, WalUnavailable, WriteAheadLog
+
+if TYPE_CHECKING:
+    from ..rows import RowBuilder
 
 __all__ = ["ARROW_SCHEMA", "INSERT_SETTINGS", "ClickHouseExporter", "WalUnavailable", "to_arrow"]
 
@@ -112,8 +117,12 @@ class ClickHouseExporter:
             int(queue.max_bytes),
             segment_rows=config.batch.max_rows,
             segment_age=config.batch.max_age,
-            schema=ARROW_SCHEMA,
+            schema=REQUESTS_SCHEMA,
+            older=(ARROW_SCHEMA,),
+            rows_of=rows_in,
         )
+        self.rows: RowBuilder | None = None
+        """Turns a segment's accepted requests into rows (set by the service before `start`)."""
         self.dead_letters = DeadLetters(self.wal.directory)
         self._closing = False
         self._deadline = 0.0
@@ -122,6 +131,7 @@ class ClickHouseExporter:
         self._failing_since: float | None = None
         self._thread: threading.Thread | None = None
         self._client: Client | None = None
+        self._engine: Client | None = None
         self.stored_rows = 0
         """Rows accepted by this run and done with (stored, or set aside), in acceptance order."""
         self.replayed_rows = 0
@@ -191,11 +201,10 @@ class ClickHouseExporter:
 
     # --- the receivers' side -----------------------------------------------------------------
 
-    async def offer(self, records: Sequence[SpanRecord]) -> None:
-        """Returns once the rows are durable in the WAL; raises WalUnavailable when they cannot be."""
-        if not records:
-            return
-        await self.wal.append(to_arrow(records))
+    async def offer(self, request: pa.Table) -> None:
+        """`request`: one accepted request (`accepted.request_record`). Returns once it is durable in the WAL;
+        raises WalUnavailable when it cannot be."""
+        await self.wal.append(request)
         self._update_gauges()
 
     @property
@@ -223,6 +232,17 @@ class ClickHouseExporter:
         self._metrics.wal_bytes.set(self.wal.size)
 
     # --- the worker thread -------------------------------------------------------------------
+
+    def engine_client(self) -> Client:
+        """A ClickHouse engine in this process to read OTLP with (`engine/`): the embedded store's own, or one with
+        no tables of its own beside the WAL when the store is a server. Called on the exporter's thread."""
+        if self._config.endpoint.startswith("chdb://"):
+            if self._client is None:
+                self._client = self._open()
+            return self._client
+        if self._engine is None:
+            self._engine = connect(f"chdb://{self.wal.directory / 'engine'}")
+        return self._engine
 
     def _open(self) -> Client:
         client = connect(self._config.endpoint, self._config.username, self._config.password)
@@ -258,12 +278,27 @@ class ClickHouseExporter:
 
     def _store_segment(self, segment: Segment) -> None:
         table = segment.table()
-        for month, part in by_month(table):
-            self._store(part, f"{segment.token}-{month}", counted=not segment.recovered)
+        if table.schema.equals(REQUESTS_SCHEMA):  # else rows an earlier version wrote
+            table = self._rows_of(segment, table)
+        if table.num_rows:
+            for month, part in by_month(table):
+                self._store(part, f"{segment.token}-{month}", counted=not segment.recovered)
         self.wal.release(segment)
         if segment.recovered:
             self.replayed_rows += table.num_rows
         self._update_gauges()
+
+    def _rows_of(self, segment: Segment, requests: pa.Table) -> pa.Table:
+        """The segment's requests read into rows; spans refused on the way are recorded where users look."""
+        assert self.rows is not None, "the service sets the row builder before start"
+        built = self.rows.build(requests, counted=not segment.recovered)
+        refused = built.rejections
+        if refused.count:
+            logger.warning(
+                "%d accepted spans cannot be stored (table ingest_rejections): %s", refused.count, refused.message
+            )
+            self._record_rejection(f"{segment.token}-invalid", refused.count, refused.message, refused.span_ids)
+        return built.table
 
     def _retry_dead_letters(self) -> None:
         for letter_id, table in self.dead_letters.retries():

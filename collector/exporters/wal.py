@@ -28,6 +28,7 @@ import time
 import uuid
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,10 @@ def _decode_table(payload: memoryview) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
 
 
+def _row_count(table: pa.Table) -> int:
+    return table.num_rows
+
+
 @dataclass
 class Segment:
     """One segment file: the rows of the requests it holds, inserted together under `token`."""
@@ -98,12 +103,18 @@ class WriteAheadLog:
         segment_rows: int,
         segment_age: float,
         schema: pa.Schema,
+        older: tuple[pa.Schema, ...] = (),
+        rows_of: Callable[[pa.Table], int] = _row_count,
     ) -> None:
+        """`schema`: what records hold; `older`: what an earlier version's records held, read back at start (a
+        segment holds records of one schema). `rows_of`: the rows a record counts for (segments are sealed at
+        `segment_rows`)."""
         self.directory = directory
         self.max_bytes = max_bytes
         self._segment_rows = segment_rows
         self._segment_age = segment_age
-        self._schema = schema
+        self._schemas = (schema, *older)
+        self._rows_of = rows_of
         self._cond = threading.Condition()
         self._waiting: list[_Append] = []
         self._sealed: deque[Segment] = deque()
@@ -278,10 +289,11 @@ class WriteAheadLog:
             if failure is None:
                 self.write_error = None
                 for entry in batch:
+                    rows = self._rows_of(entry.table)
                     segment.tables.append(entry.table)
-                    segment.rows += entry.table.num_rows
+                    segment.rows += rows
                     segment.size += entry.payload.size + _HEADER.size
-                    self._rows += entry.table.num_rows
+                    self._rows += rows
             else:
                 self.write_error = _describe(failure)
                 self._failed_bytes = sum(entry.payload.size + _HEADER.size for entry in batch)
@@ -346,13 +358,12 @@ class WriteAheadLog:
             else:
                 try:
                     table = _decode_table(payload)
-                    if table.schema != self._schema:
-                        table = _upgraded(table, self._schema)
+                    table = _readable(table, self._schemas)
                 except (pa.ArrowException, ValueError) as exc:
                     damage = f"a record that is not readable Arrow ({exc})"
                 else:
                     segment.tables.append(table)
-                    segment.rows += table.num_rows
+                    segment.rows += self._rows_of(table)
                     offset += _HEADER.size + length
         if damage is not None:
             self._quarantine(path, data[offset:], offset, damage)
@@ -379,6 +390,18 @@ class WriteAheadLog:
             len(damaged),
             target,
         )
+
+
+def _readable(table: pa.Table, schemas: tuple[pa.Schema, ...]) -> pa.Table:
+    """The record as one of `schemas` (upgraded where it can be); ValueError when it is none of them."""
+    if table.schema in schemas:
+        return table
+    for schema in schemas:
+        try:
+            return _upgraded(table, schema)
+        except ValueError:
+            continue
+    raise ValueError("rows of another schema")
 
 
 def _upgraded(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -188,6 +188,11 @@ class GenAIProcessor:
                     result.tags_capped += tags_capped
         return result
 
+    @property
+    def attribute_redactor(self) -> Redactor | None:
+        """What redacts attribute values of ATTRIBUTE_REDACTION_LENGTH characters or more (None: nothing does)."""
+        return self._attribute_redactor
+
     def latest_accepted(self, received_ns: int) -> int:
         """The latest start or end time accepted in a request received at `received_ns`."""
         return min(received_ns + int(self._config.max_future_skew * 1e9), MAX_TIMESTAMP_NS)

@@ -123,12 +123,9 @@ class OtlpGrpcReceiver:
             response = spec.response()
             if signal == "traces":
                 try:
-                    outcome = await self._traces.consume(request, body, principal)  # type: ignore[arg-type]
+                    await self._traces.consume(request, body, principal)  # type: ignore[arg-type]
                 except Backpressure as exc:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-                if outcome.rejected:
-                    response.partial_success.rejected_spans = outcome.rejected  # type: ignore[attr-defined]
-                    response.partial_success.error_message = outcome.message  # type: ignore[attr-defined]
             else:
                 self._telemetry.consume(signal, count_items(signal, request), body)
             return response.SerializeToString()

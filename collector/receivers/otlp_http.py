@@ -187,14 +187,11 @@ class OtlpHttpReceiver:
             if signal == "traces":
                 try:
                     raw = body if content_type == PROTOBUF else None
-                    outcome = await self._traces.consume(message, raw, principal)  # type: ignore[arg-type]
+                    await self._traces.consume(message, raw, principal)  # type: ignore[arg-type]
                 except Backpressure as exc:
                     reply = _status(503, content_type, _GRPC_UNAVAILABLE, str(exc))
                     reply.headers["Retry-After"] = str(exc.retry_after)
                     return reply
-                if outcome.rejected:
-                    response.partial_success.rejected_spans = outcome.rejected  # type: ignore[attr-defined]
-                    response.partial_success.error_message = outcome.message  # type: ignore[attr-defined]
             else:
                 raw = body if content_type == PROTOBUF else message.SerializeToString()
                 self._telemetry.consume(signal, count_items(signal, message), raw)

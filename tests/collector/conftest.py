@@ -170,6 +170,21 @@ def wait_for_rows(collector: Collector, count: int, timeout: float = 20.0) -> No
         time.sleep(0.02)
 
 
+def refused(store: Client, database: str, count: int, timeout: float = 20.0) -> str:
+    """Waits until `count` accepted spans were refused while being read (the ingest_rejections table, where a
+    user sees them: the sender was answered before they were read); their reasons, `; `-separated."""
+    deadline = time.monotonic() + timeout
+    query = "SELECT sum(rows), arrayStringConcat(groupArray(error), '; ') FROM {db:Identifier}.ingest_rejections"
+    while True:
+        total, errors = store.query(query, parameters={"db": database}).result_rows[0]
+        if total >= count:
+            assert total == count, f"{total} spans refused, expected {count}: {errors}"
+            return str(errors)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {total} of {count} spans refused after {timeout}s: {errors}")
+        time.sleep(0.05)
+
+
 def rows(store: Client, database: str, where: str = "1", **parameters: Any) -> list[dict[str, Any]]:
     query = f"SELECT * FROM {{database:Identifier}}.genai_spans WHERE {where} ORDER BY timestamp, span_id"
     return list(store.query(query, parameters={"database": database, **parameters}).named_results())

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanmeter.config import GenAIProcessorConfig, PricingProcessorConfig
+from spanmeter.exporters.accepted import request_record
 from spanmeter.exporters.clickhouse import INSERT_SETTINGS, to_arrow
 from spanmeter.exporters.wal import MAGIC, encode_table
 from spanmeter.processors import GenAIProcessor, PricingProcessor
@@ -97,8 +98,8 @@ def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
     start_collector: Callable[..., Collector], store: Client, database: str
 ) -> None:
     body, more, later = (encode_spans(make_spans(3)).SerializeToString() for _ in range(3))
-    # Room for one request's rows in the WAL, not two.
-    room = len(MAGIC) + 8 + encoded_rows(body) + 100
+    # Room for two requests in the WAL, not three.
+    room = len(MAGIC) + 2 * (8 + encoded_request(body)) + 100
     collector = start_collector(
         {"exporters": {"clickhouse": {**FAST_RETRY["exporters"]["clickhouse"], "queue": {"max_bytes": room}}}}
     )
@@ -106,7 +107,7 @@ def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
     store.command("DETACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
     try:
         assert post(url, body).status == 200
-        assert post(url, body).status == 200  # the same spans again: a resend, nothing new to hold
+        assert post(url, body).status == 200  # the same spans again: a resend, kept, stored once
         with pytest.raises(urllib.error.HTTPError) as refused:
             post(url, more)
         assert refused.value.code == 503
@@ -128,11 +129,10 @@ def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
     wait_for_rows(collector, 6)
 
 
-def encoded_rows(body: bytes) -> int:
-    """Bytes the rows of an OTLP request take in the WAL: read, priced and encoded as the collector does."""
-    decoded = GenAIProcessor(GenAIProcessorConfig()).decode(ExportTraceServiceRequest.FromString(body))
-    PricingProcessor(PricingProcessorConfig()).process(decoded.records)
-    return encode_table(to_arrow(decoded.records)).size
+def encoded_request(body: bytes) -> int:
+    """Bytes an accepted OTLP request takes in the WAL."""
+    spans = len(ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans)
+    return encode_table(request_record(body, None, spans, 0)).size
 
 
 def post(url: str, body: bytes) -> Any:

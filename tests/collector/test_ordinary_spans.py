@@ -215,9 +215,9 @@ def decoded_spans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     handed: list[int] = []
     decode = GenAIProcessor.decode
 
-    def counting(self: GenAIProcessor, request: ExportTraceServiceRequest) -> DecodeResult:
+    def counting(self: GenAIProcessor, request: ExportTraceServiceRequest, latest: int | None = None) -> DecodeResult:
         handed.append(span_count(request))
-        return decode(self, request)
+        return decode(self, request, latest)
 
     monkeypatch.setattr(GenAIProcessor, "decode", counting)
     return handed

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from spanmeter.decoding import WorkerPoolDecoder
+from spanmeter.decoding import WorkerPoolReader
 from spanmeter.service import Collector
 
 from .conftest import deep_merge
@@ -42,8 +42,8 @@ def collector(start_collector: Callable[..., Collector]) -> Collector:
 
 
 def test_spans_are_read_in_another_process(collector: Collector) -> None:
-    decoder = collector.decoder
-    assert isinstance(decoder, WorkerPoolDecoder)
+    decoder = collector.span_reader
+    assert isinstance(decoder, WorkerPoolReader)
     pool = decoder._pool
     assert pool is not None
     pids = {process.pid for process in pool._processes.values()}
