@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from minimal_server import MinimalServer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
@@ -143,6 +144,12 @@ class Collector:
         while self.stored() < count:
             time.sleep(0.01)
 
+    def peak_memory(self) -> int:
+        """The collector process's peak resident memory (VmHWM), bytes."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        return int(match.group(1)) * 1024 if match else 0
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=120)
@@ -242,23 +249,36 @@ def end_to_end(collector: Collector, batches: list[Sequence[ReadableSpan]], tran
     return total / (time.perf_counter() - started)
 
 
-def collector_only(collector: Collector, bodies: list[bytes], spans: int, senders: int) -> float:
-    """The same requests, already encoded, sent over gRPC by raw channels: the collector's own rate,
-    without the SDK's encoding competing for the 2 cores."""
+def send_raw(port: int, bodies: list[bytes], senders: int) -> None:
+    """Already encoded requests over gRPC, each sender thread its own channel, as separate app processes would."""
     import grpc
 
-    before = collector.stored()
     path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
     def worker(mine: list[bytes]) -> None:
-        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             export = channel.unary_unary(path)
             for body in mine:
                 export(body, timeout=60)
 
-    started = time.perf_counter()
     in_threads(worker, [bodies[i::senders] for i in range(senders)])
+
+
+def collector_only(collector: Collector, bodies: list[bytes], spans: int, senders: int) -> tuple[float, float]:
+    """The same requests, already encoded, sent over gRPC by raw channels: the collector's own rate, without the
+    SDK's encoding competing for the 2 cores. (spans/s until every request is answered, i.e. durable in the WAL;
+    spans/s until every span is in the store.)"""
+    before = collector.stored()
+    started = time.perf_counter()
+    send_raw(collector.grpc_port, bodies, senders)
+    answered = time.perf_counter() - started
     collector.wait_stored(before + spans)
+    return spans / answered, spans / (time.perf_counter() - started)
+
+
+def minimal_rate(server: MinimalServer, bodies: list[bytes], spans: int, senders: int) -> float:
+    started = time.perf_counter()
+    send_raw(server.port, bodies, senders)
     return spans / (time.perf_counter() - started)
 
 
@@ -300,7 +320,8 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-bench-"))
     versions = Versions(workdir, args.baseline, args.workers)
-    results: dict[str, list[float]] = {"decode": [], "encode": []}
+    results: dict[str, list[float]] = {"decode": [], "encode": [], "minimal": []}
+    minimal = MinimalServer()
     try:
         collectors = versions.start()
         for round_index in range(args.rounds):
@@ -317,13 +338,21 @@ def main() -> None:
                 encoded = [
                     encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.batch)
                 ]
-                rate = collector_only(collector, encoded, args.spans, args.senders)
+                answered, rate = collector_only(collector, encoded, args.spans, args.senders)
                 results.setdefault(f"{label} raw", []).append(rate)
-                print(f"round {round_index + 1}: {label} pre-encoded gRPC {rate:>10,.0f} spans/s", file=sys.stderr)
+                results.setdefault(f"{label} answered", []).append(answered)
+                print(
+                    f"round {round_index + 1}: {label} pre-encoded gRPC {rate:>10,.0f} spans/s stored, "
+                    f"{answered:>10,.0f} answered",
+                    file=sys.stderr,
+                )
+            results["minimal"].append(minimal_rate(minimal, bodies, len(spans), args.senders))
             results["decode"].append(decode_ceiling(bodies, len(spans)))
             results["encode"].append(client_encode_rate(batches, len(spans)))
+        memory = {label: collector.peak_memory() for label, collector in collectors.items()}
     finally:
         versions.stop()
+        minimal.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in results.items()}
@@ -332,6 +361,8 @@ def main() -> None:
         f"service.workers {args.workers} (medians)"
     )
     print(f"  protobuf decode alone (the ceiling)  {median['decode']:>10,.0f} spans/s")
+    share = median["minimal"] / median["decode"]
+    print(f"  minimal grpc.aio server (parse, ack) {median['minimal']:>10,.0f} spans/s   {share:6.1%} of ceiling")
     for label in versions.collectors:
         prefix = f"[{label}] " if args.baseline else ""
         for transport in ("grpc", "http"):
@@ -341,6 +372,12 @@ def main() -> None:
         rate = median[f"{label} raw"]
         ratio = rate / median["decode"]
         print(f"  {prefix}collector alone, pre-encoded gRPC {rate:>10,.0f} spans/s   {ratio:6.1%} of ceiling")
+        answered = median[f"{label} answered"]
+        print(
+            f"  {prefix}  of which answered (durable in the WAL) {answered:>10,.0f} spans/s   "
+            f"{answered / median['minimal']:6.1%} of the minimal server"
+        )
+        print(f"  {prefix}collector peak memory (VmHWM)     {memory[label] / 2**20:>10,.0f} MiB")
     if args.baseline:
         for kind in ("grpc", "http", "raw"):
             ratio = median[f"this {kind}"] / median[f"{args.baseline} {kind}"]

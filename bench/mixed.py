@@ -20,22 +20,16 @@ With `--baseline REV` the collector of that git revision (a worktree) runs besid
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -43,6 +37,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import MODELS, Collector, Versions, decode_ceiling, in_threads
+from minimal_server import MinimalServer
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 ROUTES = ("/api/items/{id}", "/api/cart", "/api/users/{id}/orders", "/healthz")
@@ -157,26 +152,6 @@ def to_minimal(port: int, bodies: list[bytes], spans: int, senders: int) -> floa
     return spans / (time.perf_counter() - started)
 
 
-async def serve_minimal() -> None:
-    """The minimal server: parse, acknowledge. Prints its port, then serves until killed."""
-    import grpc
-
-    reply = ExportTraceServiceResponse().SerializeToString()
-
-    async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        ExportTraceServiceRequest.FromString(body)
-        return reply
-
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-    handler = grpc.unary_unary_rpc_method_handler(export)
-    service = "opentelemetry.proto.collector.trace.v1.TraceService"
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(port, flush=True)
-    await server.wait_for_termination()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=102_400)
@@ -185,21 +160,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--genai", type=float, default=0.05, help="share of GenAI spans (default 0.05)")
     parser.add_argument("--baseline", metavar="REV", help="also run the collector of this git revision")
-    parser.add_argument("--serve-minimal", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_minimal:
-        asyncio.run(serve_minimal())
-        return
 
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-mixed-"))
     versions = Versions(workdir, args.baseline)
-    minimal = subprocess.Popen(
-        [sys.executable, __file__, "--serve-minimal"], stdout=subprocess.PIPE, text=True, env={**os.environ}
-    )
+    minimal = MinimalServer()
     results: dict[str, list[float]] = {}
     try:
-        assert minimal.stdout is not None
-        minimal_port = int(minimal.stdout.readline())
         collectors = versions.start()
         for round_index in range(args.rounds):
             rates: dict[str, float] = {}
@@ -209,7 +176,7 @@ def main() -> None:
                 rates[label], rates[f"{label} stored"] = to_collector(
                     collector, bodies, args.spans, genai, args.senders
                 )
-            rates["minimal"] = to_minimal(minimal_port, bodies, args.spans, args.senders)
+            rates["minimal"] = to_minimal(minimal.port, bodies, args.spans, args.senders)
             rates["parse"] = decode_ceiling(bodies, args.spans)
             for name, rate in rates.items():
                 results.setdefault(name, []).append(rate)
@@ -217,8 +184,7 @@ def main() -> None:
             print(f"round {round_index + 1} ({genai} GenAI spans): {shown} spans/s", file=sys.stderr)
     finally:
         versions.stop()
-        minimal.kill()
-        minimal.wait()
+        minimal.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in results.items()}
