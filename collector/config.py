@@ -496,6 +496,9 @@ class ClickHouseExporterConfig(_Strict):
     unavailable_grace: Seconds = 60.0
     """How long the store may fail before `/readyz` says the collector is not ready."""
     retention: RetentionConfig = RetentionConfig()
+    cluster: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    """A cluster of the server's `remote_servers`: the schema is created ON CLUSTER, each table replicated per
+    shard (`<name>_local`) behind a Distributed table of its own name (cluster.py). Server endpoints only."""
 
     @field_validator("endpoint")
     @classmethod
@@ -503,6 +506,20 @@ class ClickHouseExporterConfig(_Strict):
         if not endpoint.startswith(("chdb://", "http://", "https://")):
             raise ValueError(f"expected chdb://PATH, http://host:port or https://host:port, got {endpoint!r}")
         return endpoint
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _no_cluster(cls, cluster: object) -> object:
+        return None if cluster == "" else cluster  # `${env:VAR:-}` left empty: a single server
+
+    @model_validator(mode="after")
+    def _cluster_needs_server(self) -> ClickHouseExporterConfig:
+        if self.cluster is not None and self.endpoint.startswith("chdb://"):
+            raise _KeyedError(
+                ("cluster",),
+                "the embedded chdb:// engine is one process, not a cluster: set an http(s):// endpoint or remove it",
+            )
+        return self
 
 
 class OtlpExporterConfig(_Strict):
