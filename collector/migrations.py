@@ -14,6 +14,12 @@ The files up to BASELINE (001-007) predate the table. A store an older spanmeter
 but no records: it is adopted, the baseline recorded as `adopted`. Their statements are only
 `CREATE ... IF NOT EXISTS` and `ALTER ... MODIFY SETTING` (a test holds them to it), so running them on
 such a store changes nothing that exists and creates what an even older version did not have.
+
+On a cluster (`exporters.clickhouse.cluster`) each statement runs in its cluster form (cluster.py), and the
+bookkeeping table is one replicated table on every node, so a claim is deduplicated cluster-wide. A node can
+show a claim late (replicas fetch in the background, and a load balancer may send each query to another
+node), so a collector whose claim is the kept one applies the migration whenever it finds it so, not only
+right after claiming.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 
 from clickhouse_connect.driver.client import Client
 
+from .cluster import cluster_statements, migrations_table_statements
 from .store import StoreError, first_line, schema_files, statements
 
 __all__ = ["BASELINE", "Migration", "Migrator", "default_collector_name", "migrations"]
@@ -97,9 +105,12 @@ class Migrator:
         collector: str | None = None,
         claim_timeout: float = 900.0,
         poll_interval: float = 0.2,
+        *,
+        cluster: str | None = None,
     ) -> None:
         self._client = client
         self._database = database
+        self._cluster = cluster
         # Unique per Migrator even within one process: two collectors in one process are two claimants.
         self.collector = collector or f"{default_collector_name()}-{threading.get_ident():x}-{id(self):x}"
         self._claim_timeout = claim_timeout
@@ -109,9 +120,10 @@ class Migrator:
 
     def migrate(self) -> list[int]:
         """Apply every migration the database has not recorded; returns the versions applied here."""
-        self._command("CREATE DATABASE IF NOT EXISTS {database:Identifier}")
+        self._ddl("CREATE DATABASE IF NOT EXISTS {database:Identifier}")
         legacy = self._table_exists("genai_spans") and not self._table_exists("schema_migrations")
-        self._command(_TABLE_SQL)
+        for statement in statements(_TABLE_SQL):
+            self._ddl(statement, migrations_table_statements)
         legacy = legacy or (self._table_exists("genai_spans") and not self._any_done())
         known = migrations()
         self._warn_unknown({m.version for m in known})
@@ -141,10 +153,10 @@ class Migrator:
             if attempt == 0 or any(row.state == "failed" for row in current) or self._stale(current):
                 attempt += 1
                 self._insert(migration, "claimed", attempt, token=f"migration-{migration.version}-{attempt}")
-                claims = [row for row in self._rows(migration.version) if row.attempt == attempt]
-                if [row.collector for row in claims if row.state == "claimed"] == [self.collector]:
-                    self._run(migration, attempt, adopt)
-                    return
+                current = [row for row in self._rows(migration.version) if row.attempt == attempt]
+            if [row.collector for row in current if row.state == "claimed"] == [self.collector]:
+                self._run(migration, attempt, adopt)  # the kept claim is this collector's (maybe seen late)
+                return
             if waited_since is None:
                 waited_since = time.monotonic()
                 logger.info("waiting for another collector to apply schema migration %s", migration.name)
@@ -154,7 +166,7 @@ class Migrator:
         state = "adopted" if adopt else "applied"
         try:
             for statement in statements(migration.text):
-                self._command(statement)
+                self._ddl(statement)
         except Exception as exc:
             detail = first_line(exc)
             self._insert(migration, "failed", attempt, detail=detail)
@@ -174,6 +186,14 @@ class Migrator:
 
     def _command(self, sql: str) -> None:
         self._client.command(sql, parameters={"database": self._database})
+
+    def _ddl(self, statement: str, on_cluster: Callable[[str, str, str], list[str]] = cluster_statements) -> None:
+        """A schema statement, in its cluster form when there is a cluster (written out: no parameters)."""
+        if self._cluster is None:
+            self._command(statement)
+            return
+        for sql in on_cluster(statement, self._cluster, self._database):
+            self._client.command(sql)
 
     def _table_exists(self, table: str) -> bool:
         result = self._client.command(

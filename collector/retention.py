@@ -4,6 +4,9 @@ Not a numbered migration: the value is the operator's and may change at any star
 are read and compared each time (a store is only altered when they differ; several collectors starting
 with the same setting at once may each issue the same ALTER, which is harmless). ClickHouse applies a new
 TTL to existing parts with a background mutation, and expired rows (or content) disappear as parts merge.
+
+On a cluster the TTLs are the local tables' (they hold the rows; cluster.py), read on the node connected to
+and set ON CLUSTER, the values written out in the statement.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from .cluster import bind, cluster_statements, local_name
 from .config import RetentionConfig
 
 __all__ = ["TableTtls", "apply_retention", "current_ttls"]
@@ -50,13 +54,14 @@ class TableTtls:
     """Settings whose object has some TTL, even one not in spanmeter's form."""
 
 
-def current_ttls(client: Client, database: str) -> TableTtls:
+def current_ttls(client: Client, database: str, cluster: str | None = None) -> TableTtls:
+    names = {_stored(name, cluster): name for name in ("genai_spans", "genai_spans_hourly")}
     tables = {
-        name: (engine, query.rsplit(") ENGINE = ", 1)[0])  # (table clauses, column list)
+        names[name]: (engine, query.rsplit(") ENGINE = ", 1)[0])  # (table clauses, column list)
         for name, engine, query in client.query(
             "SELECT name, engine_full, create_table_query FROM system.tables"
-            " WHERE database = {database:String} AND name IN ('genai_spans', 'genai_spans_hourly')",
-            parameters={"database": database},
+            " WHERE database = {database:String} AND name IN {names:Array(String)}",
+            parameters={"database": database, "names": list(names)},
         ).result_rows
     }
     spans, columns = tables.get("genai_spans", ("", ""))
@@ -72,31 +77,43 @@ def current_ttls(client: Client, database: str) -> TableTtls:
     )
 
 
-def apply_retention(client: Client, database: str, retention: RetentionConfig) -> list[str]:
+def apply_retention(client: Client, database: str, retention: RetentionConfig, cluster: str | None = None) -> list[str]:
     """Set each TTL that differs from `retention`; returns the settings changed."""
-    current = current_ttls(client, database)
+    current = current_ttls(client, database, cluster)
     changed: list[str] = []
+
+    def alter(sql: str, **parameters: str | int) -> None:
+        if cluster is None:
+            client.command(sql, parameters={"database": database, **parameters})
+            return
+        for statement in cluster_statements(bind(sql, parameters), cluster, database):
+            client.command(statement)
+
     for setting, table, column in _TABLES:
         days = getattr(retention, setting)
-        parameters = {"database": database, "table": table, "column": column, "days": days}
         if days and getattr(current, setting) != days:
-            client.command(_MODIFY_TTL, parameters=parameters)
+            alter(_MODIFY_TTL, table=table, column=column, days=days)
         elif not days and setting in current.has_ttl:
-            client.command(_REMOVE_TTL, parameters=parameters)
+            alter(_REMOVE_TTL, table=table)
         else:
             continue
         changed.append(setting)
     days = retention.content
     if days and current.content != days:
-        client.command(_MODIFY_CONTENT_TTL, parameters={"database": database, "days": days})
+        alter(_MODIFY_CONTENT_TTL, days=days)
         changed.append("content")
     elif not days and "content" in current.has_ttl:
-        client.command(_REMOVE_CONTENT_TTL, parameters={"database": database})
+        alter(_REMOVE_CONTENT_TTL)
         changed.append("content")
     for setting in changed:
         was, now = getattr(current, setting), getattr(retention, setting)
         logger.info("retention of %s in database %s set to %s (was %s)", setting, database, _kept(now), _kept(was))
     return changed
+
+
+def _stored(table: str, cluster: str | None) -> str:
+    """The table holding `table`'s rows: itself, or on a cluster its local table."""
+    return table if cluster is None else local_name(table)
 
 
 def _days(match: re.Match[str] | None, column: str) -> int | None:

@@ -76,16 +76,18 @@ def schema_files() -> list[tuple[str, str]]:
     return files
 
 
-def apply_schema(client: Client, database: str, retention: RetentionConfig | None = None) -> None:
+def apply_schema(
+    client: Client, database: str, retention: RetentionConfig | None = None, cluster: str | None = None
+) -> None:
     """Bring `database` to the newest schema (migrations.py: each numbered file applied once, recorded),
-    then set the TTLs `retention` asks for (retention.py) when given."""
+    then set the TTLs `retention` asks for (retention.py) when given; on `cluster`, in its cluster form."""
     from .migrations import Migrator  # migrations reads the schema files through this module
     from .retention import apply_retention
 
     try:
-        Migrator(client, database).migrate()
+        Migrator(client, database, cluster=cluster).migrate()
         if retention is not None:
-            apply_retention(client, database, retention)
+            apply_retention(client, database, retention, cluster)
     except StoreError:
         raise
     except Exception as exc:  # the driver raises many kinds; all mean the schema could not be applied

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
+from ..cluster import CLUSTER_INSERT_SETTINGS
 from ..config import ClickHouseExporterConfig
 from ..records import COLUMNS, SpanRecord
 from ..store import StoreError, apply_schema, caused_by_data, connect, describe_endpoint, first_line
@@ -139,6 +140,11 @@ class ClickHouseExporter:
         # Held while a batch is inserted and counted, so a reader (budgets) can take the store's sums
         # and `stored_rows` as of one moment: stored rows are then exactly the first `stored_rows` queued.
         self.insert_lock = threading.Lock()
+        # On a cluster genai_spans is a Distributed table: the insert must reach the shards, token and all.
+        self._insert_settings: dict[str, int | str] = {
+            **INSERT_SETTINGS,
+            **(CLUSTER_INSERT_SETTINGS if config.cluster else {}),
+        }
         metrics.wal_capacity.set(int(queue.max_bytes))
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -246,7 +252,7 @@ class ClickHouseExporter:
 
     def _open(self) -> Client:
         client = connect(self._config.endpoint, self._config.username, self._config.password)
-        apply_schema(client, self._config.database, self._config.retention)
+        apply_schema(client, self._config.database, self._config.retention, self._config.cluster)
         self._store_ok()
         return client
 
@@ -338,7 +344,7 @@ class ClickHouseExporter:
                     self._client.insert_arrow(
                         f"{self._config.database}.{TABLE}",
                         table,
-                        settings=INSERT_SETTINGS | {"insert_deduplication_token": token},
+                        settings=self._insert_settings | {"insert_deduplication_token": token},
                     )
                     if counted:
                         self.stored_rows += table.num_rows
