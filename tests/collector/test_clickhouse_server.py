@@ -21,7 +21,7 @@ from spanmeter.service import Collector
 from spanmeter.store import connect
 
 from .conftest import span_exporter, wait_for_rows
-from .test_durability import make_spans
+from .test_durability import count_rows, make_spans
 
 CLICKHOUSE_URL = os.environ.get("CLICKHOUSE_URL", "")
 pytestmark = pytest.mark.skipif(not CLICKHOUSE_URL, reason="no ClickHouse server: set CLICKHOUSE_URL to run these")
@@ -109,3 +109,56 @@ def test_server_down_at_start_then_up_stores_every_acknowledged_span_once(
         "SELECT count(), uniqExact(span_id) FROM {db:Identifier}.genai_spans", parameters={"db": database}
     ).result_rows[0]
     assert (count, distinct) == (20, 20)
+
+
+CLICKHOUSE_CLUSTER = os.environ.get("CLICKHOUSE_CLUSTER", "")
+
+
+@pytest.mark.skipif(
+    not CLICKHOUSE_CLUSTER, reason="no ClickHouse cluster: set CLICKHOUSE_CLUSTER (a remote_servers name) to run this"
+)
+def test_cluster_schema_stores_through_distributed_tables(
+    start_collector: Callable[..., Collector], server_database: tuple[Client, str]
+) -> None:
+    client, database = server_database
+    url = urlsplit(CLICKHOUSE_URL)
+    try:
+        collector = start_collector(
+            {
+                "exporters": {
+                    "clickhouse": {
+                        "endpoint": f"{url.scheme}://{url.hostname}:{url.port or 8123}",
+                        "database": database,
+                        "username": url.username or "default",
+                        "password": url.password or "",
+                        "cluster": CLICKHOUSE_CLUSTER,
+                        "batch": {"max_age": "100ms"},
+                        "retention": {"rows": 3650},
+                    }
+                }
+            }
+        )
+        assert span_exporter(collector, "grpc").export(make_spans(20)) is SpanExportResult.SUCCESS
+        wait_for_rows(collector, 20, timeout=60)
+        engines = {
+            name: engine
+            for name, engine in client.query(
+                "SELECT name, engine FROM system.tables WHERE database = {db:String}", parameters={"db": database}
+            ).result_rows
+        }
+        assert engines["genai_spans"] == "Distributed"
+        assert engines["genai_spans_local"] == "ReplicatedMergeTree"
+        assert engines["genai_spans_hourly_local"] == "ReplicatedSummingMergeTree"
+        assert engines["schema_migrations"] == "ReplicatedMergeTree"
+        ttl = client.command(
+            "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'genai_spans_local'",
+            parameters={"db": database},
+        )
+        assert "toIntervalDay(3650)" in str(ttl)
+        # Read through the Distributed tables; the rollup is the sum of the shards' rollups.
+        assert count_rows(client, database) == (20, 20, 20)
+    finally:
+        client.command(
+            "DROP DATABASE IF EXISTS {db:Identifier} ON CLUSTER {cluster:Identifier} SYNC",
+            parameters={"db": database, "cluster": CLICKHOUSE_CLUSTER},
+        )
