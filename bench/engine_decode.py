@@ -1,69 +1,94 @@
-"""The engine decoder beside the Python reader, on the same requests, in one run (the throughput work's first step).
+"""The engine reader beside the Python reader, on the same requests, in one run (the throughput work).
 
-Reads N GenAI spans shaped like ingest.py's (requests of `--batch` spans) three ways: protobuf (upb) parsing alone
-(the Python ceiling), spanmeter's Python reader (`GenAIProcessor.decode`), and ClickHouse (chDB) decoding the
-length-delimited requests with `collector/engine/otlp_traces.proto` and the SQL generated from the otel_genai
-table, its result read as Arrow (`query_arrow`). Medians over rounds, and ratios.
+Reads GenAI spans shaped like ingest.py's (requests of `--request` spans) three ways: protobuf (upb) parsing alone
+(the Python ceiling), spanmeter's Python reader (parse + `GenAIProcessor.decode` + `to_arrow`), and the engine
+(`EngineReader.read`: ClickHouse (chDB) reading the length-delimited requests with `collector/engine/otlp_traces.proto`
+and the SQL generated from the convention tables, rows as Arrow). Throughput at batches of `--spans` spans, and the
+fixed cost of a batch of one request (`--request` spans). Medians over rounds, and ratios; CPU seconds of this
+process beside wall seconds (the machine is shared: CPU time is the steadier figure).
 
-    python bench/engine_decode.py [--spans 50000] [--batch 512] [--rounds 3]
+    python bench/engine_decode.py [--spans 50000] [--request 100] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ingest import chunks, encode_spans, make_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanmeter.config import GenAIProcessorConfig
-from spanmeter.conventions import CONVENTIONS
-from spanmeter.engine import SCHEMA_FILE, decode_sql, length_delimited
+from spanmeter.engine import EngineReader
+from spanmeter.exporters.clickhouse import to_arrow
 from spanmeter.processors import GenAIProcessor
 from spanmeter.store import connect
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(run: Callable[[], int], rounds: int) -> tuple[float, float, int]:
+    """Median wall and CPU seconds of `run` over `rounds`, and what it returned (rows)."""
+    walls, cpus, rows = [], [], 0
+    for _ in range(rounds):
+        wall, used = time.perf_counter(), cpu()
+        rows = run()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(cpu() - used)
+    return statistics.median(walls), statistics.median(cpus), rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=50_000)
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--request", type=int, default=100, help="spans per request")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    bodies = [encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.batch)]
+    bodies = [encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.request)]
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-engine-"))
-    path = workdir / "requests.bin"
-    path.write_bytes(length_delimited(bodies))
-    client = connect(f"chdb://{workdir / 'store'}")
-    sql = decode_sql(next(c for c in CONVENTIONS if c.name == "otel_genai"))
-    settings = {"format_schema": f"{SCHEMA_FILE}:ExportTraceServiceRequest"}
-    reader = GenAIProcessor(GenAIProcessorConfig())
-    rates: dict[str, list[float]] = {"parse": [], "python": [], "engine": []}
-    for round_index in range(args.rounds):
-        started = time.perf_counter()
-        requests = [ExportTraceServiceRequest.FromString(body) for body in bodies]
-        rates["parse"].append(args.spans / (time.perf_counter() - started))
-        started = time.perf_counter()
-        rows = sum(len(reader.decode(request).records) for request in requests)
-        rates["python"].append(rows / (time.perf_counter() - started))
-        started = time.perf_counter()
-        table = client.query_arrow(sql, parameters={"path": str(path)}, settings=settings)
-        rates["engine"].append(table.num_rows / (time.perf_counter() - started))
-        assert table.num_rows == rows == args.spans, (table.num_rows, rows)
-        print(
-            f"round {round_index + 1}: parse {rates['parse'][-1]:>10,.0f}  python {rates['python'][-1]:>9,.0f}  "
-            f"engine {rates['engine'][-1]:>9,.0f} spans/s"
-        )
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    print(f"\nGenAI spans read, {args.spans} x {args.rounds} rounds, requests of {args.batch}, {os.cpu_count()} cores")
-    print(f"  protobuf parse alone (upb)        {median['parse']:>10,.0f} spans/s")
-    print(f"  Python reader (GenAIProcessor)    {median['python']:>10,.0f} spans/s")
-    ratio = median["engine"] / median["python"]
-    print(f"  engine (chDB, otel_genai SQL)     {median['engine']:>10,.0f} spans/s   {ratio:.1f}x the Python reader")
+    config = GenAIProcessorConfig.model_validate({"redaction": {"attributes": False}})
+    engine = EngineReader(config, connect(f"chdb://{workdir / 'store'}"), workdir)
+    reference = GenAIProcessor(config)
+    latest = time.time_ns() + 3600 * 10**9
+
+    def parse(batch: list[bytes]) -> int:
+        return len([ExportTraceServiceRequest.FromString(body) for body in batch]) * args.request
+
+    def python(batch: list[bytes]) -> int:
+        records = [
+            record
+            for body in batch
+            for record in reference.decode(ExportTraceServiceRequest.FromString(body), latest=latest).records
+        ]
+        return to_arrow(records).num_rows
+
+    def read(batch: list[bytes]) -> int:
+        result = engine.read(batch, [latest] * len(batch))
+        assert not result.fallback
+        return result.table.num_rows
+
+    print(f"{args.spans:,} GenAI spans in requests of {args.request}, {args.rounds} rounds, {os.cpu_count()} cores")
+    print(f"{'':36}{'wall s':>8}{'cpu s':>8}{'spans/s (cpu)':>15}")
+    results = {}
+    for name, run in (("protobuf parse alone (upb)", parse), ("Python reader + to_arrow", python), ("engine", read)):
+        wall, used, _ = timed(lambda run=run: run(bodies), args.rounds)
+        results[name] = used
+        print(f"  {name:34}{wall:8.3f}{used:8.3f}{args.spans / used:15,.0f}")
+    print(f"  engine / Python reader: {results['Python reader + to_arrow'] / results['engine']:.1f}x (cpu)")
+    one = bodies[:1]
+    for name, run in (("Python reader + to_arrow", python), ("engine", read)):
+        wall, used, _ = timed(lambda run=run: run(one), args.rounds)
+        print(f"  one request of {args.request} spans, {name:26}{wall * 1000:8.1f} ms wall {used * 1000:8.1f} ms cpu")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 ClickHouse reads OTLP's protobuf natively with a message schema (`otlp_traces.proto`): the nested
 resource_spans -> scope_spans -> spans -> attributes become arrays of tuples, `ARRAY JOIN` flattens them
-to spans, and the attributes a convention names are read from a per-span map. The SQL is generated from
-the convention tables (`collector/conventions/`), which stay the single source of truth; the Python
-reader (`processors/genai.py`) stays the reference until this path matches it row for row.
+to spans, and each GenAI span is read into the columns of a `genai_spans` row by SQL generated from the
+convention tables (`collector/conventions/`), which stay the single source of truth. The Python reader
+(`processors/genai.py`) stays the reference: what the engine does not read exactly as it does, it hands back.
 """
 
-from .decode import SCHEMA_FILE, decode_sql, length_delimited
+from .reader import SCHEMA_FILE, STRUCTURE, EngineBatch, EngineReader, length_delimited
 
-__all__ = ["SCHEMA_FILE", "decode_sql", "length_delimited"]
+__all__ = ["SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "length_delimited"]

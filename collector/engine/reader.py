@@ -1,0 +1,592 @@
+"""The ClickHouse engine reading whole GenAI rows from OTLP trace requests, as `GenAIProcessor.decode` does.
+
+A batch of requests is written to one file of length-delimited messages and read by ONE query, generated from
+the convention tables (the single source of truth) for the conventions whose markers or scopes occur in the
+batch's bytes. Each level of the request is flattened by ARRAY JOIN with its position, so rows come out in the
+reference's order: request, resource, scope, span. Spans that are not GenAI are only counted (per scope, before
+the spans are joined); each GenAI span is classified (model call or not) and read into the row's columns.
+
+Whatever SQL does not read exactly as the Python reader does (a span it would reject, a JSON member, a map
+value, a double Python prints with an exponent...) marks the span `bad`: its whole request is left out of the
+table and listed in `EngineBatch.fallback`, for the caller to decode with `GenAIProcessor`, which then produces
+the exact rows or rejection messages. Values are NOT redacted (`redaction.attributes`): whoever stores the table
+applies redaction to it afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from google.protobuf.internal.encoder import _VarintBytes  # the varint OTLP's own length prefix uses
+
+from ..config import GenAIProcessorConfig
+from ..conventions import CONVENTIONS, Convention, Field
+from ..conventions.base import AGGREGATE_OPERATIONS, JSON_PATH, TOKEN_FIELDS, base_attribute
+from ..conventions.providers import PROVIDER_ALIASES
+from ..exporters.clickhouse import ARROW_SCHEMA
+from ..privacy import CONTENT_ATTRIBUTES, CONTENT_PREFIXES
+from ..processors.genai import _OPERATIONS, DEFAULT_PROJECT, MIN_TIMESTAMP_NS, PROJECT_ATTRIBUTE
+from . import sql
+from .sql import as_count, as_str, as_str_list, as_text, count_ok, cut, has_duplicates, literal, literals, readable
+
+__all__ = ["SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "length_delimited"]
+
+SCHEMA_FILE = Path(__file__).with_name("otlp_traces.proto")
+"""ClickHouse's `format_schema`: `f"{SCHEMA_FILE}:ExportTraceServiceRequest"`."""
+
+_ATTRIBUTES = f"Array(Tuple(key String, value {sql.VALUE}))"
+STRUCTURE = (
+    f"resource_spans Array(Tuple(resource Tuple(attributes {_ATTRIBUTES}), "
+    "scope_spans Array(Tuple(scope Tuple(name String), spans Array(Tuple("
+    "trace_id String, span_id String, parent_span_id String, name String, start_time_unix_nano UInt64, "
+    f"end_time_unix_nano UInt64, attributes {_ATTRIBUTES}, status Tuple(code Int32)))))))"
+)
+"""The columns ClickHouse reads each request into, matching `otlp_traces.proto`."""
+
+EXTRA_COLUMNS = ("has_usage", "response_id", "request")
+_COMPUTED = tuple(
+    name
+    for name in ARROW_SCHEMA.names
+    if name
+    not in {"input_cost", "cache_read_cost", "cache_write_cost", "output_cost", "total_cost", "price_status",
+            "price_source", "feature", "content"}
+)  # fmt: skip
+"""ARROW_SCHEMA's columns the query computes; the others are the same on every row before pricing."""
+_WHITESPACE = "^[ \\t\\n\\x0b\\x0c\\r\\x1c-\\x1f]+|[ \\t\\n\\x0b\\x0c\\r\\x1c-\\x1f]+$"
+"""What str.strip() removes from ASCII text (the provider is normalized only when ASCII)."""
+_EMPTY_TEXT = "''"
+_CUT_KEYS = "arrayMap(k -> substringUTF8(k, 1, 1024), rks)"
+_STATUS = "multiIf(status_code_ = 1, 'OK', status_code_ = 2, 'ERROR', 'UNSET')"
+
+
+def length_delimited(bodies: Iterable[bytes]) -> bytes:
+    """Requests as ClickHouse's `Protobuf` format reads many messages: each prefixed by its varint length."""
+    return b"".join(_VarintBytes(len(body)) + body for body in bodies)
+
+
+@dataclass
+class EngineBatch:
+    table: pa.Table
+    """Rows of the requests the engine read: exactly the columns of exporters.clickhouse.ARROW_SCHEMA in that order
+    and those types (costs 0 as Decimal(18,12), price_status "no_usage", price_source "", feature "", content {}),
+    then three more columns: "has_usage" (bool), "response_id" (string), "request" (int32: index into `bodies`).
+    Rows ordered by request, then by the order the reference emits them. Values identical to what
+    to_arrow(GenAIProcessor(config).decode(request).records) gives for those requests (before pricing/tags),
+    with one difference: attribute values are NOT redacted (`redaction.attributes`); redaction is applied to
+    this table afterwards."""
+    fallback: list[int] = field(default_factory=list)
+    """Indexes of requests the engine did not read because some span in them needs what SQL does not do exactly:
+    the caller decodes those with the reference GenAIProcessor. No row of theirs is in `table`."""
+    non_genai: int = 0
+    """Over the requests read (not fallback), as DecodeResult counts them."""
+    not_model_calls: int = 0
+
+
+class EngineReader:
+    """Reads batches of OTLP trace requests into GenAI rows with one ClickHouse query per batch."""
+
+    def __init__(
+        self,
+        config: GenAIProcessorConfig,
+        client: Client,
+        workdir: Path,
+        conventions: tuple[Convention, ...] = CONVENTIONS,
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._workdir = Path(workdir)
+        self._conventions = conventions
+        self._read_keys = sorted(frozenset().union(*(c.consumed for c in conventions)))
+        self._queries: dict[tuple[int, ...], str] = {}
+        self._settings = {
+            "format_schema": f"{SCHEMA_FILE}:ExportTraceServiceRequest",
+            "input_format_protobuf_oneof_presence": 1,
+            "max_threads": 1,
+            # Analysis and planning of this one big query, not reading, is the fixed cost of a batch: these
+            # rewrites find nothing to improve in it and take most of that time.
+            "optimize_and_compare_chain": 0,
+            "query_plan_enable_optimizations": 0,
+        }
+
+    def read(self, bodies: Sequence[bytes], latest_ns: Sequence[int]) -> EngineBatch:
+        """Rows of every request read by the engine; the others listed in `fallback`."""
+        if not bodies:
+            return EngineBatch(_EMPTY)
+        data = length_delimited(bodies)
+        active = self._active(data)
+        query = self._queries.get(active)
+        if query is None:
+            query = self._queries[active] = Query(self._config, self._conventions, active, self._read_keys).sql()
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        path = self._workdir / f"requests-{uuid.uuid4().hex}.bin"
+        path.write_bytes(data)
+        try:
+            result = self._client.query_arrow(
+                query,
+                parameters={"path": str(path), "latest": [int(latest) for latest in latest_ns]},
+                settings=self._settings,
+                use_strings=True,
+            )
+        finally:
+            path.unlink(missing_ok=True)
+        return _batch(result)
+
+    def _active(self, data: bytes) -> tuple[int, ...]:
+        """The conventions (1-based positions) some span of the batch may be read with: a marker key or a scope
+        prefix occurs in its bytes. The others' SQL is left out of the query."""
+        return tuple(
+            index
+            for index, convention in enumerate(self._conventions, 1)
+            if any(name.encode() in data for name in (*convention.markers, *convention.scopes))
+        )
+
+
+_RESULT = (*_COMPUTED, "has_usage", "response_id", "request", "span_class", "bad", "scope_non_genai", "span_index")
+"""The query's columns: the row's, and what tells which requests fall back and how many spans were not rows."""
+
+
+def _batch(result: pa.Table) -> EngineBatch:
+    """The query's rows (GenAI spans, and one row per scope whose spans are all ordinary) into the batch."""
+    request = result.column("request").to_numpy()
+    kind = result.column("span_class").to_numpy()
+    bad = result.column("bad").to_numpy().astype(bool)
+    fallback = np.unique(request[bad])
+    read = ~np.isin(request, fallback)
+    first = result.column("span_index").to_numpy() <= 1
+    non_genai = int(result.column("scope_non_genai").to_numpy()[read & first].sum())
+    not_model_calls = int(np.count_nonzero(read & (kind == 1)))
+    rows = result.filter(pa.array(read & (kind == 2)))
+    return EngineBatch(_finish(rows), [int(r) for r in fallback], non_genai, not_model_calls)
+
+
+def _finish(rows: pa.Table) -> pa.Table:
+    """ARROW_SCHEMA's columns in order (the constant ones made here), then has_usage, response_id, request."""
+    count = rows.num_rows
+    columns: list[pa.Array | pa.ChunkedArray] = []
+    for schema_field in ARROW_SCHEMA:
+        name, arrow_type = schema_field.name, schema_field.type
+        if name == "timestamp":
+            columns.append(rows.column(name).cast(pa.int64()).cast(arrow_type))
+        elif name in _COMPUTED:
+            columns.append(rows.column(name).cast(arrow_type))
+        elif name == "content":
+            columns.append(pa.MapArray.from_arrays(pa.array(np.zeros(count + 1, np.int32)), pa.array([], pa.string()),
+                                                   pa.array([], pa.string())).cast(arrow_type))  # fmt: skip
+        else:
+            constant = Decimal(0) if pa.types.is_decimal(arrow_type) else "no_usage" if name == "price_status" else ""
+            columns.append(pa.repeat(pa.scalar(constant, arrow_type), count))
+    extra = [
+        rows.column("has_usage").cast(pa.bool_()),
+        rows.column("response_id").cast(pa.string()),
+        rows.column("request").cast(pa.int32()),
+    ]
+    names = [*ARROW_SCHEMA.names, *EXTRA_COLUMNS]
+    return pa.Table.from_arrays([*columns, *extra], names=names)
+
+
+_EMPTY = pa.Table.from_arrays(
+    [pa.array([], f.type) for f in ARROW_SCHEMA] + [pa.array([], pa.bool_()), pa.array([], pa.string()),
+                                                     pa.array([], pa.int32())],
+    names=[*ARROW_SCHEMA.names, *EXTRA_COLUMNS],
+)  # fmt: skip
+
+
+class Query:
+    """The SELECT for one set of active conventions, generated from their tables."""
+
+    def __init__(
+        self,
+        config: GenAIProcessorConfig,
+        conventions: tuple[Convention, ...],
+        active: tuple[int, ...],
+        read_keys: Sequence[str],
+    ) -> None:
+        self._config = config
+        self._conventions = conventions
+        self._active = active
+        self._read_keys = read_keys
+
+    # --- per convention ------------------------------------------------------------------------
+
+    def _by_convention(self, build: Callable[[Convention], str], default: str) -> str:
+        """`build(convention)` for the span's convention (`conv`): one branch per distinct text."""
+        branches: dict[str, list[int]] = {}
+        for index in self._active:
+            branches.setdefault(build(self._conventions[index - 1]), []).append(index)
+        if len(branches) == 1 and default == next(iter(branches)):
+            return default
+        parts = [f"conv IN ({', '.join(map(str, indexes))}), {text}" for text, indexes in branches.items()]
+        return f"multiIf({', '.join(parts)}, {default})" if parts else default
+
+    def _scope_convention(self) -> str:
+        branches = [
+            f"{' OR '.join(f'startsWith(scope_name, {literal(p)})' for p in c.scopes)}, {i}" for i, c in self._scoped()
+        ]
+        return f"multiIf({', '.join(branches)}, 0)" if branches else "0"
+
+    def _scoped(self) -> list[tuple[int, Convention]]:
+        return [(i, self._conventions[i - 1]) for i in self._active if self._conventions[i - 1].scopes]
+
+    def _marker_convention(self) -> str:
+        branches = [
+            f"hasAny(ks, {literals(c.markers)}), {i}" for i in self._active if (c := self._conventions[i - 1]).markers
+        ]
+        return f"multiIf({', '.join(branches)}, 0)" if branches else "0"
+
+    def _markers(self) -> list[str]:
+        return sorted({m for i in self._active for m in self._conventions[i - 1].markers})
+
+    def _model_call(self, convention: Convention) -> str:
+        """_is_model_call: not a wrapper, and (when the convention has one) passing its call filter."""
+        condition = "1"
+        if convention.wrapper_filter is not None:
+            key, values = convention.wrapper_filter
+            condition = f"NOT ({_text(key)} IN {_tuple(values)})"
+        if convention.call_filter is not None:
+            key, values = convention.call_filter
+            condition += f" AND {_present(key)} AND {_text(key)} IN {_tuple(values)}"
+        return condition
+
+    def _kind_operation(self, convention: Convention) -> str:
+        if convention.call_filter is None or not convention.kind_operations:
+            return "''"
+        key = convention.call_filter[0]
+        mapping = convention.kind_operations
+        return (
+            f"if({_present(key)}, transform({_text(key)}, {literals(mapping)}, {literals(mapping.values())}, ''), '')"
+        )
+
+    def _field_index(self, name: Field) -> str:
+        """Position in the span's attributes of the first plain attribute present for the field (0: none)."""
+
+        def pick(convention: Convention) -> str:
+            keys = [key for key in convention.fields.get(name, ()) if JSON_PATH not in key]
+            if not keys:
+                return "0"
+            return f"multiIf({', '.join(f'{_index(k)} > 0, {_index(k)}' for k in keys)}, 0)"
+
+        return self._by_convention(pick, "0")
+
+    def _json_reached(self, convention: Convention) -> str:
+        """A field whose first attribute present is a JSON member's (`attr#a.b`): read in Python."""
+        conditions = []
+        for keys in convention.fields.values():
+            for position, key in enumerate(keys):
+                if JSON_PATH in key:
+                    before = [k for k in keys[:position] if JSON_PATH not in k]
+                    earlier = " OR ".join(_present(k) for k in before) or "0"
+                    conditions.append(f"({_present(base_attribute(key))} AND NOT ({earlier}))")
+        objects = [_present(name) for name in convention.tag_objects]
+        return " OR ".join(conditions + objects) or "0"
+
+    def _provider(self, convention: Convention) -> str:
+        branches = [f"startsWith(provider_text, {literal(p)}), {literal(v)}" for p, v in convention.provider_prefixes]
+        branches.append("provider_text != '', provider_text")
+        return f"multiIf({', '.join(branches)}, {literal(convention.default_provider)})"
+
+    def _excludes_cache(self, convention: Convention) -> str:
+        if "*" in convention.input_excludes_cache:
+            return "1"
+        return f"provider IN {_tuple(convention.input_excludes_cache)}" if convention.input_excludes_cache else "0"
+
+    def _tag_prefix(self, convention: Convention) -> str:
+        """Per attribute: the length of the first tag prefix it starts with, else -1."""
+        branches = [f"startsWith(k, {literal(p)}), {len(p.encode())}" for p in convention.tag_prefixes]
+        body = f"multiIf({', '.join(branches)}, -1)" if branches else "-1"
+        return f"arrayMap(k -> {body}, ks)"
+
+    def _class(self, convention: Convention) -> str:
+        """Per attribute: 1 a tag, 2 kept in span_attributes, 3 content; 0 read by a convention or dropped
+        (tag_skip)."""
+        skip = " OR ".join(f"startsWith(substring(k, l + 1), {literal(s)})" for s in convention.tag_skip) or "0"
+        content = f"k IN {_tuple(CONTENT_ATTRIBUTES)}"
+        if CONTENT_PREFIXES:
+            content += " OR " + " OR ".join(f"startsWith(k, {literal(p)})" for p in CONTENT_PREFIXES)
+        return (
+            f"arrayMap((k, l) -> if(k IN {_tuple(self._read_keys)}, 0, if(l >= 0, if({skip}, 0, 1), "
+            f"if({content}, 3, 2))), ks, tag_prefix)"
+        )
+
+    def _field_tags(self, convention: Convention, part: str) -> str:
+        """Field attributes under a tag prefix that are also tags: names (`part` "keys") or values."""
+        items = [
+            f"if({_present(key)}, [{literal(tag) if part == 'keys' else cut(_str(key))}], [])"
+            for key, tag in convention.field_tags
+        ]
+        return f"arrayConcat({', '.join(items)}, [])" if items else "[]"
+
+    def _tag_lists(self, convention: Convention, part: str) -> str:
+        items = [
+            f"if({_present(name)}, [{literal(name) if part == 'keys' else _joined(name)}], [])"
+            for name in convention.tag_lists
+        ]
+        return f"arrayConcat({', '.join(items)}, [])" if items else "[]"
+
+    def _lists_ok(self, convention: Convention) -> str:
+        return " AND ".join(f"{sql.list_ok(_value(n))}" for n in convention.tag_lists) or "1"
+
+    def _aggregate_usage(self, convention: Convention, part: str) -> str:
+        """_keep_aggregate_usage: every token attribute present, in TOKEN_FIELDS' order, kept as an attribute."""
+        keys = [key for name in TOKEN_FIELDS for key in convention.fields.get(name, ()) if JSON_PATH not in key]
+        items = [f"if({_present(key)}, [{literal(key) if part == 'keys' else cut(_str(key))}], [])" for key in keys]
+        return f"arrayConcat({', '.join(items)}, [])" if items else "[]"
+
+    # --- the query -----------------------------------------------------------------------------
+
+    def sql(self) -> str:
+        source = f"file({{path:String}}, 'Protobuf', {literal(STRUCTURE)})"
+        requests = f"SELECT rowNumberInAllBlocks() AS request, resource_spans FROM {source}"
+        scopes = f"""SELECT request, resource_index, resource_, scope_index, scope_spans_ FROM ({requests})
+ARRAY JOIN resource_spans AS resource_, arrayEnumerate(resource_spans) AS resource_index
+ARRAY JOIN tupleElement(resource_, 'scope_spans') AS scope_spans_,
+  arrayEnumerate(tupleElement(resource_, 'scope_spans')) AS scope_index"""
+        spans = f"""SELECT *, span, span_index FROM ({_staged(scopes, self._resource_columns())})
+LEFT ARRAY JOIN genai_spans AS span, arrayEnumerate(genai_spans) AS span_index"""
+        return f"""SELECT {", ".join(_RESULT)} FROM ({_staged(spans, self._span_columns())})
+ORDER BY request, resource_index, scope_index, span_index"""
+
+    def _resource_columns(self) -> list[tuple[str, str]]:
+        config = self._config
+        most = config.max_attributes
+        limit = config.max_attribute_value_length
+        rks = "arrayMap(x -> tupleElement(x, 'key'), tupleElement(tupleElement(resource_, 'resource'), 'attributes'))"
+        rvs = "arrayMap(x -> tupleElement(x, 'value'), tupleElement(tupleElement(resource_, 'resource'), 'attributes'))"
+
+        def text(key: str) -> str:
+            return f"rtexts[indexOf(rks, {literal(key)})]"
+
+        project = text(PROJECT_ATTRIBUTE)
+
+        current, deprecated = text("deployment.environment.name"), text("deployment.environment")
+        environment = f"if({current} != '', {current}, {deprecated})"
+        markers = literals(self._markers())
+        return _aliased(
+            [
+                f"{rks} AS rks",
+                f"{rvs} AS rvs",
+                f"arrayMap(v -> {as_str('v')}, rvs) AS rstrs",
+                f"arrayMap((v, s) -> {as_text('v', 's')}, rvs, rstrs) AS rtexts",
+                f"if({text('service.name')} != '', {text('service.name')}, 'unknown_service') AS service_name",
+                f"{environment} AS environment",
+                f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
+                f"mapFromArrays(arrayMap(k -> {cut('k')}, arraySlice(rks, 1, {most})), "
+                f"arrayMap(s -> {cut('s', limit)}, arraySlice(rstrs, 1, {most}))) AS resource_attributes",
+                f"(NOT arrayAll(v -> {readable('v')}, rvs) OR {has_duplicates('rks')} "
+                f"OR {has_duplicates(_CUT_KEYS)}) AS resource_bad",
+                "tupleElement(tupleElement(scope_spans_, 'scope'), 'name') AS scope_name",
+                f"{self._scope_convention()} AS sconv",
+                "tupleElement(scope_spans_, 'spans') AS scope_all_spans",
+                "if(sconv > 0, scope_all_spans, arrayFilter(s -> hasAny(arrayMap(x -> tupleElement(x, 'key'), "
+                f"tupleElement(s, 'attributes')), {markers}), scope_all_spans)) AS genai_spans",
+                "length(scope_all_spans) - length(genai_spans) AS scope_non_genai",
+            ]
+        )
+
+    def _span_columns(self) -> list[tuple[str, str]]:
+        config = self._config
+        most = config.max_attributes
+        limit = config.max_attribute_value_length
+        by = self._by_convention
+        fields = {name: f"f_{sql.identifier(name.value)}" for name in Field}
+        columns = [
+            "arrayMap(x -> tupleElement(x, 'key'), tupleElement(span, 'attributes')) AS ks",
+            "arrayMap(x -> tupleElement(x, 'value'), tupleElement(span, 'attributes')) AS vs",
+            f"arrayMap(v -> {as_str('v')}, vs) AS strs",
+            f"arrayMap((v, s) -> {as_text('v', 's')}, vs, strs) AS texts",
+            f"arrayMap(v -> {as_count('v')}, vs) AS counts",
+            f"arrayMap(v -> {count_ok('v')}, vs) AS counts_ok",
+            f"if(sconv > 0, sconv, {self._marker_convention()}) AS conv",
+            f"if(span_index = 0, 0, if({by(self._model_call, '0')}, 2, 1)) AS span_class",
+        ]
+        indexes = {name: self._field_index(name) for name in Field}
+        # A field no active convention names is a constant (a constant index 0 is an error, not a default).
+        read = {name for name, index in indexes.items() if index != "0"}
+        columns += [f"{indexes[name]} AS {fields[name]}" for name in read]
+        columns += [
+            f"{f'texts[{fields[name]}]' if name in read else _EMPTY_TEXT} AS {name.value}_"
+            for name in Field
+            if name not in TOKEN_FIELDS and name is not Field.FINISH_REASONS
+        ]
+        columns += [
+            f"{f'counts[{fields[name]}]' if name in read else 'toInt128(0)'} AS {name.value}_" for name in TOKEN_FIELDS
+        ]
+        tokens_ok = " AND ".join(f"({fields[n]} = 0 OR counts_ok[{fields[n]}])" for n in TOKEN_FIELDS if n in read)
+        present = {name: fields[name] if name in read else "0" for name in Field}
+        finish = fields[Field.FINISH_REASONS]
+        finish_bad = f"{finish} > 0 AND NOT {sql.list_ok(f'vs[{finish}]')}" if Field.FINISH_REASONS in read else "0"
+        finish_reasons = (
+            f"if({finish} > 0, {as_str_list(f'vs[{finish}]', f'strs[{finish}]')}, [])"
+            if Field.FINISH_REASONS in read
+            else "CAST([], 'Array(String)')"
+        )
+        operation_values = by(
+            lambda c: (
+                f"transform(operation_, {literals(c.operation_values)}, {literals(c.operation_values.values())}, "
+                "operation_)"
+                if c.operation_values
+                else "operation_"
+            ),
+            "operation_",
+        )
+        columns += [
+            f"{operation_values} AS operation_mapped",
+            f"{by(self._kind_operation, _EMPTY_TEXT)} AS kind_operation",
+            "substringIndex(tupleElement(span, 'name'), ' ', 1) AS name_operation",
+            "if(operation_mapped != '', operation_mapped, if(kind_operation != '', kind_operation, "
+            f"if(name_operation IN {_tuple(sorted(_OPERATIONS))}, name_operation, ''))) AS operation",
+            "provider_ AS provider_text",
+            f"{by(self._provider, 'provider_text')} AS provider_raw",
+            f"replaceRegexpAll(lower(provider_raw), {literal(_WHITESPACE)}, '') AS provider_stripped",
+            f"transform(provider_stripped, {literals(PROVIDER_ALIASES)}, {literals(PROVIDER_ALIASES.values())}, "
+            "provider_stripped) AS provider",
+            f"operation IN {_tuple(sorted(AGGREGATE_OPERATIONS))} AS aggregate",
+            f"{by(self._excludes_cache, '0')} AS excludes_cache",
+            f"{by(lambda c: '1' if c.output_excludes_reasoning else '0', '0')} AS excludes_reasoning",
+            f"if({present[Field.UNCACHED_INPUT_TOKENS]} > 0, "
+            "uncached_input_tokens_ + cache_read_tokens_ + cache_write_tokens_, "
+            "input_tokens_ + if(excludes_cache, cache_read_tokens_ + cache_write_tokens_, 0)) AS input_sum",
+            "output_tokens_ + if(excludes_reasoning, reasoning_tokens_, 0) AS output_sum",
+            "NOT aggregate AND (cache_read_tokens_ + cache_write_tokens_ > input_sum "
+            "OR reasoning_tokens_ > output_sum "
+            f"OR input_sum > {config.max_tokens_per_call} OR output_sum > {config.max_tokens_per_call}) AS tokens_bad",
+            # Tags and span attributes from the attributes no convention reads. Lambdas take parallel arrays:
+            # one capturing an array (`ks[i]`) copies it for every element.
+            f"{by(self._tag_prefix, 'arrayMap(k -> -1, ks)')} AS tag_prefix",
+            f"{by(self._class, 'arrayMap(k -> 2, ks)')} AS rest_class",
+            f"arrayFilter((n, c) -> c = 1, arrayMap((k, l) -> {cut('substring(k, l + 1)')}, ks, tag_prefix), "
+            "rest_class) AS tag_names",
+            f"arrayMap(s -> {cut('s')}, arraySlice(arrayFilter((s, c) -> c = 1, strs, rest_class), 1, {most})) "
+            "AS tag_values",
+            f"{by(lambda c: self._field_tags(c, 'keys'), '[]')} AS field_tag_names",
+            f"{by(lambda c: self._field_tags(c, 'values'), '[]')} AS field_tag_values",
+            f"{by(lambda c: self._tag_lists(c, 'keys'), '[]')} AS list_tag_names",
+            f"{by(lambda c: self._tag_lists(c, 'values'), '[]')} AS list_tag_values",
+            "arrayConcat(tag_names, field_tag_names, list_tag_names) AS all_tag_names",
+            f"mapFromArrays(arrayConcat(arraySlice(tag_names, 1, {most}), field_tag_names, list_tag_names), "
+            "arrayConcat(tag_values, field_tag_values, list_tag_values)) AS tags",
+            f"arrayMap(k -> {cut('k')}, arrayFilter((k, c) -> c = 2, ks, rest_class)) AS kept_names",
+            f"{by(lambda c: self._aggregate_usage(c, 'keys'), '[]')} AS usage_names",
+            f"{by(lambda c: self._aggregate_usage(c, 'values'), '[]')} AS usage_values",
+            "if(response_id_ != '', ['gen_ai.response.id'], []) AS response_name",
+            "arrayConcat(kept_names, response_name, if(aggregate, usage_names, [])) AS all_attribute_names",
+            f"mapFromArrays(arrayConcat(arraySlice(kept_names, 1, {most}), response_name, "
+            "if(aggregate, usage_names, [])), "
+            f"arrayConcat(arrayMap(s -> {cut('s', limit)}, "
+            f"arraySlice(arrayFilter((s, c) -> c = 2, strs, rest_class), 1, {most})), "
+            "if(response_id_ != '', [response_id_], []), if(aggregate, usage_values, []))) AS span_attributes",
+        ]
+        trace_id, span_id, parent = (
+            f"tupleElement(span, {literal(n)})" for n in ("trace_id", "span_id", "parent_span_id")
+        )
+        start, end = "tupleElement(span, 'start_time_unix_nano')", "tupleElement(span, 'end_time_unix_nano')"
+        latest = "{latest:Array(UInt64)}[request + 1]"
+        # Each reason is a column of its own: ClickHouse's logical-expression pass costs seconds on one OR of them.
+        fallback_reasons = {
+            "read_bad": f"NOT arrayAll(v -> {readable('v')}, vs) OR {has_duplicates('ks')}",
+            "ids_bad": f"length({trace_id}) != 16 OR length({span_id}) != 8 OR length({parent}) NOT IN (0, 8)",
+            "times_bad": f"{start} < {MIN_TIMESTAMP_NS} OR greatest({start}, {end}) > {latest}",
+            "counts_bad": f"NOT ({tokens_ok or '1'})",
+            "json_bad": by(self._json_reached, "0"),
+            "provider_bad": "length(provider_raw) != lengthUTF8(provider_raw)",
+            "finish_bad": finish_bad,
+            "lists_bad": f"NOT ({by(self._lists_ok, '1')})",
+            "tags_bad": has_duplicates("all_tag_names"),
+            "attributes_bad": has_duplicates("all_attribute_names"),
+            "content_bad": "has(rest_class, 3)" if config.capture_content else "0",
+        }
+        columns += [f"{expression} AS {alias}" for alias, expression in fallback_reasons.items()]
+        span_bad = " OR ".join(alias for alias in fallback_reasons if alias != "read_bad")
+        columns += [
+            f"{span_bad} OR tokens_bad OR resource_bad AS span_bad",
+            "span_class > 0 AND (read_bad OR (span_class = 2 AND span_bad)) AS bad",
+            f"{start} AS timestamp",
+            f"lower(hex({trace_id})) AS trace_id",
+            f"lower(hex({span_id})) AS span_id",
+            f"lower(hex({parent})) AS parent_span_id",
+            "request_model_ AS request_model",
+            "response_model_ AS response_model",
+            "toUInt64(if(aggregate, 0, input_sum)) AS input_tokens",
+            "toUInt64(if(aggregate, 0, output_sum)) AS output_tokens",
+            "toUInt64(if(aggregate, 0, cache_read_tokens_)) AS cache_read_tokens",
+            "toUInt64(if(aggregate, 0, cache_write_tokens_)) AS cache_write_tokens",
+            "toUInt64(if(aggregate, 0, reasoning_tokens_)) AS reasoning_tokens",
+            f"if({end} > {start}, {end} - {start}, 0) AS duration_ns",
+            "tupleElement(tupleElement(span, 'status'), 'code') AS status_code_",
+            f"{_STATUS} AS status_code",
+            "error_type_ AS error_type",
+            f"{finish_reasons} AS finish_reasons",
+            "user_id_ AS user_id",
+            "session_id_ AS session_id",
+            "conversation_id_ AS conversation_id",
+            f"{by(lambda c: literal(c.name), _EMPTY_TEXT)} AS convention",
+            f"NOT aggregate AND ({present[Field.INPUT_TOKENS]} > 0 OR {present[Field.UNCACHED_INPUT_TOKENS]} > 0 "
+            f"OR {present[Field.OUTPUT_TOKENS]} > 0) AS has_usage",
+            "response_id_ AS response_id",
+        ]
+        return _aliased(columns)
+
+
+def _aliased(columns: list[str]) -> list[tuple[str, str]]:
+    """`expression AS alias` texts as (alias, expression)."""
+    pairs = []
+    for column in columns:
+        expression, _, alias = column.rpartition(" AS ")
+        pairs.append((sql.identifier(alias), expression))
+    return pairs
+
+
+def _staged(source: str, columns: list[tuple[str, str]]) -> str:
+    """SELECTs nested over `source`, each adding the columns whose inputs the ones below computed. An alias used
+    in the same SELECT is expanded by the analyzer into its whole expression at every use (chains of them grow
+    the query tree, and its analysis time, many times over); a column of a subquery is read once."""
+    depth: dict[str, int] = {}
+    for alias, expression in columns:
+        used = [depth[name] for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression) if name in depth]
+        depth[alias] = max(used, default=-1) + 1
+    query = source
+    for level in range(max(depth.values(), default=-1) + 1):
+        added = ", ".join(f"{expression} AS {alias}" for alias, expression in columns if depth[alias] == level)
+        query = f"SELECT *, {added} FROM ({query})"
+    return query
+
+
+def _index(key: str) -> str:
+    return f"indexOf(ks, {literal(key)})"
+
+
+def _present(key: str) -> str:
+    return f"({_index(key)} > 0)"
+
+
+def _value(key: str, of: str = "vs") -> str:
+    """The attribute's value (`vs`), as_str (`strs`) or as_text (`texts`): a default ('') when absent."""
+    return f"{of}[{_index(key)}]"
+
+
+def _str(key: str) -> str:
+    return _value(key, "strs")
+
+
+def _text(key: str) -> str:
+    return _value(key, "texts")
+
+
+def _joined(name: str) -> str:
+    """_structured_tags' list tag: the labels joined by commas, cut."""
+    return cut(f"arrayStringConcat({as_str_list(_value(name), _str(name))}, ',')")
+
+
+def _tuple(values: Iterable[str]) -> str:
+    """A set of names for `IN` (one element needs the trailing comma of a tuple)."""
+    items = sorted(values)
+    if not items:
+        raise ValueError("an empty set of names")
+    return "(" + ", ".join(literal(v) for v in items) + ("," if len(items) == 1 else "") + ")"

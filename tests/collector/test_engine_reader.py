@@ -1,0 +1,401 @@
+"""The engine reader (ClickHouse, chDB) against the Python reader (`GenAIProcessor.decode`), row for row: spans the
+real OTel SDK made for every convention, generated from the convention tables; invalid spans, which must fall back
+to the Python reader; and random attribute values (hypothesis)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pytest
+from clickhouse_connect.driver.client import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from spanmeter.config import GenAIProcessorConfig
+from spanmeter.conventions import CONVENTIONS, Convention, Field
+from spanmeter.conventions.base import JSON_PATH, TOKEN_FIELDS
+from spanmeter.engine import EngineBatch, EngineReader
+from spanmeter.exporters.clickhouse import to_arrow
+from spanmeter.privacy import CONTENT_ATTRIBUTES
+from spanmeter.processors import GenAIProcessor
+
+LATEST = time.time_ns() + 3600 * 10**9
+CONFIG = GenAIProcessorConfig.model_validate({"redaction": {"attributes": False}})
+"""Unredacted: the engine's table is redacted afterwards by whoever stores it."""
+EXTRA = ["has_usage", "response_id", "request"]
+TOKENS = {
+    Field.INPUT_TOKENS: 1000,
+    Field.UNCACHED_INPUT_TOKENS: 850,
+    Field.OUTPUT_TOKENS: 200,
+    Field.CACHE_READ_TOKENS: 100,
+    Field.CACHE_WRITE_TOKENS: 50,
+    Field.REASONING_TOKENS: 20,
+}
+
+
+def compare(reader: EngineReader, bodies: list[bytes], config: GenAIProcessorConfig = CONFIG) -> EngineBatch:
+    """Read `bodies` with both readers; every request the engine read gives the reference's rows and counts."""
+    batch = reader.read(bodies, [LATEST] * len(bodies))
+    reference = GenAIProcessor(config)
+    non_genai = not_model_calls = 0
+    requests = batch.table.column("request")
+    assert batch.table.num_rows == 0 or pc.all(pc.less_equal(requests[:-1], requests[1:])).as_py() is not False
+    for index, body in enumerate(bodies):
+        if index in batch.fallback:
+            continue
+        result = reference.decode(ExportTraceServiceRequest.FromString(body), latest=LATEST)
+        assert result.rejected == 0, (index, result.message)
+        expected = to_arrow(result.records)
+        rows = batch.table.filter(pc.equal(requests, index))
+        got = rows.drop_columns(EXTRA)
+        assert got.schema == expected.schema
+        for name in expected.column_names:
+            assert got.column(name).to_pylist() == expected.column(name).to_pylist(), (index, name)
+        assert got.equals(expected)
+        assert rows.column("has_usage").to_pylist() == [r.has_usage for r in result.records]
+        assert rows.column("response_id").to_pylist() == [r.response_id for r in result.records]
+        non_genai += result.non_genai
+        not_model_calls += result.not_model_calls
+    assert not any(pc.is_in(requests, value_set=pc.cast(batch.fallback, requests.type)).to_pylist())
+    assert (batch.non_genai, batch.not_model_calls) == (non_genai, not_model_calls)
+    return batch
+
+
+@pytest.fixture
+def reader(store: Client, tmp_path: Path) -> EngineReader:
+    return EngineReader(CONFIG, store, tmp_path)
+
+
+# --- spans of every convention, from its table ---------------------------------------------------------------
+
+
+def plain(convention: Convention, field: Field) -> list[str]:
+    return [key for key in convention.fields.get(field, ()) if JSON_PATH not in key]
+
+
+def field_value(convention: Convention, field: Field, variant: int) -> Any:
+    """A valid value for the field, its type varied as senders vary it."""
+    if field in TOKEN_FIELDS:
+        count = TOKENS[field] + variant
+        return (count, str(count), float(count))[variant % 3]
+    if field is Field.OPERATION:
+        return ("chat", *convention.operation_values, "embeddings")[variant % (2 + len(convention.operation_values))]
+    if field is Field.PROVIDER:
+        prefixes = [prefix + "chat" for prefix, _ in convention.provider_prefixes]
+        return (" OpenAI ", "anthropic", "gemini", "Mistral", *prefixes)[variant % (4 + len(prefixes))]
+    if field is Field.FINISH_REASONS:
+        return (["stop"], "stop", '["stop", "length"]', ["stop", "tool_calls"])[variant % 4]
+    return f"{field.value}-{variant}" if variant % 5 else ("é-ü 模型 " * (variant + 1))
+
+
+def convention_spans(convention: Convention, variant: int) -> list[tuple[str, dict[str, Any]]]:
+    """(name, attributes) of model calls, a wrapper, an agent span and an ordinary span, for this convention."""
+    calls = []
+    for n in range(4):
+        attributes: dict[str, Any] = {}
+        for field in Field:
+            keys = plain(convention, field)
+            if keys and (field is not Field.UNCACHED_INPUT_TOKENS or n % 2):
+                attributes[keys[(variant + n) % len(keys)]] = field_value(convention, field, variant + n)
+        if convention.markers:
+            attributes.setdefault(convention.markers[(variant + n) % len(convention.markers)], "x")
+        if convention.call_filter is not None:
+            key, values = convention.call_filter
+            attributes[key] = sorted(values)[n % len(values)]
+        if convention.wrapper_filter is not None and convention.wrapper_filter[0] in attributes:
+            del attributes[convention.wrapper_filter[0]]
+        for i, prefix in enumerate(convention.tag_prefixes):
+            attributes[f"{prefix}team{i}"] = f"growth-{n}"
+        for skip in convention.tag_skip:
+            attributes[f"{convention.tag_prefixes[0]}{skip}x"] = "skipped"
+        attributes.update(
+            {
+                "server.address": "api.example.com",
+                "server.port": 443,
+                "gen_ai.request.temperature": (0.7, 1.0, 0.0001, 2.5e15)[n % 4],
+                "app.flags": [True, False],
+                "app.ids": [1, 2, 3],
+                "app.scores": [0.5, -1.25],
+                "app.names": ["a", "b c", "é"],
+                "app.empty": "",
+                "app.zero": 0,
+                "app.false": False,
+                sorted(CONTENT_ATTRIBUTES)[n]: "a prompt",
+            }
+        )
+        calls.append((f"chat {n}", attributes))
+    spans = list(calls)
+    if convention.call_filter is not None:
+        key, values = convention.call_filter
+        spans.append(("chain", {**calls[0][1], key: "CHAIN-not-a-call"}))
+    if convention.wrapper_filter is not None:
+        key, values = convention.wrapper_filter
+        spans.append(("workflow", {**calls[0][1], key: sorted(values)[0]}))
+    operation = plain(convention, Field.OPERATION)
+    if operation:
+        spans.append(("invoke_agent x", {**calls[1][1], operation[0]: "invoke_agent"}))
+    spans.append(("execute_tool search", {k: v for k, v in calls[2][1].items() if k not in operation}))
+    spans.append(("GET /health", {"http.request.method": "GET", "url.full": "http://x/health"}))
+    return spans
+
+
+def sdk_request(scope: str, spans: list[tuple[str, dict[str, Any]]], resource: dict[str, Any]) -> bytes:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create(resource))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer(scope)
+    with tracer.start_as_current_span("parent"):
+        for name, attributes in spans:
+            tracer.start_span(name, attributes=attributes).end()
+    provider.shutdown()
+    return encode_spans(memory.get_finished_spans()).SerializeToString()
+
+
+def convention_requests(convention: Convention) -> list[bytes]:
+    resource = {"service.name": "engine", "deployment.environment.name": "prod", "process.command_args": ["a", "b"]}
+    scopes = [*(f"{scope}.sdk" for scope in convention.scopes[:2]), "app"] if convention.scopes else ["app"]
+    return [
+        sdk_request(
+            scopes[variant % len(scopes)],
+            convention_spans(convention, variant),
+            {**resource, "spanmeter.project": f"p{variant}"} if variant else resource,
+        )
+        for variant in range(3)
+    ]
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS, ids=[c.name for c in CONVENTIONS])
+def test_the_engine_reads_each_conventions_spans_as_the_python_reader(
+    reader: EngineReader, convention: Convention
+) -> None:
+    bodies = convention_requests(convention)
+    batch = compare(reader, bodies)
+    assert batch.fallback == []  # plain valid spans are read by the engine, not handed back
+    assert batch.table.num_rows >= 3 * 4
+    assert set(batch.table.column("convention").to_pylist()) >= {convention.name}
+
+
+def test_all_conventions_in_one_batch(reader: EngineReader) -> None:
+    bodies = [body for convention in CONVENTIONS for body in convention_requests(convention)]
+    batch = compare(reader, bodies)
+    assert batch.fallback == []
+    assert batch.non_genai > 0 and batch.not_model_calls > 0
+
+
+def test_an_empty_batch_and_a_batch_without_genai(reader: EngineReader) -> None:
+    assert reader.read([], []).table.num_rows == 0
+    body = sdk_request("app", [("GET /", {"http.request.method": "GET"})], {"service.name": "x"})
+    batch = compare(reader, [body, ExportTraceServiceRequest().SerializeToString()])
+    assert (batch.table.num_rows, batch.non_genai, batch.fallback) == (0, 2, [])
+
+
+# --- what falls back ------------------------------------------------------------------------------------------
+
+
+def otel_request(**changes: Any) -> ExportTraceServiceRequest:
+    spans = [s for s in convention_spans(CONVENTIONS[-1], 0)[:2]]
+    request = ExportTraceServiceRequest.FromString(sdk_request("app", spans, {"service.name": "x"}))
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    for key, value in changes.items():
+        if key.startswith("attribute:"):
+            span.attributes.append(KeyValue(key=key.removeprefix("attribute:"), value=value))
+        else:
+            setattr(span, key, value)
+    return request
+
+
+INVALID = {
+    "short span id": otel_request(span_id=b"\x01\x02"),
+    "long trace id": otel_request(trace_id=b"\x01" * 17),
+    "odd parent id": otel_request(parent_span_id=b"\x01" * 3),
+    "start before 2000": otel_request(start_time_unix_nano=5),
+    "end in the future": otel_request(end_time_unix_nano=LATEST + 1),
+    "negative count": otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(int_value=-5)}),
+    "fractional count": otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(double_value=1.5)}),
+    "count as words": otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(string_value="many")}),
+    "cache above input": otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(int_value=10**6)}),
+    "too many tokens": otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(int_value=10**12)}),
+}
+"""Spans the Python reader rejects: they fall back so that its message is the one answered."""
+UNREAD = {
+    "a map value": otel_request(**{"attribute:app.map": AnyValue(kvlist_value=KeyValueList())}),
+    "bytes": otel_request(**{"attribute:app.bytes": AnyValue(bytes_value=b"\x00")}),
+    "a nested array": otel_request(
+        **{"attribute:app.nested": AnyValue(array_value=ArrayValue(values=[AnyValue(array_value=ArrayValue())]))}
+    ),
+    "a huge double": otel_request(**{"attribute:app.double": AnyValue(double_value=1e20)}),
+    "a tiny double": otel_request(**{"attribute:app.double": AnyValue(double_value=1e-7)}),
+    "a quote in a list": otel_request(
+        **{"attribute:app.list": AnyValue(array_value=ArrayValue(values=[AnyValue(string_value='a"b')]))}
+    ),
+    "a duplicate key": otel_request(**{"attribute:server.port": AnyValue(int_value=1)}),
+    "a JSON list with escapes": otel_request(
+        **{"attribute:gen_ai.response.finish_reasons": AnyValue(string_value='["st\\u006fp"]')}
+    ),
+}
+"""Spans the Python reader reads but the engine does not spell exactly: they fall back too."""
+
+
+@pytest.mark.parametrize("case", [*INVALID, *UNREAD])
+def test_what_sql_does_not_read_exactly_falls_back(reader: EngineReader, case: str) -> None:
+    request = {**INVALID, **UNREAD}[case]
+    valid = otel_request()
+    bodies = [valid.SerializeToString(), request.SerializeToString(), valid.SerializeToString()]
+    batch = compare(reader, bodies)
+    assert batch.fallback == [1]
+    assert set(batch.table.column("request").to_pylist()) == {0, 2}
+    rejected = GenAIProcessor(CONFIG).decode(request, latest=LATEST).rejected
+    assert rejected == (1 if case in INVALID else 0)
+
+
+def test_json_members_and_tag_objects_fall_back(reader: EngineReader) -> None:
+    langsmith = next(c for c in CONVENTIONS if c.name == "langsmith")
+    openinference = next(c for c in CONVENTIONS if c.name == "openinference")
+    usage = {"langsmith.span.kind": "llm", "langsmith.metadata.usage_metadata": '{"input_tokens": 5}'}
+    bodies = [
+        sdk_request("langsmith", [("llm", usage)], {"service.name": "x"}),
+        sdk_request("app", [("llm", {"openinference.span.kind": "LLM", "metadata": '{"a": 1}'})], {}),
+        *convention_requests(langsmith)[:1],
+        *convention_requests(openinference)[:1],
+    ]
+    assert compare(reader, bodies).fallback == [0, 1]
+
+
+def test_content_falls_back_only_when_captured(store: Client, tmp_path: Path) -> None:
+    config = GenAIProcessorConfig.model_validate({"capture_content": True, "redaction": {"attributes": False}})
+    bodies = convention_requests(CONVENTIONS[-1])[:1]
+    assert compare(EngineReader(config, store, tmp_path), bodies, config).fallback == [0]
+
+
+def test_bounds_on_attributes_as_the_python_reader(store: Client, tmp_path: Path) -> None:
+    config = GenAIProcessorConfig.model_validate(
+        {"max_attributes": 3, "max_attribute_value_length": 5, "redaction": {"attributes": False}}
+    )
+    long_key = "k" * 1100
+    spans = [
+        ("chat", {**convention_spans(CONVENTIONS[-1], 0)[0][1], long_key: "v" * 2000, "spanmeter.tag.x": "y" * 2000})
+    ]
+    bodies = [sdk_request("app", spans, {"service.name": "s" * 2000, "a": 1, "b": 2, "c": 3, "d": 4})]
+    batch = compare(EngineReader(config, store, tmp_path), bodies, config)
+    assert batch.fallback == [] and batch.table.num_rows == 1
+
+
+# --- random values --------------------------------------------------------------------------------------------
+
+KEYS = sorted(
+    {key for c in CONVENTIONS for names in c.fields.values() for key in names if JSON_PATH not in key}
+    | {m for c in CONVENTIONS for m in c.markers}
+    | {f"{p}{n}" for c in CONVENTIONS for p in c.tag_prefixes for n in ("team", "ls_x", "")}
+    | set(sorted(CONTENT_ATTRIBUTES)[:3])
+    | {"app.a", "app.b", "app.c", "gen_ai.prompt.0.content"}
+)
+SCOPES = ["app", *(scope for c in CONVENTIONS for scope in c.scopes[:1])]
+FILTER_VALUES = sorted({v for c in CONVENTIONS for f in (c.call_filter, c.wrapper_filter) if f for v in f[1]})
+
+ordinary = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["chat", "openai", " Anthropic", "gemini", "0", "12", "[]", '["a", "b"]', "é 模型", *FILTER_VALUES]
+    ),
+    st.integers(min_value=0, max_value=10**6),
+    st.integers(min_value=-(10**4), max_value=10**4).map(lambda n: n / 8),
+    st.booleans(),
+)
+unusual = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["-3", " 12", "1e3", '["a\\"b"]', "[1, 2]"]),
+    st.just(None),
+    st.just(b"x"),
+)
+scalars = st.one_of(ordinary, unusual)
+PART_FIELDS = (Field.CACHE_READ_TOKENS, Field.CACHE_WRITE_TOKENS, Field.REASONING_TOKENS)
+PART_KEYS = frozenset(key for c in CONVENTIONS for f in PART_FIELDS for key in c.fields.get(f, ()))
+TOKEN_KEYS = frozenset(key for c in CONVENTIONS for f in TOKEN_FIELDS for key in c.fields.get(f, ())) - PART_KEYS
+
+
+def counts(low: int, high: int, clean: bool) -> st.SearchStrategy[Any]:
+    """Token counts as senders send them (mostly valid: a cache or reasoning count is below the totals)."""
+    valid = st.integers(low, high)
+    return st.one_of(valid, valid.map(str), valid.map(float), *([] if clean else [unusual]))
+
+
+def any_value(value: Any) -> AnyValue:
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, list):
+        return AnyValue(array_value=ArrayValue(values=[any_value(v) for v in value]))
+    if isinstance(value, bytes):
+        return AnyValue(bytes_value=value)
+    if value is None:
+        return AnyValue()
+    return AnyValue(string_value=value)
+
+
+values = st.one_of(ordinary, ordinary, ordinary, st.lists(ordinary, max_size=3), st.lists(scalars, max_size=2), unusual)
+
+
+@st.composite
+def attributes(draw: st.DrawFn, clean: bool) -> list[tuple[str, Any]]:
+    """Attributes of random keys (those of the tables, mostly); `clean`: no value of an unusual kind."""
+    keys = draw(st.lists(st.sampled_from(KEYS), max_size=8, unique=True))
+    other = st.one_of(ordinary, st.lists(ordinary, max_size=3)) if clean else values
+    return [
+        (
+            key,
+            draw(
+                counts(0, 50, clean) if key in PART_KEYS else counts(100, 10**5, clean) if key in TOKEN_KEYS else other
+            ),
+        )
+        for key in keys
+    ]
+
+
+@st.composite
+def random_requests(draw: st.DrawFn) -> list[bytes]:
+    bodies = []
+    for r in range(draw(st.integers(1, 4))):
+        clean = draw(st.sampled_from([True, True, False]))
+        request = ExportTraceServiceRequest()
+        resource = request.resource_spans.add()
+        resource_keys = st.sampled_from(["service.name", "a", "spanmeter.project", "deployment.environment"])
+        for key, value in draw(st.dictionaries(resource_keys, ordinary if clean else values)).items():
+            resource.resource.attributes.append(KeyValue(key=key, value=any_value(value)))
+        for s in range(draw(st.integers(1, 2))):
+            scope = resource.scope_spans.add()
+            scope.scope.name = draw(st.sampled_from(SCOPES))
+            for n in range(draw(st.integers(0, 3))):
+                span = Span(
+                    trace_id=bytes([r + 1] * 16),
+                    span_id=bytes([s + 1, n + 1] * 4),
+                    name=draw(st.sampled_from(["chat x", "embeddings", "", "invoke_agent", "GET /"])),
+                    start_time_unix_nano=1_700_000_000 * 10**9,
+                    end_time_unix_nano=1_700_000_000 * 10**9 + draw(st.integers(-5, 10**9)),
+                    status=Status(code=draw(st.sampled_from([0, 1, 2]))),
+                )
+                for key, value in draw(attributes(clean)):
+                    span.attributes.append(KeyValue(key=key, value=any_value(value)))
+                scope.spans.append(span)
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bodies=random_requests())
+def test_random_values_read_as_the_python_reader_or_fall_back(reader: EngineReader, bodies: list[bytes]) -> None:
+    compare(reader, bodies)
