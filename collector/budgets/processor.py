@@ -334,7 +334,7 @@ class BudgetProcessor:
                         client = connect(
                             self._store_config.endpoint, self._store_config.username, self._store_config.password
                         )
-                        store = BudgetStore(client, self._store_config.database)
+                        store = BudgetStore(client, self._store_config.database, self._store_config.cluster)
                     except Exception as exc:
                         self.reconcile_errors.inc()
                         logger.warning("budgets: cannot open the store, spend counts from now: %s", first_line(exc))

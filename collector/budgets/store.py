@@ -10,6 +10,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from ..cluster import CLUSTER_INSERT_SETTINGS
 from .ledger import Buckets, Key, Totals
 from .model import Budget, BudgetStatus, Crossing
 
@@ -74,9 +75,11 @@ class Delivery:
 
 
 class BudgetStore:
-    def __init__(self, client: Client, database: str) -> None:
+    def __init__(self, client: Client, database: str, cluster: str | None = None) -> None:
         self._client = client
         self._database = database
+        # On a cluster budget_events is a Distributed table: the claim must be on its shard before it is read back.
+        self._claim_settings = dict(CLUSTER_INSERT_SETTINGS) if cluster else {}
 
     def _table(self, name: str) -> str:
         return f"{self._database}.{name}"
@@ -149,7 +152,7 @@ class BudgetStore:
             self._table("budget_events"),
             [row],
             column_names=_EVENT_COLUMNS,
-            settings={"insert_deduplication_token": crossing.event_id},
+            settings={**self._claim_settings, "insert_deduplication_token": crossing.event_id},
         )
         kept = self._client.query(
             "SELECT collector_id FROM {database:Identifier}.budget_events WHERE event_id = {id:String} "

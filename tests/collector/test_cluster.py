@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from spanmeter.budgets.store import BudgetStore
 from spanmeter.cluster import (
     CLUSTER_INSERT_SETTINGS,
     SHARDING_KEYS,
@@ -306,3 +307,9 @@ def test_inserts_wait_for_the_shards_only_on_a_cluster(tmp_path: Path) -> None:
     assert settings() == INSERT_SETTINGS
     assert settings(cluster="main") == INSERT_SETTINGS | {"insert_distributed_sync": 1}
     assert CLUSTER_INSERT_SETTINGS == {"insert_distributed_sync": 1}  # distributed_foreground_insert's old name
+
+
+def test_budget_claims_wait_for_their_shard_only_on_a_cluster() -> None:
+    """A crossing is claimed through the Distributed budget_events table, then read back: it must be there."""
+    assert BudgetStore(None, DATABASE)._claim_settings == {}  # type: ignore[arg-type]
+    assert BudgetStore(None, DATABASE, CLUSTER)._claim_settings == {"insert_distributed_sync": 1}  # type: ignore[arg-type]
