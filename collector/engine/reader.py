@@ -35,7 +35,7 @@ from ..exporters.clickhouse import ARROW_SCHEMA
 from ..privacy import CONTENT_ATTRIBUTES, CONTENT_PREFIXES
 from ..processors.genai import _OPERATIONS, DEFAULT_PROJECT, MIN_TIMESTAMP_NS, PROJECT_ATTRIBUTE
 from . import sql
-from .sql import as_count, as_str, as_str_list, as_text, count_ok, cut, has_duplicates, literal, literals, readable
+from .sql import as_count, as_str, as_str_list, as_text, count_ok, cut, literal, literals, readable
 
 __all__ = ["SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "length_delimited"]
 
@@ -63,7 +63,6 @@ _COMPUTED = tuple(
 _WHITESPACE = "^[ \\t\\n\\x0b\\x0c\\r\\x1c-\\x1f]+|[ \\t\\n\\x0b\\x0c\\r\\x1c-\\x1f]+$"
 """What str.strip() removes from ASCII text (the provider is normalized only when ASCII)."""
 _EMPTY_TEXT = "''"
-_CUT_KEYS = "arrayMap(k -> substringUTF8(k, 1, 1024), rks)"
 _STATUS = "multiIf(status_code_ = 1, 'OK', status_code_ = 2, 'ERROR', 'UNSET')"
 
 
@@ -106,6 +105,7 @@ class EngineReader:
         self._conventions = conventions
         self._read_keys = sorted(frozenset().union(*(c.consumed for c in conventions)))
         self._queries: dict[tuple[int, ...], str] = {}
+        self._probes = [_probes((*c.markers, *c.scopes)) for c in conventions]
         self._settings = {
             "format_schema": f"{SCHEMA_FILE}:ExportTraceServiceRequest",
             "input_format_protobuf_oneof_presence": 1,
@@ -140,13 +140,25 @@ class EngineReader:
         return _batch(result)
 
     def _active(self, data: bytes) -> tuple[int, ...]:
-        """The conventions (1-based positions) some span of the batch may be read with: a marker key or a scope
-        prefix occurs in its bytes. The others' SQL is left out of the query."""
-        return tuple(
-            index
-            for index, convention in enumerate(self._conventions, 1)
-            if any(name.encode() in data for name in (*convention.markers, *convention.scopes))
-        )
+        """The conventions (1-based positions) some span of the batch may be read with: one of their probes (see
+        `_probes`) occurs in its bytes. The others' SQL is left out of the query."""
+        return tuple(index for index, probes in enumerate(self._probes, 1) if any(probe in data for probe in probes))
+
+
+def _probes(names: Sequence[str]) -> tuple[bytes, ...]:
+    """Substrings that every one of `names` contains one of: the common prefix of the names sharing a first dotted
+    part (the scopes of OpenLLMetry's 15 instrumentations, one probe). A span carrying a name carries its probe, so
+    a batch without any probe of a convention has none of its spans; a probe found without its name only makes the
+    query longer. Each probe is one pass over the batch's bytes."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.split(".", 1)[0], []).append(name)
+    return tuple(min(group)[: _common(min(group), max(group))].encode() for group in groups.values())
+
+
+def _common(first: str, last: str) -> int:
+    """The length of the prefix two strings share (of the sorted first and last, all of a group's)."""
+    return next((n for n, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), min(len(first), len(last)))
 
 
 _RESULT = (*_COMPUTED, "has_usage", "response_id", "request", "span_class", "bad", "scope_non_genai", "span_index")
@@ -333,11 +345,20 @@ class Query:
     def _lists_ok(self, convention: Convention) -> str:
         return " AND ".join(f"{sql.list_ok(_value(n))}" for n in convention.tag_lists) or "1"
 
-    def _aggregate_usage(self, convention: Convention, part: str) -> str:
-        """_keep_aggregate_usage: every token attribute present, in TOKEN_FIELDS' order, kept as an attribute."""
+    def _aggregate_usage(self, convention: Convention) -> str:
+        """_keep_aggregate_usage: of an agent or tool span, every token attribute present, in TOKEN_FIELDS' order
+        (a key named twice where it first is: the same value), kept as an attribute."""
         keys = [key for name in TOKEN_FIELDS for key in convention.fields.get(name, ()) if JSON_PATH not in key]
-        items = [f"if({_present(key)}, [{literal(key) if part == 'keys' else cut(_str(key))}], [])" for key in keys]
-        return f"arrayConcat({', '.join(items)}, [])" if items else "[]"
+        if not keys:
+            return "[]"
+        return f"if(aggregate, arrayFilter(k -> has(ks, k), {literals(dict.fromkeys(keys))}), [])"
+
+    def _tags_bad(self, convention: Convention) -> str:
+        """Two tags of one name (two prefixes, or a field or list tag): Python keeps one of them, in its way."""
+        if len(convention.tag_prefixes) < 2 and not convention.field_tags and not convention.tag_lists:
+            return "0"  # names are distinct keys less one prefix
+        names = "arrayConcat(tag_names, field_tag_names, list_tag_names)"
+        return f"arrayUniq({names}) != length({names})"
 
     # --- the query -----------------------------------------------------------------------------
 
@@ -379,8 +400,7 @@ ORDER BY request, resource_index, scope_index, span_index"""
                 f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
                 f"mapFromArrays(arrayMap(k -> {cut('k')}, arraySlice(rks, 1, {most})), "
                 f"arrayMap(s -> {cut('s', limit)}, arraySlice(rstrs, 1, {most}))) AS resource_attributes",
-                f"(NOT arrayAll(v -> {readable('v')}, rvs) OR {has_duplicates('rks')} "
-                f"OR {has_duplicates(_CUT_KEYS)}) AS resource_bad",
+                f"(NOT arrayAll(v -> {readable('v')}, rvs) OR {_unusual_keys('rks')}) AS resource_bad",
                 "tupleElement(tupleElement(scope_spans_, 'scope'), 'name') AS scope_name",
                 f"{self._scope_convention()} AS sconv",
                 "tupleElement(scope_spans_, 'spans') AS scope_all_spans",
@@ -469,19 +489,16 @@ ORDER BY request, resource_index, scope_index, span_index"""
             f"{by(lambda c: self._field_tags(c, 'values'), '[]')} AS field_tag_values",
             f"{by(lambda c: self._tag_lists(c, 'keys'), '[]')} AS list_tag_names",
             f"{by(lambda c: self._tag_lists(c, 'values'), '[]')} AS list_tag_values",
-            "arrayConcat(tag_names, field_tag_names, list_tag_names) AS all_tag_names",
             f"mapFromArrays(arrayConcat(arraySlice(tag_names, 1, {most}), field_tag_names, list_tag_names), "
             "arrayConcat(tag_values, field_tag_values, list_tag_values)) AS tags",
             f"arrayMap(k -> {cut('k')}, arrayFilter((k, c) -> c = 2, ks, rest_class)) AS kept_names",
-            f"{by(lambda c: self._aggregate_usage(c, 'keys'), '[]')} AS usage_names",
-            f"{by(lambda c: self._aggregate_usage(c, 'values'), '[]')} AS usage_values",
+            f"{by(self._aggregate_usage, '[]')} AS usage_names",
             "if(response_id_ != '', ['gen_ai.response.id'], []) AS response_name",
-            "arrayConcat(kept_names, response_name, if(aggregate, usage_names, [])) AS all_attribute_names",
-            f"mapFromArrays(arrayConcat(arraySlice(kept_names, 1, {most}), response_name, "
-            "if(aggregate, usage_names, [])), "
+            f"mapFromArrays(arrayConcat(arraySlice(kept_names, 1, {most}), response_name, usage_names), "
             f"arrayConcat(arrayMap(s -> {cut('s', limit)}, "
             f"arraySlice(arrayFilter((s, c) -> c = 2, strs, rest_class), 1, {most})), "
-            "if(response_id_ != '', [response_id_], []), if(aggregate, usage_values, []))) AS span_attributes",
+            f"if(response_id_ != '', [response_id_], []), arrayMap(k -> {cut('strs[indexOf(ks, k)]')}, usage_names))) "
+            "AS span_attributes",
         ]
         trace_id, span_id, parent = (
             f"tupleElement(span, {literal(n)})" for n in ("trace_id", "span_id", "parent_span_id")
@@ -490,7 +507,7 @@ ORDER BY request, resource_index, scope_index, span_index"""
         latest = "{latest:Array(UInt64)}[request + 1]"
         # Each reason is a column of its own: ClickHouse's logical-expression pass costs seconds on one OR of them.
         fallback_reasons = {
-            "read_bad": f"NOT arrayAll(v -> {readable('v')}, vs) OR {has_duplicates('ks')}",
+            "read_bad": f"NOT arrayAll(v -> {readable('v')}, vs) OR {_unusual_keys('ks')}",
             "ids_bad": f"length({trace_id}) != 16 OR length({span_id}) != 8 OR length({parent}) NOT IN (0, 8)",
             "times_bad": f"{start} < {MIN_TIMESTAMP_NS} OR greatest({start}, {end}) > {latest}",
             "counts_bad": f"NOT ({tokens_ok or '1'})",
@@ -498,8 +515,12 @@ ORDER BY request, resource_index, scope_index, span_index"""
             "provider_bad": "length(provider_raw) != lengthUTF8(provider_raw)",
             "finish_bad": finish_bad,
             "lists_bad": f"NOT ({by(self._lists_ok, '1')})",
-            "tags_bad": has_duplicates("all_tag_names"),
-            "attributes_bad": has_duplicates("all_attribute_names"),
+            "tags_bad": by(self._tags_bad, "0"),
+            "attributes_bad": (
+                "0"  # a key some convention reads is not among the kept ones
+                if "gen_ai.response.id" in self._read_keys
+                else "response_id_ != '' AND has(kept_names, 'gen_ai.response.id')"
+            ),
             "content_bad": "has(rest_class, 3)" if config.capture_content else "0",
         }
         columns += [f"{expression} AS {alias}" for alias, expression in fallback_reasons.items()]
@@ -556,6 +577,12 @@ def _staged(source: str, columns: list[tuple[str, str]]) -> str:
         added = ", ".join(f"{expression} AS {alias}" for alias, expression in columns if depth[alias] == level)
         query = f"SELECT *, {added} FROM ({query})"
     return query
+
+
+def _unusual_keys(keys: str) -> str:
+    """Keys Python reads as a dict (the last of a repeated key wins), or two of which it may cut to one name (at
+    1024 characters): not read by the engine. One long key is cut as Python does."""
+    return f"(arrayUniq({keys}) != length({keys}) OR arrayCount(k -> length(k) >= 1024, {keys}) > 1)"
 
 
 def _index(key: str) -> str:

@@ -18,7 +18,6 @@ __all__ = [
     "as_text",
     "count_ok",
     "cut",
-    "has_duplicates",
     "identifier",
     "list_ok",
     "literal",
@@ -178,7 +177,3 @@ def list_ok(value: str) -> str:
     text = _get(value, "string_value")
     json_text = f"{_is(value, 'string_value')} AND startsWith({text}, '[')"
     return f"(NOT ({json_text}) OR match({text}, {literal(SIMPLE_JSON_LIST)}))"
-
-
-def has_duplicates(array: str) -> str:
-    return f"length(arrayDistinct({array})) != length({array})"
