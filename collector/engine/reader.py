@@ -161,12 +161,17 @@ def _common(first: str, last: str) -> int:
     return next((n for n, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), min(len(first), len(last)))
 
 
-_RESULT = (*_COMPUTED, "has_usage", "response_id", "request", "span_class", "bad", "scope_non_genai", "span_index")
+_POSITION = ("request", "resource_index", "scope_index", "span_index")
+_RESULT = (*_COMPUTED, "has_usage", "response_id", *_POSITION, "span_class", "bad", "scope_non_genai")
 """The query's columns: the row's, and what tells which requests fall back and how many spans were not rows."""
 
 
 def _batch(result: pa.Table) -> EngineBatch:
-    """The query's rows (GenAI spans, and one row per scope whose spans are all ordinary) into the batch."""
+    """The query's rows (GenAI spans, and the first of each scope) into the batch, in the reference's order."""
+    positions = [result.column(name).to_numpy() for name in reversed(_POSITION)]
+    order = np.lexsort(positions)
+    if len(order) and np.any(order != np.arange(len(order))):
+        result = result.take(order)
     request = result.column("request").to_numpy()
     kind = result.column("span_class").to_numpy()
     bad = result.column("bad").to_numpy().astype(bool)
@@ -253,8 +258,10 @@ class Query:
         ]
         return f"multiIf({', '.join(branches)}, 0)" if branches else "0"
 
-    def _markers(self) -> list[str]:
-        return sorted({m for i in self._active for m in self._conventions[i - 1].markers})
+    def _marked(self, span: str) -> str:
+        """Whether the span carries a marker of an active convention."""
+        markers = sorted({m for i in self._active for m in self._conventions[i - 1].markers})
+        return f"hasAny(arrayMap(x -> tupleElement(x, 'key'), tupleElement({span}, 'attributes')), {literals(markers)})"
 
     def _model_call(self, convention: Convention) -> str:
         """_is_model_call: not a wrapper, and (when the convention has one) passing its call filter."""
@@ -369,10 +376,12 @@ class Query:
 ARRAY JOIN resource_spans AS resource_, arrayEnumerate(resource_spans) AS resource_index
 ARRAY JOIN tupleElement(resource_, 'scope_spans') AS scope_spans_,
   arrayEnumerate(tupleElement(resource_, 'scope_spans')) AS scope_index"""
+        # One row per GenAI span, and the first row of each scope (or an empty one): it carries the scope's count
+        # of ordinary spans. Rows come in the order of the file (one thread); `_batch` checks it.
         spans = f"""SELECT *, span, span_index FROM ({_staged(scopes, self._resource_columns())})
-LEFT ARRAY JOIN genai_spans AS span, arrayEnumerate(genai_spans) AS span_index"""
-        return f"""SELECT {", ".join(_RESULT)} FROM ({_staged(spans, self._span_columns())})
-ORDER BY request, resource_index, scope_index, span_index"""
+LEFT ARRAY JOIN scope_all_spans AS span, arrayEnumerate(scope_all_spans) AS span_index
+WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
+        return f"SELECT {', '.join(_RESULT)} FROM ({_staged(spans, self._span_columns())})"
 
     def _resource_columns(self) -> list[tuple[str, str]]:
         config = self._config
@@ -388,7 +397,6 @@ ORDER BY request, resource_index, scope_index, span_index"""
 
         current, deprecated = text("deployment.environment.name"), text("deployment.environment")
         environment = f"if({current} != '', {current}, {deprecated})"
-        markers = literals(self._markers())
         return _aliased(
             [
                 f"{rks} AS rks",
@@ -404,9 +412,7 @@ ORDER BY request, resource_index, scope_index, span_index"""
                 "tupleElement(tupleElement(scope_spans_, 'scope'), 'name') AS scope_name",
                 f"{self._scope_convention()} AS sconv",
                 "tupleElement(scope_spans_, 'spans') AS scope_all_spans",
-                "if(sconv > 0, scope_all_spans, arrayFilter(s -> hasAny(arrayMap(x -> tupleElement(x, 'key'), "
-                f"tupleElement(s, 'attributes')), {markers}), scope_all_spans)) AS genai_spans",
-                "length(scope_all_spans) - length(genai_spans) AS scope_non_genai",
+                f"if(sconv > 0, 0, arrayCount(s -> NOT {self._marked('s')}, scope_all_spans)) AS scope_non_genai",
             ]
         )
 
@@ -424,7 +430,8 @@ ORDER BY request, resource_index, scope_index, span_index"""
             f"arrayMap(v -> {as_count('v')}, vs) AS counts",
             f"arrayMap(v -> {count_ok('v')}, vs) AS counts_ok",
             f"if(sconv > 0, sconv, {self._marker_convention()}) AS conv",
-            f"if(span_index = 0, 0, if({by(self._model_call, '0')}, 2, 1)) AS span_class",
+            f"span_index > 0 AND (sconv > 0 OR {self._marked('span')}) AS genai",
+            f"if(NOT genai, 0, if({by(self._model_call, '0')}, 2, 1)) AS span_class",
         ]
         indexes = {name: self._field_index(name) for name in Field}
         # A field no active convention names is a constant (a constant index 0 is an error, not a default).

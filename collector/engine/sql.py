@@ -141,10 +141,12 @@ def readable(value: str) -> str:
 
 
 def as_count(value: str) -> str:
-    """otlp_values.as_count for the values `count_ok` accepts, as Int128 (sums cannot overflow)."""
+    """otlp_values.as_count for the values `count_ok` accepts, as Int128 (sums cannot overflow); 0 for others
+    (NaN, infinities and huge doubles included: no integer holds them)."""
+    double = _get(value, "double_value")
     return (
         f"toInt128(multiIf({_is(value, 'int_value')}, {_get(value, 'int_value')}, "
-        f"{_is(value, 'double_value')}, toInt64({_get(value, 'double_value')}), "
+        f"{_is(value, 'double_value')}, toInt64(if(abs({double}) < 1e18, {double}, 0)), "
         f"toInt64OrZero({_get(value, 'string_value')})))"
     )
 
