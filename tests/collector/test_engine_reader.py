@@ -240,6 +240,9 @@ UNREAD = {
         **{"attribute:app.list": AnyValue(array_value=ArrayValue(values=[AnyValue(string_value='a"b')]))}
     ),
     "a duplicate key": otel_request(**{"attribute:server.port": AnyValue(int_value=1)}),
+    "two long keys": otel_request(
+        **{f"attribute:{'k' * 1030}{n}": AnyValue(string_value="v") for n in range(2)},
+    ),
     "a JSON list with escapes": otel_request(
         **{"attribute:gen_ai.response.finish_reasons": AnyValue(string_value='["st\\u006fp"]')}
     ),
@@ -289,6 +292,16 @@ def test_bounds_on_attributes_as_the_python_reader(store: Client, tmp_path: Path
     bodies = [sdk_request("app", spans, {"service.name": "s" * 2000, "a": 1, "b": 2, "c": 3, "d": 4})]
     batch = compare(EngineReader(config, store, tmp_path), bodies, config)
     assert batch.fallback == [] and batch.table.num_rows == 1
+
+
+def test_doubles_are_spelled_as_python_repr(reader: EngineReader) -> None:
+    doubles = [0.1, 0.1 + 0.2, 1 / 3, 2 / 3 * 1e15, 123456789.123, 1e-4, 9.99999999999998e15, -0.0, 1e15 + 0.5, 7.0]
+    doubles += [-(2**52) + 0.5, 1.5e-4, 0.00012345678901234567, 4.35, 2.675, 1e15 * 3.3, 100.0, 1 / 7 * 1e-3]
+    request = otel_request(**{f"attribute:app.d{n}": AnyValue(double_value=d) for n, d in enumerate(doubles)})
+    array = AnyValue(array_value=ArrayValue(values=[AnyValue(double_value=d) for d in doubles]))
+    listed = otel_request(**{"attribute:app.doubles": array})
+    batch = compare(reader, [request.SerializeToString(), listed.SerializeToString()])
+    assert batch.fallback == []
 
 
 # --- random values --------------------------------------------------------------------------------------------
