@@ -55,7 +55,8 @@ def main() -> None:
     args = parser.parse_args()
 
     bodies = [encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.request)]
-    workdir = Path(tempfile.mkdtemp(prefix="spanmeter-engine-"))
+    # The request file in memory where the system has it (tmpfs): its write is then a copy, not disk I/O.
+    workdir = Path(tempfile.mkdtemp(prefix="spanmeter-engine-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     config = GenAIProcessorConfig.model_validate({"redaction": {"attributes": False}})
     engine = EngineReader(config, connect(f"chdb://{workdir / 'store'}"), workdir)
     reference = GenAIProcessor(config)

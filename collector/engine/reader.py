@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from google.protobuf.internal.encoder import _VarintBytes  # the varint OTLP's own length prefix uses
 
@@ -62,6 +63,15 @@ _COMPUTED = tuple(
 """ARROW_SCHEMA's columns the query computes; the others are the same on every row before pricing."""
 _WHITESPACE = "^[ \\t\\n\\x0b\\x0c\\r\\x1c-\\x1f]+|[ \\t\\n\\x0b\\x0c\\r\\x1c-\\x1f]+$"
 """What str.strip() removes from ASCII text (the provider is normalized only when ASCII)."""
+_SETTINGS: dict[str, str | int] = {
+    "format_schema": f"{SCHEMA_FILE}:ExportTraceServiceRequest",
+    "input_format_protobuf_oneof_presence": 1,
+    "max_threads": 1,
+    # Analysis and planning of this one big query, not reading, is the fixed cost of a batch: these rewrites find
+    # nothing to improve in it and take most of that time.
+    "optimize_and_compare_chain": 0,
+    "query_plan_enable_optimizations": 0,
+}
 _EMPTY_TEXT = "''"
 _STATUS = "multiIf(status_code_ = 1, 'OK', status_code_ = 2, 'ERROR', 'UNSET')"
 
@@ -106,22 +116,13 @@ class EngineReader:
         self._read_keys = sorted(frozenset().union(*(c.consumed for c in conventions)))
         self._queries: dict[tuple[int, ...], str] = {}
         self._probes = [_probes((*c.markers, *c.scopes)) for c in conventions]
-        self._settings = {
-            "format_schema": f"{SCHEMA_FILE}:ExportTraceServiceRequest",
-            "input_format_protobuf_oneof_presence": 1,
-            "max_threads": 1,
-            # Analysis and planning of this one big query, not reading, is the fixed cost of a batch: these
-            # rewrites find nothing to improve in it and take most of that time.
-            "optimize_and_compare_chain": 0,
-            "query_plan_enable_optimizations": 0,
-        }
 
     def read(self, bodies: Sequence[bytes], latest_ns: Sequence[int]) -> EngineBatch:
         """Rows of every request read by the engine; the others listed in `fallback`."""
         if not bodies:
             return EngineBatch(_EMPTY)
         data = length_delimited(bodies)
-        active = self._active(data)
+        active = self._active(bodies)
         query = self._queries.get(active)
         if query is None:
             query = self._queries[active] = Query(self._config, self._conventions, active, self._read_keys).sql()
@@ -132,17 +133,34 @@ class EngineReader:
             result = self._client.query_arrow(
                 query,
                 parameters={"path": str(path), "latest": [int(latest) for latest in latest_ns]},
-                settings=self._settings,
                 use_strings=True,
             )
         finally:
             path.unlink(missing_ok=True)
         return _batch(result)
 
-    def _active(self, data: bytes) -> tuple[int, ...]:
+    def _active(self, bodies: Sequence[bytes]) -> tuple[int, ...]:
         """The conventions (1-based positions) some span of the batch may be read with: one of their probes (see
-        `_probes`) occurs in its bytes. The others' SQL is left out of the query."""
-        return tuple(index for index, probes in enumerate(self._probes, 1) if any(probe in data for probe in probes))
+        `_probes`) occurs in its bytes. The others' SQL is left out of the query.
+
+        One RE2 pass (Arrow's, in C) looks for all probes not found yet at once, body after body; the first body
+        holding one tells which conventions it holds, and the pass goes on after it for the others' probes: a
+        batch is read about once, not once per probe."""
+        remaining = dict(enumerate(self._probes, 1))
+        found: set[int] = set()
+        array = pa.array(bodies, pa.binary())
+        while remaining and len(array):
+            pattern = "|".join(re.escape(probe.decode()) for probes in remaining.values() for probe in probes)
+            hits = pc.match_substring_regex(array, pattern).to_numpy(zero_copy_only=False)
+            first = int(np.argmax(hits))
+            if not hits[first]:
+                break
+            body = array[first].as_py()
+            for index in [i for i, probes in remaining.items() if any(probe in body for probe in probes)]:
+                found.add(index)
+                del remaining[index]
+            array = array.slice(first + 1)
+        return tuple(sorted(found))
 
 
 def _probes(names: Sequence[str]) -> tuple[bytes, ...]:
@@ -370,6 +388,8 @@ class Query:
     # --- the query -----------------------------------------------------------------------------
 
     def sql(self) -> str:
+        """The SELECT, with its settings: in the query rather than the session's (a chDB client sets and restores
+        session settings around every query it is given them for: ~70 ms)."""
         source = f"file({{path:String}}, 'Protobuf', {literal(STRUCTURE)})"
         requests = f"SELECT rowNumberInAllBlocks() AS request, resource_spans FROM {source}"
         scopes = f"""SELECT request, resource_index, resource_, scope_index, scope_spans_ FROM ({requests})
@@ -381,7 +401,8 @@ ARRAY JOIN tupleElement(resource_, 'scope_spans') AS scope_spans_,
         spans = f"""SELECT *, span, span_index FROM ({_staged(scopes, self._resource_columns())})
 LEFT ARRAY JOIN scope_all_spans AS span, arrayEnumerate(scope_all_spans) AS span_index
 WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
-        return f"SELECT {', '.join(_RESULT)} FROM ({_staged(spans, self._span_columns())})"
+        settings = ", ".join(f"{name} = {literal(value)}" for name, value in _SETTINGS.items())
+        return f"SELECT {', '.join(_RESULT)} FROM ({_staged(spans, self._span_columns())})\nSETTINGS {settings}"
 
     def _resource_columns(self) -> list[tuple[str, str]]:
         config = self._config
