@@ -8,7 +8,7 @@ over loopback to a real collector on chDB.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanmeter.config import GenAIProcessorConfig
+from spanmeter.engine import EngineBatch, EngineReader
 from spanmeter.processors import DecodeResult, GenAIProcessor
 from spanmeter.processors.genai import GenAIPrefilter
 from spanmeter.records import COLUMNS
@@ -211,15 +212,21 @@ def test_bytes_it_does_not_walk_hand_everything_on() -> None:
 
 @pytest.fixture
 def decoded_spans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Spans handed to the `genai` processor, per request it decodes."""
+    """Spans handed to a reader (the engine's or the Python one), per request it reads."""
     handed: list[int] = []
     decode = GenAIProcessor.decode
+    read = EngineReader.read
 
     def counting(self: GenAIProcessor, request: ExportTraceServiceRequest, latest: int | None = None) -> DecodeResult:
         handed.append(span_count(request))
         return decode(self, request, latest)
 
+    def counting_engine(self: EngineReader, bodies: Sequence[bytes], latest_ns: Sequence[int]) -> EngineBatch:
+        handed.extend(span_count(ExportTraceServiceRequest.FromString(body)) for body in bodies)
+        return read(self, bodies, latest_ns)
+
     monkeypatch.setattr(GenAIProcessor, "decode", counting)
+    monkeypatch.setattr(EngineReader, "read", counting_engine)
     return handed
 
 
