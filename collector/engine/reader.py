@@ -61,7 +61,7 @@ _COMPUTED = tuple(
             "price_source", "feature", "content"}
 )  # fmt: skip
 """ARROW_SCHEMA's columns the query computes; the others are the same on every row before pricing."""
-_WHITESPACE = "^[ \\t\\n\\x0b\\x0c\\r\\x1c-\\x1f]+|[ \\t\\n\\x0b\\x0c\\r\\x1c-\\x1f]+$"
+_WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 """What str.strip() removes from ASCII text (the provider is normalized only when ASCII)."""
 _SETTINGS: dict[str, str | int] = {
     "format_schema": f"{SCHEMA_FILE}:ExportTraceServiceRequest",
@@ -399,8 +399,10 @@ class Query:
         """The SELECT, with its settings: in the query rather than the session's (a chDB client sets and restores
         session settings around every query it is given them for: ~70 ms)."""
         source = f"file({{path:String}}, 'Protobuf', {literal(STRUCTURE)})"
-        requests = f"SELECT rowNumberInAllBlocks() AS request, resource_spans FROM {source}"
-        scopes = f"""SELECT request, resource_index, resource_, scope_index, scope_spans_ FROM ({requests})
+        # The latest time accepted, once per request (an array indexed per span would be copied for each).
+        numbered = f"SELECT rowNumberInAllBlocks() AS request, resource_spans FROM {source}"
+        requests = f"SELECT *, {{latest:Array(UInt64)}}[request + 1] AS latest FROM ({numbered})"
+        scopes = f"""SELECT request, latest, resource_index, resource_, scope_index, scope_spans_ FROM ({requests})
 ARRAY JOIN resource_spans AS resource_, arrayEnumerate(resource_spans) AS resource_index
 ARRAY JOIN tupleElement(resource_, 'scope_spans') AS scope_spans_,
   arrayEnumerate(tupleElement(resource_, 'scope_spans')) AS scope_index"""
@@ -500,7 +502,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             f"if(name_operation IN {_tuple(sorted(_OPERATIONS))}, name_operation, ''))) AS operation",
             "provider_ AS provider_text",
             f"{by(self._provider, 'provider_text')} AS provider_raw",
-            f"replaceRegexpAll(lower(provider_raw), {literal(_WHITESPACE)}, '') AS provider_stripped",
+            f"trim(BOTH {literal(_WHITESPACE)} FROM lower(provider_raw)) AS provider_stripped",
             f"transform(provider_stripped, {literals(PROVIDER_ALIASES)}, {literals(PROVIDER_ALIASES.values())}, "
             "provider_stripped) AS provider",
             f"operation IN {_tuple(sorted(AGGREGATE_OPERATIONS))} AS aggregate",
@@ -540,12 +542,11 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             f"tupleElement(span, {literal(n)})" for n in ("trace_id", "span_id", "parent_span_id")
         )
         start, end = "tupleElement(span, 'start_time_unix_nano')", "tupleElement(span, 'end_time_unix_nano')"
-        latest = "{latest:Array(UInt64)}[request + 1]"
         # Each reason is a column of its own: ClickHouse's logical-expression pass costs seconds on one OR of them.
         fallback_reasons = {
             "read_bad": f"NOT arrayAll(v -> {readable('v')}, vs) OR {_unusual_keys('ks')}",
             "ids_bad": f"length({trace_id}) != 16 OR length({span_id}) != 8 OR length({parent}) NOT IN (0, 8)",
-            "times_bad": f"{start} < {MIN_TIMESTAMP_NS} OR greatest({start}, {end}) > {latest}",
+            "times_bad": f"{start} < {MIN_TIMESTAMP_NS} OR greatest({start}, {end}) > latest",
             "counts_bad": f"NOT ({tokens_ok or '1'})",
             "json_bad": by(self._json_reached, "0"),
             "provider_bad": "length(provider_raw) != lengthUTF8(provider_raw)",

@@ -93,7 +93,7 @@ def field_value(convention: Convention, field: Field, variant: int) -> Any:
         return ("chat", *convention.operation_values, "embeddings")[variant % (2 + len(convention.operation_values))]
     if field is Field.PROVIDER:
         prefixes = [prefix + "chat" for prefix, _ in convention.provider_prefixes]
-        return (" OpenAI ", "anthropic", "gemini", "Mistral", *prefixes)[variant % (4 + len(prefixes))]
+        return (" OpenAI ", "anthropic", "\tgemini\x1f", "Mistral", *prefixes)[variant % (4 + len(prefixes))]
     if field is Field.FINISH_REASONS:
         return (["stop"], "stop", '["stop", "length"]', ["stop", "tool_calls"])[variant % 4]
     return f"{field.value}-{variant}" if variant % 5 else ("é-ü 模型 " * (variant + 1))
