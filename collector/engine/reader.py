@@ -400,7 +400,7 @@ class Query:
         session settings around every query it is given them for: ~70 ms)."""
         source = f"file({{path:String}}, 'Protobuf', {literal(STRUCTURE)})"
         # The latest time accepted, once per request (an array indexed per span would be copied for each).
-        numbered = f"SELECT rowNumberInAllBlocks() AS request, resource_spans FROM {source}"
+        numbered = f"SELECT _row_number AS request, resource_spans FROM {source}"  # the message's place in the file
         requests = f"SELECT *, {{latest:Array(UInt64)}}[request + 1] AS latest FROM ({numbered})"
         scopes = f"""SELECT request, latest, resource_index, resource_, scope_index, scope_spans_ FROM ({requests})
 ARRAY JOIN resource_spans AS resource_, arrayEnumerate(resource_spans) AS resource_index
