@@ -3,14 +3,22 @@
 A batch of requests is written to one file of length-delimited messages and read by ONE query, generated from
 the convention tables (the single source of truth) for the conventions whose markers or scopes occur in the
 batch's bytes. Each level of the request is flattened by ARRAY JOIN with its position, so rows come out in the
-reference's order: request, resource, scope, span. Spans that are not GenAI are only counted (per scope, before
-the spans are joined); each GenAI span is classified (model call or not) and read into the row's columns.
+reference's order: request, resource, scope, span. Ordinary spans are counted per scope and dropped after the
+join; each GenAI span is classified (model call or not) and read into the row's columns.
 
-Whatever SQL does not read exactly as the Python reader does (a span it would reject, a JSON member, a map
-value, a double Python prints with an exponent...) marks the span `bad`: its whole request is left out of the
-table and listed in `EngineBatch.fallback`, for the caller to decode with `GenAIProcessor`, which then produces
-the exact rows or rejection messages. Values are NOT redacted (`redaction.attributes`): whoever stores the table
-applies redaction to it afterwards.
+A span the reference reads marks its whole request for the Python reader (`EngineBatch.fallback`), which then
+produces the exact rows or rejection messages, when:
+- the reference would reject it: ids of the wrong length, times before 2000 or past `latest`, a count that is not
+  a whole non-negative number, cache above input, reasoning above output, more than `max_tokens_per_call`;
+- it needs what SQL does not do here: a JSON member (`attr#a.b`) reached, a tag object, content attributes with
+  `capture_content` on (they are redacted and bounded in Python);
+- a value would not be spelled exactly as Python spells it: a map, bytes or an array inside an array, a double
+  Python prints with an exponent (or NaN, inf), an array string json.dumps would escape, a count written as text
+  other than plain digits (at most 18), JSON list text other than plain strings, a non-ASCII provider (Unicode
+  lower/strip);
+- names clash where Python's dicts would merge them: a repeated attribute key, two keys of 1024 characters or
+  more, two tags of one name.
+Values are NOT redacted (`redaction.attributes`): whoever stores the table applies redaction to it afterwards.
 """
 
 from __future__ import annotations
