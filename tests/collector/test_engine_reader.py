@@ -331,6 +331,8 @@ unusual = st.one_of(
     st.sampled_from(["-3", " 12", "1e3", '["a\\"b"]', "[1, 2]"]),
     st.just(None),
     st.just(b"x"),
+    st.just({"a": 1}),
+    st.just([["nested"]]),
 )
 scalars = st.one_of(ordinary, unusual)
 PART_FIELDS = (Field.CACHE_READ_TOKENS, Field.CACHE_WRITE_TOKENS, Field.REASONING_TOKENS)
@@ -357,6 +359,9 @@ def any_value(value: Any) -> AnyValue:
         return AnyValue(bytes_value=value)
     if value is None:
         return AnyValue()
+    if isinstance(value, dict):
+        entries = [KeyValue(key=key, value=any_value(entry)) for key, entry in value.items()]
+        return AnyValue(kvlist_value=KeyValueList(values=entries))
     return AnyValue(string_value=value)
 
 
