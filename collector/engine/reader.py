@@ -81,6 +81,10 @@ _SETTINGS: dict[str, str | int] = {
     "query_plan_enable_optimizations": 0,
 }
 _EMPTY_TEXT = "''"
+_TRACE_ID, _SPAN_ID, _PARENT, _START, _END = (
+    f"tupleElement(span, '{name}')"
+    for name in ("trace_id", "span_id", "parent_span_id", "start_time_unix_nano", "end_time_unix_nano")
+)
 _STATUS = "multiIf(status_code_ = 1, 'OK', status_code_ = 2, 'ERROR', 'UNSET')"
 
 
@@ -460,12 +464,23 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
         )
 
     def _span_columns(self) -> list[tuple[str, str]]:
-        config = self._config
-        most = config.max_attributes
-        limit = config.max_attribute_value_length
+        """Every column of a span's row, and of the reasons it may fall back, in the order they build on."""
+        indexes = {name: self._field_index(name) for name in Field}
+        # A field no active convention names is a constant (a constant index 0 is an error, not a default).
+        read = {name for name, index in indexes.items() if index != "0"}
+        columns = self._span_values()
+        columns += [f"{indexes[name]} AS {_field(name)}" for name in Field if name in read]
+        columns += self._field_values(read)
+        columns += self._operation_provider_tokens(read)
+        columns += self._tags_and_attributes()
+        columns += self._fallback_reasons(read)
+        columns += self._row(read)
+        return _aliased(columns)
+
+    def _span_values(self) -> list[str]:
+        """Keys, values and `as_str` of every attribute; the convention and class of the span."""
         by = self._by_convention
-        fields = {name: f"f_{sql.identifier(name.value)}" for name in Field}
-        columns = [
+        return [
             "arrayMap(x -> tupleElement(x, 'key'), tupleElement(span, 'attributes')) AS ks",
             "arrayMap(x -> tupleElement(x, 'value'), tupleElement(span, 'attributes')) AS vs",
             f"arrayMap(v -> {as_str('v')}, vs) AS strs",
@@ -474,31 +489,24 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             f"span_index > 0 AND (sconv > 0 OR {self._marked('span')}) AS genai",
             f"if(NOT genai, 0, if({by(self._model_call, '0')}, 2, 1)) AS span_class",
         ]
-        indexes = {name: self._field_index(name) for name in Field}
-        # A field no active convention names is a constant (a constant index 0 is an error, not a default).
-        read = {name for name, index in indexes.items() if index != "0"}
-        columns += [f"{indexes[name]} AS {fields[name]}" for name in read]
-        columns += [
-            f"{f'texts[{fields[name]}]' if name in read else _EMPTY_TEXT} AS {name.value}_"
+
+    def _field_values(self, read: set[Field]) -> list[str]:
+        """Each field's value (`<field>_`): text, or a count read from the token fields' attributes only (a regex on
+        every attribute costs ~5 µs a span)."""
+        texts = [
+            f"{f'texts[{_field(name)}]' if name in read else _EMPTY_TEXT} AS {name.value}_"
             for name in Field
             if name not in TOKEN_FIELDS and name is not Field.FINISH_REASONS
         ]
-        columns += [
-            # Counts read from the token fields' attributes only (a regex on every attribute costs ~5 µs a span).
-            f"{self._count(fields[name]) if name in read else 'toInt128(0)'} AS {name.value}_"
-            for name in TOKEN_FIELDS
+        counts = [
+            f"{self._count(_field(name)) if name in read else 'toInt128(0)'} AS {name.value}_" for name in TOKEN_FIELDS
         ]
-        tokens_ok = " AND ".join(
-            f"({fields[n]} = 0 OR {count_ok(f'vs[{fields[n]}]')})" for n in TOKEN_FIELDS if n in read
-        )
-        present = {name: fields[name] if name in read else "0" for name in Field}
-        finish = fields[Field.FINISH_REASONS]
-        finish_bad = f"{finish} > 0 AND NOT {sql.list_ok(f'vs[{finish}]')}" if Field.FINISH_REASONS in read else "0"
-        finish_reasons = (
-            f"if({finish} > 0, {as_str_list(f'vs[{finish}]', f'strs[{finish}]')}, [])"
-            if Field.FINISH_REASONS in read
-            else "CAST([], 'Array(String)')"
-        )
+        return texts + counts
+
+    def _operation_provider_tokens(self, read: set[Field]) -> list[str]:
+        """The operation, the normalized provider and the token sums, as `_read_tokens` makes them."""
+        by = self._by_convention
+        limit = self._config.max_tokens_per_call
         operation_values = by(
             lambda c: (
                 f"transform(operation_, {literals(c.operation_values)}, {literals(c.operation_values.values())}, "
@@ -508,7 +516,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             ),
             "operation_",
         )
-        columns += [
+        return [
             f"{operation_values} AS operation_mapped",
             f"{by(self._kind_operation, _EMPTY_TEXT)} AS kind_operation",
             "substringIndex(tupleElement(span, 'name'), ' ', 1) AS name_operation",
@@ -522,15 +530,22 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             f"operation IN {_tuple(sorted(AGGREGATE_OPERATIONS))} AS aggregate",
             f"{by(self._excludes_cache, '0')} AS excludes_cache",
             f"{by(lambda c: '1' if c.output_excludes_reasoning else '0', '0')} AS excludes_reasoning",
-            f"if({present[Field.UNCACHED_INPUT_TOKENS]} > 0, "
+            f"if({_present_field(Field.UNCACHED_INPUT_TOKENS, read)} > 0, "
             "uncached_input_tokens_ + cache_read_tokens_ + cache_write_tokens_, "
             "input_tokens_ + if(excludes_cache, cache_read_tokens_ + cache_write_tokens_, 0)) AS input_sum",
             "output_tokens_ + if(excludes_reasoning, reasoning_tokens_, 0) AS output_sum",
             "NOT aggregate AND (cache_read_tokens_ + cache_write_tokens_ > input_sum "
             "OR reasoning_tokens_ > output_sum "
-            f"OR input_sum > {config.max_tokens_per_call} OR output_sum > {config.max_tokens_per_call}) AS tokens_bad",
-            # Tags and span attributes from the attributes no convention reads. Lambdas take parallel arrays:
-            # one capturing an array (`ks[i]`) copies it for every element.
+            f"OR input_sum > {limit} OR output_sum > {limit}) AS tokens_bad",
+        ]
+
+    def _tags_and_attributes(self) -> list[str]:
+        """Tags and span attributes from the attributes no convention reads. Lambdas take parallel arrays: one
+        capturing an array (`ks[i]`) copies it for every element."""
+        by = self._by_convention
+        most = self._config.max_attributes
+        limit = self._config.max_attribute_value_length
+        return [
             f"{by(self._tag_prefix, 'arrayMap(k -> -1, ks)')} AS tag_prefix",
             f"{by(self._class, 'arrayMap(k -> 2, ks)')} AS rest_class",
             f"arrayFilter((n, c) -> c = 1, arrayMap((k, l) -> {cut('substring(k, l + 1)')}, ks, tag_prefix), "
@@ -552,19 +567,25 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             f"if(response_id_ != '', [response_id_], []), arrayMap(k -> {cut('strs[indexOf(ks, k)]')}, usage_names))) "
             "AS span_attributes",
         ]
-        trace_id, span_id, parent = (
-            f"tupleElement(span, {literal(n)})" for n in ("trace_id", "span_id", "parent_span_id")
+
+    def _fallback_reasons(self, read: set[Field]) -> list[str]:
+        """Why a span's request goes to the Python reader (see the module's docstring), one column each:
+        ClickHouse's logical-expression pass costs seconds on one OR of them all."""
+        by = self._by_convention
+        tokens_ok = " AND ".join(
+            f"({_field(n)} = 0 OR {count_ok(f'vs[{_field(n)}]')})" for n in TOKEN_FIELDS if n in read
         )
-        start, end = "tupleElement(span, 'start_time_unix_nano')", "tupleElement(span, 'end_time_unix_nano')"
-        # Each reason is a column of its own: ClickHouse's logical-expression pass costs seconds on one OR of them.
-        fallback_reasons = {
+        finish = _field(Field.FINISH_REASONS)
+        reasons = {
             "read_bad": f"NOT arrayAll(v -> {readable('v')}, vs) OR {_unusual_keys('ks')}",
-            "ids_bad": f"length({trace_id}) != 16 OR length({span_id}) != 8 OR length({parent}) NOT IN (0, 8)",
-            "times_bad": f"{start} < {MIN_TIMESTAMP_NS} OR greatest({start}, {end}) > latest",
+            "ids_bad": f"length({_TRACE_ID}) != 16 OR length({_SPAN_ID}) != 8 OR length({_PARENT}) NOT IN (0, 8)",
+            "times_bad": f"{_START} < {MIN_TIMESTAMP_NS} OR greatest({_START}, {_END}) > latest",
             "counts_bad": f"NOT ({tokens_ok or '1'})",
             "json_bad": by(self._json_reached, "0"),
             "provider_bad": "length(provider_raw) != lengthUTF8(provider_raw)",
-            "finish_bad": finish_bad,
+            "finish_bad": (
+                f"{finish} > 0 AND NOT {sql.list_ok(f'vs[{finish}]')}" if Field.FINISH_REASONS in read else "0"
+            ),
             "lists_bad": f"NOT ({by(self._lists_ok, '1')})",
             "tags_bad": by(self._tags_bad, "0"),
             "attributes_bad": (
@@ -572,17 +593,32 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
                 if "gen_ai.response.id" in self._read_keys
                 else "response_id_ != '' AND has(kept_names, 'gen_ai.response.id')"
             ),
-            "content_bad": "has(rest_class, 3)" if config.capture_content else "0",
+            "content_bad": "has(rest_class, 3)" if self._config.capture_content else "0",
         }
-        columns += [f"{expression} AS {alias}" for alias, expression in fallback_reasons.items()]
-        span_bad = " OR ".join(alias for alias in fallback_reasons if alias != "read_bad")
-        columns += [
+        span_bad = " OR ".join(alias for alias in reasons if alias != "read_bad")
+        return [
+            *(f"{expression} AS {alias}" for alias, expression in reasons.items()),
             f"{span_bad} OR tokens_bad OR resource_bad AS span_bad",
             "span_class > 0 AND (read_bad OR (span_class = 2 AND span_bad)) AS bad",
-            f"{start} AS timestamp",
-            f"lower(hex({trace_id})) AS trace_id",
-            f"lower(hex({span_id})) AS span_id",
-            f"lower(hex({parent})) AS parent_span_id",
+        ]
+
+    def _row(self, read: set[Field]) -> list[str]:
+        """The row's columns as ARROW_SCHEMA names them (the resource's come from the scope's subquery)."""
+        finish = _field(Field.FINISH_REASONS)
+        finish_reasons = (
+            f"if({finish} > 0, {as_str_list(f'vs[{finish}]', f'strs[{finish}]')}, [])"
+            if Field.FINISH_REASONS in read
+            else "CAST([], 'Array(String)')"
+        )
+        usage = " OR ".join(
+            f"{_present_field(name, read)} > 0"
+            for name in (Field.INPUT_TOKENS, Field.UNCACHED_INPUT_TOKENS, Field.OUTPUT_TOKENS)
+        )
+        return [
+            f"{_START} AS timestamp",
+            f"lower(hex({_TRACE_ID})) AS trace_id",
+            f"lower(hex({_SPAN_ID})) AS span_id",
+            f"lower(hex({_PARENT})) AS parent_span_id",
             "request_model_ AS request_model",
             "response_model_ AS response_model",
             "toUInt64(if(aggregate, 0, input_sum)) AS input_tokens",
@@ -590,7 +626,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             "toUInt64(if(aggregate, 0, cache_read_tokens_)) AS cache_read_tokens",
             "toUInt64(if(aggregate, 0, cache_write_tokens_)) AS cache_write_tokens",
             "toUInt64(if(aggregate, 0, reasoning_tokens_)) AS reasoning_tokens",
-            f"if({end} > {start}, {end} - {start}, 0) AS duration_ns",
+            f"if({_END} > {_START}, {_END} - {_START}, 0) AS duration_ns",
             "tupleElement(tupleElement(span, 'status'), 'code') AS status_code_",
             f"{_STATUS} AS status_code",
             "error_type_ AS error_type",
@@ -598,12 +634,19 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             "user_id_ AS user_id",
             "session_id_ AS session_id",
             "conversation_id_ AS conversation_id",
-            f"{by(lambda c: literal(c.name), _EMPTY_TEXT)} AS convention",
-            f"NOT aggregate AND ({present[Field.INPUT_TOKENS]} > 0 OR {present[Field.UNCACHED_INPUT_TOKENS]} > 0 "
-            f"OR {present[Field.OUTPUT_TOKENS]} > 0) AS has_usage",
+            f"{self._by_convention(lambda c: literal(c.name), _EMPTY_TEXT)} AS convention",
+            f"NOT aggregate AND ({usage}) AS has_usage",
             "response_id_ AS response_id",
         ]
-        return _aliased(columns)
+
+
+def _field(name: Field) -> str:
+    """The alias of the field's attribute position in the span (0: none present)."""
+    return f"f_{sql.identifier(name.value)}"
+
+
+def _present_field(name: Field, read: set[Field]) -> str:
+    return _field(name) if name in read else "0"
 
 
 def _aliased(columns: list[str]) -> list[tuple[str, str]]:
