@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -48,6 +49,15 @@ def timed(run: Callable[[], int], rounds: int) -> tuple[float, float, int]:
 
 
 def main() -> None:
+    # The request file in memory where the system has it (tmpfs): its write is then a copy, not disk I/O.
+    workdir = Path(tempfile.mkdtemp(prefix="spanmeter-engine-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    try:
+        run(workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the store and request files (in memory on tmpfs)
+
+
+def run(workdir: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=50_000)
     parser.add_argument("--request", type=int, default=100, help="spans per request")
@@ -55,8 +65,6 @@ def main() -> None:
     args = parser.parse_args()
 
     bodies = [encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.request)]
-    # The request file in memory where the system has it (tmpfs): its write is then a copy, not disk I/O.
-    workdir = Path(tempfile.mkdtemp(prefix="spanmeter-engine-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     config = GenAIProcessorConfig.model_validate({"redaction": {"attributes": False}})
     engine = EngineReader(config, connect(f"chdb://{workdir / 'store'}"), workdir)
     reference = GenAIProcessor(config)
