@@ -23,6 +23,7 @@ Values are NOT redacted (`redaction.attributes`): whoever stores the table appli
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -71,10 +72,12 @@ _COMPUTED = tuple(
 """ARROW_SCHEMA's columns the query computes; the others are the same on every row before pricing."""
 _WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 """What str.strip() removes from ASCII text (the provider is normalized only when ASCII)."""
+_PARTS = max(1, min(os.cpu_count() or 1, 8))
+"""Files a batch is split into, read by as many threads (chDB releases the GIL while it runs)."""
 _SETTINGS: dict[str, str | int] = {
     "format_schema": f"{SCHEMA_FILE}:ExportTraceServiceRequest",
     "input_format_protobuf_oneof_presence": 1,
-    "max_threads": 1,
+    "max_threads": _PARTS,
     # Analysis and planning of this one big query, not reading, is the fixed cost of a batch: these rewrites find
     # nothing to improve in it and take most of that time.
     "optimize_and_compare_chain": 0,
@@ -133,22 +136,31 @@ class EngineReader:
         """Rows of every request read by the engine; the others listed in `fallback`."""
         if not bodies:
             return EngineBatch(_EMPTY)
-        data = length_delimited(bodies)
         active = self._active(bodies)
         query = self._queries.get(active)
         if query is None:
             query = self._queries[active] = Query(self._config, self._conventions, active, self._read_keys).sql()
         self._workdir.mkdir(parents=True, exist_ok=True)
-        path = self._workdir / f"requests-{uuid.uuid4().hex}.bin"
-        path.write_bytes(data)
+        # One file per core, read in parallel (a file is one stream); each named by its first request's index.
+        tag = uuid.uuid4().hex
+        size = -(-len(bodies) // min(_PARTS, len(bodies)))
+        paths = []
+        for first in range(0, len(bodies), size):
+            path = self._workdir / f"requests-{tag}-{first}.bin"
+            path.write_bytes(length_delimited(bodies[first : first + size]))
+            paths.append(path)
         try:
             result = self._client.query_arrow(
                 query,
-                parameters={"path": str(path), "latest": [int(latest) for latest in latest_ns]},
+                parameters={
+                    "path": str(self._workdir / f"requests-{tag}-*.bin"),
+                    "latest": [int(latest) for latest in latest_ns],
+                },
                 use_strings=True,
             )
         finally:
-            path.unlink(missing_ok=True)
+            for path in paths:
+                path.unlink(missing_ok=True)
         return _batch(result)
 
     def _active(self, bodies: Sequence[bytes]) -> tuple[int, ...]:
@@ -416,14 +428,17 @@ class Query:
         session settings around every query it is given them for: ~70 ms)."""
         source = f"file({{path:String}}, 'Protobuf', {literal(STRUCTURE)})"
         # The latest time accepted, once per request (an array indexed per span would be copied for each).
-        numbered = f"SELECT _row_number AS request, resource_spans FROM {source}"  # the message's place in the file
+        # A message's place in the batch: its file's first request (in the file's name) plus its place in the file.
+        numbered = (
+            f"SELECT toUInt64(extract(_file, '-(\\d+)\\.bin$')) + _row_number AS request, resource_spans FROM {source}"
+        )
         requests = f"SELECT *, {{latest:Array(UInt64)}}[request + 1] AS latest FROM ({numbered})"
         scopes = f"""SELECT request, latest, resource_index, resource_, scope_index, scope_spans_ FROM ({requests})
 ARRAY JOIN resource_spans AS resource_, arrayEnumerate(resource_spans) AS resource_index
 ARRAY JOIN tupleElement(resource_, 'scope_spans') AS scope_spans_,
   arrayEnumerate(tupleElement(resource_, 'scope_spans')) AS scope_index"""
         # One row per GenAI span, and the first row of each scope (or an empty one): it carries the scope's count
-        # of ordinary spans. Rows come in the order of the file (one thread); `_batch` checks it.
+        # of ordinary spans. Files are read in parallel; `_batch` puts rows back in order.
         spans = f"""SELECT *, span, span_index FROM ({_staged(scopes, self._resource_columns())})
 LEFT ARRAY JOIN scope_all_spans AS span, arrayEnumerate(scope_all_spans) AS span_index
 WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
