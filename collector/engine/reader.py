@@ -1,6 +1,7 @@
 """The ClickHouse engine reading whole GenAI rows from OTLP trace requests, as `GenAIProcessor.decode` does.
 
-A batch of requests is written to one file of length-delimited messages and read by ONE query, generated from
+A batch of requests is written to files of length-delimited messages (one per core, read in parallel) and read by
+ONE query, generated from
 the convention tables (the single source of truth) for the conventions whose markers or scopes occur in the
 batch's bytes. Each level of the request is flattened by ARRAY JOIN with its position, so rows come out in the
 reference's order: request, resource, scope, span. Ordinary spans are counted per scope and dropped after the
@@ -11,7 +12,8 @@ produces the exact rows or rejection messages, when:
 - the reference would reject it: ids of the wrong length, times before 2000 or past `latest`, a count that is not
   a whole non-negative number, cache above input, reasoning above output, more than `max_tokens_per_call`;
 - it needs what SQL does not do here: a JSON member (`attr#a.b`) reached, a tag object, content attributes with
-  `capture_content` on (they are redacted and bounded in Python);
+  `capture_content` on (they are redacted and bounded in Python), more tags than `max_attributes` (the reference
+  counts the spans whose tags it cut);
 - a value would not be spelled exactly as Python spells it: a map, bytes or an array inside an array, a double
   Python prints with an exponent (or NaN, inf), an array string json.dumps would escape, a count written as text
   other than plain digits (at most 18), JSON list text other than plain strings, a non-ASCII provider (Unicode
@@ -603,6 +605,8 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             ),
             "lists_bad": f"NOT ({by(self._lists_ok, '1')})",
             "tags_bad": by(self._tags_bad, "0"),
+            # Tags past max_attributes are left out and counted (`tags_capped`): the reference does both.
+            "capped_bad": f"length(tag_names) > {self._config.max_attributes}",
             "attributes_bad": (
                 "0"  # a key some convention reads is not among the kept ones
                 if "gen_ai.response.id" in self._read_keys
