@@ -1,9 +1,8 @@
 """The ClickHouse engine reading whole GenAI rows from OTLP trace requests, as `GenAIProcessor.decode` does.
 
-A batch of requests is written to files of length-delimited messages (one per core, read in parallel) and read by
-ONE query, generated from
-the convention tables (the single source of truth) for the conventions whose markers or scopes occur in the
-batch's bytes. Each level of the request is flattened by ARRAY JOIN with its position, so rows come out in the
+A batch of requests is written to files of length-delimited messages (one per core, read in parallel) and read
+by ONE query, generated from the convention tables (the single source of truth) for the conventions whose markers
+or scopes occur in the batch's bytes. Each level of the request is flattened by ARRAY JOIN with its position, so rows come out in the
 reference's order: request, resource, scope, span. Ordinary spans are counted per scope and dropped after the
 join; each GenAI span is classified (model call or not) and read into the row's columns.
 
