@@ -13,16 +13,21 @@ exporter retries a request whose answer it never got. Rules, in order:
 
 The first span to arrive is kept. What is remembered is bounded (the most recent calls), so this
 catches duplicates that arrive close together, which is how both cases happen.
+
+Keys are 64-bit hashes, computed on whole columns with numpy: each string (trace, span and parent id,
+provider, response id) hashed from its bytes, then the parts of a key mixed in order, with a seed per kind
+(span, response, "as span", "as parent") so a lookup finds only keys of its own kind. The seeds are drawn per
+process. Two different keys share a hash with probability about n²/2^65 for n keys (1e-10 for a batch of 50,000
+rows against as many remembered): a call is wrongly dropped only if that happens AND the two calls' times
+overlap. Remembered keys are numpy arrays (key, start, end) in the order they were remembered, the last
+`capacity` kept; a key remembered again moves to the end.
 """
 
 from __future__ import annotations
 
-import gc
-import operator
-from collections import OrderedDict, deque
-from collections.abc import Hashable, Sequence
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import compress, islice, repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -33,208 +38,290 @@ from ..records import SpanRecord
 
 __all__ = ["Admission", "CallDeduplicator"]
 
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
 
 @dataclass
 class Admission:
-    """The outcome of `filter` for one request: what to keep, and the keys to remember once it is accepted."""
+    """The outcome of `filter` for one request: what to keep, and the keys to remember once it is accepted
+    (key hash -> (start, end), in the order they were first written)."""
 
     kept: list[SpanRecord] = field(default_factory=list)
     duplicates: int = 0
-    keys: dict[Hashable, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class _Batch:
+    """What `_admit` finds: the rows kept, and their keys to remember (first-write order, last writer's span)."""
+
+    kept: Bools
+    keys: U64
+    starts: I64
+    ends: I64
 
 
 class CallDeduplicator:
     def __init__(self, capacity: int = 50_000) -> None:
         self._capacity = capacity
-        self._seen: OrderedDict[Hashable, tuple[int, int]] = OrderedDict()
+        self._keys: U64 = np.zeros(0, dtype=np.uint64)  # oldest first
+        self._starts: I64 = np.zeros(0, dtype=np.int64)
+        self._ends: I64 = np.zeros(0, dtype=np.int64)
+
+    def remembered(self) -> list[tuple[int, tuple[int, int]]]:
+        """The remembered keys, oldest first, with their spans (for tests)."""
+        return list(zip(self._keys.tolist(), zip(self._starts.tolist(), self._ends.tolist(), strict=True), strict=True))
 
     def filter(self, records: Sequence[SpanRecord]) -> Admission:
         """The records that are not duplicates (of earlier calls or of each other), and how many were."""
-        admission = Admission()
-        batch = admission.keys
-        for record in records:
-            span = (record.timestamp, record.timestamp + record.duration_ns)
-            if any(_overlaps(span, self._seen.get(key) or batch.get(key)) for key in _lookups(record)):
-                admission.duplicates += 1
-                continue
-            for key in _keys(record):
-                batch[key] = span
-            admission.kept.append(record)
-        return admission
+        batch = self._admit(_records_table(records))
+        kept = batch.kept.tolist()
+        return Admission(
+            kept=[record for record, keep in zip(records, kept, strict=True) if keep],
+            duplicates=len(kept) - sum(kept),
+            keys=dict(
+                zip(batch.keys.tolist(), zip(batch.starts.tolist(), batch.ends.tolist(), strict=True), strict=True)
+            ),
+        )
 
     def remember(self, admission: Admission) -> None:
         """Call before the kept records are written, so a concurrent resend of them is a duplicate; if the
         write fails, `forget` them: a refused request must not make its retry a duplicate."""
-        seen = self._seen
-        for key, span in admission.keys.items():
-            seen[key] = span
-            seen.move_to_end(key)
-        while len(seen) > self._capacity:
-            seen.popitem(last=False)
+        spans = list(admission.keys.values())
+        self._remember(
+            np.array(list(admission.keys), dtype=np.uint64),
+            np.array([start for start, _ in spans], dtype=np.int64),
+            np.array([end for _, end in spans], dtype=np.int64),
+        )
+
+    def forget(self, admission: Admission) -> None:
+        if not admission.keys or not len(self._keys):
+            return
+        keys = np.array(list(admission.keys), dtype=np.uint64)
+        spans = np.array(list(admission.keys.values()), dtype=np.int64).reshape(-1, 2)
+        order = np.argsort(keys)
+        at = np.minimum(np.searchsorted(keys, self._keys, sorter=order), len(keys) - 1)
+        match = order[at]
+        gone = (keys[match] == self._keys) & (spans[match, 0] == self._starts) & (spans[match, 1] == self._ends)
+        self._keep(~gone)
 
     def filter_table(self, table: pa.Table) -> tuple[npt.NDArray[np.bool_], int]:
         """`filter` then `remember` on the rows of an Arrow table (the exporter's columns with `has_usage`,
-        `response_id`): the mask of rows kept and how many were duplicates, the kept rows' keys remembered.
+        `response_id`): the mask of rows kept and how many were duplicates, the kept rows' keys remembered."""
+        batch = self._admit(table)
+        self._remember(batch.keys, batch.starts, batch.ends)
+        return batch.kept, int(len(batch.kept) - np.count_nonzero(batch.kept))
 
-        The same outcome and the same remembered keys, in the same order, as the record methods, without Python
-        bytecode per row: keys are built and looked up with C-level zip/map over the columns; a row is resolved
-        one by one only when a lookup of it finds a key of an earlier row of the same table."""
-        collecting = gc.isenabled()
-        gc.disable()  # hundreds of thousands of key tuples, none in a cycle: no collection passes over them
-        try:
-            return _filter_table(self._seen, self._capacity, table)
-        finally:
-            if collecting:
-                gc.enable()
+    def _keep(self, mask: Bools) -> None:
+        self._keys, self._starts, self._ends = self._keys[mask], self._starts[mask], self._ends[mask]
 
-    def forget(self, admission: Admission) -> None:
-        for key, span in admission.keys.items():
-            if self._seen.get(key) == span:
-                del self._seen[key]
+    def _remember(self, keys: U64, starts: I64, ends: I64) -> None:
+        """`keys` (distinct) remembered after everything else, replacing what the same keys held; the oldest
+        beyond the capacity forgotten."""
+        if len(keys) and len(self._keys):
+            self._keep(~np.isin(self._keys, keys))
+        keep = self._capacity
+        self._keys = np.concatenate([self._keys, keys])[-keep:] if keep else self._keys[:0]
+        self._starts = np.concatenate([self._starts, starts])[-keep:] if keep else self._starts[:0]
+        self._ends = np.concatenate([self._ends, ends])[-keep:] if keep else self._ends[:0]
 
-
-def _usage(record: SpanRecord) -> tuple[int, int, int, int]:
-    return (record.input_tokens, record.output_tokens, record.cache_read_tokens, record.cache_write_tokens)
-
-
-def _keys(record: SpanRecord) -> list[Hashable]:
-    """What a kept record is remembered by."""
-    keys: list[Hashable] = [("span", record.trace_id, record.span_id)]
-    if record.response_id:
-        keys.append(("response", record.provider, record.response_id, _usage(record)))
-    if record.has_usage:
-        call = (record.trace_id, record.provider, _usage(record))
-        keys.append(("as span", *call, record.span_id))  # for a child reporting the same call
-        if record.parent_span_id:
-            keys.append(("as parent", *call, record.parent_span_id))  # for its parent doing so
-    return keys
+    def _admit(self, table: pa.Table) -> _Batch:
+        return _admit(self._keys, self._starts, self._ends, table)
 
 
-def _lookups(record: SpanRecord) -> list[Hashable]:
-    """What a new record is looked up by: the same span, the same response, or its parent or child."""
-    lookups: list[Hashable] = [("span", record.trace_id, record.span_id)]
-    if record.response_id:
-        lookups.append(("response", record.provider, record.response_id, _usage(record)))
-    if record.has_usage:
-        call = (record.trace_id, record.provider, _usage(record))
-        lookups.append(("as parent", *call, record.span_id))
-        if record.parent_span_id:
-            lookups.append(("as span", *call, record.parent_span_id))
-    return lookups
+def _records_table(records: Sequence[SpanRecord]) -> pa.Table:
+    from ..exporters.clickhouse import to_arrow  # the exporter imports the processors
+
+    table = to_arrow(records)
+    table = table.append_column("has_usage", pa.array([r.has_usage for r in records], pa.bool_()))
+    return table.append_column("response_id", pa.array([r.response_id for r in records], pa.string()))
 
 
-def _overlaps(span: tuple[int, int], other: tuple[int, int] | None) -> bool:
-    return other is not None and span[0] <= other[1] and other[0] <= span[1]
+# --- hashing ------------------------------------------------------------------------------------
 
-
-# --- on columns -------------------------------------------------------------------------------
-
-_KINDS = 4  # span, response, as span, as parent: the order `_keys` writes them in
-
-
-Bools = npt.NDArray[np.bool_]
+_SEEDS = np.frombuffer(os.urandom(8 * 8), dtype=np.uint64).copy()
+_STRING, _USAGE_SEED, _CALL, _SPAN, _RESPONSE, _AS_SPAN, _AS_PARENT = (_SEEDS[i] for i in range(7))
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_KINDS = 4  # span, response, as span, as parent: the order keys are written in
 _USAGE = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 
-def _filter_table(
-    seen: OrderedDict[Hashable, tuple[int, int]], capacity: int, table: pa.Table
-) -> tuple[npt.NDArray[np.bool_], int]:
+def _mix(h: U64) -> U64:
+    """splitmix64's finalizer, in place: a bijection of uint64 that spreads every bit."""
+    h ^= h >> _S30
+    h *= _M1
+    h ^= h >> _S27
+    h *= _M2
+    h ^= h >> _S31
+    return h
+
+
+def _combine(seed: np.uint64, *parts: U64) -> U64:
+    h = np.full(len(parts[0]), seed, dtype=np.uint64)
+    for part in parts:
+        h ^= part
+        _mix(h)
+    return h
+
+
+def _hash_strings(column: pa.ChunkedArray | pa.Array) -> U64:
+    """A 64-bit hash of each string's bytes (null as empty): its length, then its 8-byte words, mixed. Rows of
+    one length are hashed together (a fixed-width id column is one reshape of its data)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    array = array.cast(pa.large_binary())
+    rows = len(array)
+    buffers = array.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64, count=array.offset + rows + 1)[array.offset :]
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, dtype=np.uint8)
+    lengths = np.diff(offsets)
+    hashes = np.empty(rows, dtype=np.uint64)
+    if not rows:
+        return hashes
+    lowest, highest = int(lengths.min()), int(lengths.max())
+    for length in range(lowest, highest + 1) if highest - lowest < 4 else np.unique(lengths).tolist():
+        if lowest == highest:
+            where: slice | npt.NDArray[np.intp] = slice(None)
+            first = int(offsets[0])
+            chars = data[first : first + rows * length].reshape(rows, length)
+        else:
+            where = np.flatnonzero(lengths == length)
+            if not len(where):
+                continue
+            chars = data[offsets[where][:, None] + np.arange(length)]
+        words = -(-length // 8)
+        padded = np.zeros((len(chars), words * 8), dtype=np.uint8)
+        padded[:, :length] = chars
+        h = np.full(len(chars), _STRING ^ np.uint64(length), dtype=np.uint64)
+        _mix(h)
+        for word in padded.view("<u8").T:
+            h ^= word
+            _mix(h)
+        hashes[where] = h
+    return hashes
+
+
+def _row_keys(table: pa.Table) -> tuple[U64, Bools, U64, Bools]:
+    """Per row and kind (n x 4): the key a kept row is remembered by, whether it has it; the key it is looked
+    up by, whether it makes that lookup."""
+    rows = table.num_rows
+    column = table.column
+    trace, span, parent, provider, response = (
+        _hash_strings(column(name)) for name in ("trace_id", "span_id", "parent_span_id", "provider", "response_id")
+    )
+    usage = _combine(_USAGE_SEED, *(np.asarray(column(name).to_numpy(), dtype=np.uint64) for name in _USAGE))
+    call = _combine(_CALL, trace, provider, usage)
+    as_span, as_parent = _combine(_AS_SPAN, call), _combine(_AS_PARENT, call)
+    has_usage = np.asarray(column("has_usage").to_numpy(zero_copy_only=False), dtype=bool)
+    has_parent = np.asarray(pc.not_equal(column("parent_span_id"), "").to_numpy(zero_copy_only=False), dtype=bool)
+    has_response = np.asarray(pc.not_equal(column("response_id"), "").to_numpy(zero_copy_only=False), dtype=bool)
+    span_key = _combine(_SPAN, trace, span)
+    response_key = _combine(_RESPONSE, provider, response, usage)
+    keys = np.empty((rows, _KINDS), dtype=np.uint64)
+    lookups = np.empty((rows, _KINDS), dtype=np.uint64)
+    keys[:, 0] = lookups[:, 0] = span_key
+    keys[:, 1] = lookups[:, 1] = response_key
+    keys[:, 2] = _mix(as_span ^ span)  # for a child reporting the same call
+    lookups[:, 2] = _mix(as_span ^ parent)
+    keys[:, 3] = _mix(as_parent ^ parent)  # for its parent doing so
+    lookups[:, 3] = _mix(as_parent ^ span)
+    with_parent = has_usage & has_parent
+    holds = np.column_stack([np.ones(rows, dtype=bool), has_response, has_usage, with_parent])
+    looks = np.column_stack([np.ones(rows, dtype=bool), has_response, with_parent, has_usage])
+    return keys, holds, lookups, looks
+
+
+# --- admission ----------------------------------------------------------------------------------
+
+_NONE = np.iinfo(np.int64).max
+
+
+def _admit(seen: U64, seen_starts: I64, seen_ends: I64, table: pa.Table) -> _Batch:
+    """Which rows `filter` keeps, and the keys it would remember, against the remembered `seen` keys.
+
+    Remembered keys, the keys rows hold and their lookups are sorted together once; each run of one key tells a
+    lookup whether the key is remembered (then only that span counts, as `filter` looks there first) or which
+    earlier row of the table holds it. Rows whose lookups find an earlier row are resolved one by one, in order:
+    a row dropped as a duplicate remembers nothing (chains), and only the last kept holder's span counts."""
     rows = table.num_rows
     if not rows:
-        return np.zeros(0, dtype=bool), 0
-    column = table.column
-    trace, span_id, parent, provider, response = (
-        column(name).to_pylist() for name in ("trace_id", "span_id", "parent_span_id", "provider", "response_id")
-    )
-    usage = list(zip(*(column(name).to_pylist() for name in _USAGE), strict=True))
-    starts = column("timestamp").cast(pa.int64()).to_pylist()
-    spans = list(zip(starts, map(operator.add, starts, column("duration_ns").to_pylist()), strict=True))
-    has_usage: Bools = np.asarray(column("has_usage").to_numpy(zero_copy_only=False), dtype=bool)
-    has_parent: Bools = np.asarray(
-        pc.not_equal(column("parent_span_id"), "").to_numpy(zero_copy_only=False), dtype=bool
-    )
-    has_response: Bools = np.asarray(pc.not_equal(column("response_id"), "").to_numpy(zero_copy_only=False), dtype=bool)
-    every: Bools = np.ones(rows, dtype=bool)
-    span_keys: list[Hashable] = list(zip(repeat("span"), trace, span_id, strict=False))
-    response_keys: list[Hashable] = list(zip(repeat("response"), provider, response, usage, strict=False))
-    as_span: list[Hashable] = list(zip(repeat("as span"), trace, provider, usage, span_id, strict=False))
-    as_parent: list[Hashable] = list(zip(repeat("as parent"), trace, provider, usage, parent, strict=False))
-    # Per kind, in `_keys` order: (what a row is remembered by, when it has it; its lookup of that kind, when it
-    # makes it). A lookup finds only keys of its own kind.
-    kinds: list[tuple[list[Hashable], Bools, list[Hashable], Bools]] = [
-        (span_keys, every, span_keys, every),
-        (response_keys, has_response, response_keys, has_response),
-        (
-            as_span,
-            has_usage,
-            list(zip(repeat("as span"), trace, provider, usage, parent, strict=False)),
-            has_usage & has_parent,
-        ),
-        (
-            as_parent,
-            has_usage & has_parent,
-            list(zip(repeat("as parent"), trace, provider, usage, span_id, strict=False)),
-            has_usage,
-        ),
-    ]
-    positions = np.arange(rows)
-    dropped = np.zeros(rows, dtype=bool)  # by what was remembered before this call
-    collide = []  # per kind: the rows whose lookup finds nothing remembered but a key of an earlier row
-    for keys, holds, lookups, looks in kinds:
-        found = list(map(seen.get, lookups))
-        in_seen = looks & np.fromiter(map(operator.is_not, found, repeat(None)), dtype=np.bool_, count=rows)
-        for row in np.flatnonzero(in_seen).tolist():
-            dropped[row] |= _overlaps(spans[row], found[row])
-        held = positions[holds]
-        first: dict[Hashable, int] = dict(
-            zip(reversed(list(compress(keys, holds))), reversed(held.tolist()), strict=True)
+        empty = np.zeros(0, dtype=np.int64)
+        return _Batch(np.zeros(0, dtype=bool), np.zeros(0, dtype=np.uint64), empty, empty)
+    keys, holds, lookups, looks = _row_keys(table)
+    starts = np.asarray(table.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
+    ends = starts + np.asarray(table.column("duration_ns").to_numpy(), dtype=np.int64)
+    held = np.flatnonzero(holds.ravel())  # row * 4 + kind, in the order `filter` writes keys
+    looked = np.flatnonzero(looks.ravel())
+    remembered = len(seen)
+    # tags: a remembered key i: i - remembered (< 0); a held key at p: 2p; a lookup at p: 2p + 1
+    every = np.concatenate([seen, keys.ravel()[held], lookups.ravel()[looked]])
+    tags = np.concatenate([np.arange(-remembered, 0, dtype=np.int64), 2 * held, 2 * looked + 1])
+    order = np.argsort(every)
+    every, tags = every[order], tags[order]
+    boundary = np.empty(len(every), dtype=bool)
+    boundary[0] = True
+    np.not_equal(every[1:], every[:-1], out=boundary[1:])
+    firsts = np.flatnonzero(boundary)
+    run = np.cumsum(boundary) - 1
+    lowest = np.minimum.reduceat(tags, firsts)  # < 0: the key is remembered (remembered keys are distinct)
+    is_held = (tags >= 0) & (tags & 1 == 0)
+    earliest = np.minimum.reduceat(np.where(is_held, tags, _NONE), firsts)  # the first holder's 2p
+    is_lookup = (tags > 0) & (tags & 1 == 1)
+    lookup_at = np.flatnonzero(is_lookup)
+    lookup_run = run[lookup_at]
+    lookup_row = tags[lookup_at] >> 3
+    found = lowest[lookup_run]
+    in_seen = found < 0
+    kept = np.ones(rows, dtype=bool)
+    hit_row, hit = lookup_row[in_seen], found[in_seen] + remembered
+    overlap = (starts[hit_row] <= seen_ends[hit]) & (seen_starts[hit] <= ends[hit_row])
+    kept[hit_row[overlap]] = False
+    first_holder = earliest[lookup_run]
+    collide = ~in_seen & (first_holder != _NONE) & ((first_holder >> 3) < lookup_row)
+    if collide.any():
+        _resolve(
+            kept, lookup_row[collide], tags[lookup_at[collide]] >> 1, lookup_run[collide], firsts, tags, starts, ends
         )
-        earliest = np.fromiter(map(first.get, lookups, repeat(rows)), dtype=np.int64, count=rows)
-        collide.append(looks & ~in_seen & (earliest < positions))
-    kept = ~dropped
-    candidates = np.flatnonzero(np.logical_or.reduce(collide))
-    if len(candidates):
-        holders = []  # per kind: colliding key -> the rows holding it, in order
-        for (keys, holds, lookups, _), colliding in zip(kinds, collide, strict=True):
-            wanted: set[Hashable] = set(compress(lookups, colliding))
-            by_key: dict[Hashable, list[int]] = {}
-            hit = holds & np.fromiter(map(wanted.__contains__, keys), dtype=np.bool_, count=rows)
-            for row in np.flatnonzero(hit).tolist():
-                by_key.setdefault(keys[row], []).append(row)
-            holders.append(by_key)
-        for row in candidates.tolist():  # in order: a row's fate depends on the earlier rows kept
-            if dropped[row]:
-                continue
-            for kind, ((_, _, lookups, _), colliding) in enumerate(zip(kinds, collide, strict=True)):
-                if colliding[row] and _overlaps(
-                    spans[row], _latest_kept(holders[kind][lookups[row]], row, kept, spans)
-                ):
+    # What the kept rows remember: per key, the first write's place and the last write's span.
+    kept_held = is_held & kept[np.maximum(tags, 0) >> 3]
+    first_write = np.minimum.reduceat(np.where(kept_held, tags, _NONE), firsts)
+    last_write = np.maximum.reduceat(np.where(kept_held, tags, -1), firsts)
+    written = first_write != _NONE
+    by_place = np.full(rows * _KINDS, -1, dtype=np.int64)
+    by_place[first_write[written] >> 1] = np.flatnonzero(written)
+    runs = by_place[by_place >= 0]
+    writer = last_write[runs] >> 3
+    return _Batch(kept, every[firsts[runs]], starts[writer], ends[writer])
+
+
+def _resolve(
+    kept: Bools,
+    rows: I64,
+    places: I64,
+    runs: I64,
+    firsts: npt.NDArray[np.intp],
+    tags: I64,
+    starts: I64,
+    ends: I64,
+) -> None:
+    """`filter`'s own order for the rows whose lookups find a key an earlier row of the table holds: the row is
+    a duplicate if the last KEPT earlier holder's span overlaps its own (each row's lookups in kind order)."""
+    bounds = np.append(firsts, len(tags)).tolist()
+    tag_list = tags.tolist()
+    start_list, end_list = starts.tolist(), ends.tolist()
+    holders: dict[int, list[int]] = {}
+    for row, _, key_run in sorted(zip(rows.tolist(), places.tolist(), runs.tolist(), strict=True)):
+        if not kept[row]:
+            continue
+        members = holders.get(key_run)
+        if members is None:
+            members = holders[key_run] = sorted(
+                t >> 3 for t in tag_list[bounds[key_run] : bounds[key_run + 1]] if t >= 0 and not t & 1
+            )
+        for holder in reversed(members):
+            if holder < row and kept[holder]:
+                if start_list[row] <= end_list[holder] and start_list[holder] <= end_list[row]:
                     kept[row] = False
-                    break
-    # Remember the kept rows' keys as `remember` does: in the order `filter` wrote them, each with the span of
-    # the last row that wrote it.
-    entries: list[Hashable] = []
-    values: list[tuple[int, int]] = []
-    order = []
-    for kind, (keys, holds, _, _) in enumerate(kinds):
-        chosen = holds & kept
-        entries.extend(compress(keys, chosen))
-        values.extend(compress(spans, chosen))
-        order.append(np.flatnonzero(chosen) * _KINDS + kind)
-    sequence = np.argsort(np.concatenate(order), kind="stable").tolist()
-    batch = dict(zip(map(entries.__getitem__, sequence), map(values.__getitem__, sequence), strict=True))
-    deque(map(seen.__delitem__, list(filter(seen.__contains__, batch))), maxlen=0)  # moved to the end
-    seen.update(batch.items())
-    if len(seen) > capacity:
-        deque(map(seen.__delitem__, list(islice(seen, len(seen) - capacity))), maxlen=0)
-    return kept, int(rows - kept.sum())
-
-
-def _latest_kept(
-    rows: list[int], before: int, kept: npt.NDArray[np.bool_], spans: list[tuple[int, int]]
-) -> tuple[int, int] | None:
-    """The span the last kept row before `before` remembered (what `filter`'s batch holds then)."""
-    for row in reversed(rows):
-        if row < before and kept[row]:
-            return spans[row]
-    return None
+                break

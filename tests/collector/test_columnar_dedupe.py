@@ -1,16 +1,18 @@
-"""`CallDeduplicator.filter_table` against `filter` + `remember` on the same rows: the same rows kept, the same
-duplicate count, and the same remembered keys in the same order (so the capacity bound evicts the same calls),
-including within-batch duplicates, chains, time overlaps, and record calls interleaved with table calls."""
+"""`CallDeduplicator` (hashed keys, on columns) against the tuple-keyed reference on the same rows: the same rows
+kept, the same duplicate count, and the same remembered keys in the same order (so the capacity bound evicts the
+same calls), including within-batch duplicates, chains, time overlaps, and record calls (`filter` + `remember`)
+interleaved with table calls."""
 
 from __future__ import annotations
 
-import numpy as np
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanmeter.processors.dedupe import CallDeduplicator
 
 from .columnar_helpers import batch_table, blank_record
+from .dedupe_reference import ReferenceDeduplicator
 
 # Few distinct values, so that keys collide often: resent spans, shared response ids, parents and children.
 IDS = ["a1", "a2", "a3", "a4"]
@@ -46,20 +48,20 @@ batches = st.lists(st.tuples(st.lists(rows, max_size=25), st.booleans()), min_si
 @settings(max_examples=300, deadline=None)
 @given(batches=batches, capacity=st.integers(1, 40))
 def test_filter_table_equals_filter_then_remember(batches, capacity) -> None:
-    reference = CallDeduplicator(capacity)
+    reference = ReferenceDeduplicator(capacity)
     columnar = CallDeduplicator(capacity)
     for records, by_records in batches:
-        admission = reference.filter(records)
-        reference.remember(admission)
-        expected = np.array([any(r is k for k in admission.kept) for r in records], dtype=bool)
+        expected, expected_duplicates = reference.filter_and_remember(records)
         if by_records:
-            other = columnar.filter(records)
-            columnar.remember(other)
+            admission = columnar.filter(records)
+            columnar.remember(admission)
+            assert [r for r, keep in zip(records, expected, strict=True) if keep] == admission.kept
+            assert admission.duplicates == expected_duplicates
         else:
             kept, duplicates = columnar.filter_table(batch_table(records))
-            assert kept.dtype == bool and kept.tolist() == expected.tolist()
-            assert duplicates == admission.duplicates
-        assert list(columnar._seen.items()) == list(reference._seen.items())
+            assert kept.dtype == bool and kept.tolist() == expected
+            assert duplicates == expected_duplicates
+        assert columnar.remembered() == reference.remembered()
 
 
 def test_a_chain_within_one_table() -> None:
@@ -81,4 +83,33 @@ def test_a_chain_within_one_table() -> None:
 def test_an_empty_table() -> None:
     deduplicator = CallDeduplicator()
     kept, duplicates = deduplicator.filter_table(batch_table([]))
-    assert kept.tolist() == [] and duplicates == 0 and not deduplicator._seen
+    assert kept.tolist() == [] and duplicates == 0 and not deduplicator.remembered()
+
+
+def test_100k_fresh_calls_are_all_kept_and_their_resend_all_dropped() -> None:
+    """Fixed-width hex ids (the exporter's), distinct calls: none is taken for another (no hash collision, no
+    false overlap); sent again, every one is recognised, in two batches of 50,000 as the collector sends them."""
+    rows = 100_000
+    start = 1_700_000_000_000_000_000
+    table = pa.table(
+        {
+            "trace_id": [f"{index // 20:032x}" for index in range(rows)],
+            "span_id": [f"{index + 1:016x}" for index in range(rows)],
+            "parent_span_id": ["" if index % 20 == 0 else f"{index - index % 20 + 1:016x}" for index in range(rows)],
+            "provider": ["openai"] * rows,
+            "timestamp": pa.array([start + index * 1_000 for index in range(rows)], pa.timestamp("ns")),
+            "duration_ns": pa.array([500] * rows, pa.uint64()),
+            "input_tokens": pa.array([100 + index % 7 for index in range(rows)], pa.uint64()),
+            "output_tokens": pa.array([10] * rows, pa.uint64()),
+            "cache_read_tokens": pa.array([0] * rows, pa.uint64()),
+            "cache_write_tokens": pa.array([0] * rows, pa.uint64()),
+            "has_usage": [True] * rows,
+            "response_id": [f"chatcmpl-{index}" for index in range(rows)],
+        }
+    )
+    deduplicator = CallDeduplicator(capacity=4 * rows)
+    for half in (table.slice(0, rows // 2), table.slice(rows // 2)):
+        kept, duplicates = deduplicator.filter_table(half)
+        assert kept.all() and duplicates == 0
+    kept, duplicates = deduplicator.filter_table(table)
+    assert not kept.any() and duplicates == rows
