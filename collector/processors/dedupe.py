@@ -61,6 +61,7 @@ class _Batch:
     keys: U64
     starts: I64
     ends: I64
+    replaced: Bools  # the remembered keys among `keys`
 
 
 class CallDeduplicator:
@@ -111,17 +112,19 @@ class CallDeduplicator:
         """`filter` then `remember` on the rows of an Arrow table (the exporter's columns with `has_usage`,
         `response_id`): the mask of rows kept and how many were duplicates, the kept rows' keys remembered."""
         batch = self._admit(table)
-        self._remember(batch.keys, batch.starts, batch.ends)
+        self._remember(batch.keys, batch.starts, batch.ends, batch.replaced)
         return batch.kept, int(len(batch.kept) - np.count_nonzero(batch.kept))
 
     def _keep(self, mask: Bools) -> None:
         self._keys, self._starts, self._ends = self._keys[mask], self._starts[mask], self._ends[mask]
 
-    def _remember(self, keys: U64, starts: I64, ends: I64) -> None:
-        """`keys` (distinct) remembered after everything else, replacing what the same keys held; the oldest
-        beyond the capacity forgotten."""
-        if len(keys) and len(self._keys):
-            self._keep(~np.isin(self._keys, keys))
+    def _remember(self, keys: U64, starts: I64, ends: I64, replaced: Bools | None = None) -> None:
+        """`keys` (distinct) remembered after everything else, replacing what the same keys held (`replaced`, when
+        known: which remembered keys those are); the oldest beyond the capacity forgotten."""
+        if replaced is None and len(keys) and len(self._keys):
+            replaced = np.isin(self._keys, keys)
+        if replaced is not None and replaced.any():
+            self._keep(~replaced)
         keep = self._capacity
         self._keys = np.concatenate([self._keys, keys])[-keep:] if keep else self._keys[:0]
         self._starts = np.concatenate([self._starts, starts])[-keep:] if keep else self._starts[:0]
@@ -241,86 +244,99 @@ _NONE = np.iinfo(np.int64).max
 def _admit(seen: U64, seen_starts: I64, seen_ends: I64, table: pa.Table) -> _Batch:
     """Which rows `filter` keeps, and the keys it would remember, against the remembered `seen` keys.
 
-    Remembered keys, the keys rows hold and their lookups are sorted together once; each run of one key tells a
-    lookup whether the key is remembered (then only that span counts, as `filter` looks there first) or which
-    earlier row of the table holds it. Rows whose lookups find an earlier row are resolved one by one, in order:
-    a row dropped as a duplicate remembers nothing (chains), and only the last kept holder's span counts."""
+    Remembered keys, the keys rows hold and their lookups are sorted together once (a row's span and response
+    lookups are the keys it holds); only keys met more than once matter, and each such run tells a lookup whether
+    the key is remembered (then only that span counts, as `filter` looks there first) or which earlier row of the
+    table holds it. Rows whose lookups find an earlier row are resolved one by one, in order: a row dropped as a
+    duplicate remembers nothing (chains), and only the last kept holder's span counts."""
     rows = table.num_rows
     if not rows:
         empty = np.zeros(0, dtype=np.int64)
-        return _Batch(np.zeros(0, dtype=bool), np.zeros(0, dtype=np.uint64), empty, empty)
+        return _Batch(np.zeros(0, dtype=bool), np.zeros(0, dtype=np.uint64), empty, empty, np.zeros(len(seen), bool))
     keys, holds, lookups, looks = _row_keys(table)
     starts = np.asarray(table.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
     ends = starts + np.asarray(table.column("duration_ns").to_numpy(), dtype=np.int64)
-    held = np.flatnonzero(holds.ravel())  # row * 4 + kind, in the order `filter` writes keys
-    looked = np.flatnonzero(looks.ravel())
+    holds_flat = holds.ravel()
+    held = np.flatnonzero(holds_flat)  # row * 4 + kind, in the order `filter` writes keys
+    looked = np.flatnonzero(looks[:, 2:].ravel())  # the parent and child lookups, row * 2 + kind - 2
+    looked_places = looked + (looked & ~1) + 2
     remembered = len(seen)
-    # tags: a remembered key i: i - remembered (< 0); a held key at p: 2p; a lookup at p: 2p + 1
-    every = np.concatenate([seen, keys.ravel()[held], lookups.ravel()[looked]])
-    tags = np.concatenate([np.arange(-remembered, 0, dtype=np.int64), 2 * held, 2 * looked + 1])
+    # tags: a remembered key i: i - remembered (< 0); a held key at place p: 2p; a lookup at p: 2p + 1
+    every = np.concatenate([seen, keys.ravel()[held], lookups[:, 2:].ravel()[looked]])
+    tags = np.concatenate([np.arange(-remembered, 0, dtype=np.int64), 2 * held, 2 * looked_places + 1])
     order = np.argsort(every)
     every, tags = every[order], tags[order]
-    boundary = np.empty(len(every), dtype=bool)
-    boundary[0] = True
-    np.not_equal(every[1:], every[:-1], out=boundary[1:])
-    firsts = np.flatnonzero(boundary)
-    run = np.cumsum(boundary) - 1
-    lowest = np.minimum.reduceat(tags, firsts)  # < 0: the key is remembered (remembered keys are distinct)
-    is_held = (tags >= 0) & (tags & 1 == 0)
-    earliest = np.minimum.reduceat(np.where(is_held, tags, _NONE), firsts)  # the first holder's 2p
-    is_lookup = (tags > 0) & (tags & 1 == 1)
-    lookup_at = np.flatnonzero(is_lookup)
-    lookup_run = run[lookup_at]
-    lookup_row = tags[lookup_at] >> 3
-    found = lowest[lookup_run]
-    in_seen = found < 0
+    boundary = np.empty(len(every) + 1, dtype=bool)
+    boundary[0] = boundary[-1] = True
+    np.not_equal(every[1:], every[:-1], out=boundary[1:-1])
+    shared = ~(boundary[:-1] & boundary[1:])  # in a run of more than one entry
+    tags, starts_run = tags[shared], boundary[:-1][shared]
     kept = np.ones(rows, dtype=bool)
-    hit_row, hit = lookup_row[in_seen], found[in_seen] + remembered
-    overlap = (starts[hit_row] <= seen_ends[hit]) & (seen_starts[hit] <= ends[hit_row])
-    kept[hit_row[overlap]] = False
-    first_holder = earliest[lookup_run]
-    collide = ~in_seen & (first_holder != _NONE) & ((first_holder >> 3) < lookup_row)
-    if collide.any():
-        _resolve(
-            kept, lookup_row[collide], tags[lookup_at[collide]] >> 1, lookup_run[collide], firsts, tags, starts, ends
-        )
-    # What the kept rows remember: per key, the first write's place and the last write's span.
-    kept_held = is_held & kept[np.maximum(tags, 0) >> 3]
-    first_write = np.minimum.reduceat(np.where(kept_held, tags, _NONE), firsts)
-    last_write = np.maximum.reduceat(np.where(kept_held, tags, -1), firsts)
-    written = first_write != _NONE
-    by_place = np.full(rows * _KINDS, -1, dtype=np.int64)
-    by_place[first_write[written] >> 1] = np.flatnonzero(written)
-    runs = by_place[by_place >= 0]
-    writer = last_write[runs] >> 3
-    return _Batch(kept, every[firsts[runs]], starts[writer], ends[writer])
+    replaced = np.zeros(remembered, dtype=bool)
+    writer = np.arange(rows * _KINDS, dtype=np.int64) >> 2  # per place: the row whose span it remembers
+    if len(tags):
+        firsts = np.flatnonzero(starts_run)
+        run = np.cumsum(starts_run) - 1
+        lowest = np.minimum.reduceat(tags, firsts)  # < 0: the key is remembered (remembered keys are distinct)
+        is_held = (tags >= 0) & (tags & 1 == 0)
+        earliest = np.minimum.reduceat(np.where(is_held, tags, _NONE), firsts)  # the first holder's 2p
+        is_lookup = (tags >= 0) & ((tags & 1 == 1) | ((tags >> 1) & 3 < 2))
+        lookup_at = np.flatnonzero(is_lookup)
+        lookup_run = run[lookup_at]
+        lookup_row = tags[lookup_at] >> 3
+        found = lowest[lookup_run]
+        in_seen = found < 0
+        hit_row, hit = lookup_row[in_seen], found[in_seen] + remembered
+        overlap = (starts[hit_row] <= seen_ends[hit]) & (seen_starts[hit] <= ends[hit_row])
+        kept[hit_row[overlap]] = False
+        first_holder = earliest[lookup_run]
+        collide = ~in_seen & (first_holder != _NONE) & ((first_holder >> 3) < lookup_row)
+        if collide.any():
+            _resolve(
+                kept,
+                lookup_row[collide],
+                tags[lookup_at[collide]] >> 1,
+                lookup_run[collide],
+                run,
+                is_held,
+                tags,
+                starts,
+                ends,
+            )
+        # A key written more than once: remembered at its first write's place with its last write's span.
+        kept_held = is_held & kept[np.maximum(tags, 0) >> 3]
+        first_write = np.minimum.reduceat(np.where(kept_held, tags, _NONE), firsts)
+        last_write = np.maximum.reduceat(np.where(kept_held, tags, -1), firsts)
+        later = kept_held & (tags != first_write[run])
+        holds_flat = holds_flat.copy()
+        holds_flat[tags[later] >> 1] = False
+        written = first_write != _NONE
+        writer[first_write[written] >> 1] = last_write[written] >> 3
+        replaced[lowest[written & (lowest < 0)] + remembered] = True
+    places = np.flatnonzero(holds_flat & np.repeat(kept, _KINDS))
+    rows_of = writer[places]
+    return _Batch(kept, keys.ravel()[places], starts[rows_of], ends[rows_of], replaced)
 
 
 def _resolve(
-    kept: Bools,
-    rows: I64,
-    places: I64,
-    runs: I64,
-    firsts: npt.NDArray[np.intp],
-    tags: I64,
-    starts: I64,
-    ends: I64,
+    kept: Bools, rows: I64, places: I64, runs: I64, run: I64, is_held: Bools, tags: I64, starts: I64, ends: I64
 ) -> None:
     """`filter`'s own order for the rows whose lookups find a key an earlier row of the table holds: the row is
     a duplicate if the last KEPT earlier holder's span overlaps its own (each row's lookups in kind order)."""
-    bounds = np.append(firsts, len(tags)).tolist()
-    tag_list = tags.tolist()
-    start_list, end_list = starts.tolist(), ends.tolist()
+    wanted = np.zeros(int(run[-1]) + 1, dtype=bool)
+    wanted[runs] = True
+    chosen = is_held & wanted[run]
+    holder_run, holder_row = run[chosen], tags[chosen] >> 3
+    order = np.lexsort((holder_row, holder_run))
     holders: dict[int, list[int]] = {}
-    for row, _, key_run in sorted(zip(rows.tolist(), places.tolist(), runs.tolist(), strict=True)):
+    for key_run, holder in zip(holder_run[order].tolist(), holder_row[order].tolist(), strict=True):
+        holders.setdefault(key_run, []).append(holder)
+    start_list, end_list = starts.tolist(), ends.tolist()
+    order = np.lexsort((places, rows))
+    for row, key_run in zip(rows[order].tolist(), runs[order].tolist(), strict=True):
         if not kept[row]:
             continue
-        members = holders.get(key_run)
-        if members is None:
-            members = holders[key_run] = sorted(
-                t >> 3 for t in tag_list[bounds[key_run] : bounds[key_run + 1]] if t >= 0 and not t & 1
-            )
-        for holder in reversed(members):
+        for holder in reversed(holders[key_run]):
             if holder < row and kept[holder]:
                 if start_list[row] <= end_list[holder] and start_list[holder] <= end_list[row]:
                     kept[row] = False
