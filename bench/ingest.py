@@ -189,8 +189,12 @@ class Versions:
     """This checkout's collector and, with `baseline`, that git revision's (a worktree) beside it, each on a store
     of its own in `workdir`: a change's cost measured in one run."""
 
-    def __init__(self, workdir: Path, baseline: str | None, workers: int = 0) -> None:
+    def __init__(
+        self, workdir: Path, baseline: str | None, workers: int = 0, overrides: dict[str, Any] | None = None
+    ) -> None:
+        """`overrides`: pipelines.yaml keys set in this checkout's collector (not the baseline's)."""
         self._workdir, self._baseline, self._workers = workdir, baseline, workers
+        self._overrides = overrides
         self.collectors: dict[str, Collector] = {}
 
     def start(self) -> dict[str, Collector]:
@@ -199,7 +203,8 @@ class Versions:
             sources = {self._baseline: checkout(self._baseline, self._workdir / "baseline"), **sources}
         for label, source in sources.items():
             (self._workdir / label).mkdir()
-            self.collectors[label] = Collector(self._workdir / label, self._workers, source)
+            overrides = self._overrides if source == REPO else None
+            self.collectors[label] = Collector(self._workdir / label, self._workers, source, overrides)
         return self.collectors
 
     def stop(self) -> None:
@@ -307,6 +312,9 @@ def main() -> None:
     parser.add_argument(
         "--baseline", metavar="REV", help="also run the collector of this git revision, round by round beside this one"
     )
+    parser.add_argument(
+        "--reader", choices=("engine", "python"), help="this collector's processors.genai.reader (default: its own)"
+    )
     args = parser.parse_args()
 
     print(f"building {args.spans} spans...", file=sys.stderr)
@@ -319,7 +327,8 @@ def main() -> None:
     )
 
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-bench-"))
-    versions = Versions(workdir, args.baseline, args.workers)
+    overrides = {"processors": {"genai": {"reader": args.reader}}} if args.reader else None
+    versions = Versions(workdir, args.baseline, args.workers, overrides)
     results: dict[str, list[float]] = {"decode": [], "encode": [], "minimal": []}
     minimal = MinimalServer()
     try:
