@@ -79,6 +79,9 @@ _SETTINGS: dict[str, str | int] = {
     "format_schema": f"{SCHEMA_FILE}:ExportTraceServiceRequest",
     "input_format_protobuf_oneof_presence": 1,
     "max_threads": _PARTS,
+    # Requests (each of many spans) per block read: a whole segment in one block took ~1 GB for 50,000 spans,
+    # blocks of 16 requests about half that, for ~10 % more time.
+    "max_block_size": 16,
     # Analysis and planning of this one big query, not reading, is the fixed cost of a batch: these rewrites find
     # nothing to improve in it and take most of that time.
     "optimize_and_compare_chain": 0,
