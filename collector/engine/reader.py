@@ -2,9 +2,9 @@
 
 A batch of requests is written to files of length-delimited messages (one per core, read in parallel) and read
 by ONE query, generated from the convention tables (the single source of truth) for the conventions whose markers
-or scopes occur in the batch's bytes. Each level of the request is flattened by ARRAY JOIN with its position, so rows come out in the
-reference's order: request, resource, scope, span. Ordinary spans are counted per scope and dropped after the
-join; each GenAI span is classified (model call or not) and read into the row's columns.
+or scopes occur in the batch's bytes. Each level of the request is flattened by ARRAY JOIN with its position, so
+rows come out in the reference's order: request, resource, scope, span. Ordinary spans are counted per scope and
+dropped after the join; each GenAI span is classified (model call or not) and read into the row's columns.
 
 A span the reference reads marks its whole request for the Python reader (`EngineBatch.fallback`), which then
 produces the exact rows or rejection messages, when:
@@ -82,6 +82,8 @@ _SETTINGS: dict[str, str | int] = {
     # Requests (each of many spans) per block read: a whole segment in one block took ~1 GB for 50,000 spans,
     # blocks of 16 requests about half that, for ~10 % more time.
     "max_block_size": 16,
+    # A bound, whatever batch.max_rows is: past it the query fails and the Python reader reads the segment.
+    "max_memory_usage": 2 * 2**30,
     # Analysis and planning of this one big query, not reading, is the fixed cost of a batch: these rewrites find
     # nothing to improve in it and take most of that time.
     "optimize_and_compare_chain": 0,
