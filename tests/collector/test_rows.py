@@ -1,0 +1,118 @@
+"""A write-ahead-log segment read into rows two ways, the engine (with its columnar stages) and the Python reader
+(the reference): the same rows, column for column, and the same refusals, for spans of every convention, invalid
+spans, resent calls, senders' keys claiming other projects, redaction, tag rules and price overrides."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from spanmeter.config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorConfig
+from spanmeter.conventions import CONVENTIONS
+from spanmeter.decoding import InlineReader
+from spanmeter.exporters.accepted import request_record
+from spanmeter.rows import Built, ColumnStages, RowBuilder
+from spanmeter.telemetry import CollectorMetrics
+
+from .test_engine_reader import convention_requests, otel_request, sdk_request
+
+GENAI = GenAIProcessorConfig.model_validate(
+    {"redaction": {"rules": [{"name": "ticket", "regex": r"TICKET-\d{6}"}]}}  # attributes redacted (the default)
+)
+PRICING = PricingProcessorConfig.model_validate(
+    {"overrides": [{"model": "house-model", "input_per_mtok": "0.25", "output_per_mtok": "1.5"}]}
+)
+TAGS = TagsProcessorConfig.model_validate(
+    {
+        "rules": [
+            {"tag": "team", "from": "resource.team"},
+            {"tag": "route", "from": "span.http.route", "regex": "^/(?P<value>[a-z]+)"},
+        ]
+    }
+)
+
+
+def segment() -> pa.Table:
+    """Requests as the pipeline keeps them: every convention, invalid spans, a resend, keyed senders."""
+    now = time.time_ns()
+    bodies = [body for convention in CONVENTIONS for body in convention_requests(convention)]
+    tagged = sdk_request(
+        "app",
+        [
+            ("chat house-model", {
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": "vllm", "gen_ai.request.model": "house-model",
+                "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300, "http.route": "/billing/run",
+                "support.note": "customer quoted TICKET-123456 and sk-proj-" + "a" * 40,
+            }),
+        ],
+        {"service.name": "billing", "team": "payments"},
+    )  # fmt: skip
+    invalid = otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(int_value=-5)})
+    bodies += [tagged, invalid.SerializeToString(), bodies[0]]  # the last one: a resend
+    records = [request_record(body, None, 1, now) for body in bodies]
+    # A key of project p1 may write p1 or the default project; p2's spans are refused.
+    records += [request_record(convention_requests(CONVENTIONS[-1])[index], "p1", 1, now) for index in range(3)]
+    return pa.concat_tables(records)
+
+
+def builder(columns: ColumnStages | None, metrics: CollectorMetrics | None = None) -> RowBuilder:
+    reader = InlineReader(GENAI, [PRICING, TAGS])
+    return RowBuilder(reader, [], metrics or CollectorMetrics(), retention_days=0, columns=columns)
+
+
+def stages(store: Client, scratch: Path) -> ColumnStages:
+    return ColumnStages(GENAI, PRICING, TAGS, scratch, lambda: store)
+
+
+def assert_same(engine: Built, reference: Built) -> None:
+    assert engine.table.schema.equals(reference.table.schema)
+    for name in reference.table.column_names:
+        assert engine.table.column(name).to_pylist() == reference.table.column(name).to_pylist(), name
+    assert (engine.rejections.count, engine.rejections.messages) == (
+        reference.rejections.count,
+        reference.rejections.messages,
+    )
+
+
+def test_the_engine_and_the_python_reader_build_the_same_rows(store: Client, tmp_path: Path) -> None:
+    requests = segment()
+    metrics = CollectorMetrics()
+    engine = builder(stages(store, tmp_path / "engine"), metrics).build(requests, counted=True)
+    reference = builder(None).build(requests, counted=True)
+
+    assert_same(engine, reference)
+    rows = engine.table.to_pylist()
+    assert len(rows) > 50
+    # What the comparison covers, checked on the rows themselves.
+    house = next(row for row in rows if row["request_model"] == "house-model")
+    assert (house["price_status"], house["total_cost"]) == ("override", Decimal("0.00075"))
+    tags = dict(house["tags"])
+    assert tags["team"] == "payments" and tags["route"] == "billing"
+    note = dict(house["span_attributes"])["support.note"]
+    assert "TICKET-123456" not in note and "sk-proj-" not in note and "[REDACTED:ticket]" in note
+    assert {row["convention"] for row in rows} == {c.name for c in CONVENTIONS}
+    refusals = "; ".join(engine.rejections.messages)
+    assert "is negative" in refusals and "is not the project of the sender's key ('p1')" in refusals
+    assert {row["project"] for row in rows if row["service_name"] == "engine"} >= {"p1"}
+    # The resend is recognised (its rows are dropped), and the engine read all but the invalid request.
+    assert metrics.spans_dropped.labels("duplicate_call")._value.get() > 0
+    assert metrics.engine_fallback_requests._value.get() == 1
+
+
+def test_a_failing_engine_leaves_the_segment_to_the_python_reader(store: Client, tmp_path: Path) -> None:
+    """A scratch directory that cannot be made (a file in its way) fails every engine read: the segment is still
+    read, by the reference, to the same rows."""
+    blocked = tmp_path / "scratch"
+    blocked.write_text("not a directory")
+    requests = segment()
+    metrics = CollectorMetrics()
+    built = builder(stages(store, blocked / "engine"), metrics).build(requests, counted=True)
+
+    assert_same(built, builder(None).build(requests, counted=True))
+    assert built.table.num_rows > 50
+    assert metrics.engine_failures._value.get() == 1
