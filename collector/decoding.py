@@ -1,9 +1,8 @@
-"""Where spans are decoded, priced and tagged: in the receiving process, or in worker processes.
+"""The Python reader: reads accepted requests into rows with the `genai` processor, then the per-row processors
+(`pricing`, `tags`), in the collector's process or in worker processes (`service.workers`).
 
-Reading a GenAI span costs Python work per attribute, all under one GIL (see bench/README.md). With
-`service.workers: N`, N worker processes read the requests (the `genai` processor, then the per-row
-processors such as `pricing` and `tags`) and send the rows back; the receiving process keeps what
-must be one: recognising duplicate calls, budgets, the queue and the store.
+It reads what the engine (`engine/`) leaves to it, everything with `processors.genai.reader: python`, and is the
+reference the engine is tested against. Duplicate recognition, budgets and the store stay with `rows.RowBuilder`.
 """
 
 from __future__ import annotations
