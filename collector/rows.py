@@ -32,6 +32,7 @@ from .config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorC
 from .decoding import SpanReader
 from .engine import EngineReader
 from .engine.reader import EXTRA_COLUMNS
+from .exporters.accepted import rows_in
 from .exporters.clickhouse import ARROW_SCHEMA, to_arrow
 from .processors import DecodeResult, GenAIProcessor, PricingProcessor, TagsProcessor
 from .processors.columnar_pricing import ColumnarPricer
@@ -105,6 +106,7 @@ class ColumnStages:
         self._scratch = scratch
         self._client = client
         self._engine: EngineReader | None = None
+        self.min_spans = genai.engine_min_spans
         self.pricer = ColumnarPricer(PricingProcessor(pricing))
         self.tags = TagsProcessor(tags, genai) if tags is not None else None
         self.redactor = GenAIProcessor(genai).attribute_redactor
@@ -147,7 +149,7 @@ class RowBuilder:
         counts = DecodeResult()
         parts: list[pa.Table] = []
         fallback = list(range(len(bodies)))
-        if self._columns is not None:
+        if self._columns is not None and rows_in(requests) >= self._columns.min_spans:
             engine_rows, fallback = self._read_with_engine(bodies, latest, counts, rejections)
             parts.append(engine_rows)
         if fallback:

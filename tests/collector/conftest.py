@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -69,6 +70,7 @@ def make_config(tmp_path: Path, chdb_path: Path, database: str) -> Callable[...,
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_WAL": str(tmp_path / "wal"),
+            "SPANMETER_ENGINE_MIN_SPANS": os.environ["SPANMETER_ENGINE_MIN_SPANS"],
         }
         return load_config(path, env=env)
 

@@ -22,7 +22,10 @@ from spanmeter.telemetry import CollectorMetrics
 from .test_engine_reader import convention_requests, otel_request, sdk_request
 
 GENAI = GenAIProcessorConfig.model_validate(
-    {"redaction": {"rules": [{"name": "ticket", "regex": r"TICKET-\d{6}"}]}}  # attributes redacted (the default)
+    {
+        "redaction": {"rules": [{"name": "ticket", "regex": r"TICKET-\d{6}"}]},  # attributes redacted (the default)
+        "engine_min_spans": 0,
+    }
 )
 PRICING = PricingProcessorConfig.model_validate(
     {"overrides": [{"model": "house-model", "input_per_mtok": "0.25", "output_per_mtok": "1.5"}]}
@@ -116,3 +119,18 @@ def test_a_failing_engine_leaves_the_segment_to_the_python_reader(store: Client,
     assert_same(built, builder(None).build(requests, counted=True))
     assert built.table.num_rows > 50
     assert metrics.engine_failures._value.get() == 1
+
+
+def test_a_segment_below_engine_min_spans_is_read_by_the_python_reader(store: Client, tmp_path: Path) -> None:
+    """The engine's planning costs the same for 10 spans as for 50,000: small segments skip it. Its scratch
+    directory is blocked here, so an engine read would be counted as a failure."""
+    blocked = tmp_path / "scratch"
+    blocked.write_text("not a directory")
+    config = GENAI.model_copy(update={"engine_min_spans": 10_000})
+    metrics = CollectorMetrics()
+    columns = ColumnStages(config, PRICING, TAGS, blocked / "engine", lambda: store)
+    built = RowBuilder(InlineReader(config, [PRICING, TAGS]), [], metrics, columns=columns).build(
+        segment(), counted=True
+    )
+    assert built.table.num_rows > 50
+    assert metrics.engine_failures._value.get() == 0

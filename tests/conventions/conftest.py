@@ -78,6 +78,7 @@ class Collected:
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_WAL": str(tmp / "wal"),
+            "SPANMETER_ENGINE_MIN_SPANS": os.environ["SPANMETER_ENGINE_MIN_SPANS"],  # the engine reads them all
         }
         self.thread = CollectorThread(load_config(path, env=env))
         self.collector = self.thread.start()
