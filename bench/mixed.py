@@ -36,10 +36,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import MODELS, Collector, Versions, decode_ceiling, in_threads
+from ingest import MODELS, Collector, Versions, decode_ceiling, minimal_rate, send_raw
 from minimal_server import MinimalServer
 
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 ROUTES = ("/api/items/{id}", "/api/cart", "/api/users/{id}/orders", "/healthz")
 QUERIES = (
     "SELECT id, name, price FROM items WHERE id = $1 AND tenant_id = $2",
@@ -120,19 +119,6 @@ def make_bodies(count: int, batch: int, genai_share: float, seed: int) -> tuple[
     return bodies, genai
 
 
-def send(port: int, bodies: list[bytes], senders: int) -> None:
-    """Each sender thread its own channel, as separate app processes would."""
-    import grpc
-
-    def worker(mine: list[bytes]) -> None:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            export = channel.unary_unary(EXPORT)
-            for body in mine:
-                export(body, timeout=60)
-
-    in_threads(worker, [bodies[i::senders] for i in range(senders)])
-
-
 def to_collector(
     collector: Collector, bodies: list[bytes], spans: int, genai: int, senders: int
 ) -> tuple[float, float]:
@@ -140,16 +126,10 @@ def to_collector(
     WAL; spans/s until the GenAI ones are in the store too, which adds up to `batch.max_age` of waiting)."""
     before = collector.stored()
     started = time.perf_counter()
-    send(collector.grpc_port, bodies, senders)
+    send_raw(collector.grpc_port, bodies, senders)
     acknowledged = time.perf_counter() - started
     collector.wait_stored(before + genai)
     return spans / acknowledged, spans / (time.perf_counter() - started)
-
-
-def to_minimal(port: int, bodies: list[bytes], spans: int, senders: int) -> float:
-    started = time.perf_counter()
-    send(port, bodies, senders)
-    return spans / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -176,7 +156,7 @@ def main() -> None:
                 rates[label], rates[f"{label} stored"] = to_collector(
                     collector, bodies, args.spans, genai, args.senders
                 )
-            rates["minimal"] = to_minimal(minimal.port, bodies, args.spans, args.senders)
+            rates["minimal"] = minimal_rate(minimal, bodies, args.spans, args.senders)
             rates["parse"] = decode_ceiling(bodies, args.spans)
             for name, rate in rates.items():
                 results.setdefault(name, []).append(rate)

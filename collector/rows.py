@@ -31,9 +31,9 @@ from clickhouse_connect.driver.client import Client
 from .config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorConfig
 from .decoding import SpanReader
 from .engine import EngineReader
-from .engine.reader import EXTRA_COLUMNS
+from .engine.reader import BATCH_SCHEMA, EXTRA_COLUMNS
 from .exporters.accepted import rows_in
-from .exporters.clickhouse import ARROW_SCHEMA, to_arrow
+from .exporters.clickhouse import to_arrow
 from .processors import DecodeResult, GenAIProcessor, PricingProcessor, TagsProcessor
 from .processors.columnar_pricing import ColumnarPricer
 from .processors.columnar_redaction import redact_map_column
@@ -149,11 +149,12 @@ class RowBuilder:
         counts = DecodeResult()
         parts: list[pa.Table] = []
         fallback = list(range(len(bodies)))
+        counted_by_engine: set[int] = set()
         if self._columns is not None and rows_in(requests) >= self._columns.min_spans:
-            engine_rows, fallback = self._read_with_engine(bodies, latest, counts, rejections)
+            engine_rows, fallback, counted_by_engine = self._read_with_engine(bodies, latest, counts, rejections)
             parts.append(engine_rows)
         if fallback:
-            parts.append(self._read_with_reference(bodies, latest, fallback, counts, rejections))
+            parts.append(self._read_with_reference(bodies, latest, fallback, counted_by_engine, counts, rejections))
         table = _in_acceptance_order(parts)
         table = self._check_sender_and_age(table, requests, received, rejections)
         kept, duplicates = self._calls.filter_table(table)
@@ -167,8 +168,9 @@ class RowBuilder:
 
     def _read_with_engine(
         self, bodies: list[bytes], latest: list[int], counts: DecodeResult, rejections: Rejections
-    ) -> tuple[pa.Table, list[int]]:
-        """Rows the engine read, tagged, redacted and priced on columns; and the requests left to the reference."""
+    ) -> tuple[pa.Table, list[int], set[int]]:
+        """Rows the engine read, tagged, redacted and priced on columns; the requests left to the reference; and
+        those of them whose ordinary and wrapper spans the engine has counted (read, then left for their tags)."""
         assert self._columns is not None
         columns = self._columns
         try:
@@ -178,14 +180,16 @@ class RowBuilder:
                 "the engine could not read %d requests; the Python reader reads them: %s", len(bodies), first_line(exc)
             )
             self._metrics.engine_failures.inc()
-            return _EXTRA_SCHEMA.empty_table(), list(range(len(bodies)))
+            return BATCH_SCHEMA.empty_table(), list(range(len(bodies))), set()
         fallback = set(batch.fallback)
+        untagged_requests: set[int] = set()
         table = batch.table
         if columns.tags is not None and table.num_rows:
             table, untagged = columns.tags.process_table(table)
             if untagged.any():  # those rows' requests are read by the reference instead
                 requests = table.column("request").to_numpy()
-                fallback.update(int(r) for r in np.unique(requests[untagged]))
+                untagged_requests = {int(r) for r in np.unique(requests[untagged])}
+                fallback |= untagged_requests
         if fallback and table.num_rows:
             table = table.filter(pc.invert(pc.is_in(table.column("request"), pa.array(sorted(fallback), pa.int32()))))
         if columns.redactor is not None and table.num_rows:
@@ -207,16 +211,19 @@ class RowBuilder:
         # Spans not GenAI, and wrappers, of the requests the engine read (the reference counts its own).
         counts.non_genai += batch.non_genai
         counts.not_model_calls += batch.not_model_calls
-        return table, sorted(fallback)
+        return table, sorted(fallback), untagged_requests
 
     def _read_with_reference(
         self,
         bodies: list[bytes],
         latest: list[int],
         indexes: list[int],
+        counted: set[int],
         counts: DecodeResult,
         rejections: Rejections,
     ) -> pa.Table:
+        """The rows of requests `indexes`; the ordinary and wrapper spans of those in `counted` were counted
+        already."""
         results = self._reader.read([bodies[i] for i in indexes], [latest[i] for i in indexes])
         records: list[SpanRecord] = []
         owners: list[int] = []
@@ -224,9 +231,10 @@ class RowBuilder:
             records.extend(result.records)
             owners.extend([index] * len(result.records))
             rejections.add_result(result)
-            counts.non_genai += result.non_genai
-            counts.not_model_calls += result.not_model_calls
             counts.tags_capped += result.tags_capped
+            if index not in counted:
+                counts.non_genai += result.non_genai
+                counts.not_model_calls += result.not_model_calls
         return _with_extras(to_arrow(records), records, owners)
 
     def _check_sender_and_age(
@@ -299,17 +307,11 @@ def _with_extras(table: pa.Table, records: list[SpanRecord], owners: list[int]) 
     )
 
 
-_EXTRA_SCHEMA = pa.schema(
-    [*ARROW_SCHEMA, pa.field("has_usage", pa.bool_()), pa.field("response_id", pa.string()),
-     pa.field("request", pa.int32())]
-)  # fmt: skip
-
-
 def _in_acceptance_order(parts: list[pa.Table]) -> pa.Table:
     """The engine's rows and the reference's, by request (each part keeps its requests' span order)."""
-    parts = [part.cast(_EXTRA_SCHEMA) if part.schema != _EXTRA_SCHEMA else part for part in parts if part.num_rows]
+    parts = [part.cast(BATCH_SCHEMA) if part.schema != BATCH_SCHEMA else part for part in parts if part.num_rows]
     if not parts:
-        return _EXTRA_SCHEMA.empty_table()
+        return BATCH_SCHEMA.empty_table()
     if len(parts) == 1:
         return parts[0]
     table = pa.concat_tables(parts)

@@ -48,7 +48,7 @@ from ..processors.genai import _OPERATIONS, DEFAULT_PROJECT, MIN_TIMESTAMP_NS, P
 from . import sql
 from .sql import as_count, as_str, as_str_list, as_text, count_ok, cut, literal, literals, readable
 
-__all__ = ["SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "length_delimited"]
+__all__ = ["BATCH_SCHEMA", "SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "length_delimited"]
 
 SCHEMA_FILE = Path(__file__).with_name("otlp_traces.proto")
 """ClickHouse's `format_schema`: `f"{SCHEMA_FILE}:ExportTraceServiceRequest"`."""
@@ -268,11 +268,12 @@ def _finish(rows: pa.Table) -> pa.Table:
     return pa.Table.from_arrays([*columns, *extra], names=names)
 
 
-_EMPTY = pa.Table.from_arrays(
-    [pa.array([], f.type) for f in ARROW_SCHEMA] + [pa.array([], pa.bool_()), pa.array([], pa.string()),
-                                                     pa.array([], pa.int32())],
-    names=[*ARROW_SCHEMA.names, *EXTRA_COLUMNS],
+BATCH_SCHEMA = pa.schema(
+    [*ARROW_SCHEMA, pa.field("has_usage", pa.bool_()), pa.field("response_id", pa.string()),
+     pa.field("request", pa.int32())]
 )  # fmt: skip
+"""`EngineBatch.table`'s columns: the exporter's, then what duplicates and the caller need (EXTRA_COLUMNS)."""
+_EMPTY = BATCH_SCHEMA.empty_table()
 
 
 class Query:

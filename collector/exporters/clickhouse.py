@@ -247,7 +247,7 @@ class ClickHouseExporter:
                 self._client = self._open()
             return self._client
         if self._engine is None:
-            self._engine = connect(f"chdb://{self.wal.directory / 'engine'}")
+            self._engine = connect(f"chdb://{self.wal.directory / 'engine-store'}")
         return self._engine
 
     def _open(self) -> Client:

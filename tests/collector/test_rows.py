@@ -55,8 +55,20 @@ def segment() -> pa.Table:
         ],
         {"service.name": "billing", "team": "payments"},
     )  # fmt: skip
+    # A route past max_attribute_value_length: its tag rule is read by the Python reader, after the engine read the
+    # request (and counted its ordinary span).
+    long_route = sdk_request(
+        "app",
+        [
+            ("GET /", {"http.request.method": "GET"}),
+            ("chat", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                      "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10,
+                      "http.route": "/" + "r" * 5000}),
+        ],
+        {"service.name": "billing"},
+    )  # fmt: skip
     invalid = otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(int_value=-5)})
-    bodies += [tagged, invalid.SerializeToString(), bodies[0]]  # the last one: a resend
+    bodies += [tagged, long_route, invalid.SerializeToString(), bodies[0]]  # the last one: a resend
     records = [request_record(body, None, 1, now) for body in bodies]
     # A key of project p1 may write p1 or the default project; p2's spans are refused.
     records += [request_record(convention_requests(CONVENTIONS[-1])[index], "p1", 1, now) for index in range(3)]
@@ -84,11 +96,14 @@ def assert_same(engine: Built, reference: Built) -> None:
 
 def test_the_engine_and_the_python_reader_build_the_same_rows(store: Client, tmp_path: Path) -> None:
     requests = segment()
-    metrics = CollectorMetrics()
+    metrics, reference_metrics = CollectorMetrics(), CollectorMetrics()
     engine = builder(stages(store, tmp_path / "engine"), metrics).build(requests, counted=True)
-    reference = builder(None).build(requests, counted=True)
+    reference = builder(None, reference_metrics).build(requests, counted=True)
 
     assert_same(engine, reference)
+    for reason in ("not_genai", "not_a_model_call", "duplicate_call"):
+        counted = metrics.spans_dropped.labels(reason)._value.get()
+        assert counted == reference_metrics.spans_dropped.labels(reason)._value.get() > 0, reason
     rows = engine.table.to_pylist()
     assert len(rows) > 50
     # What the comparison covers, checked on the rows themselves.
@@ -104,7 +119,7 @@ def test_the_engine_and_the_python_reader_build_the_same_rows(store: Client, tmp
     assert {row["project"] for row in rows if row["service_name"] == "engine"} >= {"p1"}
     # The resend is recognised (its rows are dropped), and the engine read all but the invalid request.
     assert metrics.spans_dropped.labels("duplicate_call")._value.get() > 0
-    assert metrics.engine_fallback_requests._value.get() == 1
+    assert metrics.engine_fallback_requests._value.get() == 2  # the invalid span's request, the long route's
 
 
 def test_a_failing_engine_leaves_the_segment_to_the_python_reader(store: Client, tmp_path: Path) -> None:
