@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ByteSize,
     ConfigDict,
     Field,
@@ -30,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from .config_types import Days, Seconds
 from .privacy import BUILTIN_NAMES, describe_secret
 from .tls import tls_problem
 
@@ -61,41 +61,6 @@ __all__ = [
 
 class ConfigError(Exception):
     """A configuration problem; the message names the file and the key path."""
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def _parse_duration(value: object) -> object:
-    """Accept Collector-style durations (`500ms`, `1s`, `5m`) or a number of seconds."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"expected a duration such as 500ms, 1s, 5m or 1h, got {value!r}")
-        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
-
-_DAYS = re.compile(r"^\s*(\d+)\s*([dhw]?)\s*$")
-
-
-def _parse_days(value: object) -> object:
-    """A retention: `400d`, `2w`, `72h` (whole days: TTLs are set in days) or a number of days; 0 keeps forever."""
-    if isinstance(value, str):
-        match = _DAYS.match(value)
-        if not match:
-            raise ValueError(f"expected a number of days such as 30d, 2w or 72h, got {value!r}")
-        number, unit = int(match.group(1)), match.group(2)
-        if unit == "h" and number % 24:
-            raise ValueError(f"expected whole days, got {value!r}")
-        return number * 7 if unit == "w" else number // 24 if unit == "h" else number
-    return value
-
-
-Days = Annotated[int, BeforeValidator(_parse_days), Field(ge=0, le=36500)]
 
 
 class _Strict(BaseModel):
