@@ -12,6 +12,7 @@ from .api import ApiAdvert, StoreReader, add_api_routes, advertise_api, api_base
 from .auth import KeyAuthenticator
 from .budgets import BudgetProcessor, add_budget_routes
 from .budgets.windows import Clock
+from .calls_api import add_calls_routes
 from .config import (
     BudgetProcessorConfig,
     ClickHouseExporterConfig,
@@ -126,6 +127,7 @@ class Collector:
                 add_budget_routes(http.app, self.budgets, self.reader, config)
                 add_health_routes(http.app, self.exporter, store_config.unavailable_grace)
                 add_key_routes(http.app, self.reader, self._auth(http_config))
+                add_calls_routes(http.app, self.reader)
                 self.http_receivers.append(http)
 
     def _auth(self, listener: GrpcProtocolConfig | HttpProtocolConfig) -> KeyAuthenticator | None:
