@@ -4,10 +4,12 @@
 provider stamp them (``opentelemetry-instrument`` does that automatically); the
 instrumentors live in the provider subpackages and are found by ``opentelemetry-instrument``.
 ``enable_budget_gate()`` (or ``SPANMETER_BUDGET_URL``) makes them refuse calls over a ``block`` budget.
+``record_call()`` emits the same span for a call no instrumentor sees.
 """
 
 from ._budget import BudgetExceededError, BudgetUnavailableError, disable_budget_gate, enable_budget_gate
 from ._processor import TagSpanProcessor, install_tag_processor
+from ._record import RecordedCall, record_call
 from ._tags import TAG_PREFIX, attribute_name, current_tags, tags
 from .version import __version__
 
@@ -15,6 +17,7 @@ __all__ = [
     "TAG_PREFIX",
     "BudgetExceededError",
     "BudgetUnavailableError",
+    "RecordedCall",
     "TagSpanProcessor",
     "__version__",
     "attribute_name",
@@ -22,5 +25,6 @@ __all__ = [
     "disable_budget_gate",
     "enable_budget_gate",
     "install_tag_processor",
+    "record_call",
     "tags",
 ]

@@ -124,7 +124,9 @@ class Call:
         provider: str,
         request_model: str | None,
         attributes: Mapping[str, Any],
+        start_time: int | None = None,
     ) -> None:
+        """`start_time` (ns since the epoch): when the call began, for calls recorded after the fact."""
         initial = {
             ga.GEN_AI_OPERATION_NAME: operation,
             ga.GEN_AI_PROVIDER_NAME: provider,
@@ -132,7 +134,9 @@ class Call:
             **attributes,
         }
         name = f"{operation} {request_model}" if request_model else operation
-        self.span: Span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=clean(initial))
+        self.span: Span = tracer.start_span(
+            name, kind=SpanKind.CLIENT, attributes=clean(initial), start_time=start_time
+        )
         self._start = time.monotonic()
         self._first_chunk_seen = False
         self._ended = False
@@ -150,8 +154,8 @@ class Call:
             self._first_chunk_seen = True
             self.span.set_attribute(ga.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, time.monotonic() - self._start)
 
-    def finish(self, attributes: Mapping[str, Any] | None = None) -> None:
-        """Records the response and ends the span; later calls do nothing."""
+    def finish(self, attributes: Mapping[str, Any] | None = None, end_time: int | None = None) -> None:
+        """Records the response and ends the span (at `end_time`, ns, else now); later calls do nothing."""
         if self._ended:
             return
         self._ended = True
@@ -160,16 +164,22 @@ class Call:
                 self.span.set_attributes(clean(attributes))
         except Exception:  # never break the caller over telemetry
             _logger.debug("spanmeter: could not record response attributes", exc_info=True)
-        self.span.end()
+        self.span.end(end_time=end_time)
 
-    def fail(self, error: BaseException, attributes: Mapping[str, Any] | None = None) -> None:
-        """Records the error the caller is about to get (unchanged) and ends the span."""
+    def fail(
+        self, error: BaseException | str, attributes: Mapping[str, Any] | None = None, end_time: int | None = None
+    ) -> None:
+        """Records the error the caller is about to get (unchanged) and ends the span. A string is an error
+        type with no exception (a call recorded after the fact)."""
         if self._ended:
             return
-        self.span.set_attribute(ERROR_TYPE, type(error).__qualname__)
-        self.span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))
-        self.span.record_exception(error)
-        self.finish(attributes)
+        error_type = error if isinstance(error, str) else type(error).__qualname__
+        self.span.set_attribute(ERROR_TYPE, error_type)
+        description = error_type if isinstance(error, str) else str(error) or error_type
+        self.span.set_status(Status(StatusCode.ERROR, description))
+        if not isinstance(error, str):
+            self.span.record_exception(error)
+        self.finish(attributes, end_time)
 
     @property
     def ended(self) -> bool:
