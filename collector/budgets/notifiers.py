@@ -19,16 +19,28 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from email.message import EmailMessage
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ..config import EmailChannelConfig, SlackChannelConfig, WebhookChannelConfig
 from .model import Crossing
 
-__all__ = ["SIGNATURE_HEADER", "DeliveryError", "Notifier", "deliver", "make_notifier", "sign"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "DeliveryError",
+    "Notifier",
+    "deliver",
+    "make_notifier",
+    "post_json",
+    "send_email",
+    "sign",
+]
 
 SIGNATURE_HEADER = "X-Spanmeter-Signature"
 EVENT_HEADER = "X-Spanmeter-Event-Id"
 _USER_AGENT = "spanmeter-budgets/1"
+
+T = TypeVar("T")
 
 
 class DeliveryError(Exception):
@@ -104,15 +116,13 @@ def make_notifier(
 
         def webhook(crossing: Crossing) -> None:
             body = json.dumps(crossing.payload(), separators=(",", ":"), sort_keys=True).encode()
-            headers = {**config.headers, SIGNATURE_HEADER: sign(config.secret, body), EVENT_HEADER: crossing.event_id}
-            _post(config.url, body, headers, config.timeout, allow_private)
+            post_json(config, body, allow_private, crossing.event_id)
 
         return webhook
     if isinstance(config, SlackChannelConfig):
 
         def slack(crossing: Crossing) -> None:
-            body = json.dumps({"text": crossing.summary()}).encode()
-            _post(config.url, body, {}, config.timeout, allow_private)
+            post_json(config, json.dumps({"text": crossing.summary()}).encode(), allow_private)
 
         return slack
 
@@ -123,28 +133,41 @@ def make_notifier(
         message["To"] = ", ".join(config.to)
         message["Message-ID"] = f"<{crossing.event_id}@spanmeter>"
         message.set_content(crossing.summary() + "\n\n" + json.dumps(crossing.payload(), indent=2) + "\n")
-        try:
-            with smtplib.SMTP(config.host, config.port, timeout=config.timeout) as smtp:
-                smtp.ehlo()
-                if config.starttls:
-                    context = ssl.create_default_context(cafile=config.ca_file)
-                    smtp.starttls(context=context)
-                    smtp.ehlo()
-                if config.username:
-                    smtp.login(config.username, config.password)
-                smtp.send_message(message)
-        except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(
-                f"SMTP {exc.smtp_code}", retryable=exc.smtp_code >= 400 and exc.smtp_code < 500
-            ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+        send_email(config, message)
 
     return email
 
 
+def post_json(
+    config: WebhookChannelConfig | SlackChannelConfig, body: bytes, allow_private: bool, event_id: str = ""
+) -> None:
+    """One POST to a webhook (signed, with the event id) or a Slack incoming webhook."""
+    headers: dict[str, str] = {}
+    if isinstance(config, WebhookChannelConfig):
+        headers = {**config.headers, SIGNATURE_HEADER: sign(config.secret, body), EVENT_HEADER: event_id}
+    _post(config.url, body, headers, config.timeout, allow_private)
+
+
+def send_email(config: EmailChannelConfig, message: EmailMessage) -> None:
+    """Send one message over SMTP (STARTTLS unless turned off); a 4xx answer is worth retrying, a 5xx not."""
+    try:
+        with smtplib.SMTP(config.host, config.port, timeout=config.timeout) as smtp:
+            smtp.ehlo()
+            if config.starttls:
+                context = ssl.create_default_context(cafile=config.ca_file)
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if config.username:
+                smtp.login(config.username, config.password)
+            smtp.send_message(message)
+    except smtplib.SMTPResponseException as exc:
+        raise DeliveryError(f"SMTP {exc.smtp_code}", retryable=exc.smtp_code >= 400 and exc.smtp_code < 500) from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
 def deliver(
-    notifier: Notifier, crossing: Crossing, retries: int, backoff: float, stop: Callable[[float], bool]
+    notifier: Callable[[T], None], message: T, retries: int, backoff: float, stop: Callable[[float], bool]
 ) -> tuple[str, int, str]:
     """Send with retries; (outcome, attempts, detail). `stop(seconds)` waits and says whether to give up."""
     delay = backoff
@@ -152,7 +175,7 @@ def deliver(
     while True:
         attempts += 1
         try:
-            notifier(crossing)
+            notifier(message)
         except DeliveryError as exc:
             if not exc.retryable or attempts > retries or stop(delay):
                 return exc.outcome, attempts, str(exc)
