@@ -11,7 +11,9 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from ._tags import baggage_enabled, baggage_tag_attributes, current_tag_attributes
+from ._request import request_tags
+from ._server_span import ServerSpans, is_genai
+from ._tags import attribute_name, baggage_enabled, baggage_tag_attributes, current_tag_attributes
 
 _logger = logging.getLogger(__name__)
 
@@ -29,23 +31,40 @@ _judged_lock = threading.Lock()
 
 
 class TagSpanProcessor(_SpanProcessorBase):  # type: ignore[misc,valid-type]
-    """Stamps ``spanmeter_instrumentation.tags`` on each span as it starts.
+    """Stamps ``spanmeter_instrumentation.tags`` on each span as it starts, and the request's
+    route and user on each GenAI span.
 
-    ``read_baggage`` (default: ``SPANMETER_TAGS_BAGGAGE``) also stamps tags that arrived as
-    W3C baggage under our own names; tags set in this process win over them.
+    The request's come from a spanmeter middleware, else (``read_server_span``, default on) from
+    ``http.route`` and ``user.id`` on the request's server span in this process. ``read_baggage``
+    (default: ``SPANMETER_TAGS_BAGGAGE``) also stamps tags that arrived as W3C baggage under our own
+    names. Precedence, lowest first: baggage, server span, middleware, ``tags()``; none of the request's
+    replaces an attribute the span started with.
     """
 
-    def __init__(self, read_baggage: bool | None = None) -> None:
+    def __init__(self, read_baggage: bool | None = None, read_server_span: bool = True) -> None:
         self._read_baggage = baggage_enabled() if read_baggage is None else read_baggage
+        self._server_spans = ServerSpans() if read_server_span else None
 
     def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
         attributes = current_tag_attributes()
+        request_span = None if self._server_spans is None else self._server_spans.on_start(span, parent_context)
+        from_request = self._request_attributes(span, request_span) if is_genai(span) else {}
+        if from_request:
+            attributes = {**from_request, **attributes}
         if self._read_baggage:
             from_baggage = baggage_tag_attributes(parent_context)
             if from_baggage:
                 attributes = {**from_baggage, **attributes}
         if attributes:
             span.set_attributes(attributes)
+
+    @staticmethod
+    def _request_attributes(span: Any, request_span: Any) -> dict[str, str]:
+        found = ServerSpans.tags(request_span) if request_span is not None else {}
+        found.update(request_tags())
+        started_with = span.attributes or {}
+        named = ((attribute_name(key), value) for key, value in found.items())
+        return {name: value for name, value in named if name not in started_with}
 
     def on_end(self, span: Any) -> None:
         return None
