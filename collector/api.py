@@ -26,7 +26,7 @@ from .auth import PRINCIPAL, AuthError, readable_project
 from .config import ClickHouseExporterConfig, Config
 from .exporters import ClickHouseExporter
 from .keys import Principal
-from .report import ReportRequest, run_report
+from .report import ReportRequest, parse_what_if, run_report
 from .store import StoreError, connect, describe_endpoint, first_line
 from .telemetry import CollectorMetrics
 
@@ -184,18 +184,21 @@ def _readable_database(principal: Principal | None, database: str, reader: Store
 
 
 def report_request(query: Mapping[str, str]) -> ReportRequest:
-    """`GET /v1/report`'s parameters: `by` (default model), `project`, and the range as either
+    """`GET /v1/report`'s parameters: `by` (default model), `project`, `what_if` (models to price the same calls
+    on, repeated or a comma list), and the range as either
     `since` (a window ending now, e.g. 24h; the default) or `from` with optional `to` (ISO 8601, UTC
     without an offset; default now). Errors name these parameters, never the command line's flags."""
     by, project = query.get("by", "model"), query.get("project", "")
+    getall = getattr(query, "getall", None)  # what_if may be repeated, or a comma list
+    what_if = parse_what_if(getall("what_if", []) if getall else [query.get("what_if", "")])
     if "from" not in query:
         if "to" in query:
             raise ValueError("to goes with from; give from (and optionally to), or since")
-        return ReportRequest.since(by, query.get("since", "24h"), project)
+        return ReportRequest.since(by, query.get("since", "24h"), project, what_if=what_if)
     if "since" in query:
         raise ValueError("give either since or from/to, not both")
     end = _query_time(query, "to") if "to" in query else datetime.now(UTC)
-    return ReportRequest(by, _query_time(query, "from"), end, project)
+    return ReportRequest(by, _query_time(query, "from"), end, project, what_if)
 
 
 def _query_time(query: Mapping[str, str], name: str) -> datetime:

@@ -7,7 +7,7 @@ the embedded store) and the collector's `GET /v1/report`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -15,7 +15,18 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-__all__ = ["GROUPS", "ReportRequest", "ReportRow", "as_utc", "parse_by", "parse_since", "run_report"]
+from .prices import PRICES_VERSION, UnknownModel, WhatIfModel, known_models, resolve
+
+__all__ = [
+    "GROUPS",
+    "ReportRequest",
+    "ReportRow",
+    "as_utc",
+    "parse_by",
+    "parse_since",
+    "parse_what_if",
+    "run_report",
+]
 
 # --by value -> SQL expression over genai_spans. A fixed list: the expression is never user text.
 GROUPS: dict[str, str] = {
@@ -35,6 +46,8 @@ _TAG_GROUP = "tags[{tag:String}]"
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _SINCE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _QUERY = resources.files("spanmeter.queries").joinpath("report.sql").read_text(encoding="utf-8")
+_WHAT_IF = resources.files("spanmeter.queries").joinpath("what_if.sql").read_text(encoding="utf-8")
+_PER_MILLION = -6
 
 COUNT_FIELDS = (
     "requests",
@@ -66,12 +79,20 @@ def parse_by(text: str, name: str = "by") -> tuple[str, str | None]:
     raise ValueError(f"{name} must be one of {choices}; got {text!r}")
 
 
+def parse_what_if(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`--what-if a --what-if b,c` (or `what_if=a,b`) -> the model names, in order, each once."""
+    names = (name.strip() for value in values for name in value.split(","))
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
 @dataclass(frozen=True)
 class ReportRequest:
     by: str
     start: datetime
     end: datetime
     project: str = ""
+    what_if: tuple[str, ...] = ()
+    """Models to price the same calls on (genai-prices names: `MODEL` or `PROVIDER:MODEL`)."""
 
     def __post_init__(self) -> None:
         # Times are UTC from here on (a naive time is taken as UTC), so headers and queries agree.
@@ -85,10 +106,16 @@ class ReportRequest:
 
     @classmethod
     def since(
-        cls, by: str, since: str, project: str = "", now: datetime | None = None, name: str = "since"
+        cls,
+        by: str,
+        since: str,
+        project: str = "",
+        now: datetime | None = None,
+        name: str = "since",
+        what_if: tuple[str, ...] = (),
     ) -> ReportRequest:
         end = now or datetime.now(UTC)
-        return cls(by=by, start=end - parse_since(since, name), end=end, project=project)
+        return cls(by=by, start=end - parse_since(since, name), end=end, project=project, what_if=what_if)
 
 
 def as_utc(value: datetime) -> datetime:
@@ -111,6 +138,8 @@ class ReportRow:
     output_cost: Decimal
     total_cost: Decimal
     unpriced_requests: int
+    what_if: dict[str, Decimal] = field(default_factory=dict)
+    """The same calls' cost on each what-if model, by the name it was asked by."""
 
     def to_json(self) -> dict[str, Any]:
         """Counts as numbers, money as decimal strings (a float would not be exact)."""
@@ -119,6 +148,8 @@ class ReportRow:
             out[name] = getattr(self, name)
         for name in COST_FIELDS:
             out[name] = format(getattr(self, name), "f")
+        if self.what_if:
+            out["what_if"] = {model: format(cost, "f") for model, cost in self.what_if.items()}
         return out
 
     @classmethod
@@ -128,6 +159,7 @@ class ReportRow:
             values[name] = int(data[name])
         for name in COST_FIELDS:
             values[name] = Decimal(data[name])
+        values["what_if"] = {model: Decimal(cost) for model, cost in data.get("what_if", {}).items()}
         return cls(**values)
 
 
@@ -141,9 +173,37 @@ def run_report(client: Client, database: str, request: ReportRequest) -> list[Re
     }
     if tag is not None:
         parameters["tag"] = tag
+    models = _what_if_models(client, database, request.what_if)
     result = client.query(_QUERY.replace("{group}", group), parameters=parameters)
     rows = []
     for values in result.named_results():
         values["group"] = str(values["group"])
         rows.append(ReportRow(**values))
+    for model in models:
+        costs = what_if_costs(client, _WHAT_IF.replace("{group}", group), parameters, model)
+        for row in rows:
+            row.what_if[model.asked] = costs.get(row.group, Decimal(0))
     return rows
+
+
+def _what_if_models(client: Client, database: str, names: tuple[str, ...]) -> list[WhatIfModel]:
+    """Each name resolved by genai-prices and present in model_prices; else UnknownModel naming it."""
+    if not names:
+        return []
+    known = known_models(client, database)
+    models = [resolve(name, known) for name in names]
+    for model in models:
+        if model.model not in known:
+            raise UnknownModel(
+                f"--what-if {model.asked!r}: genai-prices {PRICES_VERSION} knows it as {model.provider}:{model.model}, "
+                "but the store's model_prices has no rows of this version for it yet (a collector of this "
+                "version writes them at start)"
+            )
+    return models
+
+
+def what_if_costs(client: Client, query: str, parameters: dict[str, Any], model: WhatIfModel) -> dict[str, Decimal]:
+    """Per group, the calls' exact cost on `model` in USD."""
+    wanted = {**parameters, "version": PRICES_VERSION, "provider": model.provider, "model": model.model}
+    result = client.query(query, parameters=wanted)
+    return {str(group): Decimal(cost).scaleb(_PER_MILLION) for group, cost in result.result_rows}

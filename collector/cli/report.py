@@ -18,8 +18,20 @@ import urllib.request
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from ..report import GROUPS, ReportRequest, ReportRow, as_utc, parse_by, run_report
-from .common import EXIT_CONFIG, add_config_argument, fail, get_json, load_or_exit, positive_int, read_store
+from clickhouse_connect.driver.client import Client
+
+from ..prices import UnknownModel
+from ..report import GROUPS, ReportRequest, ReportRow, as_utc, parse_by, parse_what_if, run_report
+from .common import (
+    EXIT_CONFIG,
+    CommandError,
+    add_config_argument,
+    fail,
+    get_json,
+    load_or_exit,
+    positive_int,
+    read_store,
+)
 
 __all__ = ["fetch_report", "register", "render", "run"]
 
@@ -49,6 +61,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument(
         "--limit", type=positive_int, default=0, metavar="N", help="only the N costliest groups (default: all)"
     )
+    parser.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="also price the same calls on MODEL (any model genai-prices knows, or PROVIDER:MODEL); repeatable "
+        "or a comma list",
+    )
     parser.add_argument("--store", help="ClickHouse endpoint instead of the config's (chdb://PATH or http(s)://...)")
     parser.add_argument("--database", help="database instead of the config's")
     parser.add_argument("--collector", help="collector API base URL, used when the store is held by a collector")
@@ -66,24 +86,32 @@ def _timestamp(text: str) -> datetime:
 def run(args: argparse.Namespace) -> int:
     try:
         parse_by(args.by, "--by")
+        what_if = parse_what_if(args.what_if)
         if args.start is not None:
-            request = ReportRequest(args.by, args.start, args.end or datetime.now(UTC), args.project)
+            request = ReportRequest(args.by, args.start, args.end or datetime.now(UTC), args.project, what_if)
         else:
             if args.end is not None:
                 return fail("--to goes with --from", EXIT_CONFIG)
-            request = ReportRequest.since(args.by, args.since or "24h", args.project, name="--since")
+            request = ReportRequest.since(args.by, args.since or "24h", args.project, name="--since", what_if=what_if)
     except ValueError as exc:
         return fail(str(exc), EXIT_CONFIG)
 
     rows = read_store(
         args,
         load_or_exit(args.config),
-        local=lambda client, database: run_report(client, database, request),
+        local=lambda client, database: _local_report(client, database, request),
         remote=lambda base, database: fetch_report(base, request, database),
         what="report",
     )
     sys.stdout.write(render(rows, args.format, request, args.limit))
     return 0
+
+
+def _local_report(client: Client, database: str, request: ReportRequest) -> list[ReportRow]:
+    try:
+        return run_report(client, database, request)
+    except UnknownModel as exc:
+        raise CommandError(str(exc), EXIT_CONFIG) from None
 
 
 def fetch_report(base_url: str, request: ReportRequest, database: str) -> list[ReportRow]:
@@ -94,6 +122,7 @@ def fetch_report(base_url: str, request: ReportRequest, database: str) -> list[R
             "to": request.end.isoformat(),
             "project": request.project,
             "database": database,
+            **({"what_if": ",".join(request.what_if)} if request.what_if else {}),
         }
     )
     return [ReportRow.from_json(item) for item in get_json(f"{base_url.rstrip('/')}/v1/report?{query}")]
@@ -107,10 +136,15 @@ def render(rows: list[ReportRow], fmt: str, request: ReportRequest, limit: int =
         return json.dumps([row.to_json() for row in rows], indent=2) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(ReportRow.__dataclass_fields__))
+        what_if = [f"what_if:{model}" for model in request.what_if]
+        fields = [name for name in ReportRow.__dataclass_fields__ if name != "what_if"]
+        writer = csv.DictWriter(buffer, fieldnames=fields + what_if)
         writer.writeheader()
         for row in rows:
-            writer.writerow(row.to_json())
+            data = row.to_json()
+            for model, cost in data.pop("what_if", {}).items():
+                data[f"what_if:{model}"] = cost
+            writer.writerow(data)
         return buffer.getvalue()
     return _table(rows, request, limit)
 
@@ -119,11 +153,20 @@ def _table(rows: list[ReportRow], request: ReportRequest, limit: int) -> str:
     span = f"{request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} UTC"
     if not rows:
         return f"No GenAI calls stored between {span}.\n"
-    header = [request.by, *(title for _, title in _TABLE_COLUMNS)]
-    body = [[row.group or "(none)", *(_cell(getattr(row, name)) for name, _ in _TABLE_COLUMNS)] for row in rows]
+    header = [request.by, *(title for _, title in _TABLE_COLUMNS), *(f"on {model}" for model in request.what_if)]
+    body = [
+        [
+            row.group or "(none)",
+            *(_cell(getattr(row, name)) for name, _ in _TABLE_COLUMNS),
+            *(_cell(row.what_if.get(model, Decimal(0))) for model in request.what_if),
+        ]
+        for row in rows
+    ]
     totals = [f"top {limit} total" if limit else "total"]
     for name, _ in _TABLE_COLUMNS:
         totals.append(_cell(sum((getattr(row, name) for row in rows), Decimal(0) if "cost" in name else 0)))
+    for model in request.what_if:
+        totals.append(_cell(sum((row.what_if.get(model, Decimal(0)) for row in rows), Decimal(0))))
     widths = [max(len(line[i]) for line in (header, *body, totals)) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
@@ -136,6 +179,8 @@ def _table(rows: list[ReportRow], request: ReportRequest, limit: int) -> str:
     unpriced = sum(row.unpriced_requests for row in rows)
     if unpriced:
         out.append(f"{unpriced} calls used models with no known price: stored as unpriced, not counted as $0.")
+    if request.what_if:
+        out.append("on MODEL: the same calls' tokens priced on that model (genai-prices, at each call's time).")
     return "\n".join(out) + "\n"
 
 

@@ -31,6 +31,7 @@ from clickhouse_connect.driver.client import Client
 
 from ..cluster import CLUSTER_INSERT_SETTINGS
 from ..config import ClickHouseExporterConfig
+from ..prices import refresh as refresh_prices
 from ..records import COLUMNS, SpanRecord
 from ..store import StoreError, apply_schema, caused_by_data, connect, describe_endpoint, first_line
 from ..telemetry import CollectorMetrics
@@ -253,6 +254,10 @@ class ClickHouseExporter:
     def _open(self) -> Client:
         client = connect(self._config.endpoint, self._config.username, self._config.password)
         apply_schema(client, self._config.database, self._config.retention, self._config.cluster)
+        try:
+            refresh_prices(client, self._config.database, self._config.cluster)
+        except Exception as exc:  # what-if prices are not worth refusing spans for
+            logger.warning("model_prices: cannot write genai-prices' prices: %s", first_line(exc))
         self._store_ok()
         return client
 

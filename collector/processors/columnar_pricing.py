@@ -71,13 +71,7 @@ class _Plan:
     __slots__ = ("base", "exact", "tiers")
 
     def __init__(self, card: RateCard) -> None:
-        price = card.price
-        kinds = (
-            price.input_mtok,
-            price.cache_read_mtok if price.cache_read_mtok is not None else price.input_mtok,
-            price.cache_write_mtok if price.cache_write_mtok is not None else price.input_mtok,
-            price.output_mtok,
-        )
+        kinds = card.token_prices()
         self.exact = card.fast
         self.base = [0, 0, 0, 0]
         self.tiers: list[tuple[int, list[tuple[int, int]]]] = []

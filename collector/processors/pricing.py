@@ -22,7 +22,7 @@ from ..conventions.models import model_candidates
 from ..otlp_values import preview
 from ..records import SpanRecord
 
-__all__ = ["MAX_COST", "PricingProcessor"]
+__all__ = ["MAX_COST", "PricingProcessor", "RateCard", "TokenPrice"]
 
 _PER_MILLION = 1_000_000
 _COST_QUANTUM = Decimal("1e-12")  # Decimal(18, 12), the column type
@@ -31,6 +31,8 @@ MAX_COST = Decimal("999999.999999999999")
 _ZERO = Decimal(0)
 _UNITS = UnitRegistry(unit_data)
 _NO_USAGE = genai_prices.Usage(input_tokens=0, output_tokens=0)
+TokenPrice = Decimal | TieredPrices | None
+"""A price per million tokens: flat, tiered by the call's input tokens, or none."""
 
 PRICED = "priced"
 OVERRIDE = "override"
@@ -141,20 +143,28 @@ class RateCard:
         priced = {key for key, value in vars(price).items() if value is not None and not key.startswith("_")}
         self.fast = all(key in self._CORE or _never_applies(key) for key in priced)
 
+    def token_prices(self) -> tuple[TokenPrice, TokenPrice, TokenPrice, TokenPrice]:
+        """Per million tokens: (input other than cache, cache read, cache write, output); a cache price the model
+        does not list is its input price, as genai-prices charges it."""
+        price = self.price
+        return (
+            price.input_mtok,
+            _first(price.cache_read_mtok, price.input_mtok),
+            _first(price.cache_write_mtok, price.input_mtok),
+            price.output_mtok,
+        )
+
     def costs(self, record: SpanRecord) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """(input excluding cache, cache read, cache write, output), unrounded."""
         price = self.price
         total_input = record.input_tokens
-        cache_read = calc_unit_price(
-            _first(price.cache_read_mtok, price.input_mtok), record.cache_read_tokens, total_input, _PER_MILLION
-        )
-        cache_write = calc_unit_price(
-            _first(price.cache_write_mtok, price.input_mtok), record.cache_write_tokens, total_input, _PER_MILLION
-        )
+        plain_price, read_price, write_price, output_price = self.token_prices()
+        cache_read = calc_unit_price(read_price, record.cache_read_tokens, total_input, _PER_MILLION)
+        cache_write = calc_unit_price(write_price, record.cache_write_tokens, total_input, _PER_MILLION)
         if self.fast:
             plain_input = total_input - record.cache_read_tokens - record.cache_write_tokens
-            plain = calc_unit_price(price.input_mtok, plain_input, total_input, _PER_MILLION)
-            output = calc_unit_price(price.output_mtok, record.output_tokens, total_input, _PER_MILLION)
+            plain = calc_unit_price(plain_price, plain_input, total_input, _PER_MILLION)
+            output = calc_unit_price(output_price, record.output_tokens, total_input, _PER_MILLION)
             return plain, cache_read, cache_write, output
         totals = price.calc_price(
             genai_prices.Usage(

@@ -1,0 +1,168 @@
+"""What-if pricing: `model_prices` written at collector start from genai-prices, and `spanmeter report --what-if`
+(store and API) pricing the stored calls on models that never ran, checked against genai-prices' `calc_price`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import genai_prices
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from spanmeter.cli import main
+from spanmeter.prices import PRICES_VERSION, price_rows, refresh
+from spanmeter.service import Collector
+
+from .conftest import REPO, emit, tracer_provider, wait_for_rows
+from .test_pricing_e2e import genai_attributes
+
+# (provider, model, feature, usage, hours ago): cache reads and writes, reasoning, and one call past 200k input
+# tokens (gemini-2.5-pro's upper tier); spread over the day so deepseek-chat's off-peak prices apply to some.
+CALLS = [
+    ("openai", "gpt-4o-2024-08-06", "chat", {"input": 12_000, "output": 800, "cache_read": 4_096}, 1),
+    (
+        "anthropic",
+        "claude-sonnet-4-5",
+        "chat",
+        {"input": 9_000, "output": 600, "cache_read": 3_000, "cache_write": 2_000},
+        5,
+    ),
+    ("openai", "o3-mini", "agent", {"input": 2_000, "output": 3_000, "reasoning": 2_500}, 9),
+    ("openai", "gpt-4o-2024-08-06", "agent", {"input": 250_000, "output": 1_000}, 13),
+    ("acme", "acme-1", "agent", {"input": 100, "output": 10}, 17),  # unpriced itself, still priced on the what-if
+]
+WHAT_IF = ("claude-haiku-4-5", "gemini-2.5-pro", "deepseek:deepseek-chat")
+
+
+def expected(model: str, calls: list[tuple[dict[str, int], datetime]]) -> Decimal:
+    """genai-prices' own price of each call on `model` at the call's time, summed."""
+    provider, _, name = model.rpartition(":")
+    total = Decimal(0)
+    for usage, at in calls:
+        total += genai_prices.calc_price(
+            genai_prices.Usage(
+                input_tokens=usage["input"],
+                output_tokens=usage["output"],
+                cache_read_tokens=usage.get("cache_read", 0),
+                cache_write_tokens=usage.get("cache_write", 0),
+                output_reasoning_tokens=usage.get("reasoning", 0),
+            ),
+            name,
+            provider_id=provider or None,
+            genai_request_timestamp=at,
+        ).total_price
+    return total
+
+
+@pytest.fixture
+def seeded(collector: Collector, chdb_path: Path, database: str, tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
+    provider = tracer_provider(collector)
+    now = datetime.now(UTC).replace(microsecond=0)
+    by_feature: dict[str, list[tuple[dict[str, int], datetime]]] = {}
+    for otel_provider, model, feature, usage, hours in CALLS:
+        at = now - timedelta(hours=hours, minutes=7)
+        emit(
+            provider,
+            "chat",
+            genai_attributes(otel_provider, model, usage, **{"spanmeter.tag.feature": feature}),
+            int(at.timestamp()) * 1_000_000_000,
+        )
+        by_feature.setdefault(feature, []).append((usage, at))
+    wait_for_rows(collector, len(CALLS))
+    config = tmp_path / "pipelines.yaml"
+    config.write_text((REPO / "pipelines.yaml").read_text())
+    return ["--config", str(config), "--store", f"chdb://{chdb_path}", "--database", database], by_feature
+
+
+def test_prices_table_holds_every_genai_prices_model_once(collector: Collector, store: Client, database: str) -> None:
+    rows = price_rows()
+    count = "SELECT count() FROM {db:Identifier}.model_prices WHERE version = {v:String}"
+    stored = store.query(count, parameters={"db": database, "v": PRICES_VERSION}).result_rows[0][0]
+    assert stored == len(rows) > 2000
+    # Collectors starting together: the same rows under one token are stored once, and a store that has them is
+    # not written again.
+    threads = [threading.Thread(target=refresh, args=(store, database)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.query(count, parameters={"db": database, "v": PRICES_VERSION}).result_rows[0][0] == len(rows)
+    assert refresh(store, database) == 0
+    tiered = store.query(
+        "SELECT tier_starts, input_mtok, input_tier_mtok FROM {db:Identifier}.model_prices FINAL "
+        "WHERE model = 'gemini-2.5-pro' AND provider = 'google'",
+        parameters={"db": database},
+    ).result_rows
+    assert [list(row[0]) for row in tiered] == [[200_000]]
+    assert tiered[0][1] == Decimal("1.25") and list(tiered[0][2]) == [Decimal("2.5")]
+    off_peak = store.query(
+        "SELECT count() FROM {db:Identifier}.model_prices FINAL WHERE model = 'deepseek-chat' AND day_to_ms < 86400000",
+        parameters={"db": database},
+    ).result_rows[0][0]
+    assert off_peak >= 1  # time-of-day prices are rows of their own
+
+
+def test_what_if_equals_calc_price_for_models_that_never_ran(
+    seeded: tuple[list[str], dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args, by_feature = seeded
+    assert (
+        main(
+            [
+                "report",
+                *args,
+                "--by",
+                "feature",
+                "--format",
+                "json",
+                "--what-if",
+                "claude-haiku-4-5",
+                "--what-if",
+                "gemini-2.5-pro,deepseek:deepseek-chat",
+            ]
+        )
+        == 0
+    )
+    report = {row["group"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(report) == {"chat", "agent"}
+    for feature, calls in by_feature.items():
+        for model in WHAT_IF:
+            assert Decimal(report[feature]["what_if"][model]) == expected(model, calls), (feature, model)
+    # The tier and off-peak prices do matter here: a flat base price would give other figures.
+    assert expected("gemini-2.5-pro", by_feature["agent"]) != sum(
+        (Decimal("1.25") * u["input"] + Decimal(10) * u["output"]) / 10**6 for u, _ in by_feature["agent"]
+    )
+
+    assert main(["report", *args, "--by", "feature", "--what-if", "claude-haiku-4-5"]) == 0
+    table = capsys.readouterr().out
+    assert "on claude-haiku-4-5" in table
+    total = expected("claude-haiku-4-5", by_feature["chat"] + by_feature["agent"])
+    assert f"{total:,.6f}" in next(line for line in table.splitlines() if line.startswith("total"))
+
+
+def test_unknown_what_if_model_is_an_error_naming_it(
+    seeded: tuple[list[str], dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args, _ = seeded
+    assert main(["report", *args, "--what-if", "gpt-4o-minni"]) == 2
+    err = capsys.readouterr().err
+    assert "gpt-4o-minni" in err and "close names: gpt-4o-mini" in err
+
+
+def test_what_if_through_the_api(seeded: tuple[list[str], dict[str, Any]], collector: Collector) -> None:
+    _, by_feature = seeded
+    base = f"http://127.0.0.1:{collector.http_port}/v1/report?by=feature&since=24h"
+    with urllib.request.urlopen(f"{base}&what_if=claude-haiku-4-5&what_if=gemini-2.5-pro", timeout=30) as response:
+        report = {row["group"]: row for row in json.load(response)}
+    for model in ("claude-haiku-4-5", "gemini-2.5-pro"):
+        assert Decimal(report["chat"]["what_if"][model]) == expected(model, by_feature["chat"])
+    with pytest.raises(urllib.error.HTTPError) as failure:
+        urllib.request.urlopen(f"{base}&what_if=no-such-model-9", timeout=30)
+    assert failure.value.code == 400 and "no-such-model-9" in failure.value.read().decode()
