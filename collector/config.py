@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from .config_types import Days, Seconds
+from .findings.config import FindingsConfig
 from .privacy import BUILTIN_NAMES, describe_secret
 from .tls import tls_problem
 
@@ -554,6 +555,8 @@ class Config(_Strict):
     processors: dict[str, Any] = {}
     exporters: dict[str, Any]
     service: ServiceConfig
+    findings: FindingsConfig = FindingsConfig()
+    """Thresholds of the findings' rules and how often they are stored (findings/config.py)."""
 
     @model_validator(mode="before")
     @classmethod
