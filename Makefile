@@ -30,7 +30,14 @@ $(VERCEL)/node_modules/.installed: $(VERCEL)/package.json $(VERCEL)/package-lock
 	@if command -v npm >/dev/null; then npm ci --prefix $(VERCEL) --no-audit --no-fund && touch $@; \
 	else echo "npm not found: tests/conventions/test_vercel_ai.py will skip"; fi
 
-test: $(VENV)/.installed $(addsuffix /.installed,$(CONVENTION_ENVS)) $(VERCEL)/node_modules/.installed  ## the whole test suite (what CI runs)
+# Debian's chromium, for the digest's screenshot test (playwright drives it; it never downloads a browser).
+/usr/bin/chromium:
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+			|| echo "could not install chromium: the digest screenshot test will skip"; \
+	else echo "chromium not installed and no root apt-get: tests/collector/test_digest.py's screenshot test will skip"; fi
+
+test: $(VENV)/.installed $(addsuffix /.installed,$(CONVENTION_ENVS)) $(VERCEL)/node_modules/.installed /usr/bin/chromium  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed  ## ruff on the tree; mypy on the instrumentation (the collector's mypy run is not clean yet)

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from .config_types import Days, Seconds
+from .digest.config import DigestConfig
 from .findings.config import FindingsConfig
 from .privacy import BUILTIN_NAMES, describe_secret
 from .tls import tls_problem
@@ -532,7 +533,7 @@ class ServiceConfig(_Strict):
 
 
 _COMPONENT_MODELS: dict[str, dict[str, type[BaseModel]]] = {
-    "extensions": {"spanmeter_keys": KeyAuthConfig},
+    "extensions": {"spanmeter_keys": KeyAuthConfig, "spanmeter_digest": DigestConfig},
     "receivers": {"otlp": OtlpReceiverConfig},
     "processors": {
         "genai": GenAIProcessorConfig,
@@ -615,6 +616,7 @@ class Config(_Strict):
                 "needs a pricing processor (e.g. [genai, pricing, tags]): without it every call is stored at $0",
             )
         self._check_listeners()
+        self._check_digests()
         stores = [e for e in traces.exporters if component_type(e) == "clickhouse"]
         if len(stores) != 1:
             raise _KeyedError(("service", "pipelines", "traces", "exporters"), "needs exactly one clickhouse exporter")
@@ -625,6 +627,25 @@ class Config(_Strict):
                     ("service", "pipelines", signal, "exporters"), "only otlp exporters can take metrics and logs"
                 )
         return self
+
+    def _check_digests(self) -> None:
+        """A digest is sent on the traces pipeline's budget processor's channels: each one named must exist."""
+        declared: dict[str, Any] = {}
+        for processor_id in self.service.pipelines.traces.processors:
+            if isinstance(self.processors.get(processor_id), BudgetProcessorConfig):
+                declared = dict(self.processors[processor_id].channels)
+        for extension_id, extension in self.extensions.items():
+            if not isinstance(extension, DigestConfig):
+                continue
+            if not extension.channels and extension_id in self.service.extensions:
+                raise _KeyedError(("extensions", extension_id, "channels"), "a digest needs at least one channel")
+            for position, channel in enumerate(extension.channels):
+                if channel not in declared:
+                    raise _KeyedError(
+                        ("extensions", extension_id, "channels", position),
+                        f"unknown channel {channel!r}: a digest uses the budget processor's channels "
+                        f"(declared: {sorted(declared)})",
+                    )
 
     def _check_listeners(self) -> None:
         """Every authenticator named exists and is enabled; nothing listens beyond loopback unguarded."""
