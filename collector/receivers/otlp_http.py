@@ -2,7 +2,8 @@
 bodies, optionally gzip-compressed, answered as the OTLP/HTTP spec says (the response in the
 request's encoding; errors as a google.rpc.Status; 503 + Retry-After when the collector is full).
 
-The same port serves the collector's API (health, metrics); see `spanmeter.api`.
+The same port serves `POST /v1/calls` (calls as flat JSON, `calls_json`) and the collector's API (health,
+metrics); see `spanmeter.api`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..config import HttpProtocolConfig
 from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
 from ..tls import ReloadingSslContext, describe_tls
+from .calls_json import CallsJsonReceiver
 from .otlp_codec import SIGNALS, BadRequest, BodyTooLarge, count_items, gunzip, parse_json, parse_protobuf
 
 __all__ = ["OtlpHttpReceiver"]
@@ -58,6 +60,8 @@ class OtlpHttpReceiver:
             self.app.middlewares.append(self._authenticate)
         for signal in SIGNALS:
             self.app.router.add_post(f"/v1/{signal}", self._handler(signal))
+        # Calls as flat JSON, into the same traces pipeline (GET /v1/calls, the listing, is the API's).
+        CallsJsonReceiver(config, traces, metrics, authenticator).register(self.app)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
