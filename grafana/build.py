@@ -663,6 +663,85 @@ def ingestion() -> list[dict[str, Any]]:
     ]
 
 
+# Where a trace id leads: any URL with `{trace_id}` in it. The default opens the trace in Grafana's Explore on a
+# data source named Tempo; for Jaeger, e.g. http://jaeger:16686/trace/{trace_id}. Set it in the dashboard's
+# settings (Variables, trace_url) or per link with ?var-trace_url=...
+TRACE_URL_DEFAULT = (
+    '/explore?left={"datasource":"Tempo","queries":[{"refId":"A","queryType":"traceql","query":"{trace_id}"}]}'
+)
+TRACE_URL = {
+    "type": "textbox",
+    "name": "trace_url",
+    "label": "Trace URL ({trace_id} is replaced)",
+    "query": TRACE_URL_DEFAULT,
+    "current": {"text": TRACE_URL_DEFAULT, "value": TRACE_URL_DEFAULT},
+    "hide": 2,
+    "options": [],
+}
+
+
+def calls() -> list[dict[str, Any]]:
+    """The latest calls, one row each (as `spanmeter calls`), each trace id a link into the trace backend."""
+    panel = table(
+        "Latest calls",
+        f"""SELECT timestamp AS time, service_name AS service, feature, user_id AS user, {MODEL} AS model,
+              input_tokens, output_tokens, cache_read_tokens + cache_write_tokens AS cache_tokens,
+              if(price_status = 'unpriced', NULL, toFloat64(total_cost)) AS cost,
+              duration_ns / 1e9 AS duration,
+              if(status_code = 'ERROR' OR error_type != '', if(error_type != '', error_type, 'error'), 'ok') AS status,
+              trace_id, replaceAll(${{trace_url:sqlstring}}, '{{trace_id}}', trace_id) AS trace_link
+            FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+            ORDER BY timestamp DESC, span_id DESC LIMIT 500""",
+        {
+            "time": "dateTimeAsIso",
+            "service": "",
+            "feature": "",
+            "user": "",
+            "model": "",
+            "input_tokens": "short",
+            "output_tokens": "short",
+            "cache_tokens": "short",
+            "cost": "currencyUSD",
+            "duration": "s",
+            "status": "",
+            "trace_id": "",
+            "trace_link": "",
+        },
+        w=24,
+        h=20,
+        description="The 500 latest calls in the range. An empty cost: a model with no known price (unpriced), "
+        "not $0. A trace id opens the trace where the dashboard's trace_url variable points.",
+    )
+    overrides = panel["fieldConfig"]["overrides"]
+    overrides.append(
+        {
+            "matcher": {"id": "byName", "options": "cost"},
+            "properties": [
+                {"id": "decimals", "value": 6},
+                {
+                    "id": "mappings",
+                    "value": [{"type": "special", "options": {"match": "null", "result": {"text": "unpriced"}}}],
+                },
+            ],
+        }
+    )
+    overrides.append(
+        {
+            "matcher": {"id": "byName", "options": "trace_id"},
+            "properties": [
+                {
+                    "id": "links",
+                    "value": [{"title": "Open trace", "url": "${__data.fields.trace_link}", "targetBlank": True}],
+                }
+            ],
+        }
+    )
+    overrides.append(
+        {"matcher": {"id": "byName", "options": "trace_link"}, "properties": [{"id": "custom.hidden", "value": True}]}
+    )
+    return [panel]
+
+
 COMPARE_MODEL = query_variable(
     "compare_model",
     "Compare with",
@@ -685,6 +764,7 @@ DASHBOARDS_SPEC = [
     ("spanmeter-trends", "spanmeter / Trends and prompt drift", "trends.json", trends, [], "now-14d"),
     ("spanmeter-budgets", "spanmeter / Budgets", "budgets.json", budgets, [], "now-30d"),
     ("spanmeter-ingestion", "spanmeter / Ingestion", "ingestion.json", ingestion, [], "now-6h"),
+    ("spanmeter-calls", "spanmeter / Calls", "calls.json", calls, [TRACE_URL], "now-1h"),
 ]
 
 

@@ -36,7 +36,7 @@ def resolve_variables(board: dict[str, Any], runner: Runner, ctx: QueryContext, 
     `all`, `one` (the first option) or `several` (the first two) for every multi-value variable."""
     variables: dict[str, Variable] = {}
     for spec in board["templating"]["list"]:
-        if spec["type"] == "datasource":
+        if spec["type"] in ("datasource", "textbox"):
             variables[spec["name"]] = Variable(spec["name"], spec["current"]["value"])
             continue
         result = runner.run(spec["query"], variables, ctx)
@@ -126,7 +126,7 @@ def test_selecting_one_value_narrows_and_all_means_no_filter(seeded: dict[str, R
 
 def test_every_dashboard_has_the_variables_and_unique_uids() -> None:
     uids = [board["uid"] for board in DASHBOARDS.values()]
-    assert len(uids) == len(set(uids)) == 6
+    assert len(uids) == len(set(uids)) == len(load_build().DASHBOARDS_SPEC)
     for board in DASHBOARDS.values():
         variables = {v["name"]: v for v in board["templating"]["list"]}
         assert variables["datasource"]["type"] == "datasource"
@@ -178,3 +178,24 @@ def test_dashboard_provider_points_at_the_dashboards() -> None:
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"  # mounted there by docker-compose.yaml
     assert timedelta(seconds=provider["updateIntervalSeconds"]) <= timedelta(minutes=1)
+
+
+def test_calls_link_each_trace_id_to_the_trace_url(seeded: dict[str, Runner], seeded_now: datetime) -> None:
+    """The Calls table's trace_link is the dashboard's trace_url with the row's trace id in it: the default
+    (Tempo in Explore) and a Jaeger URL set instead; unpriced calls have no cost, not 0."""
+    board = DASHBOARDS["calls.json"]
+    (panel,) = board["panels"]
+    runner = seeded["all"]
+    ctx = panel_range(board, panel, seeded_now)
+    variables = resolve_variables(board, runner, ctx, "all")
+    links = next(o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "trace_id")
+    assert links["properties"][0]["value"][0]["url"] == "${__data.fields.trace_link}"
+    for template in (variables["trace_url"].value, "http://jaeger:16686/trace/{trace_id}?uiFind='x'"):
+        variables["trace_url"] = Variable("trace_url", template)
+        result = runner.run(panel["targets"][0]["rawSql"], variables, ctx)
+        rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+        assert rows and all(r["trace_link"] == str(template).replace("{trace_id}", r["trace_id"]) for r in rows)
+        assert all(r["trace_id"] and r["trace_id"] in r["trace_link"] for r in rows)
+    times = [r["time"] for r in rows]
+    assert times == sorted(times, reverse=True)
+    assert any(r["cost"] is None for r in rows) and any(r["cost"] for r in rows), "seeded data has unpriced calls"
