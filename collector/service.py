@@ -29,6 +29,8 @@ from .config import (
     unused_components,
 )
 from .decoding import InlineReader, RecordProcessor, SpanReader, WorkerPoolReader, is_row_processor
+from .digest.api import add_digest_routes
+from .digest.scheduler import digest_schedulers
 from .exporters import ClickHouseExporter, OtlpForwarder
 from .health import add_health_routes
 from .keys_api import add_key_routes
@@ -100,6 +102,7 @@ class Collector:
         self.exporter.rows = RowBuilder(
             self.span_reader, processors, self.metrics, store_config.retention.rows, columns
         )
+        self.digests = digest_schedulers(config, self.reader.run, store_config.database, store_config.cluster)
         self.traces = TracesPipeline(self.exporter, self._forwarders_of(traces.exporters), self.metrics)
         telemetry = TelemetryRouter(
             {
@@ -128,6 +131,7 @@ class Collector:
                 add_health_routes(http.app, self.exporter, store_config.unavailable_grace)
                 add_key_routes(http.app, self.reader, self._auth(http_config))
                 add_calls_routes(http.app, self.reader)
+                add_digest_routes(http.app, self.reader, config)
                 self.http_receivers.append(http)
 
     def _auth(self, listener: GrpcProtocolConfig | HttpProtocolConfig) -> KeyAuthenticator | None:
@@ -164,6 +168,8 @@ class Collector:
         await asyncio.to_thread(self.exporter.start)
         if self.budgets is not None:
             await asyncio.to_thread(self.budgets.start)
+        for digest in self.digests:
+            digest.start()
         for forwarder in self._forwarders.values():
             await forwarder.start()
         for authenticator in self.authenticators.values():
@@ -195,6 +201,8 @@ class Collector:
         await asyncio.to_thread(self.span_reader.stop)
         if self.budgets is not None:
             await asyncio.to_thread(self.budgets.stop)
+        for digest in self.digests:
+            await asyncio.to_thread(digest.stop)
         self.reader.close()
         for forwarder in self._forwarders.values():
             await forwarder.shutdown()
