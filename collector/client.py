@@ -210,13 +210,13 @@ class Client:
             reason=answer.get("reason"),
         )
 
-    def findings(self, *, since: str | None = None, project: str | None = None, kind: str | None = None) -> list[Any]:
-        """Where money is wasted (`spanmeter.findings.model.Finding`), with the savings per month."""
+    def findings(self, since: str | None = None, *, project: str | None = None) -> list[Any]:
+        """Where money goes to waste over `since` (default 30d), largest savings per month first
+        (`spanmeter.findings.model.Finding`)."""
         from .findings.model import Finding  # the findings' module, only when asked for
 
-        answer = self._get("/v1/findings", {"since": since, "project": project, "kind": kind})
-        entries = answer["findings"] if isinstance(answer, dict) else answer
-        return [Finding.from_json(entry) for entry in entries]
+        answer = self._get("/v1/findings", {"since": since, "project": project})
+        return [Finding.from_json(entry) for entry in answer["findings"]]
 
     def record_calls(self, calls: Iterable[CallIn | Mapping[str, Any]]) -> RecordedCalls:
         """Sends calls made where no instrumentation saw them (`POST /v1/calls`); each a `CallIn` or a mapping of

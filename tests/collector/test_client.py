@@ -3,9 +3,11 @@ money, paging, errors carrying the status and the server's text, and keys."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client as StoreClient
@@ -19,7 +21,7 @@ from spanmeter.report import ReportRow
 from spanmeter.service import Collector
 
 from .budget_helpers import MODEL, PROVIDER, budget_overrides
-from .conftest import deep_merge, rows, wait_for_rows
+from .conftest import deep_merge, http_request, rows, wait_for_rows
 from .test_auth import AUTH
 
 # $1 per input token (budget_helpers.PRICE): a call with N input tokens costs exactly N USD.
@@ -127,3 +129,27 @@ def test_the_client_sends_its_key(
     monkeypatch.setenv("SPANMETER_API_KEY", read)  # the key the CLI reads too
     (row,) = Client(url).report(by="project")
     assert (row.group, row.total_cost) == ("team-a", Decimal(4))
+
+
+def test_findings_are_read_into_their_objects(start_collector: Callable[..., Collector]) -> None:
+    pytest.importorskip("spanmeter.findings.api", reason="GET /v1/findings comes with the findings change")
+    from spanmeter.findings.model import Finding
+
+    collector = start_collector(budget_overrides([]))  # the price of MODEL
+    client = Client(f"http://127.0.0.1:{collector.http_port}")
+    failed = {"provider": PROVIDER, "model": MODEL, "input_tokens": 10, "error": "Timeout"}
+    client.record_calls([failed] * 5)  # paid for and failed, often enough for the paid_failures rule
+    wait_for_rows(collector, 5)
+    found = client.findings("1d")
+    status, _, body = http_request(collector, "/v1/findings?since=1d")
+    assert status == 200
+
+    def same(finding: dict[str, Any]) -> dict[str, Any]:  # the period ends when each request was answered
+        return {k: v for k, v in finding.items() if k not in ("start", "end", "trace_ids")}
+
+    assert [same(finding.to_json()) for finding in found] == [same(f) for f in json.loads(body)["findings"]]
+    assert [(f.kind, type(f)) for f in found] == [("paid_failures", Finding)]
+    assert found[0].savings_usd_per_month > 0
+    with pytest.raises(ApiError) as refused:
+        client.findings("a fortnight")
+    assert refused.value.status == 400 and "since" in refused.value.message
