@@ -32,6 +32,8 @@ from .decoding import InlineReader, RecordProcessor, SpanReader, WorkerPoolReade
 from .digest.api import add_digest_routes
 from .digest.scheduler import digest_schedulers
 from .exporters import ClickHouseExporter, OtlpForwarder
+from .findings.api import add_findings_routes, pricing_config
+from .findings.store import FindingsWriter
 from .health import add_health_routes
 from .keys_api import add_key_routes
 from .pipeline import TelemetryRouter, TracesPipeline
@@ -63,6 +65,7 @@ class Collector:
         self.exporter = ClickHouseExporter(store_config, self.metrics)
         self.store_config = store_config
         self.reader = StoreReader(store_config)
+        self.findings = FindingsWriter(config.findings, store_config, pricing_config(config))
         self._advert: ApiAdvert | None = None
 
         self.authenticators: dict[str, KeyAuthenticator] = {
@@ -130,6 +133,7 @@ class Collector:
                 add_budget_routes(http.app, self.budgets, self.reader, config)
                 add_health_routes(http.app, self.exporter, store_config.unavailable_grace)
                 add_key_routes(http.app, self.reader, self._auth(http_config))
+                add_findings_routes(http.app, self.reader, config)
                 add_calls_routes(http.app, self.reader)
                 add_digest_routes(http.app, self.reader, config)
                 self.http_receivers.append(http)
@@ -166,6 +170,7 @@ class Collector:
     async def start(self) -> None:
         await asyncio.to_thread(self.span_reader.start)
         await asyncio.to_thread(self.exporter.start)
+        self.findings.start()
         if self.budgets is not None:
             await asyncio.to_thread(self.budgets.start)
         for digest in self.digests:
@@ -203,6 +208,7 @@ class Collector:
             await asyncio.to_thread(self.budgets.stop)
         for digest in self.digests:
             await asyncio.to_thread(digest.stop)
+        await asyncio.to_thread(self.findings.stop)
         self.reader.close()
         for forwarder in self._forwarders.values():
             await forwarder.shutdown()

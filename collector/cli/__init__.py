@@ -1,4 +1,4 @@
-"""The `spanmeter` command: serve, report, calls, tail, top, demo, budget, rejected, keys."""
+"""The `spanmeter` command: serve, report, findings, calls, tail, top, demo, budget, rejected, keys."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import budget, calls, demo, digest, keys, rejected, report, serve, tail, top
+from . import budget, calls, demo, digest, findings, keys, rejected, report, serve, tail, top
 from .common import CommandError, fail
 
 __all__ = ["main"]
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spanmeter {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, report, calls, tail, top, digest, demo, budget, rejected, keys):
+    for module in (serve, report, findings, calls, tail, top, digest, demo, budget, rejected, keys):
         module.register(commands)
     return parser
 

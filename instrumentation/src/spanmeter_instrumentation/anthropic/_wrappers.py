@@ -7,7 +7,7 @@ from typing import Any
 import wrapt
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
-from .._content import capture_enabled, input_attributes
+from .._content import capture_enabled, request_content
 from .._genai import Call, field, given, given_kwargs, server_attributes
 from .._instrumentor import Plan, respond
 from .._stream import stream_proxy
@@ -34,9 +34,13 @@ def _request(instance: Any, kwargs: dict[str, Any], stream: bool) -> dict[str, A
         ga.GEN_AI_REQUEST_STOP_SEQUENCES: request.get("stop_sequences"),
         ga.GEN_AI_REQUEST_STREAM: True if stream else None,
     }
-    if capture_enabled():
-        system = request.get("system")
-        attributes.update(input_attributes(input_messages(request.get("messages")), blocks_to_parts(system) or None))
+    attributes.update(
+        request_content(
+            capture_enabled(),
+            lambda: input_messages(request.get("messages")),
+            lambda: blocks_to_parts(request.get("system")) or None,
+        )
+    )
     return attributes
 
 

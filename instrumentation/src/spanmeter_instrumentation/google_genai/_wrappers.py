@@ -10,7 +10,7 @@ from typing import Any
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
-from .._content import capture_enabled, input_attributes
+from .._content import capture_enabled, request_content
 from .._genai import Call, field, server_attributes
 from .._instrumentor import Plan, respond
 from ._response import GenerateStreamObserver, content_parts, input_messages, response_attributes
@@ -47,9 +47,13 @@ def _request(instance: Any, kwargs: dict[str, Any], stream: bool) -> dict[str, A
         ga.GEN_AI_REQUEST_CHOICE_COUNT: field(config, "candidate_count"),
         ga.GEN_AI_REQUEST_STREAM: True if stream else None,
     }
-    if capture_enabled():
-        system = field(config, "system_instruction")
-        attributes.update(input_attributes(input_messages(kwargs.get("contents")), content_parts(system) or None))
+    attributes.update(
+        request_content(
+            capture_enabled(),
+            lambda: input_messages(kwargs.get("contents")),
+            lambda: content_parts(field(config, "system_instruction")) or None,
+        )
+    )
     return attributes
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
-from .._content import capture_enabled, input_attributes, message, output_attributes, text_part, tool_call_part
+from .._content import capture_enabled, message, output_attributes, request_content, text_part, tool_call_part
 from .._genai import Usage, as_int, field, server_attributes
 from .._instrumentor import Plan, respond
 
@@ -102,15 +102,19 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], operatio
         ga.GEN_AI_REQUEST_STREAM: True if stream else None,
     }
     capture = capture_enabled()
-    if capture and operation == _CHAT:
+    if operation == _CHAT:
         messages = _arg(args, kwargs, 1, "messages") or []
-        converted = [message(str(field(m, "role")), _message_parts(m)) for m in messages]
-        attributes.update(input_attributes(converted))
-    elif capture and operation == _COMPLETION:
-        prompt = _arg(args, kwargs, 1, "prompt")
-        system = kwargs.get("system")
         attributes.update(
-            input_attributes([message("user", [text_part(prompt)])], [text_part(system)] if system else None)
+            request_content(capture, lambda: [message(str(field(m, "role")), _message_parts(m)) for m in messages])
+        )
+    elif operation == _COMPLETION:
+        prompt, system = _arg(args, kwargs, 1, "prompt"), kwargs.get("system")
+        attributes.update(
+            request_content(
+                capture,
+                lambda: [message("user", [text_part(prompt)])],
+                lambda: [text_part(system)] if system else None,
+            )
         )
 
     on_result = respond(

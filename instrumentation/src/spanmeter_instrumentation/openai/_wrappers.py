@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 
-from .._content import capture_enabled, input_attributes, message, text_part
+from .._content import capture_enabled, input_attributes, message, request_content, text_part
 from .._genai import Call, field, given, given_kwargs, server_attributes
 from .._instrumentor import Plan, respond
 from .._stream import stream_proxy
@@ -77,8 +77,7 @@ def plan_chat(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, i
         ga.GEN_AI_REQUEST_STREAM: True if stream else None,
     }
     capture = capture_enabled()
-    if capture:
-        attributes.update(input_attributes(chat_input(request.get("messages"))))
+    attributes.update(request_content(capture, lambda: chat_input(request.get("messages"))))
     send = kwargs
     hide = None
     raw = _raw_response(kwargs)
@@ -113,10 +112,14 @@ def plan_responses(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any])
         ga.GEN_AI_CONVERSATION_ID: field(request.get("conversation"), "id") or _str(request.get("conversation")),
     }
     capture = capture_enabled()
-    if capture:
-        instructions = request.get("instructions")
-        system = [text_part(instructions)] if isinstance(instructions, str) else None
-        attributes.update(input_attributes(responses_input(request.get("input")), system))
+    instructions = request.get("instructions")
+    attributes.update(
+        request_content(
+            capture,
+            lambda: responses_input(request.get("input")),
+            lambda: [text_part(instructions)] if isinstance(instructions, str) else None,
+        )
+    )
     on_result = respond(
         stream, lambda: ResponsesStreamObserver(capture), lambda result: responses_attributes(result, capture)
     )
