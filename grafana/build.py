@@ -742,6 +742,56 @@ def calls() -> list[dict[str, Any]]:
     return [panel]
 
 
+# The findings table (clickhouse/schema/017): the collector writes the findings there every findings.interval,
+# as some rules price what-ifs with genai-prices in Python. Each panel reads the newest run at or before the range's
+# end; runs are for their own period (findings.since), not the dashboard's range.
+LATEST_FINDINGS = f"""run_at = (SELECT max(run_at) FROM findings WHERE run_at <= $__toTime)
+    AND {filters(only=("project",))}"""
+
+
+def findings() -> list[dict[str, Any]]:
+    """What to change to spend less, from the newest stored run, sorted by the savings a month."""
+    return [
+        stat(
+            "Savings a month",
+            f"SELECT toFloat64(sum(savings_usd_per_month)) AS savings, count() AS findings FROM findings "
+            f"WHERE {LATEST_FINDINGS}",
+            ["savings", "findings"],
+            "currencyUSD",
+            w=8,
+        ),
+        pie(
+            "Savings by kind",
+            f"""SELECT kind, toFloat64(sum(savings_usd_per_month)) AS savings FROM findings WHERE {LATEST_FINDINGS}
+                GROUP BY kind ORDER BY savings DESC""",
+            "savings",
+            w=16,
+            h=4,
+        ),
+        table(
+            "Findings by savings",
+            f"""SELECT toFloat64(savings_usd_per_month) AS savings_per_month, kind, scope_text AS scope, action,
+                  evidence, arrayStringConcat(trace_ids, ' ') AS trace_ids, period_start, period_end, run_at
+                FROM findings WHERE {LATEST_FINDINGS}
+                ORDER BY savings_usd_per_month DESC, kind, scope LIMIT 200""",
+            {
+                "savings_per_month": "currencyUSD",
+                "kind": "",
+                "scope": "",
+                "action": "",
+                "evidence": "",
+                "trace_ids": "",
+                "period_start": "",
+                "period_end": "",
+                "run_at": "",
+            },
+            w=24,
+            h=14,
+            description="Estimated savings in USD a month; see README, Findings, for each kind's rule and formula.",
+        ),
+    ]
+
+
 COMPARE_MODEL = query_variable(
     "compare_model",
     "Compare with",
@@ -765,6 +815,7 @@ DASHBOARDS_SPEC = [
     ("spanmeter-budgets", "spanmeter / Budgets", "budgets.json", budgets, [], "now-30d"),
     ("spanmeter-ingestion", "spanmeter / Ingestion", "ingestion.json", ingestion, [], "now-6h"),
     ("spanmeter-calls", "spanmeter / Calls", "calls.json", calls, [TRACE_URL], "now-1h"),
+    ("spanmeter-findings", "spanmeter / Findings", "findings.json", findings, [], "now-30d"),
 ]
 
 

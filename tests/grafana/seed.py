@@ -11,6 +11,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from spanmeter.findings import FindingsConfig
+from spanmeter.findings.store import write_run
+
 TROUBLES = ("spike", "drift", "unpriced", "budget", "errors", "rejected")
 
 SPAN_COLUMNS = [
@@ -217,3 +220,11 @@ def seed(client: Client, database: str, now: datetime, troubles: tuple[str, ...]
             for n in range(3)
         ]
         client.insert("ingest_rejections", rejections, column_names=REJECTION_COLUMNS, database=database)
+    if "errors" in troubles:  # the failed calls were billed: the collector's stored findings hold a paid_failures
+        write_run(client, database, FINDINGS, None, now)
+
+
+FINDINGS = FindingsConfig.model_validate(
+    {"interval": "60s", **{rule: {"min_savings_usd": 0} for rule in ("paid_failures", "right_size", "cache_unused")}}
+)
+"""Runs every minute (the run ends at the minute's start, before `now`), reporting any saving."""
