@@ -34,6 +34,7 @@ from .digest.scheduler import digest_schedulers
 from .exporters import ClickHouseExporter, OtlpForwarder
 from .findings.api import add_findings_routes, pricing_config
 from .findings.store import FindingsWriter
+from .forecast_api import add_forecast_routes
 from .health import add_health_routes
 from .keys_api import add_key_routes
 from .pipeline import TelemetryRouter, TracesPipeline
@@ -134,6 +135,7 @@ class Collector:
                 add_health_routes(http.app, self.exporter, store_config.unavailable_grace)
                 add_key_routes(http.app, self.reader, self._auth(http_config))
                 add_findings_routes(http.app, self.reader, config)
+                add_forecast_routes(http.app, self.reader)
                 add_calls_routes(http.app, self.reader)
                 add_digest_routes(http.app, self.reader, config)
                 self.http_receivers.append(http)

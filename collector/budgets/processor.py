@@ -23,10 +23,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+from clickhouse_connect.driver.client import Client
 from prometheus_client import Counter
 
 from ..config import BudgetConfig, BudgetProcessorConfig, ClickHouseExporterConfig
 from ..exporters import ClickHouseExporter
+from ..forecast import store_weekday_factors
 from ..records import SpanRecord
 from ..store import connect, first_line
 from ..telemetry import CollectorMetrics
@@ -66,6 +68,9 @@ class BudgetProcessor:
         self.config = config
         self.budgets = [Budget.compile(_per_project(b) if per_project else b) for b in config.budgets]
         self.collector_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.weekday_factors: tuple[float, ...] | None = None
+        """The weekday rhythm of the store's spend (forecast.py), read at reconcile: projections weigh days by it."""
+        self._factors_due = 0.0
         self._store_config = store_config
         self._exporter = exporter
         self._clock = clock or system_clock
@@ -275,7 +280,7 @@ class BudgetProcessor:
             window_end=end,
             totals=totals,
             percent=budget.percent(totals),
-            projected_usd=Window.projected(totals.cost, start, end, now),
+            projected_usd=Window.projected(totals.cost, start, end, now, self.weekday_factors),
         )
 
     def statuses(self, now: datetime | None = None) -> list[BudgetStatus]:
@@ -341,6 +346,7 @@ class BudgetProcessor:
                         self._ready.set()
                 if store is not None and time.monotonic() >= due:
                     self._reconcile(store)
+                    self._read_weekday_factors(client)
                     due = time.monotonic() + self.config.reconcile_interval
                     self._ready.set()
                 try:
@@ -362,6 +368,19 @@ class BudgetProcessor:
                     self._handle(store, item)
             if client is not None:
                 client.close()
+
+    def _read_weekday_factors(self, client: Client | None) -> None:
+        """Read here, on the store thread; applied per batch by `status`, which stays cheap."""
+        if client is None or time.monotonic() < self._factors_due:
+            return
+        # Every tenth reconcile (a rhythm of weeks changes slowly); at each one until known (two weeks of spend).
+        self._factors_due = time.monotonic() + 10 * self.config.reconcile_interval
+        try:
+            self.weekday_factors = store_weekday_factors(client, self._store_config.database, self._clock())
+            if self.weekday_factors is None:
+                self._factors_due = 0.0
+        except Exception as exc:
+            logger.warning("budgets: cannot read the weekly rhythm of spend, projecting in a line: %s", first_line(exc))
 
     def _handle(self, store: BudgetStore, item: Crossing | Delivery) -> None:
         try:

@@ -8,7 +8,7 @@ and the bucket a span's start time falls in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import BUDGET_WINDOW
+from ..forecast import seasonal_share
 
 __all__ = ["Clock", "Window", "system_clock"]
 
@@ -96,8 +97,15 @@ class Window:
         return int(start.timestamp()), int(end.timestamp())
 
     @staticmethod
-    def projected(spend: Decimal, start: datetime, end: datetime, now: datetime) -> Decimal:
-        """Spend at the window's end if it goes on at the rate seen so far in the window."""
+    def projected(
+        spend: Decimal, start: datetime, end: datetime, now: datetime, factors: Sequence[float] | None = None
+    ) -> Decimal:
+        """Spend at the window's end if it goes on at the rate seen so far in the window; with the store's weekday
+        `factors` (forecast.py), a day counts by its factor, so a month seen only through quiet weekend days is not
+        projected as if every day were a weekend."""
+        share = seasonal_share(factors, start, end, now)
+        if share is not None and 0 < share < 1:
+            return (spend / Decimal(repr(share))).quantize(_CENT_MICRO)
         elapsed = Decimal((now - start) // timedelta(milliseconds=1))
         total = Decimal((end - start) // timedelta(milliseconds=1))
         if elapsed <= 0 or elapsed >= total:

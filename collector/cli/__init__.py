@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import budget, calls, demo, digest, findings, keys, rejected, report, serve, tail, top
+from . import budget, calls, demo, digest, findings, forecast, keys, rejected, report, serve, tail, top
 from .common import CommandError, fail
 
 __all__ = ["main"]
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spanmeter {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, report, findings, calls, tail, top, digest, demo, budget, rejected, keys):
+    for module in (serve, report, forecast, findings, calls, tail, top, digest, demo, budget, rejected, keys):
         module.register(commands)
     return parser
 

@@ -40,6 +40,14 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """--store, --database and --collector: the store a command reads, and the collector it asks when that collector
+    holds the embedded store (read_store)."""
+    parser.add_argument("--store", help="ClickHouse endpoint instead of the config's (chdb://PATH or http(s)://...)")
+    parser.add_argument("--database", help="database instead of the config's")
+    parser.add_argument("--collector", help="collector API base URL, used when the store is held by a collector")
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
     try:

@@ -26,6 +26,7 @@ from .common import (
     EXIT_CONFIG,
     CommandError,
     add_config_argument,
+    add_store_arguments,
     fail,
     get_json,
     load_or_exit,
@@ -69,9 +70,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="also price the same calls on MODEL (any model genai-prices knows, or PROVIDER:MODEL); repeatable "
         "or a comma list",
     )
-    parser.add_argument("--store", help="ClickHouse endpoint instead of the config's (chdb://PATH or http(s)://...)")
-    parser.add_argument("--database", help="database instead of the config's")
-    parser.add_argument("--collector", help="collector API base URL, used when the store is held by a collector")
+    add_store_arguments(parser)
     parser.set_defaults(run=run)
 
 
