@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -48,7 +49,8 @@ class TagSpanProcessor(_SpanProcessorBase):  # type: ignore[misc,valid-type]
     def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
         attributes = current_tag_attributes()
         request_span = None if self._server_spans is None else self._server_spans.on_start(span, parent_context)
-        from_request = self._request_attributes(span, request_span) if is_genai(span) else {}
+        started_with = getattr(span, "attributes", None) or {}
+        from_request = self._request_attributes(started_with, request_span) if is_genai(started_with) else {}
         if from_request:
             attributes = {**from_request, **attributes}
         if self._read_baggage:
@@ -59,10 +61,9 @@ class TagSpanProcessor(_SpanProcessorBase):  # type: ignore[misc,valid-type]
             span.set_attributes(attributes)
 
     @staticmethod
-    def _request_attributes(span: Any, request_span: Any) -> dict[str, str]:
+    def _request_attributes(started_with: Mapping[str, Any], request_span: Any) -> dict[str, str]:
         found = ServerSpans.tags(request_span) if request_span is not None else {}
         found.update(request_tags())
-        started_with = span.attributes or {}
         named = ((attribute_name(key), value) for key, value in found.items())
         return {name: value for name, value in named if name not in started_with}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -24,9 +25,9 @@ _GENAI_MARKS = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system"
 """A span that starts with one of these is a GenAI span (ours, another instrumentation's, an SDK's own)."""
 
 
-def is_genai(span: Any) -> bool:
-    attributes = getattr(span, "attributes", None)
-    return attributes is not None and any(mark in attributes for mark in _GENAI_MARKS)
+def is_genai(attributes: Mapping[str, Any]) -> bool:
+    """Whether a span that starts with ``attributes`` is a GenAI span."""
+    return any(mark in attributes for mark in _GENAI_MARKS)
 
 
 class ServerSpans:
@@ -39,7 +40,7 @@ class ServerSpans:
         """Remembers ``span``'s request span and returns its parent's (None for a local root)."""
         parent = trace.get_current_span(parent_context)
         inherited = None
-        if parent.get_span_context().is_valid and hasattr(parent, "kind"):  # an SDK span of this process
+        if hasattr(parent, "kind"):  # an SDK span of this process (a remote or invalid parent is a NonRecordingSpan)
             try:
                 inherited = self._request_span.get(parent) or parent
             except TypeError:  # not weakly referenceable, so never remembered: the root as far as we know
