@@ -131,6 +131,9 @@ def convention_spans(convention: Convention, variant: int) -> list[tuple[str, di
                 "app.empty": "",
                 "app.zero": 0,
                 "app.false": False,
+                # The instrumentation's prompt prefix hash: kept among span_attributes by both readers (the
+                # prompt_prefix_hash column is filled from it at insert).
+                "spanmeter.prompt.prefix_hash": f"{n:032x}",
                 sorted(CONTENT_ATTRIBUTES)[n]: "a prompt",
             }
         )
@@ -183,6 +186,8 @@ def test_the_engine_reads_each_conventions_spans_as_the_python_reader(
     batch = compare(reader, bodies)
     assert batch.fallback == []  # plain valid spans are read by the engine, not handed back
     assert batch.table.num_rows >= 3 * 4
+    hashes = [dict(a).get("spanmeter.prompt.prefix_hash") for a in batch.table.column("span_attributes").to_pylist()]
+    assert {f"{n:032x}" for n in range(4)} <= set(hashes)
     assert set(batch.table.column("convention").to_pylist()) >= {convention.name}
 
 

@@ -114,6 +114,9 @@ def test_the_engine_and_the_python_reader_build_the_same_rows(store: Client, tmp
     note = dict(house["span_attributes"])["support.note"]
     assert "TICKET-123456" not in note and "sk-proj-" not in note and "[REDACTED:ticket]" in note
     assert {row["convention"] for row in rows} == {c.name for c in CONVENTIONS}
+    # The prompt prefix hash, kept unredacted (genai_spans.prompt_prefix_hash is filled from it at insert).
+    hashes = {dict(row["span_attributes"]).get("spanmeter.prompt.prefix_hash") for row in rows}
+    assert {f"{n:032x}" for n in range(4)} <= hashes
     refusals = "; ".join(engine.rejections.messages)
     assert "is negative" in refusals and "is not the project of the sender's key ('p1')" in refusals
     assert {row["project"] for row in rows if row["service_name"] == "engine"} >= {"p1"}
