@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind
 
 from spanmeter_instrumentation import SpanmeterASGIMiddleware, SpanmeterWSGIMiddleware, TagSpanProcessor, tags
 from spanmeter_instrumentation.openai import OpenAIInstrumentor
+from tests.fakes.provider_server import TEXT
 
 from .apps import web_apps
 from .conftest import Spans, instrumented
@@ -115,6 +116,23 @@ def test_django_async_view(spans, openai_traced, django_user_model):
 
     assert asyncio.run(ask()) == 200
     assert attribution(spans) == [("v1/teams/<str:team>/ask", "linus")]
+
+
+def test_starlette_mount_prefix_and_plain_asgi_wrapping(spans, openai_traced):
+    """A plain Starlette app wrapped from outside; under a Mount the template starts with the mount's prefix."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+    from starlette.testclient import TestClient
+
+    async def item(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(await web_apps.achat())
+
+    inner = Starlette(routes=[Mount("/api", routes=[Route("/items/{item_id:int}", item, methods=["POST"])])])
+    with TestClient(SpanmeterASGIMiddleware(inner, user_header="X-User-Id")) as client:
+        assert client.post("/api/items/9", headers={"X-User-Id": "ada"}).text == TEXT
+    assert attribution(spans) == [("/api/items/{item_id}", "ada")]
 
 
 def test_a_failing_user_hook_costs_the_user_not_the_request(spans, openai_traced):
