@@ -3,18 +3,24 @@ the savings each test computes from genai-prices itself; clean traffic gives non
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from clickhouse_connect.driver.client import Client
 
+from spanmeter.config import ConfigError, load_config
 from spanmeter.findings import Finding, FindingsConfig
 from spanmeter.findings.model import Period
 from spanmeter.findings.runner import run_findings
 from spanmeter.store import apply_schema
 
+from .conftest import REPO
 from .findings_seed import END, LAST_DAY, Calls, clean, price
 
 PERIOD = Period(END - timedelta(days=30), END)
@@ -208,3 +214,21 @@ def test_the_prefix_hash_column_is_filled_from_the_span_attribute(
         parameters={"db": waste[0]},
     ).result_rows
     assert counts == [("feedc0ffee000001", 40)]
+
+
+@pytest.mark.parametrize(
+    ("findings", "key"),
+    [
+        ({"right_size": {"max_input_tokens": 0}}, "findings.right_size.max_input_tokens"),
+        ({"anomalies": {"dimensions": ["team"]}}, "findings.anomalies.dimensions"),
+        ({"interval": "soon"}, "findings.interval"),
+        ({"since": "2h"}, "findings.since"),
+        ({"repeated_calls": {"windw": "5m"}}, "findings.repeated_calls.windw"),
+    ],
+)
+def test_a_wrong_threshold_is_named_by_its_key(tmp_path: Path, findings: dict[str, Any], key: str) -> None:
+    raw = yaml.safe_load((REPO / "pipelines.yaml").read_text())
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(yaml.safe_dump({**raw, "findings": findings}))
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(path, env={})
