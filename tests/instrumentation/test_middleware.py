@@ -152,6 +152,24 @@ def test_a_failing_user_hook_costs_the_user_not_the_request(spans, openai_traced
     assert attribution(spans) == [("/chat/{room}", None), ("/chat/{room}", "grace")]
 
 
+def test_the_budget_gate_matches_the_requests_user_and_route():
+    """A per-user or ``tag:route`` block budget sees the middleware's values (``tags()`` still win)."""
+    from spanmeter_instrumentation._budget import _scope_of
+
+    seen: list[dict[str, str]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(_scope_of("openai", "gpt-4o-mini", {}))
+        with tags(user_id="explicit"):
+            seen.append(_scope_of("openai", "gpt-4o-mini", {}))
+        start_response("200 OK", [])
+        return [b""]
+
+    middleware = SpanmeterWSGIMiddleware(app, user_header="X-User-Id", route=lambda environ: "/r/{id}")
+    list(middleware({"HTTP_X_USER_ID": "ada"}, lambda status, headers: None))
+    assert [(scope["user"], scope["tag:route"]) for scope in seen] == [("ada", "/r/{id}"), ("explicit", "/r/{id}")]
+
+
 def test_middleware_arguments_are_checked():
     with pytest.raises(ValueError, match="user_header"):
         SpanmeterWSGIMiddleware(lambda environ, start: [], user_header=" ")

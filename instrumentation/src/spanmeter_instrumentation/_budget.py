@@ -27,6 +27,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from ._request import request_tags
 from ._tags import current_tags
 
 __all__ = [
@@ -88,7 +89,7 @@ def _matches(pattern: str, value: str) -> bool:
 
 
 def _scope_of(provider: str, model: str | None, resource: Mapping[str, Any]) -> dict[str, str]:
-    tags = current_tags()
+    tags = {**request_tags(), **current_tags()}  # a middleware's route and user, unless tags() set them
     scope = {
         "project": str(resource.get("spanmeter.project") or "default"),
         "service": str(resource.get("service.name") or os.environ.get("OTEL_SERVICE_NAME") or ""),
