@@ -416,6 +416,7 @@ def models() -> list[dict[str, Any]]:
             description="At the compared model's effective prices per input and output token over the last 30 days "
             "(cache discounts included), as seen in genai_spans.",
         ),
+        priced_on_any_model(),
     ]
 
 
@@ -615,6 +616,7 @@ def budgets() -> list[dict[str, Any]]:
             },
             w=24,
         ),
+        spend_forecast(),
     ]
 
 
@@ -799,6 +801,110 @@ COMPARE_MODEL = query_variable(
         WHERE timestamp >= $__toTime - INTERVAL 30 DAY AND price_status IN ('priced', 'override') ORDER BY 1""",
     multi=False,
 )
+# The newest genai-prices version a collector wrote into model_prices (collector/prices.py).
+PRICES_VERSION = "(SELECT argMax(version, refreshed_at) FROM model_prices)"
+PRICE_ON = query_variable(
+    "price_on",
+    "Price on",
+    f"SELECT DISTINCT concat(provider, ':', model) FROM model_prices WHERE version = {PRICES_VERSION} ORDER BY 1",
+    multi=False,
+)
+PRICE_ON["current"] = {"text": "openai:gpt-4o-mini", "value": "openai:gpt-4o-mini"}
+
+
+def priced_on_any_model() -> dict[str, Any]:
+    """The range's usage priced on any model genai-prices knows (model_prices), hour by hour at that hour's price."""
+    return table(
+        "The same usage priced on the model chosen in 'Price on' (any model genai-prices knows)",
+        f"""SELECT usage.model AS model, toFloat64(sum(usage.spend)) AS spend,
+              toFloat64(sum(
+                (usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens) * prices.input_mtok
+                + usage.cache_read_tokens * prices.cache_read_mtok + usage.cache_write_tokens * prices.cache_write_mtok
+                + (usage.output_tokens - usage.reasoning_tokens) * prices.output_mtok
+                + usage.reasoning_tokens * ifNull(prices.reasoning_mtok, prices.output_mtok)
+              )) / 1e6 AS on_price_model,
+              on_price_model - spend AS difference
+            FROM (
+              SELECT model, hour, toUInt32(toUnixTimestamp(hour) % 86400) * 1000 AS day_ms,
+                sum(total_cost) AS spend, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+                sum(reasoning_tokens) AS reasoning_tokens
+              FROM genai_spans_hourly WHERE $__timeFilter(hour) AND {HOURLY}
+              GROUP BY model, hour
+            ) AS usage
+            CROSS JOIN (
+              SELECT * FROM model_prices FINAL
+              WHERE version = {PRICES_VERSION} AND concat(provider, ':', model) = ${{price_on:sqlstring}}
+            ) AS prices
+            WHERE usage.hour >= prices.valid_from AND usage.hour < prices.valid_to
+              AND usage.day_ms >= prices.day_from_ms AND usage.day_ms < prices.day_to_ms
+            GROUP BY model ORDER BY spend DESC""",
+        {"model": "", "spend": "currencyUSD", "on_price_model": "currencyUSD", "difference": "currencyUSD"},
+        w=24,
+        description="Each hour's tokens by kind (cache reads and writes, reasoning) at the chosen model's prices "
+        "in force that hour, from genai-prices (the model_prices table). Long-context tiers are left out here (the "
+        "rollup has no per-call input); `spanmeter report --what-if MODEL` prices each call exactly.",
+    )
+
+
+def spend_forecast() -> dict[str, Any]:
+    """This month's daily spend, and to its end a forecast with a band, in SQL: weekday factors (a weekday's mean
+    over the mean day, from 14 days of history on), a least-squares line through the spend divided by them, and a
+    band of 1.645 residual standard deviations (90 % of days, if residuals are normal). `spanmeter forecast` fits
+    the same shape robustly and bands the month's total."""
+    return timeseries(
+        "Daily spend this month, and forecast to its end",
+        f"""WITH
+              toDate($__toTime) AS today,
+              toStartOfMonth(today) AS month_start,
+              addMonths(month_start, 1) AS month_stop,
+              daily AS (
+                SELECT toDate(hour) AS day, toFloat64(sum(total_cost)) AS spend FROM genai_spans_hourly
+                WHERE hour >= toDateTime(least(month_start, today - 56)) AND hour < toDateTime(month_stop)
+                  AND {HOURLY}
+                GROUP BY day
+              ),
+              history AS (
+                SELECT days.day AS day, toDayOfWeek(days.day) AS weekday,
+                  toFloat64(toInt32(days.day - today)) AS t, daily.spend AS spend
+                FROM (SELECT today - 56 + number AS day FROM numbers(56)) AS days
+                LEFT JOIN daily ON days.day = daily.day
+                WHERE days.day >= (SELECT min(day) FROM daily)
+              ),
+              factors AS (
+                SELECT weekday, if((SELECT count() FROM history) >= 14,
+                  avg(spend) / greatest((SELECT avg(spend) FROM history), 1e-12), 1) AS factor
+                FROM history GROUP BY weekday
+              ),
+              fitted AS (
+                SELECT simpleLinearRegression(history.t, history.spend / factors.factor) AS line
+                FROM history JOIN factors ON history.weekday = factors.weekday WHERE factors.factor > 0
+              ),
+              (SELECT line FROM fitted) AS line,
+              spread AS (
+                SELECT stddevSamp(history.spend - greatest(line.2 + line.1 * history.t, 0) * factors.factor) AS sigma
+                FROM history JOIN factors ON history.weekday = factors.weekday
+              ),
+              (SELECT sigma FROM spread) AS sigma
+            SELECT toDateTime(days.day) AS time,
+              if(days.day <= today, daily.spend, NULL) AS actual,
+              if(days.day >= today,
+                greatest(line.2 + line.1 * toFloat64(toInt32(days.day - today)), 0) * ifNull(factors.factor, 1),
+                NULL) AS forecast,
+              greatest(forecast - 1.645 * sigma, 0) AS low,
+              forecast + 1.645 * sigma AS high
+            FROM (SELECT month_start + number AS day FROM numbers(toUInt32(month_stop - month_start))) AS days
+            LEFT JOIN daily ON days.day = daily.day
+            LEFT JOIN factors ON toDayOfWeek(days.day) = factors.weekday
+            ORDER BY time""",
+        "currencyUSD",
+        w=24,
+        description="Actual spend per UTC day of the month that holds the range's end, then the expected day's "
+        "spend with a band of 90 % of days. Weekday pattern from two weeks of history on; the month's total and its "
+        "band: `spanmeter forecast`.",
+    )
+
+
 TAG_KEY = query_variable(
     "tag_key",
     "Tag",
@@ -809,7 +915,7 @@ TAG_KEY = query_variable(
 
 DASHBOARDS_SPEC = [
     ("spanmeter-overview", "spanmeter / Overview", "overview.json", overview, [], "now-24h"),
-    ("spanmeter-models", "spanmeter / Models", "models.json", models, [COMPARE_MODEL], "now-7d"),
+    ("spanmeter-models", "spanmeter / Models", "models.json", models, [COMPARE_MODEL, PRICE_ON], "now-7d"),
     ("spanmeter-attribution", "spanmeter / Attribution", "attribution.json", attribution, [TAG_KEY], "now-7d"),
     ("spanmeter-trends", "spanmeter / Trends and prompt drift", "trends.json", trends, [], "now-14d"),
     ("spanmeter-budgets", "spanmeter / Budgets", "budgets.json", budgets, [], "now-30d"),

@@ -13,6 +13,7 @@ from clickhouse_connect.driver.client import Client
 
 from spanmeter.findings import FindingsConfig
 from spanmeter.findings.store import write_run
+from spanmeter.prices import refresh as refresh_prices
 
 TROUBLES = ("spike", "drift", "unpriced", "budget", "errors", "rejected")
 
@@ -210,6 +211,7 @@ def seed(client: Client, database: str, now: datetime, troubles: tuple[str, ...]
     for trouble in troubles:
         spans += trouble_spans(now, trouble)
     client.insert("genai_spans", spans, column_names=SPAN_COLUMNS, database=database)
+    refresh_prices(client, database)  # as a collector does at start: the Models dashboard prices on model_prices
     status, events = budget_rows(now, exceeded="budget" in troubles)
     client.insert("budget_status", status, column_names=STATUS_COLUMNS, database=database)
     if events:
