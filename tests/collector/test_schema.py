@@ -53,6 +53,7 @@ CONTRACT = {
     "span_attributes": "Map(LowCardinality(String), String)",
     "resource_attributes": "Map(LowCardinality(String), String)",
     "content": "Map(LowCardinality(String), String)",
+    "prompt_prefix_hash": "String",
     "ingested_at": "DateTime64(3, 'UTC')",
 }
 
