@@ -7,8 +7,9 @@ multiplicative weekday factors (medians of spend over the trend per weekday, ave
 level grows. That is a handful of medians on at most 56 numbers; statsmodels' seasonal decompositions or ETS would
 add a large dependency for the same shape and need more history than a new project has.
 
-The band: residuals (spend less trend x factor) give a robust standard deviation (1.4826 x MAD, widened for the
-parameters fitted); the variance of a total over the horizon adds each day's noise and the uncertainty of the
+The band: residuals (spend less trend x factor) give a standard deviation (the larger of 1.4826 x MAD and the
+root mean square, for the parameters fitted: outlier days do not move the fit, but they do widen the band); the
+variance of a total over the horizon adds each day's noise and the uncertainty of the
 fitted line where it is extrapolated (the least-squares formula, which Theil-Sen's matches closely for normal
 noise). The band is the central 90 % of a normal law of that variance; it never goes below what is already spent.
 
@@ -190,9 +191,9 @@ def fit(daily: Sequence[float], first_day: date) -> Fit:
     expected = np.maximum(intercept + slope * t, 0.0) * np.array([factors[d.weekday()] for d in days])
     residuals = y - expected
     sigma = _MAD_TO_SD * float(np.median(np.abs(residuals - np.median(residuals))))
-    if method != "seasonal":  # an unmodelled weekly rhythm is noise here, and not normal: take the plain deviation
-        sigma = max(sigma, float(residuals.std(ddof=parameters)))
     sigma *= math.sqrt(n / max(n - parameters, 1))
+    # The robust deviation ignores outlier days for the fit's sake; the band must not: the larger of the two.
+    sigma = max(sigma, float(np.sqrt((residuals**2).sum() / max(n - parameters, 1))))
     weights = np.array([factors[d.weekday()] for d in days])
     usable = weights > 1e-9
     off_line = y[usable] / weights[usable] - (intercept + slope * t[usable])

@@ -71,15 +71,15 @@ def test_forecast_error_within_the_stated_bound() -> None:
 
 
 def test_band_covers_the_truth_at_the_stated_rate() -> None:
-    """The 90 % band holds the realised total (noise and all) in 84-96 % of 300 seeds: 90 % less what the normal
-    approximation of medians leaves out (measured: 87 %), give or take 3 binomial sd (1.7 % each at 300)."""
+    """The 90 % band holds the realised total (noise and all) in 85-95 % of 300 seeds: 90 % give or take 3 binomial
+    standard deviations (1.7 % each at 300). Measured: 91 %."""
     covered = 0
     for seed in range(300):
         history, _ = series(seed, 56)
         _, low, high = predict(history, 56)
         covered += low <= history[56:].sum() <= high
     assert BAND == 0.90
-    assert 0.84 <= covered / 300 <= 0.96
+    assert 0.85 <= covered / 300 <= 0.95
 
 
 def test_short_history_says_so_and_uses_no_weekday_pattern() -> None:
