@@ -13,12 +13,22 @@ import io
 import json
 import sys
 import urllib.parse
+from collections.abc import Sequence
 from decimal import Decimal
 
 from ..calls import MAX_LIMIT, PARAMETERS, CallRow, CallsPage, CallsQuery, parse_calls_query, run_calls
 from .common import EXIT_CONFIG, add_config_argument, fail, get_json, load_or_exit, read_store
 
-__all__ = ["add_filter_arguments", "cost_cell", "fetch_calls", "query_from_args", "register", "render_table", "run"]
+__all__ = [
+    "add_filter_arguments",
+    "aligned",
+    "cost_cell",
+    "fetch_calls",
+    "query_from_args",
+    "register",
+    "render_table",
+    "run",
+]
 
 FORMATS = ("table", "json", "csv")
 
@@ -134,9 +144,18 @@ def render_table(calls: list[CallRow], header: bool = True) -> str:
     lines = [list(COLUMNS)] if header else []
     lines += [table_cells(call) for call in calls]
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() + "\n" for line in lines
+    return "".join(aligned(line, widths) + "\n" for line in lines)
+
+
+NUMERIC = (5, 6, 7)  # tokens, cost, duration: right-aligned
+
+
+def aligned(cells: list[str], widths: Sequence[int]) -> str:
+    padded = (
+        cell.rjust(width) if i in NUMERIC else cell.ljust(width)
+        for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
     )
+    return "  ".join(padded).rstrip()
 
 
 def cost_cell(cost: Decimal, unpriced: bool) -> str:

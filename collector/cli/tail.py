@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..calls import MAX_LIMIT, CallRow, CallsPage, CallsQuery, Cursor, run_calls
-from .calls import COLUMNS, add_filter_arguments, fetch_calls, query_from_args, table_cells
+from .calls import COLUMNS, add_filter_arguments, aligned, fetch_calls, query_from_args, table_cells
 from .common import EXIT_CONFIG, fail, load_or_exit, read_store
 
 __all__ = ["Follower", "register", "run"]
@@ -49,11 +49,13 @@ class Follower:
         self._low = 0
 
     def start(self, lines: int) -> list[CallRow]:
-        """The latest `lines` calls (oldest first); following starts from now."""
+        """The latest `lines` calls (oldest first); following shows the calls stored from now on."""
         latest = self._fetch(replace(self._query, limit=lines)).calls[::-1] if lines > 0 else []
         newest = max([int(time.time() * 1000), *(call.ingested_unix_milli for call in latest)])
         self._low = newest - OVERLAP_MS
-        return self._fresh(latest)
+        shown = self._fresh(latest)
+        self.poll()  # calls stored before now are not news, but for the latest `lines`: seen, not shown
+        return shown
 
     def poll(self) -> list[CallRow]:
         """Calls stored since the last poll, in the order they were stored."""
@@ -133,4 +135,4 @@ _WIDTHS = (23, 16, 12, 12, 24, 20, 14, 9, 7, 32)
 
 
 def _line(cells: list[str]) -> str:
-    return "  ".join(cell.ljust(width) for cell, width in zip(cells, _WIDTHS, strict=True)).rstrip()
+    return aligned(cells, _WIDTHS)

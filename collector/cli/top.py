@@ -94,7 +94,7 @@ def render_frame(requests: list[ReportRequest], tables: list[list[ReportRow]], r
         widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
         for line in (header, *body):
             cells = [line[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True))]
-            out.append("  ".join(cells))
+            out.append("  ".join(cells).rstrip())
         if not body:
             out.append("(no calls)")
         elif len(table) > rows:

@@ -27,7 +27,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
+from spanmeter.calls import parse_calls_query, run_calls
 from spanmeter.cli import main
+from spanmeter.cli.tail import Follower
 from spanmeter.keys import create_key
 from spanmeter.service import Collector
 
@@ -99,7 +101,7 @@ def listed(collector: Collector, **parameters: Any) -> list[str]:
     return [call["span_id"] for call in page["calls"]]
 
 
-def test_filters_select_the_matching_calls_newest_first(collector: Collector, seeded: dict[str, Any]) -> None:
+def check_filters_select_the_matching_calls_newest_first(collector: Collector, seeded: dict[str, Any]) -> None:
     ids = seeded["ids"]
 
     def expected(match: Callable[[tuple[Any, ...]], bool]) -> list[str]:
@@ -148,7 +150,7 @@ def test_filters_select_the_matching_calls_newest_first(collector: Collector, se
     assert unpriced["price_status"] == "unpriced"
 
 
-def test_pages_are_stable_while_calls_arrive(collector: Collector, seeded: dict[str, Any]) -> None:
+def check_pages_are_stable_while_calls_arrive(collector: Collector, seeded: dict[str, Any]) -> None:
     """Paging by cursor gives every call once, in order, though newer and older calls are stored meanwhile."""
     ids = seeded["ids"]
     status, page = api(collector, limit=3)
@@ -177,27 +179,32 @@ def test_pages_are_stable_while_calls_arrive(collector: Collector, seeded: dict[
     assert (none["calls"], none["after"]) == ([], rest["after"])
 
 
-@pytest.mark.parametrize(
-    ("parameters", "message"),
-    [
-        ({"limit": "0"}, "limit must be a whole number from 1 to 1000"),
-        ({"limit": "many"}, "limit must be a whole number"),
-        ({"status": "failed"}, "status must be ok or error"),
-        ({"min_cost": "cheap"}, "min_cost must be a decimal amount"),
-        ({"min_cost": "-1"}, "min_cost must be between 0"),
-        ({"since": "yesterday"}, "since expects a number and a unit"),
-        ({"from": "noon"}, "from is not an ISO 8601 time"),
-        ({"to": "2026-01-01T00:00:00"}, "to goes with from"),
-        ({"cursor": "12:zz"}, "cursor must be TIME:SPANID"),
-        ({"cursor": "1:", "after": "1:"}, "give cursor (page back) or after (follow), not both"),
-        ({"servce": "x"}, "unknown parameter servce"),
-    ],
-)
-def test_bad_parameters_are_400_naming_the_parameter(
-    collector: Collector, parameters: dict[str, str], message: str
-) -> None:
-    status, body = api(collector, **parameters)
-    assert status == 400 and message in body["error"], body
+BAD_PARAMETERS = [
+    ({"limit": "0"}, "limit must be a whole number from 1 to 1000"),
+    ({"limit": "many"}, "limit must be a whole number"),
+    ({"status": "failed"}, "status must be ok or error"),
+    ({"min_cost": "cheap"}, "min_cost must be a decimal amount"),
+    ({"min_cost": "-1"}, "min_cost must be between 0"),
+    ({"since": "yesterday"}, "since expects a number and a unit"),
+    ({"from": "noon"}, "from is not an ISO 8601 time"),
+    ({"to": "2026-01-01T00:00:00"}, "to goes with from"),
+    ({"cursor": "12:zz"}, "cursor must be TIME:SPANID"),
+    ({"cursor": "1:", "after": "1:"}, "give cursor (page back) or after (follow), not both"),
+    ({"servce": "x"}, "unknown parameter servce"),
+]
+
+
+def check_bad_parameters_are_400_naming_the_parameter(collector: Collector) -> None:
+    for parameters, message in BAD_PARAMETERS:
+        status, body = api(collector, **parameters)
+        assert status == 400 and message in body["error"], (parameters, body)
+
+
+def test_calls_api_filters_pages_and_refuses_bad_parameters(collector: Collector, seeded: dict[str, Any]) -> None:
+    """One collector and one seeding for the API's checks (each collector start costs seconds)."""
+    check_filters_select_the_matching_calls_newest_first(collector, seeded)
+    check_bad_parameters_are_400_naming_the_parameter(collector)
+    check_pages_are_stable_while_calls_arrive(collector, seeded)  # stores more calls: last
 
 
 def test_a_project_key_lists_its_own_project_only(
@@ -227,6 +234,22 @@ def test_a_project_key_lists_its_own_project_only(
     assert sorted(c["project"] for c in page["calls"]) == ["team-a", "team-b"]
 
 
+def check_follower_shows_each_call_once_as_it_is_stored(
+    collector: Collector, seeded: dict[str, Any], store: Client, database: str
+) -> None:
+    """`tail` reading the store itself: the latest calls first, then each new call once, however often polled."""
+    follower = Follower(lambda q: run_calls(store, database, q), parse_calls_query({"service": "svc-a"}))
+    assert [c.span_id for c in follower.start(2)] == seeded["ids"][:2][::-1]  # oldest first
+    assert follower.poll() == []
+    provider = tracer_provider(collector, resource={"service.name": "svc-a"})
+    other = tracer_provider(collector, resource={"service.name": "svc-b"})
+    new = [send_call(provider, "gpt-4o-mini", {"input": n, "output": 1}) for n in (1, 2)]
+    send_call(other, "gpt-4o-mini", {"input": 3, "output": 1})
+    wait_for_rows(collector, len(CALLS) + 3)
+    assert sorted(c.span_id for c in follower.poll()) == sorted(new)  # one insert: in span id order
+    assert follower.poll() == []
+
+
 # --- the command line ------------------------------------------------------------------------------------------------
 
 
@@ -237,7 +260,7 @@ def cli_args(seeded: dict[str, Any], chdb_path: Path, database: str, tmp_path: P
     return ["--config", str(config), "--store", f"chdb://{chdb_path}", "--database", database]
 
 
-def test_calls_command_formats_filters_and_pages(
+def check_calls_command_formats_filters_and_pages(
     seeded: dict[str, Any], cli_args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     ids = seeded["ids"]
@@ -268,7 +291,7 @@ def test_calls_command_formats_filters_and_pages(
     assert "--min-cost must be a decimal amount" in capsys.readouterr().err
 
 
-def test_top_once_shows_spend_per_service_model_and_user(
+def check_top_once_shows_spend_per_service_model_and_user(
     seeded: dict[str, Any], cli_args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["top", *cli_args, "--once", "--minutes", "10"]) == 0
@@ -281,6 +304,20 @@ def test_top_once_shows_spend_per_service_model_and_user(
     assert "acme-1" in sections[1]
     assert main(["top", *cli_args, "--once", "--minutes", "2"]) == 0
     assert "calls 1 " in capsys.readouterr().out
+
+
+def test_calls_top_and_tail_reading_the_store(
+    collector: Collector,
+    seeded: dict[str, Any],
+    cli_args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    store: Client,
+    database: str,
+) -> None:
+    """The commands reading the store themselves (in this process, beside the collector)."""
+    check_calls_command_formats_filters_and_pages(seeded, cli_args, capsys)
+    check_top_once_shows_spend_per_service_model_and_user(seeded, cli_args, capsys)
+    check_follower_shows_each_call_once_as_it_is_stored(collector, seeded, store, database)  # stores more: last
 
 
 # --- against `spanmeter serve`, which holds its embedded store ----------------------------------------------------
