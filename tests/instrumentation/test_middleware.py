@@ -100,10 +100,13 @@ def test_django_resolver_route_and_authenticated_user(spans, openai_traced, djan
     anonymous = Client()
     assert anonymous.post("/users/6/chat", headers={"X-User-Id": "grace"}).status_code == 200
     assert anonymous.post("/users/6/chat").status_code == 200
+    streamed = client.post("/v1/teams/core/stream")
+    assert b"".join(streamed.streaming_content).startswith(b"answer: ")  # type: ignore[attr-defined]
     assert attribution(spans) == [
         ("users/<int:user_id>/chat", str(user.pk)),
         ("users/<int:user_id>/chat", "grace"),
         ("users/<int:user_id>/chat", None),
+        ("v1/teams/<str:team>/stream", str(user.pk)),
     ]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from inspect import iscoroutinefunction
 from typing import Any
 
-from ._request import RequestAttribution, header_key, request_scope
+from ._request import RequestAttribution, header_key, request_scope, scoped_async_iterator, scoped_iterator
 
 SETTING_USER_HEADER = "SPANMETER_USER_HEADER"
 """Django setting: the header that names the user when Django's user is anonymous (e.g. ``"X-User-Id"``)."""
@@ -41,12 +41,14 @@ class SpanmeterDjangoMiddleware:
     def __call__(self, request: Any) -> Any:
         if self._async:
             return self._acall(request)
-        with request_scope(self._attribution(request)):
-            return self.get_response(request)
+        attribution = self._attribution(request)
+        with request_scope(attribution):
+            return _scoped_stream(self.get_response(request), attribution)
 
     async def _acall(self, request: Any) -> Any:
-        with request_scope(self._attribution(request)):
-            return await self.get_response(request)
+        attribution = self._attribution(request)
+        with request_scope(attribution):
+            return _scoped_stream(await self.get_response(request), attribution)
 
     def route(self, request: Any) -> str | None:
         """The pattern of the URL Django resolved (``None`` until it has resolved one)."""
@@ -68,3 +70,14 @@ class SpanmeterDjangoMiddleware:
             lambda: self.user(request),
             None if header is None else lambda: request.headers.get(header),
         )
+
+
+def _scoped_stream(response: Any, attribution: RequestAttribution) -> Any:
+    """A streaming response whose body is produced inside the request's attribution (it is produced as the
+    server sends it, after this middleware returned)."""
+    if getattr(response, "streaming", False):
+        if getattr(response, "is_async", False):
+            response.streaming_content = scoped_async_iterator(response.streaming_content, attribution)
+        else:
+            response.streaming_content = scoped_iterator(response.streaming_content, attribution)
+    return response

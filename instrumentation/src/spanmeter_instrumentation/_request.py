@@ -8,9 +8,10 @@ begins: by that time the framework has matched the route and authenticated the u
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TypeVar
 
 _logger = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ USER_TAG = "user_id"
 """The tag that carries the user (span attribute ``user.id``)."""
 
 Resolver = Callable[[], "str | None"]
+T = TypeVar("T")
 
 
 class RequestAttribution:
@@ -70,6 +72,33 @@ def request_scope(attribution: RequestAttribution) -> Iterator[None]:
         yield
     finally:
         _CURRENT.reset(token)
+
+
+def scoped_iterator(iterable: Iterable[T], attribution: RequestAttribution) -> Iterator[T]:
+    """``iterable``'s items, each produced inside ``attribution``: a response body that a generator produces
+    only as the server sends it, after the view (and the middleware's scope) returned."""
+    with request_scope(attribution):
+        iterator = iter(iterable)
+    while True:
+        with request_scope(attribution):
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+        yield item
+
+
+async def scoped_async_iterator(iterable: AsyncIterable[T], attribution: RequestAttribution) -> AsyncIterator[T]:
+    """``scoped_iterator`` for an async body."""
+    with request_scope(attribution):
+        iterator = aiter(iterable)
+    while True:
+        with request_scope(attribution):
+            try:
+                item = await anext(iterator)
+            except StopAsyncIteration:
+                return
+        yield item
 
 
 def request_tags() -> dict[str, str]:

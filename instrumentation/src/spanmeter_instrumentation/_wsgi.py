@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._request import RequestAttribution, header_key, request_scope
+from ._request import RequestAttribution, header_key, request_scope, scoped_iterator
 
 Environ = dict[str, Any]
 WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
@@ -75,14 +75,7 @@ class _ScopedBody:
         self._attribution = attribution
 
     def __iter__(self) -> Iterator[bytes]:
-        with request_scope(self._attribution):
-            iterator = iter(self._body)
-        while True:
-            with request_scope(self._attribution):
-                chunk = next(iterator, None)
-            if chunk is None:
-                return
-            yield chunk
+        return scoped_iterator(self._body, self._attribution)
 
     def close(self) -> None:
         close = getattr(self._body, "close", None)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.urls import path
 
-from .web_apps import DJANGO_ASK, DJANGO_CHAT, achat, chat
+from .web_apps import DJANGO_ASK, DJANGO_CHAT, DJANGO_STREAM, achat, chat
 
 
 def user_chat(request: HttpRequest, user_id: int) -> JsonResponse:
@@ -22,7 +22,17 @@ async def team_ask(request: HttpRequest, team: str) -> JsonResponse:
     return JsonResponse({"answer": await achat()})
 
 
-urlpatterns = [path(DJANGO_CHAT, user_chat), path(DJANGO_ASK, team_ask)]
+def team_stream(request: HttpRequest, team: str) -> StreamingHttpResponse:
+    """The provider is called while the body streams, after every middleware returned."""
+
+    def body() -> Any:
+        yield "answer: "
+        yield chat()
+
+    return StreamingHttpResponse(body())
+
+
+urlpatterns = [path(DJANGO_CHAT, user_chat), path(DJANGO_ASK, team_ask), path(DJANGO_STREAM, team_stream)]
 
 
 def setup() -> Any:

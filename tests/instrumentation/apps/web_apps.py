@@ -19,6 +19,7 @@ FLASK_CHAT = "/users/<int:user_id>/chat"
 FLASK_ASK = "/v1/teams/<team>/ask"
 DJANGO_CHAT = "users/<int:user_id>/chat"
 DJANGO_ASK = "v1/teams/<str:team>/ask"
+DJANGO_STREAM = "v1/teams/<str:team>/stream"
 
 
 def chat() -> str:
