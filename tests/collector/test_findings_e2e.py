@@ -19,11 +19,14 @@ from clickhouse_connect.driver.client import Client
 from spanmeter.cli import main
 from spanmeter.findings import FindingsConfig
 from spanmeter.findings.store import read_latest, write_run
+from spanmeter.keys import create_key
 from spanmeter.service import Collector
 from spanmeter_instrumentation.openai import OpenAIInstrumentor
 from tests.fakes.provider_server import OPENAI_CHAT_USAGE, FakeProviderServer, provider_server
 
 from .conftest import REPO, http_request, rows, tracer_provider, wait_for_rows
+from .findings_seed import Calls
+from .test_auth import AUTH, BOOTSTRAP
 from .test_pricing_e2e import reference_price
 
 FINDINGS = {
@@ -121,3 +124,26 @@ def test_spanmeter_findings_reads_the_store(
     assert main(["findings", *store_args]) == 0
     table = capsys.readouterr().out
     assert "1. repeated_calls" in table and "feature" not in table.split("\n")[2].split("$")[0]
+
+
+def test_a_project_key_sees_its_own_projects_findings(start_collector: Any, store: Client, database: str) -> None:
+    collector = start_collector({**AUTH, "findings": FINDINGS})
+    calls = Calls()
+    for project in ("team-a", "team-b"):
+        for n in range(5):
+            calls.add(datetime.now(UTC) - timedelta(hours=n + 1), "agent", "plan", "openai", "gpt-4o", 2000, 500,
+                      status="ERROR", error_type="timeout", project=project)  # fmt: skip
+    calls.insert(store, database)
+    reader_a, _ = create_key(store, database, "team-a", "dashboards", "read")
+    ingest_a, _ = create_key(store, database, "team-a", "app", "ingest")
+
+    def get(path: str, key: str) -> tuple[int, Any]:
+        status, _, body = http_request(collector, path, headers={"Authorization": f"Bearer {key}"})
+        return status, json.loads(body)
+
+    status, answer = get("/v1/findings?since=1d", reader_a)
+    assert status == 200 and [f["scope"]["project"] for f in answer["findings"]] == ["team-a"], answer
+    assert get("/v1/findings?since=1d&project=team-b", reader_a)[0] == 403
+    assert get("/v1/findings?since=1d", ingest_a)[0] == 403  # an ingest key reads nothing
+    status, answer = get("/v1/findings?since=1d", BOOTSTRAP)
+    assert sorted(f["scope"]["project"] for f in answer["findings"]) == ["team-a", "team-b"]
