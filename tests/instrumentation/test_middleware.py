@@ -113,12 +113,14 @@ def test_django_resolver_route_and_authenticated_user(spans, openai_traced, djan
 def test_django_async_view(spans, openai_traced, django_user_model):
     from django.test import AsyncClient
 
-    async def ask() -> int:
-        response = await AsyncClient().post("/v1/teams/core/ask", headers={"X-User-Id": "linus"})
-        return int(response.status_code)
+    async def ask() -> bytes:
+        client, user = AsyncClient(), {"X-User-Id": "linus"}
+        assert (await client.post("/v1/teams/core/ask", headers=user)).status_code == 200
+        streamed = await client.post("/v1/teams/core/astream", headers=user)
+        return b"".join([chunk async for chunk in streamed.streaming_content])  # type: ignore[attr-defined]
 
-    assert asyncio.run(ask()) == 200
-    assert attribution(spans) == [("v1/teams/<str:team>/ask", "linus")]
+    assert asyncio.run(ask()).startswith(b"answer: ")
+    assert attribution(spans) == [("v1/teams/<str:team>/ask", "linus"), ("v1/teams/<str:team>/astream", "linus")]
 
 
 def test_starlette_mount_prefix_and_plain_asgi_wrapping(spans, openai_traced):

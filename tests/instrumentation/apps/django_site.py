@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.urls import path
 
-from .web_apps import DJANGO_ASK, DJANGO_CHAT, DJANGO_STREAM, achat, chat
+from .web_apps import DJANGO_ASK, DJANGO_ASTREAM, DJANGO_CHAT, DJANGO_STREAM, achat, chat
 
 
 def user_chat(request: HttpRequest, user_id: int) -> JsonResponse:
@@ -32,7 +32,20 @@ def team_stream(request: HttpRequest, team: str) -> StreamingHttpResponse:
     return StreamingHttpResponse(body())
 
 
-urlpatterns = [path(DJANGO_CHAT, user_chat), path(DJANGO_ASK, team_ask), path(DJANGO_STREAM, team_stream)]
+async def team_astream(request: HttpRequest, team: str) -> StreamingHttpResponse:
+    async def body() -> Any:
+        yield "answer: "
+        yield await achat()
+
+    return StreamingHttpResponse(body())
+
+
+urlpatterns = [
+    path(DJANGO_CHAT, user_chat),
+    path(DJANGO_ASK, team_ask),
+    path(DJANGO_STREAM, team_stream),
+    path(DJANGO_ASTREAM, team_astream),
+]
 
 
 def setup() -> Any:

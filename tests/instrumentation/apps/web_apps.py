@@ -20,6 +20,7 @@ FLASK_ASK = "/v1/teams/<team>/ask"
 DJANGO_CHAT = "users/<int:user_id>/chat"
 DJANGO_ASK = "v1/teams/<str:team>/ask"
 DJANGO_STREAM = "v1/teams/<str:team>/stream"
+DJANGO_ASTREAM = "v1/teams/<str:team>/astream"
 
 
 def chat() -> str:
