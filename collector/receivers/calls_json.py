@@ -283,12 +283,26 @@ class CallsJsonReceiver:
         self._metrics = metrics
         self._authenticator = authenticator
         self._limit = config.max_request_body_size_mib * _MIB
+        self._max_in_flight = config.max_concurrent_requests
+        self._in_flight = 0
 
     def register(self, app: web.Application) -> None:
         app.router.add_post(PATH, self.handle)
 
     async def handle(self, request: web.Request) -> web.Response:
+        """As the OTLP/HTTP receiver's export: at most `max_concurrent_requests` at once (its own count)."""
         self._metrics.requests.labels("calls", "http").inc()
+        if self._in_flight >= self._max_in_flight:
+            reply = _error(503, "too many requests at once; retry")
+            reply.headers["Retry-After"] = "1"
+            return reply
+        self._in_flight += 1
+        try:
+            return await self._handle(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _handle(self, request: web.Request) -> web.Response:
         received_ns = time.time_ns()
         principal: Principal | None = request.get(PRINCIPAL)
         if principal is not None:

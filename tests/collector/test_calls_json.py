@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +18,8 @@ import anthropic
 import openai
 import pytest
 from clickhouse_connect.driver.client import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from spanmeter.keys import create_key
 from spanmeter.service import Collector
@@ -24,7 +28,7 @@ from spanmeter_instrumentation.anthropic import AnthropicInstrumentor
 from spanmeter_instrumentation.openai import OpenAIInstrumentor
 from tests.fakes.provider_server import ANTHROPIC_USAGE, OPENAI_CHAT_USAGE, FakeProviderServer, provider_server
 
-from .conftest import REPO, http_request, rows, tracer_provider, wait_for_rows
+from .conftest import REPO, http_request, metric_value, rows, tracer_provider, wait_for_rows
 from .test_auth import AUTH
 
 COSTS = ("input_cost", "cache_read_cost", "cache_write_cost", "output_cost", "total_cost")
@@ -264,3 +268,102 @@ def test_keys_guard_it_like_otlp(start_collector: Callable[..., Collector], stor
     assert post_calls(collector, call, ingest)[0] == 200
     wait_for_rows(collector, 1)
     assert [row["project"] for row in rows(store, database)] == ["team-a"]  # the key's project
+
+
+# --- fuzzing: whatever the body, a documented answer, and every accepted call accounted for -------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+NOW = datetime.now(UTC).replace(tzinfo=None)
+# Near now (some past max_future_skew), edges, and anything: calls spread over years would each cost an insert per
+# month partition, which is slow and not what this test is about.
+TIMES = st.one_of(
+    st.integers(min_value=int(NOW.timestamp()) - 2 * 86400, max_value=int(NOW.timestamp()) + 7200),
+    st.sampled_from([0, -1, 946_684_799, 946_684_800, 2**40, 1e300, -1e300, 1.5]),
+    st.datetimes(min_value=NOW - timedelta(days=2), max_value=NOW + timedelta(hours=2)).map(datetime.isoformat),
+    st.text(max_size=30),
+)
+FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "provider": st.sampled_from(["openai", "anthropic", "gcp.gemini", "acme", ""]) | st.text(max_size=40),
+    "model": st.sampled_from(["gpt-4o-mini", "claude-haiku-4-5", "unknown-model"]) | st.text(max_size=40),
+    "operation": st.sampled_from(["chat", "embeddings", "text_completion"]) | st.text(max_size=20),
+    "response_model": st.text(max_size=20),
+    "input_tokens": st.integers(min_value=-5, max_value=2**70),
+    "output_tokens": st.integers(min_value=-5, max_value=2**70),
+    "cache_read_tokens": st.integers(min_value=-5, max_value=10**6),
+    "cache_write_tokens": st.integers(min_value=-5, max_value=10**6),
+    "reasoning_tokens": st.integers(min_value=-5, max_value=10**6),
+    "finish_reasons": st.lists(st.text(max_size=10), max_size=3),
+    "start_time": TIMES,
+    "end_time": TIMES,
+    "duration_ms": st.floats() | st.integers(min_value=-10, max_value=2**64),
+    "status": st.sampled_from(["ok", "error", "OK", ""]),
+    "error": st.text(max_size=20),
+    "service": st.text(max_size=20),
+    "environment": st.text(max_size=20),
+    "tags": st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=4),
+    "id": st.text(min_size=1, max_size=10),
+    "trace_id": st.text(alphabet="0123456789abcdefg", min_size=30, max_size=33),
+}
+
+
+@st.composite
+def calls(draw: st.DrawFn) -> dict[str, Any]:
+    """A call with some fields, each a value of its kind (valid or not) or, now and then, any JSON value."""
+    names = draw(st.lists(st.sampled_from(sorted(FIELDS)), max_size=8, unique=True))
+    call: dict[str, Any] = {"provider": "openai", "model": "gpt-4o-mini"}
+    for name in names:
+        call[name] = draw(FIELDS[name] | JSON_VALUES if draw(st.integers(0, 9)) == 0 else FIELDS[name])
+    if draw(st.integers(0, 19)) == 0:
+        call[draw(st.text(max_size=8))] = draw(JSON_VALUES)
+    return call
+
+
+BODIES = st.one_of(
+    calls().map(json.dumps),
+    st.lists(calls(), max_size=4).map(json.dumps),
+    JSON_VALUES.map(json.dumps),
+    st.binary(max_size=200).map(lambda raw: raw.decode("latin-1")),
+)
+
+
+def test_fuzzed_bodies_get_documented_answers_and_accepted_calls_are_all_accounted_for(
+    start_collector: Callable[..., Collector], store: Client, database: str
+) -> None:
+    # Segments of 2 s: a few engine reads and inserts for the whole run, rather than one per request.
+    collector = start_collector({"exporters": {"clickhouse": {"batch": {"max_age": "2s"}}}})
+    accepted = 0
+
+    @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(BODIES)
+    def send(body: str) -> None:
+        nonlocal accepted
+        status, _, answer = http_request(
+            collector, "/v1/calls", body.encode("utf-8", "surrogatepass"), {"Content-Type": "application/json"}
+        )
+        assert status in (200, 400), (status, body, answer)
+        if status == 200:
+            accepted += json.loads(answer)["accepted"]
+
+    send()
+    assert accepted > 0  # the strategies reach valid calls too
+    # Each accepted call is a row, a span refused when read (e.g. starting too far ahead), or a resend.
+    deadline = time.monotonic() + 30
+    while True:
+        refused = store.query(
+            "SELECT sum(rows) FROM {db:Identifier}.ingest_rejections", parameters={"db": database}
+        ).result_rows[0][0]
+        duplicates = metric_value(collector, "spanmeter_spans_dropped_total", reason="duplicate_call")
+        counted = collector.exporter.stored_rows + int(refused) + int(duplicates)
+        if counted == accepted or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert counted == accepted, (
+        collector.exporter.stored_rows,
+        refused,
+        duplicates,
+        accepted,
+    )
