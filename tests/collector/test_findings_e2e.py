@@ -5,6 +5,7 @@ repeated calls come back as a finding from `GET /v1/findings`, `spanmeter findin
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -55,7 +56,7 @@ def calls(
     monkeypatch.setenv("SPANMETER_PROMPT_PREFIX_HASH", "true")
     monkeypatch.setenv("SPANMETER_PROMPT_PREFIX_SALT", "test-deployment-salt")
     monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
-    collector = start_collector({"findings": FINDINGS})
+    collector = start_collector({"findings": {**FINDINGS, "interval": "2s"}})
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider(collector))
     try:
@@ -98,7 +99,13 @@ def test_repeated_calls_from_the_api_and_the_findings_table(calls: Collector, st
     status, _, body = http_request(calls, "/v1/findings?since=soon")
     assert status == 400 and b"since" in body
 
-    # The findings table: a run covers the period ending at the start of its interval (after the calls here).
+    # The collector stores a run every findings.interval (here 2 s) for the Findings dashboard.
+    deadline = time.monotonic() + 20
+    while not (stored := read_latest(store, database)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [row["kind"] for row in stored] == ["repeated_calls"]
+
+    # A run covers the period ending at the start of its interval (an hour on, after the calls, here).
     config = FindingsConfig.model_validate({**FINDINGS, "since": "1d", "interval": "1h"})
     later = datetime.now(UTC) + timedelta(hours=1)
     first = write_run(store, database, config, None, later)
