@@ -13,9 +13,9 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import SpanKind, StatusCode
 
-from spanmeter_instrumentation import record_call, tags
+from spanmeter_instrumentation import BudgetUnavailableError, enable_budget_gate, record_call, tags
 from spanmeter_instrumentation.openai import OpenAIInstrumentor
-from tests.fakes.provider_server import OPENAI_CHAT_USAGE
+from tests.fakes.provider_server import OPENAI_CHAT_USAGE, refused_url
 
 from .conftest import instrumented
 
@@ -163,3 +163,17 @@ def test_a_call_recorded_at_once_cannot_also_time_a_block(spans, tracer_provider
     ):
         pass
     assert len(spans.all()) == 1  # the one recorded at once, not a second
+
+
+def test_a_timed_block_passes_the_budget_gate_first(spans, tracer_provider, gate_off) -> None:
+    enable_budget_gate(refused_url(), refresh_interval=0.2, fail_closed=True)
+    ran = False
+    with (
+        pytest.raises(BudgetUnavailableError, match="fails closed"),
+        record_call(provider="openai", model="gpt-4o", tracer_provider=tracer_provider),
+    ):
+        ran = True
+    assert not ran and spans.all() == []
+    # A call recorded after the fact was already made: the gate does not stand in its way.
+    record_call(provider="openai", model="gpt-4o", input_tokens=3, tracer_provider=tracer_provider)
+    assert len(spans.all()) == 1
