@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ..api import StoreReader, query_response
 from ..auth import PRINCIPAL, AuthError, readable_project
-from ..config import Config, PricingProcessorConfig
+from ..config import Config
 from .config import DigestConfig
 from .content import Digest, FindingLine, FindingsSource, build_digest
 from .period import DigestPeriod, latest_due
@@ -42,10 +42,11 @@ def configured_digest(config: Config, overrides: Mapping[str, str] | None = None
 
 def findings_source(config: Config) -> FindingsSource:
     """The costliest findings over the 30 days before a digest's end, priced as the pipeline prices calls."""
+    from ..findings.api import pricing_config
     from ..findings.model import Period
     from ..findings.runner import run_findings
 
-    pricing = next((p for p in config.processors.values() if isinstance(p, PricingProcessorConfig)), None)
+    pricing = pricing_config(config)
 
     def top_findings(client: Client, database: str, period: DigestPeriod, project: str, top: int) -> list[FindingLine]:
         window = Period(period.end - FINDINGS_HISTORY, period.end, project)
