@@ -5,6 +5,8 @@ Then the path with no middleware: opentelemetry-instrumentation-fastapi's server
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -235,3 +237,16 @@ def test_nearest_server_span_under_internal_spans(spans, tracer_provider):
         span.end()
     assert ROUTE not in (seen[0].attributes or {})
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_the_server_span_map_lets_spans_go(tracer_provider):
+    """The processor remembers spans weakly: a request's spans, ended and dropped, are collected."""
+    tracer = tracer_provider.get_tracer("test")
+    server = tracer.start_span("GET /a", kind=SpanKind.SERVER)
+    child = tracer.start_span("work", context=trace.set_span_in_context(server))
+    refs = [weakref.ref(server), weakref.ref(child)]
+    child.end()
+    server.end()
+    del server, child
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]

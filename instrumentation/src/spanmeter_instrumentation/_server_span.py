@@ -30,6 +30,10 @@ def is_genai(attributes: Mapping[str, Any]) -> bool:
     return any(mark in attributes for mark in _GENAI_MARKS)
 
 
+_ITSELF = object()
+"""The value of a span that is its own request span (a SERVER span, or a local root)."""
+
+
 class ServerSpans:
     """Each live span's request span."""
 
@@ -42,12 +46,14 @@ class ServerSpans:
         inherited = None
         if hasattr(parent, "kind"):  # an SDK span of this process (a remote or invalid parent is a NonRecordingSpan)
             try:
-                inherited = self._request_span.get(parent) or parent
+                found = self._request_span.get(parent, _ITSELF)
             except TypeError:  # not weakly referenceable, so never remembered: the root as far as we know
-                inherited = parent
-        mine = span if getattr(span, "kind", None) is SpanKind.SERVER or inherited is None else inherited
+                found = _ITSELF
+            inherited = parent if found is _ITSELF else found
+        itself = getattr(span, "kind", None) is SpanKind.SERVER or inherited is None
         with contextlib.suppress(TypeError):  # not weakly referenceable: its children take it for their root
-            self._request_span[span] = mine
+            # A span is never its own value: the dict holds values strongly, which would keep the key alive.
+            self._request_span[span] = _ITSELF if itself else inherited
         return inherited
 
     @staticmethod
