@@ -17,11 +17,7 @@ SELECT
 FROM
 (
     SELECT
-        project,
-        service_name AS service,
-        feature,
-        provider,
-        if(response_model != '', response_model, request_model) AS model,
+        {scope_columns},
         prompt_prefix_hash,
         count() AS calls,
         min(input_tokens) AS min_input,

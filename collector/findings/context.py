@@ -22,6 +22,13 @@ CALLS_IN_PERIOD = """timestamp >= {start:DateTime64(9, 'UTC')}
       AND operation NOT IN ('invoke_agent', 'create_agent', 'invoke_workflow', 'execute_tool')"""
 """`{calls_in_period}` in a rule's SQL: model calls (agent and tool spans are rows, not calls) of the period and
 project. Still parameters: only this fixed text is put in."""
+SCOPE_COLUMNS = """project,
+    service_name AS service,
+    feature,
+    provider,
+    if(response_model != '', response_model, request_model) AS model"""
+"""`{scope_columns}` in a rule's SQL: the columns of SCOPE_KEYS (a model is the one that answered, else the one
+asked for)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,7 @@ class Context:
 
     def rows(self, name: str, replace: dict[str, str] | None = None, **parameters: Any) -> list[dict[str, Any]]:
         """The named rule query's rows; `replace` fills fixed expressions (never user text) into the SQL."""
-        text = query(name).replace("{calls_in_period}", CALLS_IN_PERIOD)
+        text = query(name).replace("{calls_in_period}", CALLS_IN_PERIOD).replace("{scope_columns}", SCOPE_COLUMNS)
         for key, expression in (replace or {}).items():
             text = text.replace("{" + key + "}", expression)
         # Sums are named after their columns (input_tokens...): aggregates read the columns, not the sums.

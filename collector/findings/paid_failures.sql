@@ -1,10 +1,6 @@
 -- paid_failures: calls that ended in an error yet reported (and were billed for) tokens.
 SELECT
-    project,
-    service_name AS service,
-    feature,
-    provider,
-    if(response_model != '', response_model, request_model) AS model,
+    {scope_columns},
     error_type,
     count() AS calls,
     sum(input_tokens) AS input_tokens,

@@ -1,11 +1,7 @@
 -- prompt_growth: per scope and week (0 = the last 7 days before the end, 1 the week before...), calls and input
 -- tokens; plain input (no cache) and its cost give the rate the growth is priced at.
 SELECT
-    project,
-    service_name AS service,
-    feature,
-    provider,
-    if(response_model != '', response_model, request_model) AS model,
+    {scope_columns},
     intDiv(toUnixTimestamp64Nano({end:DateTime64(9, 'UTC')}) - toUnixTimestamp64Nano(timestamp),
            toInt64(7 * 86400) * 1000000000) AS week,
     count() AS calls,

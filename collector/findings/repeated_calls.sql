@@ -15,11 +15,7 @@ SELECT
 FROM
 (
     SELECT
-        project,
-        service_name AS service,
-        feature,
-        provider,
-        if(response_model != '', response_model, request_model) AS model,
+        {scope_columns},
         prompt_prefix_hash,
         input_tokens,
         output_tokens,

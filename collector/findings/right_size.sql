@@ -1,11 +1,7 @@
 -- right_size: scopes whose successful calls are short in and out (classification-like), with their token sums,
 -- the largest input of one call (which tier a price applies), and what they cost.
 SELECT
-    project,
-    service_name AS service,
-    feature,
-    provider,
-    if(response_model != '', response_model, request_model) AS model,
+    {scope_columns},
     count() AS calls,
     sum(input_tokens) AS input_tokens,
     sum(cache_read_tokens) AS cache_read_tokens,
