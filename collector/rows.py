@@ -18,6 +18,7 @@ rows, inserted under the same token: stored once.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,10 +139,21 @@ class RowBuilder:
         self._metrics = metrics
         self._retention_ns = retention_days * 86_400 * 10**9
         self._calls = CallDeduplicator()
+        self._stages_lock = threading.Lock()  # a reload swaps the reader and stages between segments
+
+    def reconfigure(self, reader: SpanReader, columns: ColumnStages | None) -> SpanReader:
+        """Read the next segments with these (a reloaded configuration); returns the reader they replace, to stop."""
+        with self._stages_lock:
+            previous, self._reader, self._columns = self._reader, reader, columns
+        return previous
 
     def build(self, requests: pa.Table, counted: bool) -> Built:
         """The rows of `requests` (accepted.REQUESTS_SCHEMA). `counted`: this run accepted them (budgets hear of
         the rows); False for a segment a previous run left."""
+        with self._stages_lock:
+            return self._build(requests, counted)
+
+    def _build(self, requests: pa.Table, counted: bool) -> Built:
         bodies = requests.column("body").to_pylist()
         received = np.asarray(requests.column("received_ns").to_numpy(), dtype=np.int64)
         latest = [self._reader.latest_accepted(int(at)) for at in received]

@@ -39,6 +39,7 @@ from .health import add_health_routes
 from .keys_api import add_key_routes
 from .pipeline import TelemetryRouter, TracesPipeline
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
+from .reload import reloadable, restart_changes
 from .rows import ColumnStages, RowBuilder
 from .telemetry import CollectorMetrics
 
@@ -80,29 +81,11 @@ class Collector:
             if isinstance(body, OtlpExporterConfig)
         }
 
-        genai_config: GenAIProcessorConfig = config.processors[traces.processors[0]]
         # Per-row processors go with the genai processor (possibly into workers); the others stay here.
-        row_configs: list[Any] = []
-        processors: list[RecordProcessor] = []
-        for pid in traces.processors[1:]:
-            if is_row_processor(config.processors[pid]):
-                row_configs.append(config.processors[pid])
-            else:
-                processors.append(self._processor(pid))
-        workers = config.service.workers
-        self.span_reader: SpanReader = (
-            WorkerPoolReader(genai_config, row_configs, workers) if workers else InlineReader(genai_config, row_configs)
-        )
-        columns = None
-        if genai_config.reader == "engine":
-            by_type = {type(c): c for c in row_configs}
-            columns = ColumnStages(
-                genai_config,
-                by_type[PricingProcessorConfig],
-                by_type.get(TagsProcessorConfig),
-                self.exporter.wal.directory / "engine",
-                self.exporter.engine_client,
-            )
+        processors = [
+            self._processor(pid) for pid in traces.processors[1:] if not is_row_processor(config.processors[pid])
+        ]
+        self.span_reader, columns = self._row_stages(config)
         self.exporter.rows = RowBuilder(
             self.span_reader, processors, self.metrics, store_config.retention.rows, columns
         )
@@ -139,6 +122,47 @@ class Collector:
                 add_calls_routes(http.app, self.reader)
                 add_digest_routes(http.app, self.reader, config)
                 self.http_receivers.append(http)
+
+    def _row_stages(self, config: Config) -> tuple[SpanReader, ColumnStages | None]:
+        """The reader of spans and the engine's columnar stages for the traces pipeline's per-row processors."""
+        traces = config.service.pipelines.traces
+        genai_config: GenAIProcessorConfig = config.processors[traces.processors[0]]
+        row_configs: list[Any] = [
+            config.processors[p] for p in traces.processors[1:] if is_row_processor(config.processors[p])
+        ]
+        workers = config.service.workers
+        reader: SpanReader = (
+            WorkerPoolReader(genai_config, row_configs, workers) if workers else InlineReader(genai_config, row_configs)
+        )
+        if genai_config.reader != "engine":
+            return reader, None
+        by_type = {type(c): c for c in row_configs}
+        columns = ColumnStages(
+            genai_config,
+            by_type[PricingProcessorConfig],
+            by_type.get(TagsProcessorConfig),
+            self.exporter.wal.directory / "engine",
+            self.exporter.engine_client,
+        )
+        return reader, columns
+
+    def reload(self, loaded: Config) -> list[str]:
+        """Apply what a reloaded pipelines.yaml may change without a restart (reload.py); returns the changed keys
+        that need one, which are left as they run. Blocks while a segment is being read; call it off the loop."""
+        ignored = restart_changes(self.config, loaded)
+        config = reloadable(self.config, loaded)
+        reader, columns = self._row_stages(config)
+        reader.start()
+        assert self.exporter.rows is not None
+        previous = self.exporter.rows.reconfigure(reader, columns)
+        previous.stop()
+        self.span_reader = reader
+        for pid in config.service.pipelines.traces.processors:
+            if self.budgets is not None and isinstance(config.processors[pid], BudgetProcessorConfig):
+                self.budgets.reconfigure(config.processors[pid])
+        logging.getLogger().setLevel(config.service.telemetry.log_level.upper())
+        self.config = config
+        return ignored
 
     def _auth(self, listener: GrpcProtocolConfig | HttpProtocolConfig) -> KeyAuthenticator | None:
         return self.authenticators[listener.auth.authenticator] if listener.auth is not None else None
@@ -211,6 +235,8 @@ class Collector:
         for digest in self.digests:
             await asyncio.to_thread(digest.stop)
         await asyncio.to_thread(self.findings.stop)
+        for digest in self.digests:
+            await asyncio.to_thread(digest.stop)
         self.reader.close()
         for forwarder in self._forwarders.values():
             await forwarder.shutdown()

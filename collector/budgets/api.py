@@ -1,5 +1,6 @@
-"""`GET /v1/budgets` (every budget's status, what the instrumentation's gate reads) and
-`GET /v1/budgets/events?since=7d` (crossings and their deliveries), on the collector's HTTP port."""
+"""`GET /v1/budgets` (every budget's status and the blocks in force, what the instrumentation's gate reads) and
+`GET /v1/budgets/events?since=7d` (crossings and their deliveries), on the collector's HTTP port; the routes that
+change budgets and blocks at runtime are in runtime_api.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from ..keys import Principal
 from ..report import parse_since
 from .model import iso
 from .processor import BudgetProcessor
+from .runtime import configured_budgets
+from .runtime_api import add_runtime_routes
 from .store import read_events
 
 __all__ = ["add_budget_routes", "no_budgets_reason"]
@@ -31,7 +34,9 @@ def add_budget_routes(
         principal: Principal | None = request.get(PRINCIPAL)  # any key of the project: the gate reads this
         entries = [s.to_json() for s in budgets.statuses()] if budgets is not None else []
         entries = [e for e in entries if _visible(principal, e["scope"], e["values"])]
-        payload: dict[str, Any] = {"generated_at": iso(datetime.now(UTC)), "budgets": entries}
+        blocks = [b.to_json() for b in budgets.blocks()] if budgets is not None else []
+        blocks = [b for b in blocks if _visible(principal, b["scope"], {}, blocks_all=True)]
+        payload: dict[str, Any] = {"generated_at": iso(datetime.now(UTC)), "budgets": entries, "blocks": blocks}
         if principal is not None and not principal.admin:
             payload["project"] = principal.project  # the gate files its calls under it
         if not entries:
@@ -59,14 +64,20 @@ def add_budget_routes(
 
     app.router.add_get("/v1/budgets", status)
     app.router.add_get("/v1/budgets/events", events)
+    add_runtime_routes(app, budgets, reader, configured_budgets(config))
 
 
-def _visible(principal: Principal | None, scope: dict[str, str], values: dict[str, str]) -> bool:
+def _visible(
+    principal: Principal | None, scope: dict[str, str], values: dict[str, str], blocks_all: bool = False
+) -> bool:
     """A key sees the budgets of its own project: those split per project (the value is its project) or
-    scoped to exactly it. Admin keys, and collectors without keys, see all."""
+    scoped to exactly it. Admin keys, and collectors without keys, see all. `blocks_all`: a block naming no
+    project blocks every project, so every key sees it (its gate must refuse those calls too)."""
     if principal is None or principal.admin:
         return True
     project = values.get("project") or scope.get("project", "")
+    if blocks_all and not project:
+        return True
     return project == principal.project
 
 

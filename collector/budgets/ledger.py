@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -79,6 +79,22 @@ class Ledger:
                     if not buckets:
                         del self._pending[key]
 
+    def remap(self, indexes: Mapping[int, int]) -> None:
+        """The budgets were replaced: budget `old` is now `indexes[old]`; spend of budgets not in `indexes` is
+        forgotten (a changed budget starts again from the store at the next reconcile)."""
+        with self._lock:
+            self._base = _renamed(self._base, indexes)
+            self._pending = _renamed(self._pending, indexes)
+            batches: deque[tuple[int, dict[tuple[Key, int], Totals]]] = deque()
+            for position, deltas in self._batches:
+                kept = {
+                    ((indexes[index], values), bucket): totals
+                    for ((index, values), bucket), totals in deltas.items()
+                    if index in indexes
+                }
+                batches.append((position, kept))  # kept even when empty: positions stay in order
+            self._batches = batches
+
     def totals(self, key: Key, start: int, end: int) -> Totals:
         """Spend of buckets in [start, end)."""
         result = Totals()
@@ -92,3 +108,7 @@ class Ledger:
     def keys(self, budget: int) -> list[Key]:
         with self._lock:
             return sorted({k for k in (*self._base, *self._pending) if k[0] == budget})
+
+
+def _renamed(spend: dict[Key, Buckets], indexes: Mapping[int, int]) -> dict[Key, Buckets]:
+    return {(indexes[index], values): buckets for (index, values), buckets in spend.items() if index in indexes}

@@ -32,9 +32,10 @@ from ..forecast import store_weekday_factors
 from ..records import SpanRecord
 from ..store import connect, first_line
 from ..telemetry import CollectorMetrics
-from .ledger import Key, Ledger, Totals
+from .ledger import Buckets, Key, Ledger, Totals
 from .model import Budget, BudgetStatus, Crossing
 from .notifiers import deliver, make_notifier
+from .runtime import Block, BudgetDefinition, RuntimeBudget, definitions, effective_budgets
 from .scope import EACH
 from .store import BudgetStore, Delivery
 from .windows import Clock, Window, system_clock
@@ -44,6 +45,7 @@ __all__ = ["BudgetProcessor"]
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+_RECONCILE = object()
 _FiredKey = tuple[str, str, datetime, int]
 
 
@@ -58,14 +60,23 @@ class BudgetProcessor:
         self,
         config: BudgetProcessorConfig,
         store_config: ClickHouseExporterConfig,
-        exporter: ClickHouseExporter,
+        exporter: ClickHouseExporter | None,
         metrics: CollectorMetrics,
         clock: Clock | None = None,
         per_project: bool = False,
     ) -> None:
-        """`per_project` (keys are required): a budget whose scope names no project is kept per project
+        """`exporter`: None for a processor that only reads the store (`load_stored`). `per_project` (keys are
+        required): a budget whose scope names no project is kept per project
         (`project: each`), so one project's traffic never counts toward, or trips, another's budget."""
         self.config = config
+        self._per_project = per_project
+        # Budgets are replaced as a whole (a runtime budget set or removed, a reload): under this lock, so the
+        # ledger's budget indexes and `budgets` always agree; `_generation` tells a reconcile it read stale ones.
+        self._budgets_lock = threading.RLock()
+        self._generation = 0
+        self._runtime: list[RuntimeBudget] = []
+        self._blocks: list[Block] = []
+        self._applied: list[BudgetConfig] = list(config.budgets)
         self.budgets = [Budget.compile(_per_project(b) if per_project else b) for b in config.budgets]
         self.collector_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.weekday_factors: tuple[float, ...] | None = None
@@ -107,6 +118,7 @@ class BudgetProcessor:
         )
         self._each_seen: dict[int, tuple[int, set[tuple[str, ...]]]] = {}  # budget -> (window start, values)
         self._capped_warned: set[str] = set()
+        self._warned: set[str] = set()
         self.reconcile_errors = Counter(
             "spanmeter_budget_reconcile_errors", "Failed reads of budget spend from ClickHouse", registry=registry
         )
@@ -133,6 +145,10 @@ class BudgetProcessor:
         """Nothing before queueing: spend counts once the exporter has accepted the rows (`queued`)."""
 
     def queued(self, records: Sequence[SpanRecord]) -> None:
+        with self._budgets_lock:
+            self._queued(records)
+
+    def _queued(self, records: Sequence[SpanRecord]) -> None:
         if not self.budgets:
             self._ledger.add({}, len(records))
             return
@@ -164,6 +180,10 @@ class BudgetProcessor:
         """`queued` for the rows of an Arrow table (`genai_spans` columns): the same deltas in the ledger and the
         same checks, from group-bys per budget; `each` values are admitted (`max_each_values`) once per distinct
         value, in the order of their first row, as `queued` meets them."""
+        with self._budgets_lock:
+            self._queued_table(table)
+
+    def _queued_table(self, table: pa.Table) -> None:
         rows = table.num_rows
         if not self.budgets:
             self._ledger.add({}, rows)
@@ -287,14 +307,15 @@ class BudgetProcessor:
         """Every budget; an `each` budget once per value that has spend in the window."""
         now = now or self._clock()
         out: list[BudgetStatus] = []
-        for index, budget in enumerate(self.budgets):
-            if not budget.scope.each_keys:
-                out.append(self.status((index, ()), now))
-                continue
-            for key in self._ledger.keys(index):
-                status = self.status(key, now)
-                if status.totals.requests:
-                    out.append(status)
+        with self._budgets_lock:
+            for index, budget in enumerate(self.budgets):
+                if not budget.scope.each_keys:
+                    out.append(self.status((index, ()), now))
+                    continue
+                for key in self._ledger.keys(index):
+                    status = self.status(key, now)
+                    if status.totals.requests:
+                        out.append(status)
         return out
 
     def _check(self, keys: set[Key], now: datetime) -> None:
@@ -326,6 +347,75 @@ class BudgetProcessor:
                     )
                 )
 
+    # --- budgets and blocks changed at runtime ------------------------------------------------
+
+    def reconfigure(self, config: BudgetProcessorConfig) -> None:
+        """A reloaded pipelines.yaml: its budgets, channels and settings from now on; spend is re-read at once."""
+        channels = {name: (c, make_notifier(c, config.allow_private_targets)) for name, c in config.channels.items()}
+        with self._budgets_lock:
+            self.config = config
+            self._channels = channels
+            self._apply(*effective_budgets(config.budgets, self._runtime, config.channels))
+        self.reconcile_soon()
+
+    def reconcile_soon(self) -> None:
+        """Reconcile now rather than at the next interval (a budget or block was just changed through this one)."""
+        self._work.put(_RECONCILE)
+
+    def blocks(self, now: datetime | None = None) -> list[Block]:
+        """The blocks in force, as of the last reconcile (an expired one drops out at once)."""
+        now = now or self._clock()
+        return [block for block in self._blocks if block.active(now)]
+
+    def definitions(self) -> list[BudgetDefinition]:
+        """Every budget this collector knows, configured and runtime (as of the last reconcile)."""
+        return definitions(self.config.budgets, self._runtime)
+
+    def load_stored(self, store: BudgetStore) -> None:
+        """The budgets and their spend as stored, without a collector's queued spans and without writing anything:
+        what `spanmeter budget status` shows when no collector runs."""
+        now = self._clock()
+        self._read_runtime(store, now)
+        with self._budgets_lock:
+            self._ledger.reconcile(self._stored_spend(store, self.budgets, now), 0, range(len(self.budgets)))
+
+    def _stored_spend(self, store: BudgetStore, budgets: Sequence[Budget], now: datetime) -> dict[Key, Buckets]:
+        base: dict[Key, Buckets] = {}
+        for index, budget in enumerate(budgets):
+            start, end = budget.window.bounds(now)
+            base.update(store.spend(index, budget, start, end, self.config.max_each_values))
+        return base
+
+    def _read_runtime(self, store: BudgetStore, now: datetime) -> None:
+        runtime, self._blocks = store.runtime_budgets(), store.blocks(now)
+        with self._budgets_lock:
+            self._runtime = runtime
+            applied, warnings = effective_budgets(self.config.budgets, runtime, self.config.channels)
+            self._apply(applied, warnings)
+
+    def _apply(self, applied: list[BudgetConfig], warnings: list[str]) -> None:
+        """Replace the budgets (under `_budgets_lock`) when they differ; an unchanged budget keeps its spend."""
+        for warning in warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                logger.warning("budgets: %s", warning)
+        if applied == self._applied:
+            return
+        compiled = [Budget.compile(_per_project(b) if self._per_project else b) for b in applied]
+        old = {budget.config.model_dump_json(): index for index, budget in enumerate(self.budgets)}
+        identities = [budget.config.model_dump_json() for budget in compiled]
+        indexes = {old[identity]: index for index, identity in enumerate(identities) if identity in old}
+        self._ledger.remap(indexes)
+        self._each_seen = {indexes[i]: seen for i, seen in self._each_seen.items() if i in indexes}
+        added = sorted({b.name for b in applied} - {b.name for b in self._applied})
+        removed = sorted({b.name for b in self._applied} - {b.name for b in applied})
+        changed = sorted({b.name for b in applied if b not in self._applied} - set(added))
+        self.budgets, self._applied = compiled, list(applied)
+        self._generation += 1
+        logger.info(
+            "budgets now applied: %d (added %s; changed %s; removed %s)", len(compiled), added, changed, removed
+        )
+
     # --- the store thread --------------------------------------------------------------------
 
     def _run_store(self) -> None:
@@ -355,6 +445,9 @@ class BudgetProcessor:
                     continue
                 if item is _STOP:
                     break
+                if item is _RECONCILE:
+                    due = 0.0
+                    continue
                 if store is not None:
                     self._handle(store, item)
         finally:
@@ -397,20 +490,25 @@ class BudgetProcessor:
     def _reconcile(self, store: BudgetStore) -> None:
         now = self._clock()
         try:
+            self._read_runtime(store, now)
+            with self._budgets_lock:
+                budgets, generation = list(self.budgets), self._generation
+            assert self._exporter is not None, "a processor without an exporter only reads (load_stored)"
             # Under the exporter's insert lock, the sums and stored_rows describe the same rows.
             with self._exporter.insert_lock:
                 stored = self._exporter.stored_rows
-                base = {}
-                for index, budget in enumerate(self.budgets):
-                    start, end = budget.window.bounds(now)
-                    base.update(store.spend(index, budget, start, end, self.config.max_each_values))
-            self._ledger.reconcile(base, stored, range(len(self.budgets)))
-            earliest = min((b.window.period(now)[0] for b in self.budgets), default=now)
+                base = self._stored_spend(store, budgets, now)
+            earliest = min((b.window.period(now)[0] for b in budgets), default=now)
             fired = store.fired(earliest)
-            with self._fired_lock:
-                self._fired = {f for f in self._fired if f[2] >= earliest} | fired
-            self._check({key for index in range(len(self.budgets)) for key in self._ledger.keys(index)}, now)
-            store.write_status(self.statuses(now), now)
+            with self._budgets_lock:
+                if generation != self._generation:
+                    return  # the budgets changed meanwhile: the next round (queued now) reads theirs
+                self._ledger.reconcile(base, stored, range(len(budgets)))
+                with self._fired_lock:
+                    self._fired = {f for f in self._fired if f[2] >= earliest} | fired
+                self._check({key for index in range(len(budgets)) for key in self._ledger.keys(index)}, now)
+                statuses = self.statuses(now)
+            store.write_status(statuses, now)
         except Exception as exc:
             self.reconcile_errors.inc()
             logger.warning("budgets: cannot reconcile spend with the store: %s", first_line(exc))
@@ -423,6 +521,8 @@ class BudgetProcessor:
             if crossing is _STOP:
                 return
             for name in crossing.budget.config.channels:
+                if name not in self._channels:  # removed by a reload since the crossing
+                    continue
                 channel, notifier = self._channels[name]
                 outcome, attempts, detail = deliver(
                     notifier, crossing, channel.retries, channel.backoff, self._stopping.wait

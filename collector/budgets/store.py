@@ -13,6 +13,7 @@ from clickhouse_connect.driver.client import Client
 from ..cluster import CLUSTER_INSERT_SETTINGS
 from .ledger import Buckets, Key, Totals
 from .model import Budget, BudgetStatus, Crossing
+from .runtime import Block, RuntimeBudget, read_blocks, read_runtime_budgets
 
 __all__ = ["BudgetStore", "Delivery", "read_events"]
 
@@ -118,6 +119,12 @@ class BudgetStore:
                 Decimal(row[each + 1]), int(row[each + 2]), int(row[each + 3])
             )
         return result
+
+    def runtime_budgets(self) -> list[RuntimeBudget]:
+        return read_runtime_budgets(self._client, self._database)
+
+    def blocks(self, now: datetime) -> list[Block]:
+        return read_blocks(self._client, self._database, now)
 
     def fired(self, since: datetime) -> set[tuple[str, str, datetime, int]]:
         """Crossings already written for windows starting at or after `since`."""

@@ -120,14 +120,15 @@ def collector_url(config: Config) -> str:
 API_KEY_ENV = "SPANMETER_API_KEY"
 
 
-def get_json(url: str, body: Any = None) -> Any:
-    """GET `url` (POST `body` as JSON when given), with the project key of $SPANMETER_API_KEY if set."""
-    headers = {"Content-Type": "application/json"} if body is not None else {}
+def get_json(url: str, body: Any = None, method: str | None = None, headers: dict[str, str] | None = None) -> Any:
+    """GET `url` (POST `body` as JSON when given; or `method`), with the project key of $SPANMETER_API_KEY if set."""
+    headers = {**(headers or {}), **({"Content-Type": "application/json"} if body is not None else {})}
     if key := os.environ.get(API_KEY_ENV):
         headers["Authorization"] = f"Bearer {key}"
     data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
         hint = f" (set {API_KEY_ENV} to a project key)" if exc.code in (401, 403) else ""

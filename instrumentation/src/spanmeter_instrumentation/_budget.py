@@ -5,9 +5,11 @@ call ``enable_budget_gate(url)``. A background thread reads the collector's ``GE
 ``refresh_interval`` seconds (``SPANMETER_BUDGET_REFRESH``, default 15). Before each instrumented call,
 the call's scope (service, environment and project from the tracer's resource, provider, model, and the
 current tags) is matched against the ``block`` budgets that are exceeded; a match raises
-``BudgetExceededError``. When the status is unknown or stale (the collector cannot be reached for
-three intervals), calls pass (fail-open) unless ``SPANMETER_BUDGET_FAIL_CLOSED=true`` or
-``fail_closed=True``, which raises ``BudgetUnavailableError`` (a ``BudgetExceededError``).
+``BudgetExceededError``. A scope blocked with ``spanmeter block`` (the kill switch) raises
+``BudgetBlockedError`` (a ``BudgetExceededError``) until it is unblocked or its block expires. When the
+status is unknown or stale (the collector cannot be reached for three intervals), calls pass (fail-open)
+unless ``SPANMETER_BUDGET_FAIL_CLOSED=true`` or ``fail_closed=True``, which raises
+``BudgetUnavailableError`` (a ``BudgetExceededError``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ._request import request_tags
 from ._tags import current_tags
 
 __all__ = [
+    "BudgetBlockedError",
     "BudgetExceededError",
     "BudgetGate",
     "BudgetUnavailableError",
@@ -69,6 +72,22 @@ class BudgetExceededError(Exception):
             message
             or f"budget {budget!r}{who} is exceeded: {spend_usd} of {limit_usd} USD; resets at "
             f"{resets_at.isoformat() if resets_at else 'unknown'}"
+        )
+
+
+class BudgetBlockedError(BudgetExceededError):
+    """The call's scope is blocked (``spanmeter block``); the provider was not called."""
+
+    def __init__(self, scope_key: str, reason: str, until: datetime | None, actor: str) -> None:
+        self.reason = reason
+        self.until = until
+        self.actor = actor
+        ends = f" until {until.isoformat()}" if until else " until unblocked"
+        super().__init__(
+            f"block:{scope_key}",
+            scope_value=scope_key,
+            resets_at=until,
+            message=f"calls in {scope_key} are blocked{ends} by {actor}: {reason}",
         )
 
 
@@ -141,6 +160,7 @@ class BudgetGate:
         self.fail_closed = fail_closed
         self.timeout = timeout
         self._blocked: list[dict[str, Any]] = []
+        self._blocks: list[dict[str, Any]] = []  # the kill switch's blocks in force
         self._fetched_at: float | None = None
         self._error = "not read yet"
         self._stop = threading.Event()
@@ -175,6 +195,7 @@ class BudgetGate:
             _logger.debug("spanmeter budget gate: cannot read %s: %s", self.url, self._error)
             return False
         self._blocked = [e for e in entries if e.get("action") == "block" and e.get("state") == "exceeded"]
+        self._blocks = list(payload.get("blocks") or [])
         self._fetched_at = time.monotonic()
         return True
 
@@ -189,11 +210,19 @@ class BudgetGate:
             if self.fail_closed:
                 raise BudgetUnavailableError(self._error)
             return
-        if not self._blocked:
+        if not self._blocked and not self._blocks:
             return
         call = _scope_of(provider, model, resource)
         if self._project:  # with keys, the collector files every call under the key's project
             call["project"] = self._project
+        for block in self._blocks:
+            until = _datetime(block.get("until")) if block.get("until") else None
+            if until is not None and until <= datetime.now(until.tzinfo):
+                continue  # expired since the last refresh
+            if _in_scope(block, call):
+                raise BudgetBlockedError(
+                    str(block.get("scope_key", "")), str(block.get("reason", "")), until, str(block.get("actor", ""))
+                )
         for entry in self._blocked:
             if _in_scope(entry, call):
                 raise BudgetExceededError(
