@@ -224,7 +224,11 @@ def test_nearest_server_span_under_internal_spans(spans, tracer_provider):
                 tracer.start_span("chat m", kind=SpanKind.CLIENT, attributes=genai_attributes).end()
             tracer.start_span("not genai").end()
     tracer.start_span("chat m", kind=SpanKind.CLIENT, attributes=genai_attributes).end()
-    assert attribution(spans) == [("/a/{id}", "ada"), ("/a/{id}", "explicit"), (None, None)]
+    # No SERVER span: the local root (here a queue consumer's span naming its user) stands for the request.
+    job = tracer.start_as_current_span("process job", kind=SpanKind.CONSUMER, attributes={USER: "worker-7"})
+    with job, tracer.start_as_current_span("step"):
+        tracer.start_span("chat m", kind=SpanKind.CLIENT, attributes=genai_attributes).end()
+    assert attribution(spans) == [("/a/{id}", "ada"), ("/a/{id}", "explicit"), (None, None), (None, "worker-7")]
     assert dict(next(s for s in spans.all() if s.name == "not genai").attributes or {}) == {}
 
     spans.clear()
