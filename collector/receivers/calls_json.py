@@ -8,7 +8,8 @@ tagged and budgeted by the same code as every span.
 A body is taken whole or refused whole (400 naming each bad call's index and field), as an OTLP request is
 decoded whole: the sender fixes the body and sends it again, and no call of it was stored meanwhile, so none is
 stored twice. A call may carry an `id` of the sender's: its span id is derived from it, so a body sent again
-after a lost answer is recognised as a resend (the collector's rule for the same trace and span id).
+soon after a lost answer is recognised as a resend (the collector's rule for the same trace and span id, over
+the calls it stored recently).
 """
 
 from __future__ import annotations
