@@ -13,7 +13,10 @@ Each statement of clickhouse/schema/ is rewritten, never copied:
 - ALTERs of settings and TTLs apply to the local tables (which hold the data); a column added or changed is
   changed on the local table, then on the Distributed one (its column list is its own);
 - `non_replicated_deduplication_window` becomes `replicated_deduplication_window` (and a time window long
-  enough that the count is what limits it, as without a cluster).
+  enough that the count is what limits it, as without a cluster);
+- an `INSERT ... SELECT` (a new rollup's backfill) is no DDL: it runs once, on the node the migrator talks to,
+  reading and writing the Distributed tables, so every shard's rows are read and each rolled-up row is sent to
+  the shard its table's sharding key names, before the statement returns.
 
 The sharding key is deterministic, never `rand()`: an insert through a Distributed table is split by it, and
 a retried insert (same rows, same `insert_deduplication_token`) must send each shard the very rows it sent
@@ -66,6 +69,7 @@ _CREATE_MV = re.compile(
     r"^CREATE MATERIALIZED VIEW IF NOT EXISTS \{database:Identifier\}\.(\w+)\s+TO\s+", re.IGNORECASE
 )
 _ALTER = re.compile(r"^ALTER TABLE \{database:Identifier\}\.(\w+)\s+", re.IGNORECASE)
+_INSERT_SELECT = re.compile(r"^INSERT INTO \{database:Identifier\}\.(\w+)\s+(?=SELECT\b)", re.IGNORECASE)
 _CREATE_DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS \{database:Identifier\}$", re.IGNORECASE)
 _ENGINE = re.compile(r"^ENGINE\s*=\s*(\w+)", re.IGNORECASE)
 _CLAUSE = re.compile(r"\b(PARTITION BY|ORDER BY|PRIMARY KEY|SAMPLE BY|TTL|SETTINGS)\b", re.IGNORECASE)
@@ -97,6 +101,8 @@ def cluster_statements(statement: str, cluster: str, database: str) -> list[str]
         return [_materialized_view(match, statement, cluster, database)]
     if match := _ALTER.match(statement):
         return _alter(match, statement, cluster, database)
+    if match := _INSERT_SELECT.match(statement):
+        return [_insert_select(match, statement, database)]
     raise ValueError(f"no cluster form for this statement: {statement[:80]!r}")
 
 
@@ -177,6 +183,12 @@ def _alter(match: re.Match[str], statement: str, cluster: str, database: str) ->
     if _COLUMN_COMMAND.search(commands) and not re.search(r"\bTTL\b", commands, re.IGNORECASE):
         altered.append(f"ALTER TABLE {_qualified(database, table)} {on}\n    {commands}")
     return altered
+
+
+def _insert_select(match: re.Match[str], statement: str, database: str) -> str:
+    settings = ", ".join(f"{name} = {value}" for name, value in CLUSTER_INSERT_SETTINGS.items())
+    select = _TABLE_REF.sub(lambda ref: _qualified(database, ref[1]), statement[match.end() :])
+    return f"INSERT INTO {_qualified(database, match[1])} SETTINGS {settings}\n{select}"
 
 
 # --- pieces ---------------------------------------------------------------------------------

@@ -54,6 +54,20 @@ def filters(rollup: bool = False, only: tuple[str, ...] | None = None) -> str:
 RAW = filters()
 HOURLY = filters(rollup=True)
 
+# The hourly rollups (clickhouse/schema/012-015) keep sums and mergeable states (quantiles) per hour: tables and
+# stats read them in whole hours, from the start of the hour the range starts in, so they cost the same for a
+# month as for a day. Time series read them when their buckets are whole hours, the raw rows otherwise.
+STATS = "genai_spans_hourly_stats"
+SESSIONS = "genai_sessions_hourly"
+TAGS = "genai_tags_hourly"
+INGESTED = "genai_spans_ingested_hourly"
+HOURS = "hour >= toStartOfHour($__fromTime) AND hour <= $__toTime"
+# Points a time series asks for: its bucket is the range / this, rounded by Grafana, so a range of about a week
+# or more gets buckets of whole hours (from the rollups) and a day gets 10-minute buckets (from the rows).
+SERIES_POINTS = 100
+SPEND = "toFloat64(sum(total_cost)) AS spend"
+TOKENS = "sum(input_tokens) AS input, sum(output_tokens) AS output"
+
 
 # --- panels -----------------------------------------------------------------------------------------------------
 
@@ -167,25 +181,42 @@ def compare_stat(title: str, name: str, current: str, previous: str, unit: str) 
     sql = f"""
         SELECT {current} AS {name}, {previous} AS previous_{name},
           if(previous_{name} > 0, ({name} - previous_{name}) / previous_{name} * 100, NULL) AS change_percent
-        FROM genai_spans
-        WHERE timestamp >= $__fromTime - ($__toTime - $__fromTime) AND timestamp <= $__toTime AND {RAW}
+        FROM {STATS}
+        WHERE hour >= toStartOfHour($__fromTime - ($__toTime - $__fromTime)) AND hour <= $__toTime AND {HOURLY}
     """
     return stat(title, sql, [name, "change_percent"], unit, description="Against the previous range of equal length.")
 
 
 def in_range(expr: str) -> str:
-    return f"{expr}, timestamp >= $__fromTime"
+    return f"{expr}, hour >= toStartOfHour($__fromTime)"
 
 
 def before_range(expr: str) -> str:
-    return f"{expr}, timestamp < $__fromTime"
+    return f"{expr}, hour < toStartOfHour($__fromTime)"
 
 
-def per_interval(key: str, alias: str, values: str) -> str:
-    """A time series per value of `key`, from the raw rows, in buckets of the panel's interval."""
-    return f"""SELECT toStartOfInterval(timestamp, INTERVAL $__interval_s second) AS time, {key} AS {alias}, {values}
-        FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
-        GROUP BY time, {alias} ORDER BY time, {alias}"""
+def per_interval(
+    key: str,
+    alias: str,
+    values: str,
+    rollup_values: str,
+    rollup_key: str | None = None,
+    rollup: str = STATS,
+    time: str = "timestamp",
+) -> str:
+    """A time series per value of `key`, in buckets of the panel's interval: from the hourly `rollup` when the
+    buckets are whole hours, else from the raw rows (the branch not taken reads nothing: its condition is
+    constant). `time` is the raw rows' time column the rollup's `hour` stands for."""  # fmt: skip
+    return f"""SELECT * FROM (
+        SELECT toStartOfInterval(hour, INTERVAL $__interval_s second) AS time, {rollup_key or key} AS {alias},
+          {rollup_values}
+        FROM {rollup} WHERE $__interval_s >= 3600 AND {HOURS} AND {HOURLY}
+        GROUP BY time, {alias}
+        UNION ALL
+        SELECT toStartOfInterval({time}, INTERVAL $__interval_s second) AS time, {key} AS {alias}, {values}
+        FROM genai_spans WHERE $__interval_s < 3600 AND $__timeFilter({time}) AND {RAW}
+        GROUP BY time, {alias}
+        ) ORDER BY time, {alias}"""
 
 
 # --- variables -----------------------------------------------------------------------------------------------------
@@ -245,12 +276,12 @@ def dimension_variables() -> list[dict[str, Any]]:
 
 
 def overview() -> list[dict[str, Any]]:
-    unpriced_filter = filters(only=("project", "service", "environment"))
+    unpriced_filter = filters(rollup=True, only=("project", "service", "environment"))
     return [
         stat(
             "Calls that could not be priced",
-            f"""SELECT count() AS unpriced_calls, uniqExact({MODEL}) AS unpriced_models FROM genai_spans
-                WHERE $__timeFilter(timestamp) AND price_status = 'unpriced' AND {unpriced_filter}""",
+            f"""SELECT sum(spans) AS unpriced_calls, uniqExact(model) AS unpriced_models FROM {STATS}
+                WHERE {HOURS} AND price_status = 'unpriced' AND {unpriced_filter}""",
             ["unpriced_calls", "unpriced_models"],
             "short",
             w=8,
@@ -269,10 +300,10 @@ def overview() -> list[dict[str, Any]]:
         ),
         table(
             "Unpriced models",
-            f"""SELECT provider, {MODEL} AS model, count() AS calls, sum(input_tokens) AS input_tokens,
-                  sum(output_tokens) AS output_tokens, max(timestamp) AS last_seen
-                FROM genai_spans
-                WHERE $__timeFilter(timestamp) AND price_status = 'unpriced' AND {unpriced_filter}
+            f"""SELECT provider, model, sum(spans) AS calls, sum(input_tokens) AS input_tokens,
+                  sum(output_tokens) AS output_tokens, max(last_seen) AS last_seen
+                FROM {STATS}
+                WHERE {HOURS} AND price_status = 'unpriced' AND {unpriced_filter}
                 GROUP BY provider, model ORDER BY calls DESC LIMIT 50""",
             {
                 "provider": "",
@@ -292,9 +323,7 @@ def overview() -> list[dict[str, Any]]:
             f"toFloat64(sumIf({before_range('total_cost')}))",
             "currencyUSD",
         ),
-        compare_stat(
-            "Requests", "requests", "countIf(timestamp >= $__fromTime)", "countIf(timestamp < $__fromTime)", "short"
-        ),
+        compare_stat("Requests", "requests", f"sumIf({in_range('spans')})", f"sumIf({before_range('spans')})", "short"),
         compare_stat(
             "Tokens",
             "tokens",
@@ -305,29 +334,30 @@ def overview() -> list[dict[str, Any]]:
         compare_stat(
             "Median latency",
             "median_latency",
-            f"quantileIf(0.5)({in_range('duration_ns / 1e9')})",
-            f"quantileIf(0.5)({before_range('duration_ns / 1e9')})",
+            f"quantileMergeIf(0.5)({in_range('duration_quantiles')}) / 1e9",
+            f"quantileMergeIf(0.5)({before_range('duration_quantiles')}) / 1e9",
             "s",
         ),
         bars(
             "Spend by model",
-            per_interval(MODEL, "model", "toFloat64(sum(total_cost)) AS spend"),
+            per_interval(MODEL, "model", SPEND, SPEND, "model"),
             "currencyUSD",
             w=24,
+            maxDataPoints=SERIES_POINTS,
         ),
         table(
             "Top services",
-            f"""SELECT service_name AS service, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+            f"""SELECT service_name AS service, sum(spans) AS requests, toFloat64(sum(total_cost)) AS spend,
                   spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share
-                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                FROM {STATS} WHERE {HOURS} AND {HOURLY}
                 GROUP BY service ORDER BY spend DESC LIMIT 20""",
             {"service": "", "requests": "short", "spend": "currencyUSD", "share": "percent"},
         ),
         table(
             "Top features",
-            f"""SELECT feature, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+            f"""SELECT feature, sum(spans) AS requests, toFloat64(sum(total_cost)) AS spend,
                   spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share
-                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                FROM {STATS} WHERE {HOURS} AND {HOURLY}
                 GROUP BY feature ORDER BY spend DESC LIMIT 20""",
             {"feature": "", "requests": "short", "spend": "currencyUSD", "share": "percent"},
         ),
@@ -339,19 +369,20 @@ def models() -> list[dict[str, Any]]:
         WITH (
           SELECT (toFloat64(sum(input_cost + cache_read_cost + cache_write_cost)) / greatest(sum(input_tokens), 1),
                   toFloat64(sum(output_cost)) / greatest(sum(output_tokens), 1))
-          FROM genai_spans
-          WHERE {MODEL} = ${{compare_model:sqlstring}} AND price_status IN ('priced', 'override')
-            AND timestamp >= $__toTime - INTERVAL 30 DAY AND timestamp <= $__toTime
+          FROM {STATS}
+          WHERE model = ${{compare_model:sqlstring}} AND price_status IN ('priced', 'override')
+            AND hour >= toStartOfHour($__toTime - INTERVAL 30 DAY) AND hour <= $__toTime
         ) AS rates"""
     return [
         table(
             "Cost, tokens and latency per model",
-            f"""SELECT provider, {MODEL} AS model, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+            f"""SELECT provider, model, sum(spans) AS requests, toFloat64(sum(total_cost)) AS spend,
                   spend / requests * 1000 AS cost_per_1k_requests,
                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                   output_tokens / greatest(input_tokens, 1) AS output_input_ratio,
-                  quantile(0.5)(duration_ns / 1e9) AS p50_latency, quantile(0.95)(duration_ns / 1e9) AS p95_latency
-                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                  quantileMerge(0.5)(duration_quantiles) / 1e9 AS p50_latency,
+                  quantileMerge(0.95)(duration_quantiles) / 1e9 AS p95_latency
+                FROM {STATS} WHERE {HOURS} AND {HOURLY}
                 GROUP BY provider, model ORDER BY spend DESC""",
             {
                 "provider": "",
@@ -369,30 +400,39 @@ def models() -> list[dict[str, Any]]:
         ),
         timeseries(
             "Cost by model",
-            per_interval(MODEL, "model", "toFloat64(sum(total_cost)) AS spend"),
+            per_interval(MODEL, "model", SPEND, SPEND, "model"),
             "currencyUSD",
             w=8,
+            maxDataPoints=SERIES_POINTS,
         ),
         timeseries(
             "Tokens by model",
-            per_interval(MODEL, "model", "sum(input_tokens) AS input, sum(output_tokens) AS output"),
+            per_interval(MODEL, "model", TOKENS, TOKENS, "model"),
             "short",
             w=8,
+            maxDataPoints=SERIES_POINTS,
         ),
         timeseries(
             "Median latency by model",
-            per_interval(MODEL, "model", "quantile(0.5)(duration_ns / 1e9) AS p50"),
+            per_interval(
+                MODEL,
+                "model",
+                "quantile(0.5)(duration_ns / 1e9) AS p50",
+                "quantileMerge(0.5)(duration_quantiles) / 1e9 AS p50",
+                "model",
+            ),
             "s",
             w=8,
+            maxDataPoints=SERIES_POINTS,
         ),
         table(
             "Caching: share of input read from cache, and what it saved",
-            f"""SELECT {MODEL} AS model, sum(input_tokens) AS input, sum(cache_read_tokens) AS cache_read,
+            f"""SELECT model, sum(input_tokens) AS input, sum(cache_read_tokens) AS cache_read,
                   cache_read / greatest(input, 1) AS cache_read_share,
                   toFloat64(sum(input_cost)) / greatest(sum(input_tokens - cache_read_tokens - cache_write_tokens), 1)
                     AS uncached_input_price,
                   greatest(cache_read * uncached_input_price - toFloat64(sum(cache_read_cost)), 0) AS saved
-                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                FROM {STATS} WHERE {HOURS} AND {HOURLY}
                 GROUP BY model ORDER BY saved DESC""",
             {
                 "model": "",
@@ -407,10 +447,10 @@ def models() -> list[dict[str, Any]]:
         table(
             "The same usage on the model chosen in 'Compare with'",
             f"""{compare_rates}
-                SELECT {MODEL} AS model, toFloat64(sum(total_cost)) AS spend,
+                SELECT model, toFloat64(sum(total_cost)) AS spend,
                   sum(input_tokens) * rates.1 + sum(output_tokens) * rates.2 AS on_compare_model,
                   on_compare_model - spend AS difference
-                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+                FROM {STATS} WHERE {HOURS} AND {HOURLY}
                 GROUP BY model ORDER BY spend DESC""",
             {"model": "", "spend": "currencyUSD", "on_compare_model": "currencyUSD", "difference": "currencyUSD"},
             description="At the compared model's effective prices per input and output token over the last 30 days "
@@ -423,27 +463,31 @@ def models() -> list[dict[str, Any]]:
 def attribution() -> list[dict[str, Any]]:
     return [
         bars(
-            "Spend by feature", per_interval("feature", "feature", "toFloat64(sum(total_cost)) AS spend"), "currencyUSD"
+            "Spend by feature",
+            per_interval("feature", "feature", SPEND, SPEND),
+            "currencyUSD",
+            maxDataPoints=SERIES_POINTS,
         ),
         timeseries(
             "Spend by service",
-            per_interval("service_name", "service", "toFloat64(sum(total_cost)) AS spend"),
+            per_interval("service_name", "service", SPEND, SPEND),
             "currencyUSD",
+            maxDataPoints=SERIES_POINTS,
         ),
         table(
             "Top users",
-            f"""SELECT user_id AS user, count() AS requests, uniqExact(session_id) AS sessions,
+            f"""SELECT user_id AS user, sum(spans) AS requests, uniqExact(session_id) AS sessions,
                   toFloat64(sum(total_cost)) AS spend
-                FROM genai_spans WHERE $__timeFilter(timestamp) AND user_id != '' AND {RAW}
+                FROM {SESSIONS} WHERE {HOURS} AND user_id != '' AND {HOURLY}
                 GROUP BY user ORDER BY spend DESC LIMIT 50""",
             {"user": "", "requests": "short", "sessions": "short", "spend": "currencyUSD"},
             w=8,
         ),
         table(
             "Top sessions",
-            f"""SELECT session_id AS session, any(user_id) AS user, count() AS requests,
-                  toFloat64(sum(total_cost)) AS spend, min(timestamp) AS first_call, max(timestamp) AS last_call
-                FROM genai_spans WHERE $__timeFilter(timestamp) AND session_id != '' AND {RAW}
+            f"""SELECT session_id AS session, any(user_id) AS user, sum(spans) AS requests,
+                  toFloat64(sum(total_cost)) AS spend, min(first_call) AS first_call, max(last_call) AS last_call
+                FROM {SESSIONS} WHERE {HOURS} AND session_id != '' AND {HOURLY}
                 GROUP BY session ORDER BY spend DESC LIMIT 50""",
             {
                 "session": "",
@@ -457,15 +501,23 @@ def attribution() -> list[dict[str, Any]]:
         ),
         table(
             "Spend by the tag chosen in 'Tag'",
-            f"""SELECT tags[${{tag_key:sqlstring}}] AS tag_value, count() AS requests,
-                  toFloat64(sum(total_cost)) AS spend
-                FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
-                GROUP BY tag_value ORDER BY spend DESC LIMIT 50""",
+            f"""SELECT tag_value, sum(calls) AS requests, toFloat64(sum(cost)) AS spend FROM (
+                  SELECT tag_value, toInt64(sum(spans)) AS calls, sum(total_cost) AS cost FROM {TAGS}
+                  WHERE tag_key = ${{tag_key:sqlstring}} AND {HOURS} AND {HOURLY} GROUP BY tag_value
+                  UNION ALL
+                  SELECT '', toInt64(sum(spans)), sum(total_cost) FROM {STATS} WHERE {HOURS} AND {HOURLY}
+                  UNION ALL
+                  SELECT '', -toInt64(sum(spans)), -sum(total_cost) FROM {TAGS}
+                  WHERE tag_key = ${{tag_key:sqlstring}} AND {HOURS} AND {HOURLY}
+                ) GROUP BY tag_value HAVING requests > 0 ORDER BY spend DESC LIMIT 50""",
             {"tag_value": "", "requests": "short", "spend": "currencyUSD"},
             w=8,
-            description="An empty tag_value: calls without that tag.",
+            description="An empty tag_value: calls without that tag (all calls less those with it).",
         ),
     ]
+
+
+WEEK_BEFORE = "hour < toStartOfHour($__toTime - INTERVAL 7 DAY)"
 
 
 def trends() -> list[dict[str, Any]]:
@@ -499,25 +551,37 @@ def trends() -> list[dict[str, Any]]:
         ),
         timeseries(
             "Input tokens per call (median) by service / operation / feature",
-            per_interval(series, "series", "quantile(0.5)(input_tokens) AS p50"),
+            per_interval(
+                series,
+                "series",
+                "quantile(0.5)(input_tokens) AS p50",
+                "quantileMerge(0.5)(input_tokens_quantiles) AS p50",
+            ),
             "short",
+            maxDataPoints=SERIES_POINTS,
         ),
         timeseries(
             "Input tokens per call (p95) by service / operation / feature",
-            per_interval(series, "series", "quantile(0.95)(input_tokens) AS p95"),
+            per_interval(
+                series,
+                "series",
+                "quantile(0.95)(input_tokens) AS p95",
+                "quantileMerge(0.95)(input_tokens_quantiles) AS p95",
+            ),
             "short",
+            maxDataPoints=SERIES_POINTS,
         ),
         table(
             "Prompt drift: median input tokens per call, last 7 days against the 7 before (growth of 50 % or more)",
             f"""SELECT service_name AS service, operation, feature,
-                  quantileIf(0.5)(input_tokens, timestamp < $__toTime - INTERVAL 7 DAY) AS median_before,
-                  quantileIf(0.5)(input_tokens, timestamp >= $__toTime - INTERVAL 7 DAY) AS median_last_7d,
+                  quantileMergeIf(0.5)(input_tokens_quantiles, {WEEK_BEFORE}) AS median_before,
+                  quantileMergeIf(0.5)(input_tokens_quantiles, NOT {WEEK_BEFORE}) AS median_last_7d,
                   (median_last_7d - median_before) / greatest(median_before, 1) * 100 AS growth,
-                  countIf(timestamp >= $__toTime - INTERVAL 7 DAY) AS calls_last_7d
-                FROM genai_spans
-                WHERE timestamp >= $__toTime - INTERVAL 14 DAY AND timestamp <= $__toTime AND {RAW}
+                  sumIf(spans, NOT {WEEK_BEFORE}) AS calls_last_7d
+                FROM {STATS}
+                WHERE hour >= toStartOfHour($__toTime - INTERVAL 14 DAY) AND hour <= $__toTime AND {HOURLY}
                 GROUP BY service, operation, feature
-                HAVING countIf(timestamp < $__toTime - INTERVAL 7 DAY) >= 20 AND calls_last_7d >= 20 AND growth >= 50
+                HAVING sumIf(spans, {WEEK_BEFORE}) >= 20 AND calls_last_7d >= 20 AND growth >= 50
                 ORDER BY growth DESC""",
             {
                 "service": "",
@@ -620,25 +684,40 @@ def budgets() -> list[dict[str, Any]]:
     ]
 
 
+def per_stored_interval(values: str, rollup_values: str) -> str:
+    """A time series by the time rows were stored (ingested_at), as per_interval without a key."""
+    return f"""SELECT * FROM (
+        SELECT toStartOfInterval(hour, INTERVAL $__interval_s second) AS time, {rollup_values}
+        FROM {INGESTED} WHERE $__interval_s >= 3600 AND {HOURS} AND {HOURLY}
+        GROUP BY time
+        UNION ALL
+        SELECT toStartOfInterval(ingested_at, INTERVAL $__interval_s second) AS time, {values}
+        FROM genai_spans WHERE $__interval_s < 3600 AND $__timeFilter(ingested_at) AND {RAW}
+        GROUP BY time
+        ) ORDER BY time"""
+
+
 def ingestion() -> list[dict[str, Any]]:
     return [
         timeseries(
             "Rows stored per minute",
-            f"""SELECT toStartOfInterval(ingested_at, INTERVAL $__interval_s second) AS time,
-                  count() * 60 / $__interval_s AS rows_per_minute
-                FROM genai_spans WHERE $__timeFilter(ingested_at) AND {RAW}
-                GROUP BY time ORDER BY time""",
+            per_stored_interval(
+                "count() * 60 / $__interval_s AS rows_per_minute", "sum(spans) * 60 / $__interval_s AS rows_per_minute"
+            ),
             "short",
+            maxDataPoints=SERIES_POINTS,
         ),
         timeseries(
             "Lag from span start to stored",
-            f"""SELECT toStartOfInterval(ingested_at, INTERVAL $__interval_s second) AS time,
-                  quantile(0.5)(dateDiff('millisecond', timestamp, ingested_at) / 1000) AS p50,
+            per_stored_interval(
+                """quantile(0.5)(dateDiff('millisecond', timestamp, ingested_at) / 1000) AS p50,
                   quantile(0.99)(dateDiff('millisecond', timestamp, ingested_at) / 1000) AS p99,
-                  max(dateDiff('millisecond', timestamp, ingested_at) / 1000) AS max
-                FROM genai_spans WHERE $__timeFilter(ingested_at) AND {RAW}
-                GROUP BY time ORDER BY time""",
+                  max(dateDiff('millisecond', timestamp, ingested_at) / 1000) AS max""",
+                """quantileMerge(0.5)(lag_ms_quantiles) / 1000 AS p50,
+                  quantileMerge(0.99)(lag_ms_quantiles) / 1000 AS p99, max(max_lag_ms) / 1000 AS max""",
+            ),
             "s",
+            maxDataPoints=SERIES_POINTS,
         ),
         bars(
             "Rows set aside (refused by ClickHouse)",
@@ -656,8 +735,8 @@ def ingestion() -> list[dict[str, Any]]:
     ] + [
         pie(
             f"Rows per {column.replace('_', ' ')}",
-            f"""SELECT {column}, count() AS rows FROM genai_spans
-                WHERE $__timeFilter(ingested_at) AND {RAW} GROUP BY {column} ORDER BY rows DESC""",
+            f"""SELECT {column}, sum(spans) AS rows FROM {INGESTED}
+                WHERE {HOURS} AND {HOURLY} GROUP BY {column} ORDER BY rows DESC""",
             "rows",
             w=12,
         )
@@ -797,8 +876,9 @@ def findings() -> list[dict[str, Any]]:
 COMPARE_MODEL = query_variable(
     "compare_model",
     "Compare with",
-    f"""SELECT DISTINCT {MODEL} FROM genai_spans
-        WHERE timestamp >= $__toTime - INTERVAL 30 DAY AND price_status IN ('priced', 'override') ORDER BY 1""",
+    f"""SELECT DISTINCT model FROM {STATS}
+        WHERE hour >= toStartOfHour($__toTime - INTERVAL 30 DAY) AND price_status IN ('priced', 'override')
+        ORDER BY 1""",
     multi=False,
 )
 # The newest genai-prices version a collector wrote into model_prices (collector/prices.py).
@@ -908,8 +988,7 @@ def spend_forecast() -> dict[str, Any]:
 TAG_KEY = query_variable(
     "tag_key",
     "Tag",
-    "SELECT DISTINCT arrayJoin(mapKeys(tags)) AS key FROM genai_spans WHERE $__timeFilter(timestamp)"
-    " ORDER BY key LIMIT 500",
+    f"SELECT DISTINCT tag_key AS key FROM {TAGS} WHERE {HOURS} ORDER BY key LIMIT 500",
     multi=False,
 )
 
@@ -1067,13 +1146,14 @@ ALERTS: list[dict[str, Any]] = [
         "title": "Prompt drift: input tokens per call growing",
         "group": "pricing",
         "seconds": 14 * 86400,
-        "sql": """SELECT service_name AS service, operation, feature,
-                    quantileIf(0.5)(input_tokens, timestamp >= now() - INTERVAL 7 DAY)
-                      / greatest(quantileIf(0.5)(input_tokens, timestamp < now() - INTERVAL 7 DAY), 1) AS value
-                  FROM genai_spans WHERE timestamp >= now() - INTERVAL 14 DAY AND timestamp <= now()
+        "sql": f"""SELECT service_name AS service, operation, feature,
+                    quantileMergeIf(0.5)(input_tokens_quantiles, hour >= toStartOfHour(now() - INTERVAL 7 DAY))
+                      / greatest(quantileMergeIf(0.5)(input_tokens_quantiles,
+                                                      hour < toStartOfHour(now() - INTERVAL 7 DAY)), 1) AS value
+                  FROM {STATS} WHERE hour >= toStartOfHour(now() - INTERVAL 14 DAY) AND hour <= now()
                   GROUP BY service, operation, feature
-                  HAVING countIf(timestamp < now() - INTERVAL 7 DAY) >= 20
-                    AND countIf(timestamp >= now() - INTERVAL 7 DAY) >= 20""",
+                  HAVING sumIf(spans, hour < toStartOfHour(now() - INTERVAL 7 DAY)) >= 20
+                    AND sumIf(spans, hour >= toStartOfHour(now() - INTERVAL 7 DAY)) >= 20""",
         "evaluator": ("gt", 1.5),
         "summary": "Median input tokens per call of {{ $labels.service }} / {{ $labels.operation }} / "
         "{{ $labels.feature }} grew {{ $values.A }}x against the 7 days before.",

@@ -73,7 +73,7 @@ def test_every_generated_statement_parses_and_runs_on_the_cluster(store: Client)
     assert len(sqls) > len(every_statement())  # tables come as a local and a Distributed table
     for sql in sqls:
         text = formatted(store, sql)
-        assert f"ON CLUSTER {CLUSTER} " in text, text
+        assert f"ON CLUSTER {CLUSTER} " in text or text.startswith("INSERT INTO"), text  # a backfill: not DDL
         assert "{database:Identifier}" not in sql  # written out: a distributed DDL travels as text
         assert "non_replicated_deduplication_window" not in sql
 
@@ -135,19 +135,31 @@ def test_the_local_table_keeps_columns_indexes_clauses_and_ttls(store: Client) -
 def test_materialized_views_read_and_write_the_local_tables(store: Client) -> None:
     views = [s for _, s in every_statement() if s.startswith("CREATE MATERIALIZED VIEW")]
     assert views
+    names = re.compile(
+        r"^CREATE MATERIALIZED VIEW IF NOT EXISTS \{database:Identifier\}\.(\w+)\s+TO \{database:Identifier\}\.(\w+)"
+    )
     for view in views:
+        match = names.match(view)
+        assert match, view[:100]
+        name, target = match[1], match[2]
         (sql,) = cluster_statements(view, CLUSTER, DATABASE)
         text = formatted(store, sql)
-        assert text.startswith(
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.genai_spans_hourly_mv {ON.replace('`', '')}"
-        )
-        assert f" TO {DATABASE}.genai_spans_hourly_local " in text
+        assert text.startswith(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.{name} {ON.replace('`', '')}")
+        assert f" TO {DATABASE}.{target}_local " in text
         assert f" FROM {DATABASE}.genai_spans_local " in text
-        assert re.findall(rf"{DATABASE}\.(\w+)", text) == [
-            "genai_spans_hourly_mv",
-            "genai_spans_hourly_local",
-            "genai_spans_local",
-        ]
+        assert re.findall(rf"{DATABASE}\.(\w+)", text) == [name, f"{target}_local", "genai_spans_local"]
+
+
+def test_a_backfill_runs_once_through_the_distributed_tables_and_waits_for_the_shards(store: Client) -> None:
+    """A new rollup's INSERT ... SELECT reads every shard's rows and sends each rolled-up row to its shard."""
+    backfills = [s for _, s in every_statement() if s.startswith("INSERT INTO")]
+    assert len(backfills) >= 4
+    for backfill in backfills:
+        (sql,) = cluster_statements(backfill, CLUSTER, DATABASE)
+        text = formatted(store, sql)
+        assert text.startswith(f"INSERT INTO {DATABASE}.") and " SETTINGS insert_distributed_sync = 1 " in text, text
+        assert "_local" not in text and "ON CLUSTER" not in text
+        assert f" FROM {DATABASE}.genai_spans " in text or f" FROM {DATABASE}.genai_spans AS span " in text
 
 
 def test_alters_apply_to_the_local_tables_and_column_changes_to_the_distributed_ones_too(store: Client) -> None:

@@ -1,0 +1,299 @@
+"""The hourly rollups (clickhouse/schema/012-015) give the dashboards the numbers the raw rows give.
+
+Each panel, variable and alert that reads a rollup is run on seeded data beside a query of genai_spans written
+here (the query the panel ran before the rollups, over the same whole hours); a time series that switches
+between the rollup and the raw rows is run both ways on buckets of an hour. Quantiles agree exactly because
+no seeded group holds more than the 8,192 values a quantile state keeps. Then the migrations' backfill: rows
+stored before the rollups existed are rolled up as the views roll up new rows, once however often it runs."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from spanmeter.migrations import migrations
+from spanmeter.store import apply_schema, statements
+
+from .conftest import Runner, alert_rules, dashboards, load_build
+from .plugin_macros import QueryContext
+from .seed import seed
+from .test_dashboards import panel_range, resolve_variables
+
+BUILD = load_build()
+ROLLUPS = (BUILD.STATS, BUILD.SESSIONS, BUILD.TAGS, BUILD.INGESTED)
+M = BUILD.MODEL
+RAW = BUILD.RAW
+UNPRICED = BUILD.filters(only=("project", "service", "environment"))
+
+
+def hours(column: str) -> str:
+    """The rollups' range over raw rows: the whole hours from the one the range starts in."""
+    return f"toStartOfHour({column}) >= toStartOfHour($__fromTime) AND toStartOfHour({column}) <= $__toTime"
+
+
+SPANS = f"FROM genai_spans WHERE {hours('timestamp')} AND {RAW}"
+BEFORE = "timestamp < toStartOfHour($__fromTime)"
+COMPARED = f"""FROM genai_spans WHERE timestamp >= toStartOfHour($__fromTime - ($__toTime - $__fromTime))
+    AND toStartOfHour(timestamp) <= $__toTime AND {RAW}"""
+WEEK_BEFORE = "timestamp < toStartOfHour($__toTime - INTERVAL 7 DAY)"
+
+
+def compared(name: str, current: str, previous: str) -> str:
+    return f"""SELECT {current} AS {name}, {previous} AS previous_{name},
+        if(previous_{name} > 0, ({name} - previous_{name}) / previous_{name} * 100, NULL) AS change_percent
+        {COMPARED}"""
+
+
+# What each panel reading a rollup ran on genai_spans before, over the same hours.
+REFERENCES = {
+    "Calls that could not be priced": f"""SELECT count() AS unpriced_calls, uniqExact({M}) AS unpriced_models
+        FROM genai_spans WHERE {hours("timestamp")} AND price_status = 'unpriced' AND {UNPRICED}""",
+    "Unpriced models": f"""SELECT provider, {M} AS model, count() AS calls, sum(input_tokens) AS input_tokens,
+        sum(output_tokens) AS output_tokens, max(timestamp) AS last_seen
+        FROM genai_spans WHERE {hours("timestamp")} AND price_status = 'unpriced' AND {UNPRICED}
+        GROUP BY provider, model""",
+    "Spend": compared(
+        "spend", f"toFloat64(sumIf(total_cost, NOT {BEFORE}))", f"toFloat64(sumIf(total_cost, {BEFORE}))"
+    ),
+    "Requests": compared("requests", f"countIf(NOT {BEFORE})", f"countIf({BEFORE})"),
+    "Tokens": compared(
+        "tokens", f"sumIf(input_tokens + output_tokens, NOT {BEFORE})", f"sumIf(input_tokens + output_tokens, {BEFORE})"
+    ),
+    "Median latency": compared(
+        "median_latency",
+        f"quantileIf(0.5)(duration_ns / 1e9, NOT {BEFORE})",
+        f"quantileIf(0.5)(duration_ns / 1e9, {BEFORE})",
+    ),
+    "Top services": f"""SELECT service_name AS service, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+        spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share {SPANS} GROUP BY service""",
+    "Top features": f"""SELECT feature, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+        spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share {SPANS} GROUP BY feature""",
+    "Cost, tokens and latency per model": f"""SELECT provider, {M} AS model, count() AS requests,
+        toFloat64(sum(total_cost)) AS spend, spend / requests * 1000 AS cost_per_1k_requests,
+        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+        output_tokens / greatest(input_tokens, 1) AS output_input_ratio,
+        quantile(0.5)(duration_ns / 1e9) AS p50_latency, quantile(0.95)(duration_ns / 1e9) AS p95_latency
+        {SPANS} GROUP BY provider, model""",
+    "Caching: share of input read from cache, and what it saved": f"""SELECT {M} AS model, sum(input_tokens) AS input,
+        sum(cache_read_tokens) AS cache_read, cache_read / greatest(input, 1) AS cache_read_share,
+        toFloat64(sum(input_cost)) / greatest(sum(input_tokens - cache_read_tokens - cache_write_tokens), 1)
+          AS uncached_input_price,
+        greatest(cache_read * uncached_input_price - toFloat64(sum(cache_read_cost)), 0) AS saved
+        {SPANS} GROUP BY model""",
+    "The same usage on the model chosen in 'Compare with'": f"""WITH (
+          SELECT (toFloat64(sum(input_cost + cache_read_cost + cache_write_cost)) / greatest(sum(input_tokens), 1),
+                  toFloat64(sum(output_cost)) / greatest(sum(output_tokens), 1))
+          FROM genai_spans WHERE {M} = ${{compare_model:sqlstring}} AND price_status IN ('priced', 'override')
+            AND timestamp >= toStartOfHour($__toTime - INTERVAL 30 DAY) AND toStartOfHour(timestamp) <= $__toTime
+        ) AS rates
+        SELECT {M} AS model, toFloat64(sum(total_cost)) AS spend,
+          sum(input_tokens) * rates.1 + sum(output_tokens) * rates.2 AS on_compare_model,
+          on_compare_model - spend AS difference {SPANS} GROUP BY model""",
+    "Top users": f"""SELECT user_id AS user, count() AS requests, uniqExact(session_id) AS sessions,
+        toFloat64(sum(total_cost)) AS spend {SPANS} AND user_id != '' GROUP BY user""",
+    "Top sessions": f"""SELECT session_id AS session, any(user_id) AS user, count() AS requests,
+        toFloat64(sum(total_cost)) AS spend, min(timestamp) AS first_call, max(timestamp) AS last_call
+        {SPANS} AND session_id != '' GROUP BY session""",
+    "Spend by the tag chosen in 'Tag'": f"""SELECT tags[${{tag_key:sqlstring}}] AS tag_value, count() AS requests,
+        toFloat64(sum(total_cost)) AS spend {SPANS} GROUP BY tag_value""",
+    "Prompt drift: median input tokens per call, last 7 days against the 7 before (growth of 50 % or more)": f"""
+        SELECT service_name AS service, operation, feature,
+          quantileIf(0.5)(input_tokens, {WEEK_BEFORE}) AS median_before,
+          quantileIf(0.5)(input_tokens, NOT {WEEK_BEFORE}) AS median_last_7d,
+          (median_last_7d - median_before) / greatest(median_before, 1) * 100 AS growth,
+          countIf(NOT {WEEK_BEFORE}) AS calls_last_7d
+        FROM genai_spans WHERE timestamp >= toStartOfHour($__toTime - INTERVAL 14 DAY)
+          AND toStartOfHour(timestamp) <= $__toTime AND {RAW}
+        GROUP BY service, operation, feature
+        HAVING countIf({WEEK_BEFORE}) >= 20 AND calls_last_7d >= 20 AND growth >= 50""",
+    **{
+        f"Rows per {column.replace('_', ' ')}": f"""SELECT {column}, count() AS rows FROM genai_spans
+            WHERE {hours("ingested_at")} AND {RAW} GROUP BY {column}"""
+        for column in ("convention", "price_status")
+    },
+}
+VARIABLES = {
+    "compare_model": f"""SELECT DISTINCT {M} FROM genai_spans
+        WHERE timestamp >= toStartOfHour($__toTime - INTERVAL 30 DAY) AND price_status IN ('priced', 'override')
+        ORDER BY 1""",
+    "tag_key": f"""SELECT DISTINCT arrayJoin(mapKeys(tags)) AS key FROM genai_spans WHERE {hours("timestamp")}
+        ORDER BY key""",
+}
+ALERTS = {
+    "spanmeter-prompt-drift": """SELECT service_name AS service, operation, feature,
+        quantileIf(0.5)(input_tokens, timestamp >= toStartOfHour(now() - INTERVAL 7 DAY))
+          / greatest(quantileIf(0.5)(input_tokens, timestamp < toStartOfHour(now() - INTERVAL 7 DAY)), 1) AS value
+        FROM genai_spans WHERE timestamp >= toStartOfHour(now() - INTERVAL 14 DAY) AND timestamp <= now()
+        GROUP BY service, operation, feature
+        HAVING countIf(timestamp < toStartOfHour(now() - INTERVAL 7 DAY)) >= 20
+          AND countIf(timestamp >= toStartOfHour(now() - INTERVAL 7 DAY)) >= 20""",
+}
+SWITCH = "$__interval_s >= 3600"
+
+
+def reads_rollup(sql: str) -> bool:
+    return any(f" {table} " in f" {sql} " for table in ROLLUPS)
+
+
+BOARDS = dashboards()
+ROLLUP_PANELS = [
+    (name, panel)
+    for name, board in BOARDS.items()
+    for panel in board["panels"]
+    if reads_rollup(panel["targets"][0]["rawSql"])
+]
+TABLES = [(n, p) for n, p in ROLLUP_PANELS if SWITCH not in p["targets"][0]["rawSql"]]
+SERIES = [(n, p) for n, p in ROLLUP_PANELS if SWITCH in p["targets"][0]["rawSql"]]
+
+
+def same(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]]) -> None:
+    """Equal rows in any order; floats to 1e-9 relative."""
+
+    def key(row: tuple[Any, ...]) -> tuple[str, ...]:
+        return tuple(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row)
+
+    assert len(left) == len(right), (left[:5], right[:5])
+    for a, b in zip(sorted(left, key=key), sorted(right, key=key), strict=True):
+        for x, y in zip(a, b, strict=True):
+            if isinstance(x, float) or isinstance(y, float):
+                assert x is not None and y is not None and math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12), (a, b)
+            else:
+                assert x == y, (a, b)
+
+
+def test_every_panel_reading_a_rollup_has_a_reference_query() -> None:
+    assert {panel["title"] for _, panel in TABLES} == set(REFERENCES)
+    assert len(SERIES) >= 10, [panel["title"] for _, panel in SERIES]
+
+
+@pytest.mark.parametrize("mode", ["all", "several"])
+@pytest.mark.parametrize(("name", "panel"), TABLES, ids=[f"{n}:{p['title']}" for n, p in TABLES])
+def test_a_table_from_a_rollup_equals_the_raw_rows(
+    seeded: dict[str, Runner], seeded_now: datetime, name: str, panel: dict[str, Any], mode: str
+) -> None:
+    board = BOARDS[name]
+    runner = seeded["all"]
+    ctx = panel_range(board, panel, seeded_now)
+    variables = resolve_variables(board, runner, ctx, mode)
+    # Every row, not the first 50: seeded sessions tie on spend, and the 50 kept of those tied may differ.
+    rollup = runner.run(panel["targets"][0]["rawSql"].replace(" LIMIT 50", ""), variables, ctx)
+    raw = runner.run(REFERENCES[panel["title"]], variables, ctx)
+    assert rollup.rows or (panel["title"].startswith("Prompt drift") and mode == "several"), rollup.sql
+    assert [c for c in raw.columns if c in rollup.columns] == raw.columns
+    same([row[: len(raw.columns)] for row in rollup.rows], raw.rows)
+
+
+@pytest.mark.parametrize(("name", "panel"), SERIES, ids=[f"{n}:{p['title']}" for n, p in SERIES])
+def test_a_series_from_a_rollup_equals_the_raw_rows_in_hourly_buckets(
+    seeded: dict[str, Runner], seeded_now: datetime, name: str, panel: dict[str, Any]
+) -> None:
+    board = BOARDS[name]
+    runner = seeded["all"]
+    start = seeded_now.replace(minute=0, second=0, microsecond=0) - timedelta(days=7)
+    ctx = QueryContext(start, seeded_now + timedelta(hours=1), timedelta(hours=1))  # every stored row: none later
+    variables = resolve_variables(board, runner, ctx, "all")
+    sql = panel["targets"][0]["rawSql"]
+    rollup = runner.run(sql, variables, ctx)
+    raw = runner.run(sql.replace(SWITCH, "0 = 1").replace("$__interval_s < 3600", "1 = 1"), variables, ctx)
+    assert rollup.rows and rollup.columns == raw.columns
+    same(rollup.rows, raw.rows)
+
+
+@pytest.mark.parametrize("variable", list(VARIABLES))
+def test_a_variable_from_a_rollup_lists_what_the_raw_rows_list(
+    seeded: dict[str, Runner], seeded_now: datetime, variable: str
+) -> None:
+    (board,) = [b for b in BOARDS.values() if any(v["name"] == variable for v in b["templating"]["list"])]
+    spec = next(v for v in board["templating"]["list"] if v["name"] == variable)
+    runner = seeded["all"]
+    ctx = QueryContext(seeded_now - timedelta(days=7), seeded_now, timedelta(minutes=10))
+    rollup = runner.run(spec["query"], {}, ctx)
+    assert rollup.rows == runner.run(VARIABLES[variable], {}, ctx).rows
+
+
+@pytest.mark.parametrize("uid", list(ALERTS))
+def test_an_alert_from_a_rollup_equals_the_raw_rows(seeded: dict[str, Runner], seeded_now: datetime, uid: str) -> None:
+    (rule,) = [r for r in alert_rules() if r["uid"] == uid]
+    (query,) = [d for d in rule["data"] if d["datasourceUid"] != "__expr__"]
+    assert reads_rollup(query["model"]["rawSql"])
+    ctx = QueryContext(seeded_now - timedelta(days=14), seeded_now, timedelta(minutes=1))
+    runner = seeded["drift"]
+    rollup = runner.run(query["model"]["rawSql"], {}, ctx)
+    assert rollup.rows
+    same(rollup.rows, runner.run(ALERTS[uid], {}, ctx).rows)
+
+
+# --- the backfill ----------------------------------------------------------------------------------------------
+
+BACKFILLED = [m for m in migrations() if 12 <= m.version <= 15]
+ROLLUP_COLUMNS = {
+    "genai_spans_hourly_stats": "sum(spans), sum(errors), sum(input_tokens), sum(total_cost), max(last_seen),"
+    " quantileMerge(0.5)(duration_quantiles), quantileMerge(0.95)(input_tokens_quantiles)",
+    "genai_sessions_hourly": "sum(spans), sum(total_cost), min(first_call), max(last_call)",
+    "genai_tags_hourly": "sum(spans), sum(total_cost)",
+    "genai_spans_ingested_hourly": "sum(spans), max(max_lag_ms), quantileMerge(0.5)(lag_ms_quantiles)",
+}
+ROLLUP_KEYS = {
+    "genai_spans_hourly_stats": "hour, project, service_name, model, feature, operation, price_status",
+    "genai_sessions_hourly": "hour, project, service_name, model, feature, user_id, session_id",
+    "genai_tags_hourly": "hour, project, service_name, model, feature, tag_key, tag_value",
+    "genai_spans_ingested_hourly": "hour, project, service_name, model, feature, convention, price_status",
+}
+
+
+def rolled_up(client: Client, database: str) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        table: client.query(
+            f"SELECT {ROLLUP_KEYS[table]}, {columns} FROM {{db:Identifier}}.{table}"
+            f" GROUP BY {ROLLUP_KEYS[table]} ORDER BY {ROLLUP_KEYS[table]}",
+            parameters={"db": database},
+        ).result_rows
+        for table, columns in ROLLUP_COLUMNS.items()
+    }
+
+
+def run_migration_files(client: Client, database: str) -> None:
+    for migration in BACKFILLED:
+        for statement in statements(migration.text):
+            client.command(statement, parameters={"database": database})
+
+
+def test_the_backfill_rolls_up_stored_rows_once_and_the_views_the_rows_after(
+    store: Client, seeded_now: datetime
+) -> None:
+    """A store whose rows were stored before 012-015: running those files rolls them up as the views would have;
+    running them again changes nothing; rows stored after are rolled up by the views."""
+    assert [m.version for m in BACKFILLED] == [12, 13, 14, 15]
+    viewed, backfilled = (f"g_backfill_{which}_{uuid.uuid4().hex[:8]}" for which in ("viewed", "backfilled"))
+    for database in (viewed, backfilled):
+        apply_schema(store, database)
+    for table in ROLLUP_COLUMNS:  # as before 012-015: no views, no rollups
+        store.command(f"DROP VIEW {{db:Identifier}}.{table}_mv", parameters={"db": backfilled})
+        store.command(f"DROP TABLE {{db:Identifier}}.{table}", parameters={"db": backfilled})
+    for database in (viewed, backfilled):
+        seed(store, database, seeded_now, ("drift", "unpriced", "errors"))
+    run_migration_files(store, backfilled)
+    expected = rolled_up(store, viewed)
+    assert all(expected.values())
+    assert rolled_up(store, backfilled) == expected
+    run_migration_files(store, backfilled)
+    assert rolled_up(store, backfilled) == expected, "a second run must add nothing"
+    later = seeded_now + timedelta(minutes=5)
+    for database in (viewed, backfilled):
+        seed(store, database, later, ("spike",))
+    after = rolled_up(store, viewed)
+    assert after != expected and rolled_up(store, backfilled) == after
+    spans = store.query(
+        "SELECT count(), sum(total_cost) FROM {db:Identifier}.genai_spans", parameters={"db": backfilled}
+    ).result_rows[0]
+    stats = store.query(
+        "SELECT sum(spans), sum(total_cost) FROM {db:Identifier}.genai_spans_hourly_stats",
+        parameters={"db": backfilled},
+    ).result_rows[0]
+    assert stats == spans and isinstance(stats[1], Decimal)
