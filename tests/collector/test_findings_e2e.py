@@ -18,6 +18,7 @@ import yaml
 from clickhouse_connect.driver.client import Client
 
 from spanmeter.cli import main
+from spanmeter.cli.findings import fetch_findings
 from spanmeter.findings import FindingsConfig
 from spanmeter.findings.store import read_latest, write_run
 from spanmeter.keys import create_key
@@ -128,6 +129,10 @@ def test_spanmeter_findings_reads_the_store(
     found = json.loads(capsys.readouterr().out)
     assert [f["kind"] for f in found] == ["repeated_calls"]
     assert Decimal(found[0]["savings_usd_per_month"]) == expected_savings(store, database, 2)
+    # What it asks when another process holds the store: the collector's API, the same findings.
+    remote = fetch_findings(f"http://127.0.0.1:{calls.http_port}", "2d", "")
+    untimed = [{k: v for k, v in f.items() if k not in ("start", "end")} for f in found]
+    assert [{k: v for k, v in f.to_json().items() if k not in ("start", "end")} for f in remote] == untimed
     assert main(["findings", *store_args]) == 0
     table = capsys.readouterr().out
     assert "1. repeated_calls" in table and "feature" not in table.split("\n")[2].split("$")[0]
