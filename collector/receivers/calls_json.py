@@ -123,7 +123,7 @@ class CallIn(BaseModel):
             start = _ns(self.start_time)
             if self.end_time is not None:
                 return start, _ns(self.end_time)
-            return start, start + length if length is not None else received_ns
+            return start, start + length if length is not None else max(start, received_ns)
         end = _ns(self.end_time) if self.end_time is not None else received_ns
         return end - (length or 0), end
 

@@ -148,6 +148,7 @@ def test_an_exception_leaving_the_block_fails_the_call_and_is_raised(spans, trac
             "end_time is before start_time",
         ),
         ({"start_time": datetime(2026, 1, 1)}, "start_time needs token counts"),
+        ({"input_tokens": 1, "start_time": datetime.now(UTC) + timedelta(hours=1)}, r"now \(no end_time or duration\)"),
     ],
 )
 def test_bad_arguments_are_refused_naming_them(kwargs: dict[str, Any], message: str, spans, tracer_provider) -> None:

@@ -215,7 +215,8 @@ def _span_times(start: datetime | None, end: datetime | None, duration: timedelt
         end_ns = _ns("end_time", end) if end is not None else time.time_ns()
         start_ns = end_ns - (length or 0)
     if end_ns < start_ns:
-        raise ValueError("record_call: end_time is before start_time")
+        given = "end_time" if end is not None else "now (no end_time or duration)"
+        raise ValueError(f"record_call: {given} is before start_time")
     return start_ns, end_ns
 
 
