@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(page.to_json(), indent=2) + "\n")
     elif args.format == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(CallRow.__dataclass_fields__))
+        writer = csv.DictWriter(buffer, fieldnames=["time", *CallRow.__dataclass_fields__])
         writer.writeheader()
         for call in page.calls:
-            writer.writerow({k: v for k, v in call.to_json().items() if k != "time"})
+            writer.writerow(call.to_json())
         sys.stdout.write(buffer.getvalue())
     else:
         sys.stdout.write(render_table(page.calls))

@@ -286,6 +286,7 @@ def check_calls_command_formats_filters_and_pages(
     assert main(["calls", *cli_args, "--format", "csv", "--user", "u-3"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["span_id"] for r in rows] == [ids[5], ids[6]] and Decimal(rows[0]["total_cost"]) > 0
+    assert datetime.fromisoformat(rows[0]["time"]) == seeded["now"] - timedelta(minutes=6)
 
     assert main(["calls", *cli_args, "--min-cost", "a lot"]) == 2
     assert "--min-cost must be a decimal amount" in capsys.readouterr().err
