@@ -50,7 +50,7 @@ class Follower:
 
     def start(self, lines: int) -> list[CallRow]:
         """The latest `lines` calls (oldest first); following shows the calls stored from now on."""
-        latest = self._fetch(replace(self._query, limit=lines)).calls[::-1] if lines > 0 else []
+        latest = self._fetch(replace(self._query, limit=min(lines, MAX_LIMIT))).calls[::-1] if lines > 0 else []
         newest = max([int(time.time() * 1000), *(call.ingested_unix_milli for call in latest)])
         self._low = newest - OVERLAP_MS
         shown = self._fresh(latest)
