@@ -12,11 +12,13 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
+import yaml
 from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,6 +32,7 @@ from tests.fakes.provider_server import ANTHROPIC_USAGE, OPENAI_CHAT_USAGE, Fake
 
 from .conftest import REPO, http_request, metric_value, rows, tracer_provider, wait_for_rows
 from .test_auth import AUTH
+from .test_durability import ServeProcess, query_store
 
 COSTS = ("input_cost", "cache_read_cost", "cache_write_cost", "output_cost", "total_cost")
 SAME = (
@@ -268,6 +271,33 @@ def test_keys_guard_it_like_otlp(start_collector: Callable[..., Collector], stor
     assert post_calls(collector, call, ingest)[0] == 200
     wait_for_rows(collector, 1)
     assert [row["project"] for row in rows(store, database)] == ["team-a"]  # the key's project
+
+
+def test_answered_calls_survive_a_kill(tmp_path: Path) -> None:
+    """Answered means in the write-ahead log, as for OTLP: a collector killed right after answering (its
+    segments far from sealed) leaves the calls for the next one to store."""
+    raw = yaml.safe_load((REPO / "pipelines.yaml").read_text())
+    raw["exporters"]["clickhouse"]["batch"] = {"max_rows": 100_000, "max_age": "10m"}
+    config = tmp_path / "pipelines.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    data = tmp_path / "store"
+    serve = ServeProcess(config, data)
+    call = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 10}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{serve.http_port}/v1/calls",
+        data=json.dumps([call, {**call, "tags": {"feature": "second"}}]).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answered = {ids["span_id"] for ids in json.load(response)["calls"]}
+    serve.process.kill()
+    serve.process.wait(timeout=30)
+
+    code, log = ServeProcess(config, data).terminate()
+    assert code == 0, log
+    stored = query_store(data, "SELECT span_id, total_cost FROM spanmeter.genai_spans")
+    assert {span for span, _ in stored} == answered
+    assert all(Decimal(cost) > 0 for _, cost in stored)
 
 
 # --- fuzzing: whatever the body, a documented answer, and every accepted call accounted for -------------------
