@@ -66,5 +66,6 @@ GROUP BY hour, project, service_name, environment, provider, model, feature, con
 
 ALTER TABLE {database:Identifier}.genai_spans ADD INDEX IF NOT EXISTS idx_ingested_at ingested_at TYPE minmax GRANULARITY 1;
 
--- Builds the index for the parts stored before it (a mutation that reads ingested_at only).
+-- The same index as 022's (tail's polls use it too; whichever runs first adds it). Built here for the parts
+-- stored before it as well (a mutation that reads ingested_at only), or those would be read whole until merged.
 ALTER TABLE {database:Identifier}.genai_spans MATERIALIZE INDEX idx_ingested_at
