@@ -365,14 +365,6 @@ def overview() -> list[dict[str, Any]]:
 
 
 def models() -> list[dict[str, Any]]:
-    compare_rates = f"""
-        WITH (
-          SELECT (toFloat64(sum(input_cost + cache_read_cost + cache_write_cost)) / greatest(sum(input_tokens), 1),
-                  toFloat64(sum(output_cost)) / greatest(sum(output_tokens), 1))
-          FROM {STATS}
-          WHERE model = ${{compare_model:sqlstring}} AND price_status IN ('priced', 'override')
-            AND hour >= toStartOfHour($__toTime - INTERVAL 30 DAY) AND hour <= $__toTime
-        ) AS rates"""
     return [
         table(
             "Cost, tokens and latency per model",
@@ -444,19 +436,7 @@ def models() -> list[dict[str, Any]]:
             description="Saved: cache-read tokens priced at the model's uncached input price (observed in the range), "
             "less what the cache reads cost.",
         ),
-        table(
-            "The same usage on the model chosen in 'Compare with'",
-            f"""{compare_rates}
-                SELECT model, toFloat64(sum(total_cost)) AS spend,
-                  sum(input_tokens) * rates.1 + sum(output_tokens) * rates.2 AS on_compare_model,
-                  on_compare_model - spend AS difference
-                FROM {STATS} WHERE {HOURS} AND {HOURLY}
-                GROUP BY model ORDER BY spend DESC""",
-            {"model": "", "spend": "currencyUSD", "on_compare_model": "currencyUSD", "difference": "currencyUSD"},
-            description="At the compared model's effective prices per input and output token over the last 30 days "
-            "(cache discounts included), as seen in genai_spans.",
-        ),
-        priced_on_any_model(),
+        compare_on_any_model(),
     ]
 
 
@@ -873,53 +853,45 @@ def findings() -> list[dict[str, Any]]:
     ]
 
 
+# The newest genai-prices version a collector wrote into model_prices (collector/prices.py).
+PRICES_VERSION = "(SELECT argMax(version, refreshed_at) FROM model_prices)"
 COMPARE_MODEL = query_variable(
     "compare_model",
     "Compare with",
-    f"""SELECT DISTINCT model FROM {STATS}
-        WHERE hour >= toStartOfHour($__toTime - INTERVAL 30 DAY) AND price_status IN ('priced', 'override')
-        ORDER BY 1""",
-    multi=False,
-)
-# The newest genai-prices version a collector wrote into model_prices (collector/prices.py).
-PRICES_VERSION = "(SELECT argMax(version, refreshed_at) FROM model_prices)"
-PRICE_ON = query_variable(
-    "price_on",
-    "Price on",
     f"SELECT DISTINCT concat(provider, ':', model) FROM model_prices WHERE version = {PRICES_VERSION} ORDER BY 1",
     multi=False,
 )
-PRICE_ON["current"] = {"text": "openai:gpt-4o-mini", "value": "openai:gpt-4o-mini"}
+COMPARE_MODEL["current"] = {"text": "openai:gpt-4o-mini", "value": "openai:gpt-4o-mini"}
 
 
-def priced_on_any_model() -> dict[str, Any]:
+def compare_on_any_model() -> dict[str, Any]:
     """The range's usage priced on any model genai-prices knows (model_prices), hour by hour at that hour's price."""
     return table(
-        "The same usage priced on the model chosen in 'Price on' (any model genai-prices knows)",
+        "The same usage on the model chosen in 'Compare with'",
         f"""SELECT usage.model AS model, toFloat64(sum(usage.spend)) AS spend,
               toFloat64(sum(
                 (usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens) * prices.input_mtok
                 + usage.cache_read_tokens * prices.cache_read_mtok + usage.cache_write_tokens * prices.cache_write_mtok
                 + (usage.output_tokens - usage.reasoning_tokens) * prices.output_mtok
                 + usage.reasoning_tokens * ifNull(prices.reasoning_mtok, prices.output_mtok)
-              )) / 1e6 AS on_price_model,
-              on_price_model - spend AS difference
+              )) / 1e6 AS on_compare_model,
+              on_compare_model - spend AS difference
             FROM (
               SELECT model, hour, toUInt32(toUnixTimestamp(hour) % 86400) * 1000 AS day_ms,
                 sum(total_cost) AS spend, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                 sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
                 sum(reasoning_tokens) AS reasoning_tokens
-              FROM genai_spans_hourly WHERE $__timeFilter(hour) AND {HOURLY}
+              FROM genai_spans_hourly WHERE {HOURS} AND {HOURLY}
               GROUP BY model, hour
             ) AS usage
             CROSS JOIN (
               SELECT * FROM model_prices FINAL
-              WHERE version = {PRICES_VERSION} AND concat(provider, ':', model) = ${{price_on:sqlstring}}
+              WHERE version = {PRICES_VERSION} AND concat(provider, ':', model) = ${{compare_model:sqlstring}}
             ) AS prices
             WHERE usage.hour >= prices.valid_from AND usage.hour < prices.valid_to
               AND usage.day_ms >= prices.day_from_ms AND usage.day_ms < prices.day_to_ms
             GROUP BY model ORDER BY spend DESC""",
-        {"model": "", "spend": "currencyUSD", "on_price_model": "currencyUSD", "difference": "currencyUSD"},
+        {"model": "", "spend": "currencyUSD", "on_compare_model": "currencyUSD", "difference": "currencyUSD"},
         w=24,
         description="Each hour's tokens by kind (cache reads and writes, reasoning) at the chosen model's prices "
         "in force that hour, from genai-prices (the model_prices table). Long-context tiers are left out here (the "
@@ -994,7 +966,7 @@ TAG_KEY = query_variable(
 
 DASHBOARDS_SPEC = [
     ("spanmeter-overview", "spanmeter / Overview", "overview.json", overview, [], "now-24h"),
-    ("spanmeter-models", "spanmeter / Models", "models.json", models, [COMPARE_MODEL, PRICE_ON], "now-7d"),
+    ("spanmeter-models", "spanmeter / Models", "models.json", models, [COMPARE_MODEL], "now-7d"),
     ("spanmeter-attribution", "spanmeter / Attribution", "attribution.json", attribution, [TAG_KEY], "now-7d"),
     ("spanmeter-trends", "spanmeter / Trends and prompt drift", "trends.json", trends, [], "now-14d"),
     ("spanmeter-budgets", "spanmeter / Budgets", "budgets.json", budgets, [], "now-30d"),

@@ -1,4 +1,4 @@
-"""The Models dashboard's 'Price on' panel against genai-prices: the seeded usage priced on a model it never had,
+"""The Models dashboard's 'Compare with' panel against genai-prices: the seeded usage priced on a model it never had,
 through the panel's SQL with the plugin's macros expanded, equals each stored call priced by `calc_price`."""
 
 from __future__ import annotations
@@ -14,21 +14,24 @@ from .plugin_macros import Variable
 from .test_dashboards import DASHBOARDS, panel_range, resolve_variables
 
 
-def test_price_on_panel_equals_calc_price_of_every_call(seeded: dict[str, Runner], seeded_now: datetime) -> None:
+def test_compare_panel_equals_calc_price_of_every_call(seeded: dict[str, Runner], seeded_now: datetime) -> None:
     board = DASHBOARDS["models.json"]
-    panel = next(p for p in board["panels"] if "'Price on'" in p["title"])
+    panel = next(p for p in board["panels"] if "'Compare with'" in p["title"])
     runner = seeded["all"]
     ctx = panel_range(board, panel, seeded_now)
     variables = resolve_variables(board, runner, ctx, "all")
-    assert len(variables["price_on"].options) > 2000  # every model genai-prices knows, not only those that ran
-    variables["price_on"] = Variable("price_on", "anthropic:claude-haiku-4-5")  # cache reads and writes priced apart
+    assert len(variables["compare_model"].options) > 2000  # every model genai-prices knows, not only those that ran
+    variables["compare_model"] = Variable(
+        "compare_model", "anthropic:claude-haiku-4-5"
+    )  # cache reads and writes priced apart
     result = runner.run(panel["targets"][0]["rawSql"], variables, ctx)
     panel_cost = {row[0]: row[2] for row in result.rows}
 
     calls = runner.client.query(
         "SELECT if(response_model != '', response_model, request_model), timestamp, input_tokens, cache_read_tokens, "
         "cache_write_tokens, output_tokens, reasoning_tokens FROM genai_spans "
-        "WHERE toStartOfHour(timestamp) >= {start:DateTime64(3)} AND toStartOfHour(timestamp) <= {end:DateTime64(3)}",
+        "WHERE toStartOfHour(timestamp) >= toStartOfHour({start:DateTime64(3)}) "
+        "AND toStartOfHour(timestamp) <= {end:DateTime64(3)}",
         parameters={"start": ctx.start.replace(microsecond=0), "end": ctx.end.replace(microsecond=0)},
     ).result_rows
     expected: dict[str, Decimal] = {}

@@ -86,15 +86,6 @@ REFERENCES = {
           AS uncached_input_price,
         greatest(cache_read * uncached_input_price - toFloat64(sum(cache_read_cost)), 0) AS saved
         {SPANS} GROUP BY model""",
-    "The same usage on the model chosen in 'Compare with'": f"""WITH (
-          SELECT (toFloat64(sum(input_cost + cache_read_cost + cache_write_cost)) / greatest(sum(input_tokens), 1),
-                  toFloat64(sum(output_cost)) / greatest(sum(output_tokens), 1))
-          FROM genai_spans WHERE {M} = ${{compare_model:sqlstring}} AND price_status IN ('priced', 'override')
-            AND timestamp >= toStartOfHour($__toTime - INTERVAL 30 DAY) AND toStartOfHour(timestamp) <= $__toTime
-        ) AS rates
-        SELECT {M} AS model, toFloat64(sum(total_cost)) AS spend,
-          sum(input_tokens) * rates.1 + sum(output_tokens) * rates.2 AS on_compare_model,
-          on_compare_model - spend AS difference {SPANS} GROUP BY model""",
     "Top users": f"""SELECT user_id AS user, count() AS requests, uniqExact(session_id) AS sessions,
         toFloat64(sum(total_cost)) AS spend {SPANS} AND user_id != '' GROUP BY user""",
     "Top sessions": f"""SELECT session_id AS session, any(user_id) AS user, count() AS requests,
@@ -119,9 +110,6 @@ REFERENCES = {
     },
 }
 VARIABLES = {
-    "compare_model": f"""SELECT DISTINCT {M} FROM genai_spans
-        WHERE timestamp >= toStartOfHour($__toTime - INTERVAL 30 DAY) AND price_status IN ('priced', 'override')
-        ORDER BY 1""",
     "tag_key": f"""SELECT DISTINCT arrayJoin(mapKeys(tags)) AS key FROM genai_spans WHERE {hours("timestamp")}
         ORDER BY key""",
 }
