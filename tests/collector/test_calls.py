@@ -378,7 +378,7 @@ def test_tail_sees_a_call_within_two_seconds_of_its_span_being_sent(
         tail.terminate()
         tail.wait(10)
 
-    # `calls` beside the same collector goes through its API and finds all four calls.
+    # `calls` and `top` beside the same collector go through its API and find all four calls.
     out = subprocess.run(
         [spanmeter_command(), "calls", "--config", str(config), *store, "--format", "json"],
         capture_output=True,
@@ -388,3 +388,11 @@ def test_tail_sees_a_call_within_two_seconds_of_its_span_being_sent(
     assert out.returncode == 0, out.stderr
     found = [c["span_id"] for c in json.loads(out.stdout)["calls"]]
     assert len(found) == 4 and found[-1] == before
+    top = subprocess.run(
+        [spanmeter_command(), "top", "--config", str(config), *store, "--once", "--minutes", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert top.returncode == 0, top.stderr
+    assert "calls 4 " in top.stdout and "live-app" in top.stdout and "gpt-4o-mini" in top.stdout
