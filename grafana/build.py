@@ -902,52 +902,43 @@ def compare_on_any_model() -> dict[str, Any]:
 def spend_forecast() -> dict[str, Any]:
     """This month's daily spend, and to its end a forecast with a band, in SQL: weekday factors (a weekday's mean
     over the mean day, from 14 days of history on), a least-squares line through the spend divided by them, and a
-    band of 1.645 residual standard deviations (90 % of days, if residuals are normal). `spanmeter forecast` fits
-    the same shape robustly and bands the month's total."""
+    band of 1.645 residual standard deviations (90 % of days, if residuals are normal). The daily series is read
+    once into arrays and fitted with array functions (a CTE would be read again at each use). `spanmeter forecast`
+    fits the same shape robustly and bands the month's total."""
     return timeseries(
         "Daily spend this month, and forecast to its end",
         f"""WITH
               toDate($__toTime) AS today,
               toStartOfMonth(today) AS month_start,
               addMonths(month_start, 1) AS month_stop,
-              daily AS (
-                SELECT toDate(hour) AS day, toFloat64(sum(total_cost)) AS spend FROM genai_spans_hourly
-                WHERE hour >= toDateTime(least(month_start, today - 56)) AND hour < toDateTime(month_stop)
-                  AND {HOURLY}
-                GROUP BY day
-              ),
-              history AS (
-                SELECT days.day AS day, toDayOfWeek(days.day) AS weekday,
-                  toFloat64(toInt32(days.day - today)) AS t, daily.spend AS spend
-                FROM (SELECT today - 56 + number AS day FROM numbers(56)) AS days
-                LEFT JOIN daily ON days.day = daily.day
-                WHERE days.day >= (SELECT min(day) FROM daily)
-              ),
-              factors AS (
-                SELECT weekday, if((SELECT count() FROM history) >= 14,
-                  avg(spend) / greatest((SELECT avg(spend) FROM history), 1e-12), 1) AS factor
-                FROM history GROUP BY weekday
-              ),
-              fitted AS (
-                SELECT simpleLinearRegression(history.t, history.spend / factors.factor) AS line
-                FROM history JOIN factors ON history.weekday = factors.weekday WHERE factors.factor > 0
-              ),
-              (SELECT line FROM fitted) AS line,
-              spread AS (
-                SELECT stddevSamp(history.spend - greatest(line.2 + line.1 * history.t, 0) * factors.factor) AS sigma
-                FROM history JOIN factors ON history.weekday = factors.weekday
-              ),
-              (SELECT sigma FROM spread) AS sigma
-            SELECT toDateTime(days.day) AS time,
-              if(days.day <= today, daily.spend, NULL) AS actual,
-              if(days.day >= today,
-                greatest(line.2 + line.1 * toFloat64(toInt32(days.day - today)), 0) * ifNull(factors.factor, 1),
+              (
+                SELECT (groupArray(day), groupArray(spend)) FROM (
+                  SELECT toDate(hour) AS day, toFloat64(sum(total_cost)) AS spend FROM genai_spans_hourly
+                  WHERE hour >= toDateTime(least(month_start, today - 56)) AND hour < toDateTime(month_stop)
+                    AND {HOURLY}
+                  GROUP BY day)
+              ) AS daily,
+              greatest(arrayMin(arrayPushBack(daily.1, today)), today - 56) AS first_day,
+              arrayMap(k -> first_day + k, range(toUInt32(today - first_day))) AS days,
+              arrayMap(d -> arraySum(arrayMap((x, s) -> if(x = d, s, 0), daily.1, daily.2)), days) AS y,
+              arrayMap(d -> toDayOfWeek(d), days) AS weekdays,
+              arrayMap(d -> toFloat64(toInt32(d - today)), days) AS t,
+              length(days) AS n,
+              arrayMap(w -> if(n >= 14,
+                  arrayAvg(arrayFilter((v, x) -> x = w, y, weekdays)) / greatest(arrayAvg(y), 1e-12), 1),
+                range(1, 8)) AS factors,
+              arrayMap((v, w) -> v / greatest(factors[w], 1e-9), y, weekdays) AS adjusted,
+              arrayReduce('simpleLinearRegression', t, adjusted) AS line,
+              sqrt(arraySum(arrayMap((v, x, w) -> pow(v - greatest(line.2 + line.1 * x, 0) * factors[w], 2),
+                y, t, weekdays)) / greatest(n - 2, 1)) AS sigma
+            SELECT toDateTime(day) AS time,
+              if(day <= today, arraySum(arrayMap((x, s) -> if(x = day, s, 0), daily.1, daily.2)), NULL) AS actual,
+              if(day >= today AND n >= 2,
+                greatest(line.2 + line.1 * toFloat64(toInt32(day - today)), 0) * factors[toDayOfWeek(day)],
                 NULL) AS forecast,
               greatest(forecast - 1.645 * sigma, 0) AS low,
               forecast + 1.645 * sigma AS high
-            FROM (SELECT month_start + number AS day FROM numbers(toUInt32(month_stop - month_start))) AS days
-            LEFT JOIN daily ON days.day = daily.day
-            LEFT JOIN factors ON toDayOfWeek(days.day) = factors.weekday
+            FROM (SELECT month_start + number AS day FROM numbers(toUInt32(month_stop - month_start)))
             ORDER BY time""",
         "currencyUSD",
         w=24,
