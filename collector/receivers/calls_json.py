@@ -14,6 +14,7 @@ the calls it stored recently).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import os
@@ -24,8 +25,7 @@ from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv._incubating.attributes import session_attributes, user_attributes
@@ -172,38 +172,41 @@ def _describe(problem: dict[str, Any]) -> str:
 
 def calls_request(
     calls: Sequence[CallIn], received_ns: int, key_project: str = ""
-) -> tuple[ExportTraceServiceRequest, list[Span]]:
-    """The OTLP request of these calls (one resource per service, project and environment), and their spans in
-    the calls' order."""
+) -> tuple[ExportTraceServiceRequest, list[tuple[bytes, bytes]]]:
+    """The OTLP request of these calls (one resource per service, project and environment), and each call's
+    (trace id, span id) in the calls' order. Built in place: constructing messages and copying them in costs
+    several times more."""
     request = ExportTraceServiceRequest()
-    spans: list[Span] = []
+    ids: list[tuple[bytes, bytes]] = []
     scopes: dict[tuple[str | None, str | None, str | None], ScopeSpans] = {}
     for call in calls:
         identity = (call.service, call.project, call.environment)
-        if identity not in scopes:
+        scope = scopes.get(identity)
+        if scope is None:
             resource_spans = request.resource_spans.add()
-            resource_spans.resource.CopyFrom(_resource(call))
-            scope = resource_spans.scope_spans.add()
-            scope.scope.CopyFrom(InstrumentationScope(name=SCOPE))
-            scopes[identity] = scope
-        span = _span(call, received_ns, call.project or key_project)
-        scopes[identity].spans.append(span)
-        spans.append(span)
-    return request, spans
+            _set_attributes(
+                resource_spans.resource.attributes,
+                {
+                    service_attributes.SERVICE_NAME: call.service,
+                    PROJECT_ATTRIBUTE: call.project,
+                    DEPLOYMENT_ENVIRONMENT_NAME: call.environment,
+                },
+            )
+            scope = scopes[identity] = resource_spans.scope_spans.add()
+            scope.scope.name = SCOPE
+        span = scope.spans.add()
+        _fill_span(span, call, received_ns, call.project or key_project)
+        ids.append((span.trace_id, span.span_id))
+    return request, ids
 
 
-def _resource(call: CallIn) -> Resource:
-    attributes = {
-        service_attributes.SERVICE_NAME: call.service,
-        PROJECT_ATTRIBUTE: call.project,
-        DEPLOYMENT_ENVIRONMENT_NAME: call.environment,
-    }
-    return Resource(attributes=_key_values(attributes))
-
-
-def _span(call: CallIn, received_ns: int, project: str) -> Span:
-    start, end = call.times(received_ns)
-    trace_id, span_id = _ids(call, project)
+def _fill_span(span: Span, call: CallIn, received_ns: int, project: str) -> None:
+    span.trace_id, span.span_id = _ids(call, project)
+    if call.parent_span_id:
+        span.parent_span_id = bytes.fromhex(call.parent_span_id)
+    span.name = f"{call.operation} {call.model}"
+    span.kind = Span.SPAN_KIND_CLIENT
+    span.start_time_unix_nano, span.end_time_unix_nano = call.times(received_ns)
     attributes: dict[str, Any] = {
         ga.GEN_AI_OPERATION_NAME: call.operation,
         ga.GEN_AI_PROVIDER_NAME: call.provider,
@@ -219,22 +222,12 @@ def _span(call: CallIn, received_ns: int, project: str) -> Span:
         # As the instrumentation's tags(): user_id and session_id under their conventions' names.
         **{_SPECIAL_TAGS.get(key, TAG_PREFIX + key): value for key, value in call.tags.items()},
     }
-    status = Status()
     if call.failed():
         error_type = call.error or "_OTHER"  # the conventions' value when the error has no type
         attributes[error_attributes.ERROR_TYPE] = error_type
-        status = Status(code=Status.STATUS_CODE_ERROR, message=error_type)
-    return Span(
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_span_id=bytes.fromhex(call.parent_span_id) if call.parent_span_id else b"",
-        name=f"{call.operation} {call.model}",
-        kind=Span.SPAN_KIND_CLIENT,
-        start_time_unix_nano=start,
-        end_time_unix_nano=end,
-        attributes=_key_values(attributes),
-        status=status,
-    )
+        span.status.code = Status.STATUS_CODE_ERROR
+        span.status.message = error_type
+    _set_attributes(span.attributes, attributes)
 
 
 def _ids(call: CallIn, project: str) -> tuple[bytes, bytes]:
@@ -247,19 +240,19 @@ def _ids(call: CallIn, project: str) -> tuple[bytes, bytes]:
     return (bytes.fromhex(call.trace_id) if call.trace_id else trace_id), span_id
 
 
-def _key_values(attributes: dict[str, Any]) -> list[KeyValue]:
-    out = []
+def _set_attributes(target: Any, attributes: dict[str, Any]) -> None:
+    """Appends to a repeated KeyValue field: strings, ints, lists of strings; None is left out."""
     for key, value in attributes.items():
         if value is None:
             continue
+        entry = target.add()
+        entry.key = key
         if isinstance(value, str):
-            any_value = AnyValue(string_value=value)
+            entry.value.string_value = value
         elif isinstance(value, int):
-            any_value = AnyValue(int_value=value)
+            entry.value.int_value = value
         else:
-            any_value = AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=v) for v in value]))
-        out.append(KeyValue(key=key, value=any_value))
-    return out
+            entry.value.array_value.values.extend(AnyValue(string_value=v) for v in value)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -320,7 +313,8 @@ class CallsJsonReceiver:
                 body = gunzip(body, self._limit)
             elif encoding not in ("", "identity"):
                 return _error(415, f"unsupported Content-Encoding {encoding!r}")
-            calls = parse_calls(body)
+            # Off the event loop, as a body of many calls takes a while to check and convert (tens of µs a call).
+            calls = await asyncio.to_thread(parse_calls, body)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body exceeds {self._limit} bytes")
         except BodyTooLarge as exc:
@@ -345,7 +339,7 @@ class CallsJsonReceiver:
                 reply.headers["Retry-After"] = str(max(1, math.ceil(wait)))
                 return reply
         try:
-            otlp, spans = calls_request(calls, received_ns, key_project)
+            otlp, spans = await asyncio.to_thread(calls_request, calls, received_ns, key_project)
             raw = otlp.SerializeToString()
         except (UnicodeEncodeError, ValueError) as exc:  # a string protobuf cannot carry
             return _error(400, f"a value cannot be stored: {exc}")
@@ -355,7 +349,7 @@ class CallsJsonReceiver:
             reply = _error(503, str(exc))
             reply.headers["Retry-After"] = str(exc.retry_after)
             return reply
-        ids = [{"trace_id": span.trace_id.hex(), "span_id": span.span_id.hex()} for span in spans]
+        ids = [{"trace_id": trace_id.hex(), "span_id": span_id.hex()} for trace_id, span_id in spans]
         return web.json_response({"accepted": len(calls), "calls": ids})
 
 
