@@ -17,8 +17,7 @@ import pytest
 pytest.importorskip("spanmeter", reason="the collector is not installed (pip install -e . at the repository root)")
 
 from spanmeter.cli import main
-from spanmeter_instrumentation import BudgetExceededError, enable_budget_gate, tags
-from spanmeter_instrumentation._budget import BudgetBlockedError
+from spanmeter_instrumentation import BudgetBlockedError, BudgetExceededError, enable_budget_gate, tags
 from spanmeter_instrumentation.openai import OpenAIInstrumentor
 from tests.collector.budget_helpers import REPO_CONFIG, budget_overrides, budget_status, spend, wait_until
 from tests.collector.conftest import (  # noqa: F401  (the collector's fixtures; chdb_path is suite-wide)
@@ -32,6 +31,8 @@ from tests.collector.conftest import tracer_provider as otlp_provider
 
 from .conftest import instrumented
 from .test_budget_gate import chat
+
+SETTLE = 30.0  # seconds: every wait ends as soon as it is met; a loaded machine may need more than a few intervals
 
 
 def _blocked_by(fake, budget: str) -> bool:
@@ -82,7 +83,9 @@ def test_a_budget_set_through_the_cli_is_enforced_by_a_second_collector_and_the_
     def per_user() -> dict[str, str]:
         return {s["scope_value"]: s["state"] for s in budget_status(b) if s["budget"] == "per-user"}
 
-    assert wait_until(lambda: per_user() == {"user=u-heavy": "exceeded", "user=u-light": "ok"}, what="B applies it")
+    assert wait_until(
+        lambda: per_user() == {"user=u-heavy": "exceeded", "user=u-light": "ok"}, SETTLE, what="B applies it"
+    )
 
     assert main(["budget", "list", "--format", "json", *store_args]) == 0
     listed = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
@@ -106,18 +109,18 @@ def test_a_budget_set_through_the_cli_is_enforced_by_a_second_collector_and_the_
         # A new version of it (a higher limit) is applied by B and lets u-heavy through again.
         assert main(["budget", "set", "per-user", "--limit-usd", "50", "--scope", "user=each", *store_args]) == 0
         with tags(user_id="u-heavy"):
-            wait_until(lambda: _passes(fake), what="u-heavy passes under the raised limit")
+            wait_until(lambda: _passes(fake), SETTLE, what="u-heavy passes under the raised limit")
         assert main(["budget", "set", "per-user", "--limit-usd", "5", "--scope", "user=each", "--action", "block",
                      *store_args]) == 0  # fmt: skip
         with tags(user_id="u-heavy"):
-            wait_until(lambda: _blocked_by(fake, "per-user"), what="u-heavy blocked again")
+            wait_until(lambda: _blocked_by(fake, "per-user"), SETTLE, what="u-heavy blocked again")
 
         # Removed: B stops applying it, and the gate lets the call through.
         assert main(["budget", "remove", "per-user", *store_args]) == 0
-        wait_until(lambda: not per_user(), what="B drops it")
+        wait_until(lambda: not per_user(), SETTLE, what="B drops it")
         with tags(user_id="u-heavy"):
-            wait_until(lambda: _passes(fake), what="u-heavy passes once it is removed")
-    wait_until(lambda: [s["budget"] for s in budget_status(a)] == ["everything"], what="A drops it too")
+            wait_until(lambda: _passes(fake), SETTLE, what="u-heavy passes once it is removed")
+    wait_until(lambda: [s["budget"] for s in budget_status(a)] == ["everything"], SETTLE, what="A drops it too")
     assert main(["budget", "remove", "per-user", *store_args]) == 2
     assert "no runtime budget named 'per-user'" in capsys.readouterr().err
 
@@ -143,7 +146,7 @@ def test_a_block_raised_and_lifted_through_the_cli_as_the_gate_sees_it(
         assert "blocked user=u-loop until " in capsys.readouterr().out
 
         with tags(user_id="u-loop"):
-            wait_until(lambda: _blocked_by(fake, "block:user=u-loop"), what="the gate refuses u-loop")
+            wait_until(lambda: _blocked_by(fake, "block:user=u-loop"), SETTLE, what="the gate refuses u-loop")
             before = len(fake.requests)
             with pytest.raises(BudgetBlockedError) as raised:
                 chat(fake)
@@ -165,7 +168,7 @@ def test_a_block_raised_and_lifted_through_the_cli_as_the_gate_sees_it(
         assert main(["unblock", "--scope", "user=u-loop", "--reason", "fixed the prompt", *store_args]) == 0
         assert capsys.readouterr().out == f"unblocked user=u-loop (by user:{getpass.getuser()})\n"
         with tags(user_id="u-loop"):
-            wait_until(lambda: _passes(fake), what="u-loop passes once unblocked")
+            wait_until(lambda: _passes(fake), SETTLE, what="u-loop passes once unblocked")
         assert main(["block", "list", *store_args]) == 0
         assert capsys.readouterr().out == "Nothing is blocked.\n"
         assert main(["unblock", "--scope", "user=u-loop", *store_args]) == 2

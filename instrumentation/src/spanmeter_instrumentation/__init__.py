@@ -10,7 +10,13 @@ request's GenAI spans with its route template and user; they import no web frame
 """
 
 from ._asgi import SpanmeterASGIMiddleware
-from ._budget import BudgetExceededError, BudgetUnavailableError, disable_budget_gate, enable_budget_gate
+from ._budget import (
+    BudgetBlockedError,
+    BudgetExceededError,
+    BudgetUnavailableError,
+    disable_budget_gate,
+    enable_budget_gate,
+)
 from ._django import SpanmeterDjangoMiddleware
 from ._processor import TagSpanProcessor, install_tag_processor
 from ._record import RecordedCall, record_call
@@ -20,6 +26,7 @@ from .version import __version__
 
 __all__ = [
     "TAG_PREFIX",
+    "BudgetBlockedError",
     "BudgetExceededError",
     "BudgetUnavailableError",
     "RecordedCall",
