@@ -47,6 +47,7 @@ COLUMNS: tuple[str, ...] = (
     "span_attributes",
     "resource_attributes",
     "content",
+    "sampling_threshold",
 )
 
 
@@ -96,6 +97,8 @@ class SpanRecord:
     resource_attributes: dict[str, str]
     content: dict[str, str]
     """Captured prompt and completion text (only with capture_content): a column of its own, with its own TTL."""
+    sampling_threshold: int
+    """The tracestate's `ot=th:` rejection threshold (sampling.py): the row stands for 2^56 / (2^56 - T) calls."""
     attributes: Any  # repeated KeyValue
     resource: dict[str, Any]
     has_usage: bool
@@ -119,6 +122,7 @@ class SpanRecord:
         self.user_id = ""
         self.session_id = ""
         self.content = {}
+        self.sampling_threshold = 0
 
     @property
     def model(self) -> str:

@@ -67,6 +67,7 @@ _TYPES: dict[str, pa.DataType] = {
     "span_attributes": _STRING_MAP,
     "resource_attributes": _STRING_MAP,
     "content": _STRING_MAP,
+    "sampling_threshold": pa.uint64(),
 }
 ARROW_SCHEMA = pa.schema([(name, _TYPES.get(name, pa.string())) for name in COLUMNS])
 TABLE = "genai_spans"

@@ -405,11 +405,16 @@ def _readable(table: pa.Table, schemas: tuple[pa.Schema, ...]) -> pa.Table:
 
 
 def _upgraded(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A record an older version wrote, before a map column was added (e.g. `content`): that column
-    empty, so rows left in the WAL across an upgrade are stored, not quarantined."""
+    """A record an older version wrote, before a map column (e.g. `content`) or an integer column (e.g.
+    `sampling_threshold`) was added: that column empty or 0, its default in the store, so rows left in the WAL
+    across an upgrade are stored, not quarantined."""
     for position, column in enumerate(schema):
-        if table.schema.get_field_index(column.name) < 0 and pa.types.is_map(column.type):
+        if table.schema.get_field_index(column.name) >= 0:
+            continue
+        if pa.types.is_map(column.type):
             table = table.add_column(position, column, pa.array([[]] * table.num_rows, type=column.type))
+        elif pa.types.is_integer(column.type):
+            table = table.add_column(position, column, pa.repeat(pa.scalar(0, column.type), table.num_rows))
     if table.schema != schema:
         raise ValueError("rows of another schema")
     return table

@@ -23,6 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.semconv._incubating.attributes import deployment_attributes as deployment
 from opentelemetry.semconv.attributes import service_attributes as service
 
+from .. import sampling
 from ..config import GenAIProcessorConfig
 from ..conventions import CONVENTIONS, Convention, Field, normalize_provider
 from ..conventions.base import AGGREGATE_OPERATIONS, JSON_PATH, TOKEN_FIELDS, detection_keys
@@ -251,6 +252,7 @@ class GenAIProcessor:
         record.attributes = span.attributes
         record.resource = resource.attributes
         record.timestamp = start
+        record.sampling_threshold = sampling.threshold(span.trace_state)
         # An end before the start (clocks disagreeing, an unset end) is a duration of 0: the call still counts.
         record.duration_ns = max(end - start, 0)
         record.trace_id = span.trace_id.hex()

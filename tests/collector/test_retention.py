@@ -157,7 +157,7 @@ def test_rows_an_older_version_left_in_the_wal_are_stored_after_the_upgrade(
         payload = data[offset + RECORD_HEADER.size : offset + RECORD_HEADER.size + length]
         [body] = pa.ipc.open_stream(payload).read_all().column("body").to_pylist()
         records = reader.decode(ExportTraceServiceRequest.FromString(body)).records
-        rewritten = encode_table(to_arrow(records).drop_columns(["content"])).to_pybytes()
+        rewritten = encode_table(to_arrow(records).drop_columns(["content", "sampling_threshold"])).to_pybytes()
         older += RECORD_HEADER.pack(len(rewritten), zlib.crc32(rewritten)) + rewritten
         offset += RECORD_HEADER.size + length
     segment.write_bytes(bytes(older))
@@ -167,7 +167,7 @@ def test_rows_an_older_version_left_in_the_wal_are_stored_after_the_upgrade(
         while restarted.exporter.replayed_rows < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert restarted.exporter.wal.quarantined == 0
-    assert [row["content"] for row in rows(store, database)] == [{}] * 4
+    assert [(row["content"], row["sampling_threshold"]) for row in rows(store, database)] == [({}, 0)] * 4
 
 
 def test_a_span_older_than_the_row_ttl_is_rejected_not_acknowledged_and_lost(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from spanmeter.config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorConfig
@@ -68,11 +69,29 @@ def segment() -> pa.Table:
         {"service.name": "billing"},
     )  # fmt: skip
     invalid = otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(int_value=-5)})
-    bodies += [tagged, long_route, invalid.SerializeToString(), bodies[0]]  # the last one: a resend
+    bodies += [tagged, long_route, invalid.SerializeToString(), *sampled(), bodies[0]]  # the last one: a resend
     records = [request_record(body, None, 1, now) for body in bodies]
     # A key of project p1 may write p1 or the default project; p2's spans are refused.
     records += [request_record(convention_requests(CONVENTIONS[-1])[index], "p1", 1, now) for index in range(3)]
     return pa.concat_tables(records)
+
+
+SAMPLED = {"ot=th:e6666666666666": 0xE6666666666666, "vendor=1,ot=th:not-hex": 0}
+"""Tracestates of sampled calls and the threshold kept (a malformed one: none, the call stored all the same)."""
+
+
+def sampled() -> list[bytes]:
+    bodies = []
+    for state in SAMPLED:
+        attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                      "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 100}  # fmt: skip
+        request = ExportTraceServiceRequest.FromString(
+            sdk_request("app", [("chat", attributes)], {"service.name": state})
+        )
+        for span in request.resource_spans[0].scope_spans[0].spans:
+            span.trace_state = state
+        bodies.append(request.SerializeToString())
+    return bodies
 
 
 def builder(columns: ColumnStages | None, metrics: CollectorMetrics | None = None) -> RowBuilder:
@@ -114,6 +133,8 @@ def test_the_engine_and_the_python_reader_build_the_same_rows(store: Client, tmp
     note = dict(house["span_attributes"])["support.note"]
     assert "TICKET-123456" not in note and "sk-proj-" not in note and "[REDACTED:ticket]" in note
     assert {row["convention"] for row in rows} == {c.name for c in CONVENTIONS}
+    assert {row["service_name"]: row["sampling_threshold"] for row in rows if row["service_name"] in SAMPLED} == SAMPLED
+    assert {row["sampling_threshold"] for row in rows if row["service_name"] not in SAMPLED} == {0}
     # The prompt prefix hash, kept unredacted (genai_spans.prompt_prefix_hash is filled from it at insert).
     hashes = {dict(row["span_attributes"]).get("spanmeter.prompt.prefix_hash") for row in rows}
     assert {f"{n:032x}" for n in range(4)} <= hashes

@@ -53,6 +53,8 @@ CONTRACT = {
     "span_attributes": "Map(LowCardinality(String), String)",
     "resource_attributes": "Map(LowCardinality(String), String)",
     "content": "Map(LowCardinality(String), String)",
+    "sampling_threshold": "UInt64",
+    "sample_weight": "Float64",
     "prompt_prefix_hash": "String",
     "ingested_at": "DateTime64(3, 'UTC')",
 }
