@@ -45,6 +45,7 @@ from ..conventions.providers import PROVIDER_ALIASES
 from ..exporters.clickhouse import ARROW_SCHEMA
 from ..privacy import CONTENT_ATTRIBUTES, CONTENT_PREFIXES
 from ..processors.genai import _OPERATIONS, DEFAULT_PROJECT, MIN_TIMESTAMP_NS, PROJECT_ATTRIBUTE
+from ..sampling import THRESHOLD_PATTERN
 from . import sql
 from .sql import as_count, as_str, as_str_list, as_text, count_ok, cut, literal, literals, readable
 
@@ -57,8 +58,8 @@ _ATTRIBUTES = f"Array(Tuple(key String, value {sql.VALUE}))"
 STRUCTURE = (
     f"resource_spans Array(Tuple(resource Tuple(attributes {_ATTRIBUTES}), "
     "scope_spans Array(Tuple(scope Tuple(name String), spans Array(Tuple("
-    "trace_id String, span_id String, parent_span_id String, name String, start_time_unix_nano UInt64, "
-    f"end_time_unix_nano UInt64, attributes {_ATTRIBUTES}, status Tuple(code Int32)))))))"
+    "trace_id String, span_id String, trace_state String, parent_span_id String, name String, "
+    f"start_time_unix_nano UInt64, end_time_unix_nano UInt64, attributes {_ATTRIBUTES}, status Tuple(code Int32)))))))"
 )
 """The columns ClickHouse reads each request into, matching `otlp_traces.proto`."""
 
@@ -664,6 +665,10 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             f"{self._by_convention(lambda c: literal(c.name), _EMPTY_TEXT)} AS convention",
             f"NOT aggregate AND ({usage}) AS has_usage",
             "response_id_ AS response_id",
+            # sampling.threshold: the same pattern (RE2 here), the hex digits right-padded to 56 bits.
+            f"extract(tupleElement(span, 'trace_state'), {literal(THRESHOLD_PATTERN)}) AS th_digits",
+            "if(th_digits = '', toUInt64(0), "
+            "reinterpretAsUInt64(reverse(unhex(concat('00', rightPad(th_digits, 14, '0')))))) AS sampling_threshold",
         ]
 
 
