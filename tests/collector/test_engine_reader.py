@@ -30,6 +30,8 @@ from spanmeter.exporters.clickhouse import to_arrow
 from spanmeter.privacy import CONTENT_ATTRIBUTES
 from spanmeter.processors import GenAIProcessor
 
+from .sampling_helpers import ConsistentSampler
+
 LATEST = time.time_ns() + 3600 * 10**9
 CONFIG = GenAIProcessorConfig.model_validate({"redaction": {"attributes": False}})
 """Unredacted: the engine's table is redacted afterwards by whoever stores it."""
@@ -422,3 +424,60 @@ def random_requests(draw: st.DrawFn) -> list[bytes]:
 @given(bodies=random_requests())
 def test_random_values_read_as_the_python_reader_or_fall_back(reader: EngineReader, bodies: list[bytes]) -> None:
     compare(reader, bodies)
+
+
+# --- sampling: the threshold a span's tracestate carries ----------------------------------------------------
+
+TRACE_STATES = {
+    "": 0,
+    "ot=th:e6666666666666": 0xE6666666666666,  # p = 0.1, as the SDK's consistent sampler writes it
+    "ot=th:8;rv:0123456789abcd": 0x80000000000000,
+    "vendor=a:b, ot=rv:0123456789abcd;th:c\t": 0xC0000000000000,
+    "ot=th:e6 ,b=c": 0xE6 << 48,
+    "ot=th:E6": 0xE6 << 48,
+    "ot=th:0": 0,
+    "ot=th:ffffffffffffff": 2**56 - 1,
+    "xot=th:8,ot=th:4": 0x4 << 52,
+    # Malformed thresholds: no threshold (weight 1), the span stored all the same.
+    "ot=th:123456789abcdef": 0,
+    "ot=th:zz": 0,
+    "ot=th:": 0,
+    "ot=th:8x": 0,
+    "ot=rv:0123456789abcd": 0,
+    "ot =th:8": 0,
+}
+
+
+def test_the_sampling_threshold_is_read_from_the_tracestate_as_the_python_reader(reader: EngineReader) -> None:
+    bodies = []
+    for state in TRACE_STATES:
+        request = otel_request()
+        for span in request.resource_spans[0].scope_spans[0].spans:
+            span.trace_state = state
+        bodies.append(request.SerializeToString())
+    batch = compare(reader, bodies)
+    assert batch.fallback == []
+    thresholds = batch.table.column("sampling_threshold").to_pylist()
+    requests = batch.table.column("request").to_pylist()
+    assert {index: threshold for index, threshold in zip(requests, thresholds, strict=True)} == dict(
+        enumerate(TRACE_STATES.values())
+    )
+
+
+def test_spans_of_the_sdks_consistent_sampler_carry_their_threshold(reader: EngineReader) -> None:
+    """The SDK's consistent probability sampler writes `ot=th:8` at 50 %; both readers keep it on the rows of the
+    traces kept."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "x"}), sampler=ConsistentSampler(0.5))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("app")
+    attributes = convention_spans(CONVENTIONS[-1], 0)[0][1]
+    for _ in range(40):
+        with tracer.start_as_current_span("request"):
+            tracer.start_span("chat", attributes=attributes).end()
+    provider.shutdown()
+    spans = memory.get_finished_spans()
+    assert 0 < len(spans) < 80 and {str(s.context.trace_state.get("ot")) for s in spans} == {"th:8"}
+    batch = compare(reader, [encode_spans(spans).SerializeToString()])
+    assert batch.table.num_rows == len(spans) // 2
+    assert set(batch.table.column("sampling_threshold").to_pylist()) == {2**55}
