@@ -227,11 +227,9 @@ _RESULT = (*_COMPUTED, "has_usage", "response_id", *_POSITION, "span_class", "ba
 
 
 def _batch(result: pa.Table) -> EngineBatch:
-    """The query's rows (GenAI spans, and the first of each scope) into the batch, in the reference's order."""
-    positions = [result.column(name).to_numpy() for name in reversed(_POSITION)]
-    order = np.lexsort(positions)
-    if len(order) and np.any(order != np.arange(len(order))):
-        result = result.take(order)
+    """The query's rows (GenAI spans, and the first of each scope) into the batch, in the reference's order.
+    Counts are taken on the rows as they came; the rows kept are then put in order by ONE take of the row's
+    columns (a take, then a filter, of every column cost ~3 µs a span)."""
     request = result.column("request").to_numpy()
     kind = result.column("span_class").to_numpy()
     bad = result.column("bad").to_numpy().astype(bool)
@@ -240,7 +238,9 @@ def _batch(result: pa.Table) -> EngineBatch:
     first = result.column("span_index").to_numpy() <= 1
     non_genai = int(result.column("scope_non_genai").to_numpy()[read & first].sum())
     not_model_calls = int(np.count_nonzero(read & (kind == 1)))
-    rows = result.filter(pa.array(read & (kind == 2)))
+    order = np.lexsort([result.column(name).to_numpy() for name in reversed(_POSITION)])
+    kept = order[(read & (kind == 2))[order]]
+    rows = result.select([*_COMPUTED, "has_usage", "response_id", "request"]).take(kept)
     return EngineBatch(_finish(rows), [int(r) for r in fallback], non_genai, not_model_calls)
 
 
