@@ -79,6 +79,10 @@ def clean(calls: Calls) -> None:
         calls.add(at, "chat", "chat", "openai", "gpt-4o", 2500, 400, user=f"u-{hour % 3}",
                   prefix_hash=uuid.uuid4().hex[:16])  # fmt: skip
         calls.add(at, "support", "triage", "openai", "gpt-4.1-nano", 150, 3)
+    for day in range(41):  # a weekly report: 120 calls on Mondays, 25 on other days (weekly seasonality)
+        midnight = LAST_DAY - timedelta(days=day)
+        for n in range(120 if midnight.weekday() == 0 else 25):
+            calls.add(midnight + timedelta(minutes=5 * n + 3), "reports", "weekly", "openai", "gpt-4.1-nano", 150, 3)
     for day in range(40):  # a steady heavy user: 25 calls every day
         for n in range(25):
             calls.add(start + timedelta(days=day, minutes=30 * n + 11), "batch", "tagging", "openai", "gpt-4o-mini",
