@@ -52,6 +52,8 @@ JSON = "application/json"
 _MIB = 1024 * 1024
 _MAX_ERRORS = 20
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # the collector refuses spans starting before (README: Limits)
+_LATEST = datetime(2262, 1, 1, tzinfo=UTC)  # past it, nanoseconds since the epoch overflow int64
+_MAX_DURATION_MS = 366 * 86_400_000
 _MAX_COUNT = 10**18  # what processors.genai.max_tokens_per_call may be at most
 _SPECIAL_TAGS = {"user_id": user_attributes.USER_ID, "session_id": session_attributes.SESSION_ID}
 
@@ -80,7 +82,7 @@ class CallIn(BaseModel):
     finish_reasons: list[str] | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
-    duration_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    duration_ms: Annotated[float, Field(ge=0, le=_MAX_DURATION_MS, allow_inf_nan=False)] | None = None
     status: Literal["ok", "error"] | None = None
     error: Text | None = None
     service: Text | None = None
@@ -110,9 +112,9 @@ class CallIn(BaseModel):
             raise ValueError('status "ok" with an error: leave status out, or set it to "error"')
         for name in ("start_time", "end_time"):
             moment = getattr(self, name)
-            if moment is not None and _utc(moment) < _EARLIEST:
-                raise ValueError(f"{name} is before 2000-01-01T00:00:00Z")
-        if self.start_time is not None and self.end_time is not None and self.end_time < self.start_time:
+            if moment is not None and not _EARLIEST <= _utc(moment) < _LATEST:
+                raise ValueError(f"{name} is not between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}")
+        if self.start_time is not None and self.end_time is not None and _utc(self.end_time) < _utc(self.start_time):
             raise ValueError("end_time is before start_time")
         return self
 

@@ -173,6 +173,17 @@ BAD_BODIES: list[tuple[Any, str]] = [
         r"cache_read_tokens \+ cache_write_tokens \(6\) exceed input_tokens \(5\)",
     ),
     (
+        {
+            "provider": "openai",
+            "model": "gpt-4o",
+            "start_time": "2026-11-01T10:00+02:00",
+            "end_time": "2026-11-01T07:59",
+        },
+        "end_time is before start_time",  # an offset and none (UTC) compared
+    ),
+    ({"provider": "openai", "model": "gpt-4o", "end_time": "2300-01-01T00:00:00"}, "end_time is not between"),
+    ({"provider": "openai", "model": "gpt-4o", "duration_ms": 1e300}, "duration_ms: Input should be less than"),
+    (
         {"provider": "openai", "model": "gpt-4o", "trace_id": "xyz"},
         "trace_id: String should have at least 32 characters",
     ),
@@ -313,7 +324,9 @@ NOW = datetime.now(UTC).replace(tzinfo=None)
 TIMES = st.one_of(
     st.integers(min_value=int(NOW.timestamp()) - 2 * 86400, max_value=int(NOW.timestamp()) + 7200),
     st.sampled_from([0, -1, 946_684_799, 946_684_800, 2**40, 1e300, -1e300, 1.5]),
-    st.datetimes(min_value=NOW - timedelta(days=2), max_value=NOW + timedelta(hours=2)).map(datetime.isoformat),
+    st.datetimes(
+        min_value=NOW - timedelta(days=2), max_value=NOW + timedelta(hours=2), timezones=st.sampled_from([None, UTC])
+    ).map(datetime.isoformat),
     st.text(max_size=30),
 )
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
