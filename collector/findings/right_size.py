@@ -63,7 +63,7 @@ def find(context: Context) -> list[Finding]:
                 savings,
                 (
                     f"Calls of {row['feature'] or row['service']} to {row['model']} are short "
-                    f"(90% under {row['p90_input_tokens']} tokens in, {row['p90_output_tokens']} out): "
+                    f"(90% at most {row['p90_input_tokens']} tokens in, {row['p90_output_tokens']} out): "
                     f"try {candidate}, which would have cost ${money(cost)} instead of ${money(spent)}."
                 ),
                 {
