@@ -61,6 +61,7 @@ HISTORY_DAYS = 56
 SEASONAL_DAYS = 14
 TREND_DAYS = 7
 _MAD_TO_SD = 1.4826
+_DAY = 86_400
 _ROUNDS = 20
 _THEIL_SEN_EFFICIENCY = 0.91  # its variance against least squares' for normal noise is 1 / 0.91
 # Student's t 95th percentiles for 1..30 degrees of freedom: with few days the sigma itself is uncertain.
@@ -367,22 +368,28 @@ def store_weekday_factors(client: Client, database: str, now: datetime) -> tuple
 
 def seasonal_share(factors: Sequence[float] | None, start: datetime, end: datetime, now: datetime) -> float | None:
     """The share of [start, end)'s expected spend that falls in [start, now), days weighted by their weekday
-    factor (None when there are no factors, or the window is an hour-scale one inside one day)."""
+    factor (None when there are no factors, or the window lies inside one day). In constant time: the budget
+    processor asks it for every status, per batch."""
     if not factors or start.date() == (end - timedelta(microseconds=1)).date():
         return None
+    whole = _weight(factors, start, end)
+    return _weight(factors, start, min(max(now, start), end)) / whole if whole > 0 else None
 
-    def weight(a: datetime, b: datetime) -> float:
-        total = 0.0
-        moment = a
-        while moment < b:
-            midnight = datetime.combine(moment.date() + timedelta(days=1), datetime.min.time(), UTC)
-            step = min(b, midnight)
-            total += (step - moment) / timedelta(days=1) * factors[moment.weekday()]
-            moment = step
-        return total
 
-    whole = weight(start, end)
-    return weight(start, min(now, end)) / whole if whole > 0 else None
+def _weight(factors: Sequence[float], a: datetime, b: datetime) -> float:
+    """The integral of the weekday factor over [a, b), in days (UTC)."""
+    epoch_seconds_a, epoch_seconds_b = a.timestamp(), b.timestamp()
+    if epoch_seconds_b <= epoch_seconds_a:
+        return 0.0
+    day_a, day_b = int(epoch_seconds_a // _DAY), int(epoch_seconds_b // _DAY)
+    if day_a == day_b:
+        return (epoch_seconds_b - epoch_seconds_a) / _DAY * factors[(day_a + 3) % 7]  # 1970-01-01 was a Thursday
+    total = ((day_a + 1) * _DAY - epoch_seconds_a) / _DAY * factors[(day_a + 3) % 7]
+    total += (epoch_seconds_b - day_b * _DAY) / _DAY * factors[(day_b + 3) % 7]
+    whole_days = day_b - day_a - 1
+    weeks, rest = divmod(whole_days, 7)
+    total += weeks * sum(factors) + sum(factors[(day_a + 1 + k + 3) % 7] for k in range(rest))
+    return total
 
 
 _BUDGETS = resources.files("spanmeter.queries").joinpath("forecast_budgets.sql").read_text(encoding="utf-8")
