@@ -41,7 +41,7 @@ from ..keys import Principal
 from ..pipeline import Backpressure, TracesPipeline
 from ..processors.genai import PROJECT_ATTRIBUTE
 from ..telemetry import CollectorMetrics
-from .otlp_codec import BodyTooLarge, gunzip
+from .otlp_codec import BadRequest, BodyTooLarge, gunzip
 
 __all__ = ["CallIn", "CallsJsonReceiver", "CallsRefused", "calls_request", "parse_calls"]
 
@@ -321,6 +321,8 @@ class CallsJsonReceiver:
             return _error(413, f"body exceeds {self._limit} bytes")
         except BodyTooLarge as exc:
             return _error(413, str(exc))
+        except BadRequest as exc:  # gzip that does not inflate
+            return _error(400, str(exc))
         except CallsRefused as exc:
             return web.json_response({"error": str(exc), "errors": exc.problems}, status=400)
 
