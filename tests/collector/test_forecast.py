@@ -200,3 +200,27 @@ def test_forecast_command_api_and_budget_projection(
     )
     status, _, body = http_request(collector, "/v1/forecast?by=colour")
     assert status == 400 and "by must be one of" in json.loads(body)["error"]
+
+
+def test_seasonal_share_equals_a_day_by_day_walk() -> None:
+    """The constant-time weights against the obvious walk over each (part of a) day, on 2,000 random windows."""
+    rng = np.random.default_rng(7)
+    factors = tuple(float(f) for f in rng.random(7))
+
+    def walk(a: datetime, b: datetime) -> float:
+        total, moment = 0.0, a
+        while moment < b:
+            step = min(b, datetime.combine(moment.date() + timedelta(days=1), datetime.min.time(), UTC))
+            total += (step - moment) / timedelta(days=1) * factors[moment.weekday()]
+            moment = step
+        return total
+
+    for _ in range(2000):
+        start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=int(rng.integers(0, 400 * 86400)))
+        end = start + timedelta(seconds=int(rng.integers(86400, 60 * 86400)))
+        now = start + (end - start) * float(rng.random())
+        share = seasonal_share(factors, start, end, now)
+        if start.date() == (end - timedelta(microseconds=1)).date():
+            assert share is None
+            continue
+        assert share == pytest.approx(walk(start, now) / walk(start, end), rel=1e-9, abs=1e-12)
