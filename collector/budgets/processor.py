@@ -502,7 +502,7 @@ class BudgetProcessor:
             fired = store.fired(earliest)
             with self._budgets_lock:
                 if generation != self._generation:
-                    return  # the budgets changed meanwhile: the next round (queued now) reads theirs
+                    return  # a reload changed the budgets meanwhile: the reconcile it queued reads theirs
                 self._ledger.reconcile(base, stored, range(len(budgets)))
                 with self._fired_lock:
                     self._fired = {f for f in self._fired if f[2] >= earliest} | fired
