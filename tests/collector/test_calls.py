@@ -174,7 +174,8 @@ def check_pages_are_stable_while_calls_arrive(collector: Collector, seeded: dict
     assert status == 200 and len(first["calls"]) == 2
     status, rest = api(collector, after=first["after"])
     following = [c["span_id"] for c in first["calls"] + rest["calls"]]
-    assert sorted(following) == sorted([*ids, newest, late]) and following[-2:] == [newest, late]
+    # Stored last (in one insert or two: by span id within an insert), whenever they started.
+    assert sorted(following) == sorted([*ids, newest, late]) and set(following[-2:]) == {newest, late}
     status, none = api(collector, after=rest["after"])
     assert (none["calls"], none["after"]) == ([], rest["after"])
 
