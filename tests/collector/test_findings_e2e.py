@@ -89,7 +89,10 @@ def check_the_prefix_hash_is_stored_in_its_column_and_the_prompt_is_not(store: C
     assert "sky" not in json.dumps([{**row, "timestamp": 0, "ingested_at": 0} for row in stored], default=str)
 
 
-def test_repeated_calls_from_the_api_and_the_findings_table(calls: Collector, store: Client, database: str) -> None:
+def test_repeated_calls_from_the_api_the_cli_and_the_findings_table(
+    calls: Collector, store: Client, database: str, chdb_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One collector and its calls for all three surfaces: each start and send costs seconds on a busy machine."""
     check_the_prefix_hash_is_stored_in_its_column_and_the_prompt_is_not(store, database)
     status, _, body = http_request(calls, "/v1/findings?since=1d")
     assert status == 200, body
@@ -115,9 +118,10 @@ def test_repeated_calls_from_the_api_and_the_findings_table(calls: Collector, st
     assert len(first) == len(stored) == 1
     assert stored[0]["kind"] == "repeated_calls"
     assert stored[0]["savings_usd_per_month"] == first[0].savings_usd_per_month
+    check_spanmeter_findings_reads_the_store(calls, store, database, chdb_path, tmp_path, capsys)
 
 
-def test_spanmeter_findings_reads_the_store(
+def check_spanmeter_findings_reads_the_store(
     calls: Collector, store: Client, database: str, chdb_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = yaml.safe_load((REPO / "pipelines.yaml").read_text())
