@@ -202,7 +202,7 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
     "unknown-top-level-key": ({"connectors": {"forward": {}}}, "connectors: unknown key"),
     "unknown-extension": (
         {"extensions": {"health_check": {}}},
-        "extensions.health_check: unknown component type; expected one of ['spanmeter_keys']",
+        "extensions.health_check: unknown component type; expected one of ['spanmeter_digest', 'spanmeter_keys']",
     ),
     "wrong-type": (
         {"exporters": {"clickhouse": {"batch": {"max_rows": "lots"}}}},
