@@ -245,7 +245,7 @@ class WhatIfModel:
     model: str
 
 
-def resolve(text: str, known: Sequence[str] = (), parameter: str = "--what-if") -> WhatIfModel:
+def resolve(text: str, known: Sequence[str] = (), parameter: str = "what-if model") -> WhatIfModel:
     """`MODEL` or `PROVIDER:MODEL`, matched the way the pricing processor matches a span's model. `known` (the
     table's model ids) gives the suggestions when it is unknown."""
     text = text.strip()

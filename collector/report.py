@@ -16,6 +16,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from .prices import PRICES_VERSION, UnknownModel, WhatIfModel, known_models, resolve
+from .sampling import WEIGHT_SQL, rounded_cost, rounded_count, weighed_sql
 
 __all__ = [
     "GROUPS",
@@ -45,7 +46,13 @@ GROUPS: dict[str, str] = {
 _TAG_GROUP = "tags[{tag:String}]"
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _SINCE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_QUERY = resources.files("spanmeter.queries").joinpath("report.sql").read_text(encoding="utf-8")
+_QUERY = (
+    resources.files("spanmeter.queries")
+    .joinpath("report.sql")
+    .read_text(encoding="utf-8")
+    .replace("{weight}", WEIGHT_SQL)
+    .replace("{weighed_cost}", weighed_sql("spans.total_cost"))
+)
 _WHAT_IF = resources.files("spanmeter.queries").joinpath("what_if.sql").read_text(encoding="utf-8")
 _PER_MILLION = -6
 
@@ -138,6 +145,11 @@ class ReportRow:
     output_cost: Decimal
     total_cost: Decimal
     unpriced_requests: int
+    estimated: bool
+    """Probability sampling kept some of the group's rows (`ot=th:`): the estimates below weigh each row by the
+    calls it stands for. Without sampling they equal `requests` and `total_cost`."""
+    estimated_requests: int
+    estimated_cost: Decimal
     what_if: dict[str, Decimal] = field(default_factory=dict)
     """The same calls' cost on each what-if model, by the name it was asked by."""
 
@@ -148,6 +160,9 @@ class ReportRow:
             out[name] = getattr(self, name)
         for name in COST_FIELDS:
             out[name] = format(getattr(self, name), "f")
+        out["estimated"] = self.estimated
+        out["estimated_requests"] = self.estimated_requests
+        out["estimated_cost"] = format(self.estimated_cost, "f")
         if self.what_if:
             out["what_if"] = {model: format(cost, "f") for model, cost in self.what_if.items()}
         return out
@@ -159,6 +174,10 @@ class ReportRow:
             values[name] = int(data[name])
         for name in COST_FIELDS:
             values[name] = Decimal(data[name])
+        # A collector before sampling weights answers no estimates: its rows are all counted exactly.
+        values["estimated"] = bool(data.get("estimated", False))
+        values["estimated_requests"] = int(data.get("estimated_requests", values["requests"]))
+        values["estimated_cost"] = Decimal(data.get("estimated_cost", values["total_cost"]))
         values["what_if"] = {model: Decimal(cost) for model, cost in data.get("what_if", {}).items()}
         return cls(**values)
 
@@ -178,6 +197,9 @@ def run_report(client: Client, database: str, request: ReportRequest) -> list[Re
     rows = []
     for values in result.named_results():
         values["group"] = str(values["group"])
+        values["estimated"] = bool(values["estimated"])
+        values["estimated_requests"] = rounded_count(values["estimated_requests"])
+        values["estimated_cost"] = rounded_cost(values["estimated_cost"])
         rows.append(ReportRow(**values))
     for model in models:
         costs = what_if_costs(client, _WHAT_IF.replace("{group}", group), parameters, model)
@@ -195,7 +217,8 @@ def _what_if_models(client: Client, database: str, names: tuple[str, ...]) -> li
     for model in models:
         if model.model not in known:
             raise UnknownModel(
-                f"--what-if {model.asked!r}: genai-prices {PRICES_VERSION} knows it as {model.provider}:{model.model}, "
+                f"what-if model {model.asked!r}: genai-prices {PRICES_VERSION} knows it as "
+                f"{model.provider}:{model.model}, "
                 "but the store's model_prices has no rows of this version for it yet (a collector of this "
                 "version writes them at start)"
             )

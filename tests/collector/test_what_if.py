@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -15,12 +17,16 @@ from typing import Any
 import genai_prices
 import pytest
 from clickhouse_connect.driver.client import Client
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from spanmeter.cli import main
 from spanmeter.prices import PRICES_VERSION, price_rows, refresh
 from spanmeter.service import Collector
 
 from .conftest import REPO, emit, tracer_provider, wait_for_rows
+from .test_durability import ServeProcess, spanmeter_command
 from .test_pricing_e2e import genai_attributes
 
 # (provider, model, feature, usage, hours ago): cache reads and writes, reasoning, and one call past 200k input
@@ -166,3 +172,65 @@ def test_what_if_through_the_api(seeded: tuple[list[str], dict[str, Any]], colle
     with pytest.raises(urllib.error.HTTPError) as failure:
         urllib.request.urlopen(f"{base}&what_if=no-such-model-9", timeout=30)
     assert failure.value.code == 400 and "no-such-model-9" in failure.value.read().decode()
+
+
+def test_what_if_and_forecast_commands_ask_the_collector_holding_the_store(tmp_path: Path) -> None:
+    """`spanmeter report --what-if` and `spanmeter forecast` in processes of their own, while a `spanmeter serve`
+    holds the embedded store: both answered through its API (GET /v1/report?what_if=, GET /v1/forecast)."""
+    config = tmp_path / "pipelines.yaml"
+    config.write_text((REPO / "pipelines.yaml").read_text())
+    data = tmp_path / "store"
+    serve = ServeProcess(config, data)
+    try:
+        provider = TracerProvider()
+        provider.add_span_processor(
+            SimpleSpanProcessor(HttpSpanExporter(endpoint=f"http://127.0.0.1:{serve.http_port}/v1/traces"))
+        )
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        usage = {"input": 3_000, "output": 200, "cache_read": 1_024}
+        for _ in range(3):
+            emit(provider, "chat", genai_attributes("openai", "gpt-4o-mini", usage), int(at.timestamp()) * 10**9)
+        where = [
+            "--config",
+            str(config),
+            "--store",
+            f"chdb://{data}",
+            "--collector",
+            f"http://127.0.0.1:{serve.http_port}",
+        ]
+        deadline = time.monotonic() + 60
+        while True:  # stored (asynchronously), as the collector's own API says
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{serve.http_port}/v1/report?since=24h", timeout=30
+            ) as answer:
+                if sum(row["requests"] for row in json.load(answer)) == 3:
+                    break
+            assert time.monotonic() < deadline, "the 3 calls were not stored"
+            time.sleep(0.1)
+        out = subprocess.run(
+            [spanmeter_command(), "report", *where, "--format", "json", "--what-if", "claude-haiku-4-5"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert Decimal(report[0]["what_if"]["claude-haiku-4-5"]) == expected("claude-haiku-4-5", [(usage, at)] * 3)
+
+        out = subprocess.run(
+            [spanmeter_command(), "report", *where, "--what-if", "claude-haikoo-4-5"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode != 0 and "claude-haikoo-4-5" in out.stderr and "close names" in out.stderr
+
+        out = subprocess.run(
+            [spanmeter_command(), "forecast", *where, "--format", "json"], capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        total = json.loads(out.stdout)["month"][0]
+        assert total["scope"] == "total" and Decimal(total["forecast_usd"]) >= Decimal(total["spent_usd"])
+    finally:
+        code, log = serve.terminate()
+    assert code == 0, log
