@@ -2,12 +2,14 @@
 it through the real OpenTelemetry SDK and OTLP exporter, and the resulting spend report.
 
 The traffic: three services, four providers, cached and reasoning tokens, features, users and
-sessions, a few failed calls, and one model nobody has a price for (stored as `unpriced`).
+sessions, a few failed calls, one model nobody has a price for (stored as `unpriced`), and waste for the
+findings to point out (printed last, the three largest savings first).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import shlex
@@ -19,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..findings.api import pricing_config
+from ..findings.model import Period
+from ..findings.runner import run_findings
 from ..report import ReportRequest, run_report
 from ..service import Collector, CollectorThread
 from ..store import StoreError, connect, database_exists
@@ -33,6 +38,7 @@ from .common import (
     setup_logging,
     store_config,
 )
+from .findings import render as render_findings
 from .report import render
 
 DEMO_MARKER = "spanmeter-demo"
@@ -75,6 +81,8 @@ class DemoCall(CallOrigin):
     cache_write: int = 0
     reasoning: int = 0
     error: str = ""
+    prompt_prefix: str = ""
+    """Names the call's prompt prefix; sent as its salted hash, as the instrumentation does."""
 
 
 # (service, feature, provider, model, operation, weight)
@@ -87,7 +95,14 @@ _MIX = (
     ("research-agent", "agent", "openai", "o3-mini", "chat", 4),
     ("research-agent", "agent", "gcp.gemini", "gemini-2.5-flash", "generate_content", 6),
     ("research-agent", "agent", "acme", "acme-llm-7b", "chat", 2),
+    # Waste the findings point out: a classifier on a large model (right-size), the same long contract template
+    # sent without prompt caching (cache unused), and FAQ answers asked again within minutes (repeated calls).
+    ("support-bot", "ticket-router", "openai", "gpt-4o-2024-08-06", "chat", 12),
+    ("doc-pipeline", "contract-review", "anthropic", "claude-sonnet-4-5", "chat", 6),
+    ("support-bot", "faq", "openai", "gpt-4o-2024-08-06", "chat", 8),
 )
+FAQ_BURSTS = 12
+"""FAQ calls come in this many bursts a day, a couple of minutes each: the same questions, asked again."""
 
 
 def demo_calls(count: int, seed: int, now: datetime | None = None) -> list[DemoCall]:
@@ -102,6 +117,8 @@ def demo_calls(count: int, seed: int, now: datetime | None = None) -> list[DemoC
         day_start = end - timedelta(days=1) + timedelta(minutes=5)  # inside "the last 24h" for a while
         busy = [4 if 7 <= (day_start + timedelta(hours=h)).hour <= 19 else 1 for h in range(24)]
         start = day_start + timedelta(hours=rng.choices(range(24), busy)[0], seconds=rng.randrange(3600))
+        if feature == "faq":
+            start = day_start + timedelta(hours=2 * rng.randrange(FAQ_BURSTS), seconds=rng.randrange(120))
         start = min(start, end - timedelta(seconds=5))
         user = "u-007" if rng.random() < 0.15 else rng.choice(users)  # one heavy user
         session = f"s-{user}-{rng.randrange(4)}"
@@ -123,7 +140,16 @@ def _call(rng: random.Random, start: datetime, who: CallOrigin) -> DemoCall:
     prompt = rng.randint(300, 6000)
     output = rng.randint(40, 900)
     cache_read = cache_write = reasoning = 0
-    if provider == "anthropic":
+    prefix = ""
+    if who.feature == "ticket-router":  # a label out of a short ticket
+        prompt, output = rng.randint(80, 400), rng.randint(1, 8)
+    elif who.feature == "contract-review":  # one of three long templates, never cached
+        template = rng.randrange(3)
+        prompt, prefix = 4000 + 500 * template + rng.randint(0, 300), f"contract-template-{template}"
+    elif who.feature == "faq":  # one of five questions, the same tokens each time
+        question = rng.randrange(5)
+        prompt, output, prefix = 600 + 40 * question, 120 + 10 * question, f"faq-{question}"
+    elif provider == "anthropic":
         # Long shared system prompts: mostly read from cache, sometimes written.
         cache_read = int(prompt * 0.7) if rng.random() < 0.8 else 0
         cache_write = int(prompt * 0.2) if cache_read == 0 else 0
@@ -135,6 +161,8 @@ def _call(rng: random.Random, start: datetime, who: CallOrigin) -> DemoCall:
     error = "RateLimitError" if rng.random() < 0.02 else ""
     if error:
         prompt = output = cache_read = cache_write = reasoning = 0
+    elif who.feature == "summarize" and rng.random() < 0.08:
+        error = "APITimeoutError"  # after the tokens were generated, and billed
     return DemoCall(
         **vars(who),
         start=start,
@@ -145,6 +173,7 @@ def _call(rng: random.Random, start: datetime, who: CallOrigin) -> DemoCall:
         cache_write=cache_write,
         reasoning=reasoning,
         error=error,
+        prompt_prefix=prefix,
     )
 
 
@@ -197,8 +226,12 @@ def _attributes(call: DemoCall) -> dict[str, Any]:
         "spanmeter.tag.feature": call.feature,
         "spanmeter.tag.team": "growth" if call.service == "support-bot" else "platform",
     }
+    if call.prompt_prefix:
+        prefix = hashlib.sha256(f"spanmeter-demo-salt:{call.prompt_prefix}".encode()).hexdigest()
+        attributes["spanmeter.prompt.prefix_hash"] = prefix
     if call.error:
         attributes["error.type"] = call.error
+    if call.error and not call.input_tokens:
         return attributes
     attributes.update(
         {
@@ -242,7 +275,8 @@ def _demo_config(config: Config, data: str) -> Config:
     return config.model_copy(update={"exporters": exporters, "receivers": receivers})
 
 
-def _wait_stored(collector: Collector, expected: int, timeout: float = 60.0) -> int:
+def _wait_stored(collector: Collector, expected: int, timeout: float = 300.0) -> int:
+    """Until every call is stored (a busy machine reads slowly), so the report shows them all."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if collector.exporter.stored_rows >= expected:
@@ -302,6 +336,9 @@ def run(args: argparse.Namespace) -> int:
             request = ReportRequest(by, window.start, window.end)
             rows = run_report(client, database, request)
             sys.stdout.write(render(rows, "table", request, limit=5 if by == "user" else 0) + "\n")
+        period = Period(window.start, window.end)
+        found = run_findings(client, database, period, config.findings, pricing_config(config))
+        sys.stdout.write(render_findings(found[:3], "table", period))
     finally:
         thread.stop()
     print(f"Next: {_report_hint(args)}", file=sys.stderr)

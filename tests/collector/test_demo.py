@@ -13,15 +13,21 @@ from .test_durability import spanmeter_command
 
 
 def test_demo_prints_a_report_of_what_it_sent(tmp_path: Path) -> None:
+    """The demo as `make demo` runs it (its default day of 2,000 calls): the spend tables, then the three
+    largest findings its waste produces."""
     data = tmp_path / "demo-store"
-    command = [spanmeter_command(), "demo", "--calls", "300", "--data", str(data)]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    command = [spanmeter_command(), "demo", "--data", str(data)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert "stored 3" in out.stderr  # every call: "stored 3xx GenAI spans"
+    assert "stored 2000 GenAI spans" in out.stderr
     for model in ("gpt-4o-2024-08-06", "claude-sonnet-4-5", "o3-mini", "gemini-2.5-flash", "acme-llm-7b"):
         assert model in out.stdout
     assert "Spend by feature" in out.stdout
     assert "no known price" in out.stdout
+    findings = out.stdout[out.stdout.index("Findings, ") :]
+    listed = [line.split()[1] for line in findings.splitlines() if line[:3] in ("1. ", "2. ", "3. ")]
+    assert len(listed) == 3 and set(listed) <= {"cache_unused", "paid_failures", "repeated_calls", "right_size"}
+    assert "contract-review" in findings and "/month" in findings
 
     # What the demo stored can be reported on afterwards.
     report = subprocess.run(
@@ -33,9 +39,9 @@ def test_demo_prints_a_report_of_what_it_sent(tmp_path: Path) -> None:
     )
     assert report.returncode == 0, report.stderr
     statuses = {row["group"]: row["requests"] for row in json.loads(report.stdout)}
-    assert statuses["priced"] > 200
+    assert statuses["priced"] > 1500
     assert statuses["unpriced"] > 0
-    assert sum(statuses.values()) == 300
+    assert sum(statuses.values()) == 2000
 
 
 def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
