@@ -15,8 +15,21 @@ refused for its tracestate).
 from __future__ import annotations
 
 import re
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-__all__ = ["MAX_THRESHOLD", "THRESHOLD_PATTERN", "threshold", "weight"]
+__all__ = [
+    "COST_PLACES",
+    "ESTIMATE_PLACES",
+    "MAX_THRESHOLD",
+    "THRESHOLD_PATTERN",
+    "WEIGHT_SQL",
+    "estimated_cost",
+    "rounded_cost",
+    "rounded_count",
+    "threshold",
+    "weighed_sql",
+    "weight",
+]
 
 MAX_THRESHOLD = 1 << 56
 """2^56: a threshold is below it (14 hex digits), so a weight's denominator 2^56 - T is at least 1."""
@@ -38,6 +51,46 @@ def threshold(trace_state: str) -> int:
     return int(digits, 16) << 4 * (_DIGITS - len(digits))
 
 
-def weight(sampling_threshold: int) -> float:
-    """How many spans one kept with this threshold stands for (1/p), as a float for display."""
-    return MAX_THRESHOLD / (MAX_THRESHOLD - sampling_threshold)
+ESTIMATE_PLACES = Decimal("1e-15")
+"""Where a row's weighed share is cut in Python (budgets' running spend): 1e-15 a row, far below the 12 places
+estimates are shown with. The reports' SQL cuts each row at 24 places."""
+_ONE = Decimal(1)
+COST_PLACES = Decimal("1e-12")
+"""The places of genai_spans' cost columns (Decimal(18, 12)): estimated costs are shown rounded to them."""
+
+
+def rounded_cost(estimate: Decimal) -> Decimal:
+    """An estimated cost as shown: to the cost columns' 12 places, half to even."""
+    return estimate.quantize(COST_PLACES, ROUND_HALF_EVEN)
+
+
+def rounded_count(estimate: Decimal) -> int:
+    """An estimated number of calls as shown: the nearest whole number."""
+    return int(estimate.quantize(_ONE, ROUND_HALF_EVEN))
+
+
+def weight(sampling_threshold: int) -> Decimal:
+    """How many calls a row kept with this threshold stands for: 2^56 / (2^56 - T), to ESTIMATE_PLACES."""
+    if not sampling_threshold:
+        return _ONE
+    with localcontext(prec=60):
+        return (Decimal(MAX_THRESHOLD) / (MAX_THRESHOLD - sampling_threshold)).quantize(ESTIMATE_PLACES)
+
+
+def estimated_cost(cost: Decimal, sampling_threshold: int) -> Decimal:
+    """A row's cost weighed by the calls it stands for, to ESTIMATE_PLACES (exactly `cost` without sampling)."""
+    if not sampling_threshold:
+        return cost
+    with localcontext(prec=60):
+        return (cost * MAX_THRESHOLD / (MAX_THRESHOLD - sampling_threshold)).quantize(ESTIMATE_PLACES)
+
+
+WEIGHT_SQL = f"toDecimal256({MAX_THRESHOLD}, 24) / ({MAX_THRESHOLD} - sampling_threshold)"
+"""A genai_spans row's weight in SQL: Decimal(76, 24), cut at 24 places (a sum of them rounded to 12 is exact to
+the last place for any number of rows a store holds)."""
+
+
+def weighed_sql(cost: str) -> str:
+    """A cost column of genai_spans times its row's weight, in Decimal(76, 24) (exactly the cost without
+    sampling). `cost` is a column name, never user text."""
+    return f"toDecimal256({cost}, 24) * {MAX_THRESHOLD} / ({MAX_THRESHOLD} - sampling_threshold)"

@@ -29,14 +29,37 @@ class Totals:
     cost: Decimal = _ZERO
     tokens: int = 0
     requests: int = 0
+    estimated_cost: Decimal = _ZERO
+    """`cost` with each row weighed by the calls it stands for (probability sampling, sampling.py)."""
+    estimated_requests: Decimal = _ZERO
+    sampled: int = 0
+    """Rows kept by probability sampling: while there are any, the estimates are not the exact sums."""
 
-    def add(self, cost: Decimal, tokens: int, requests: int) -> None:
+    def add(
+        self,
+        cost: Decimal,
+        tokens: int,
+        requests: int,
+        estimated_cost: Decimal,
+        estimated_requests: Decimal,
+        sampled: int,
+    ) -> None:
         self.cost += cost
         self.tokens += tokens
         self.requests += requests
+        self.estimated_cost += estimated_cost
+        self.estimated_requests += estimated_requests
+        self.sampled += sampled
 
     def merge(self, other: Totals, sign: int = 1) -> None:
-        self.add(other.cost * sign, other.tokens * sign, other.requests * sign)
+        self.add(
+            other.cost * sign,
+            other.tokens * sign,
+            other.requests * sign,
+            other.estimated_cost * sign,
+            other.estimated_requests * sign,
+            other.sampled * sign,
+        )
 
 
 Buckets = dict[int, Totals]  # bucket start (epoch s) -> totals

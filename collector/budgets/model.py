@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..config import BudgetConfig
+from ..sampling import rounded_cost, rounded_count
 from .ledger import Totals
 from .scope import Scope
 from .windows import Window
@@ -119,6 +120,10 @@ def _spent(budget: Budget, totals: Totals, percent: Decimal) -> dict[str, Any]:
         "percent": round(float(percent), 2),
         "tokens": totals.tokens,
         "requests": totals.requests,
+        # Probability sampling: spend and calls counting each sampled row as the calls it stands for.
+        "estimated": totals.sampled > 0,
+        "estimated_spend_usd": str(rounded_cost(totals.estimated_cost)),
+        "estimated_requests": rounded_count(totals.estimated_requests),
     }
 
 

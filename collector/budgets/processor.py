@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from prometheus_client import Counter
 
+from .. import sampling
 from ..config import BudgetConfig, BudgetProcessorConfig, ClickHouseExporterConfig
 from ..exporters import ClickHouseExporter
 from ..forecast import store_weekday_factors
@@ -171,7 +172,15 @@ class BudgetProcessor:
                 totals = deltas.get(((index, values), bucket))
                 if totals is None:
                     totals = deltas[((index, values), bucket)] = Totals()
-                totals.add(record.total_cost, record.input_tokens + record.output_tokens, 1)
+                threshold = record.sampling_threshold
+                totals.add(
+                    record.total_cost,
+                    record.input_tokens + record.output_tokens,
+                    1,
+                    sampling.estimated_cost(record.total_cost, threshold),
+                    sampling.weight(threshold),
+                    1 if threshold else 0,
+                )
         self._ledger.add(deltas, len(records))
         if deltas:
             self._check({key for key, _ in deltas}, now)
@@ -199,6 +208,7 @@ class BudgetProcessor:
                     "tokens": pc.add(
                         table.column("input_tokens").cast(wide), table.column("output_tokens").cast(wide)
                     ).combine_chunks(),
+                    **_estimates(table),
                 }
             )
             for index, budget in enumerate(self.budgets):
@@ -252,13 +262,30 @@ class BudgetProcessor:
             .append_column("group", pa.array(group))
             .append_column("bucket", pa.array(buckets[members]))
             .group_by(["group", "bucket"], use_threads=False)
-            .aggregate([("cost", "sum"), ("tokens", "sum"), ("cost", "count")])
+            .aggregate(
+                [
+                    ("cost", "sum"),
+                    ("tokens", "sum"),
+                    ("cost", "count"),
+                    ("estimated_cost", "sum"),
+                    ("estimated_requests", "sum"),
+                    ("sampled", "sum"),
+                ]
+            )
             .to_pydict()
         )
         return {
-            ((index, values[g]), b): Totals(cost, int(tokens), requests)
-            for g, b, cost, tokens, requests in zip(
-                sums["group"], sums["bucket"], sums["cost_sum"], sums["tokens_sum"], sums["cost_count"], strict=True
+            ((index, values[g]), b): Totals(cost, int(tokens), requests, estimated, weights, sampled)
+            for g, b, cost, tokens, requests, estimated, weights, sampled in zip(
+                sums["group"],
+                sums["bucket"],
+                sums["cost_sum"],
+                sums["tokens_sum"],
+                sums["cost_count"],
+                sums["estimated_cost_sum"],
+                sums["estimated_requests_sum"],
+                sums["sampled_sum"],
+                strict=True,
             )
         }
 
@@ -538,3 +565,24 @@ class BudgetProcessor:
                     f": {detail}" if detail else "",
                 )
                 self._work.put(Delivery(crossing, name, channel.type, outcome, attempts, detail))
+
+
+_ESTIMATE = pa.decimal128(38, 15)
+"""A weighed cost or weight (sampling.ESTIMATE_PLACES): 23 whole digits hold a cost times 2^56."""
+
+
+def _estimates(table: pa.Table) -> dict[str, pa.Array]:
+    """Per row: the cost weighed by the calls the row stands for, that weight, and whether it was sampled. Only
+    sampled rows (few, by design) are weighed one by one in Decimal."""
+    cost = table.column("total_cost").combine_chunks()
+    thresholds = table.column("sampling_threshold").combine_chunks()
+    sampled = pc.cast(pc.greater(thresholds, 0), pa.int64())
+    if not pc.max(thresholds).as_py():
+        weights = pa.repeat(pa.scalar(sampling.weight(0), _ESTIMATE), len(table))
+        return {"estimated_cost": cost.cast(_ESTIMATE), "estimated_requests": weights, "sampled": sampled}
+    pairs = list(zip(cost.to_pylist(), thresholds.to_pylist(), strict=True))
+    return {
+        "estimated_cost": pa.array([sampling.estimated_cost(c, t) for c, t in pairs], _ESTIMATE),
+        "estimated_requests": pa.array([sampling.weight(t) for _, t in pairs], _ESTIMATE),
+        "sampled": sampled,
+    }

@@ -11,11 +11,15 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from ..cluster import CLUSTER_INSERT_SETTINGS
+from ..sampling import WEIGHT_SQL, weighed_sql
 from .ledger import Buckets, Key, Totals
 from .model import Budget, BudgetStatus, Crossing
 from .runtime import Block, RuntimeBudget, read_blocks, read_runtime_budgets
 
 __all__ = ["BudgetStore", "Delivery", "read_events"]
+
+_ESTIMATES = f"sum({weighed_sql('total_cost')}), sum({WEIGHT_SQL}), countIf(sampling_threshold > 0)"
+"""Spend and calls weighed by the calls each row stands for (probability sampling), and the rows sampled."""
 
 _EVENT_COLUMNS = (
     "event_id",
@@ -98,7 +102,8 @@ class BudgetStore:
         groups = [*sql.group, bucket]
         where = ["timestamp >= {start:DateTime64(3, 'UTC')}", "timestamp < {end:DateTime64(3, 'UTC')}", *sql.where]
         query = (
-            f"SELECT {', '.join(groups)}, sum(total_cost), sum(input_tokens + output_tokens), count() "
+            f"SELECT {', '.join(groups)}, sum(total_cost), sum(input_tokens + output_tokens), count(), "
+            f"{_ESTIMATES} "
             f"FROM {{database:Identifier}}.genai_spans WHERE {' AND '.join(where)} GROUP BY {', '.join(groups)}"
         )
         parameters = {"database": self._database, "start": start, "end": end, **sql.parameters}
@@ -116,7 +121,12 @@ class BudgetStore:
         for row in self._client.query(query, parameters=parameters).result_rows:
             values = tuple(str(v) for v in row[:each])
             result.setdefault((index, values), {})[int(row[each])] = Totals(
-                Decimal(row[each + 1]), int(row[each + 2]), int(row[each + 3])
+                Decimal(row[each + 1]),
+                int(row[each + 2]),
+                int(row[each + 3]),
+                Decimal(row[each + 4]),
+                Decimal(row[each + 5]),
+                int(row[each + 6]),
             )
         return result
 

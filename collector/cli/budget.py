@@ -359,7 +359,17 @@ def render_status(entries: list[dict[str, Any]], fmt: str, reason: str = "") -> 
         for e in entries
     ]
     header = ["budget", "scope", "window", "spend (USD)", "limit", "used", "state", "projected", "action", "resets"]
-    return render_table(header, rows)
+    if not any(e.get("estimated") for e in entries):
+        return render_table(header, rows)
+    # Probability sampling: the spend the sampled calls stand for, marked, beside the spend stored.
+    header.insert(4, "est. spend")
+    for row, e in zip(rows, entries, strict=True):
+        estimate = format_usd(e["estimated_spend_usd"], 4)
+        row.insert(4, f"~{estimate}" if e["estimated"] else estimate)
+    return render_table(header, rows) + (
+        "~ estimated: probability sampling (tracestate ot=th:) kept some calls; each counts as the calls it stands "
+        "for. spend is what was stored, and what limits are held to.\n"
+    )
 
 
 def render_events(events: list[dict[str, Any]], fmt: str) -> str:

@@ -47,6 +47,7 @@ _TABLE_COLUMNS = (
     ("total_cost", "cost (USD)"),
     ("unpriced_requests", "unpriced"),
 )
+_ESTIMATE_COLUMNS = (("estimated_requests", "est. requests"), ("estimated_cost", "est. cost (USD)"))
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -152,18 +153,26 @@ def _table(rows: list[ReportRow], request: ReportRequest, limit: int) -> str:
     span = f"{request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} UTC"
     if not rows:
         return f"No GenAI calls stored between {span}.\n"
-    header = [request.by, *(title for _, title in _TABLE_COLUMNS), *(f"on {model}" for model in request.what_if)]
+    # Estimates (probability sampling) beside the exact sums of the rows stored, only when some group has them.
+    estimates = _ESTIMATE_COLUMNS if any(row.estimated for row in rows) else ()
+    header = [
+        request.by,
+        *(title for _, title in (*_TABLE_COLUMNS, *estimates)),
+        *(f"on {model}" for model in request.what_if),
+    ]
     body = [
         [
             row.group or "(none)",
             *(_cell(getattr(row, name)) for name, _ in _TABLE_COLUMNS),
+            *(_estimate(getattr(row, name), row.estimated) for name, _ in estimates),
             *(_cell(row.what_if.get(model, Decimal(0))) for model in request.what_if),
         ]
         for row in rows
     ]
     totals = [f"top {limit} total" if limit else "total"]
-    for name, _ in _TABLE_COLUMNS:
-        totals.append(_cell(sum((getattr(row, name) for row in rows), Decimal(0) if "cost" in name else 0)))
+    for column in (*_TABLE_COLUMNS, *estimates):
+        total = _cell(sum((getattr(row, column[0]) for row in rows), Decimal(0) if "cost" in column[0] else 0))
+        totals.append(_estimate(total, True) if column in estimates else total)
     for model in request.what_if:
         totals.append(_cell(sum((row.what_if.get(model, Decimal(0)) for row in rows), Decimal(0))))
     widths = [max(len(line[i]) for line in (header, *body, totals)) for i in range(len(header))]
@@ -180,7 +189,18 @@ def _table(rows: list[ReportRow], request: ReportRequest, limit: int) -> str:
         out.append(f"{unpriced} calls used models with no known price: stored as unpriced, not counted as $0.")
     if request.what_if:
         out.append("on MODEL: the same calls' tokens priced on that model (genai-prices, at each call's time).")
+    if estimates:
+        out.append(
+            "~ estimated: probability sampling (tracestate ot=th:) kept some of these calls; each counts as the "
+            "calls it stands for. requests and cost are what was stored."
+        )
     return "\n".join(out) + "\n"
+
+
+def _estimate(value: object, estimated: bool) -> str:
+    """An estimate marked `~`; a group without sampled rows shows its exact value unmarked."""
+    text = value if isinstance(value, str) else _cell(value)
+    return f"~{text}" if estimated else text
 
 
 def _cell(value: object) -> str:

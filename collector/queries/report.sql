@@ -13,8 +13,15 @@ SELECT
     sum(cache_write_cost) AS cache_write_cost,
     sum(output_cost) AS output_cost,
     sum(total_cost) AS total_cost,
-    countIf(price_status = 'unpriced') AS unpriced_requests
-FROM {database:Identifier}.genai_spans
+    countIf(price_status = 'unpriced') AS unpriced_requests,
+    -- Probability sampling (sampling.py): a row kept with threshold T stands for 2^56 / (2^56 - T) calls. The
+    -- estimates weigh each row so ({weight}: sampling.WEIGHT_SQL, in Decimal(76, 24); the sum is rounded to 12
+    -- places in Python); without sampling they equal the exact sums. `spans.total_cost`: the column, not the alias.
+    max(sampling_threshold) > 0 AS estimated,
+    sumIf({weight}, operation NOT IN ('invoke_agent', 'create_agent', 'invoke_workflow', 'execute_tool'))
+        AS estimated_requests,
+    sum({weighed_cost}) AS estimated_cost
+FROM {database:Identifier}.genai_spans AS spans
 WHERE timestamp >= {start:DateTime64(9, 'UTC')}
   AND timestamp < {end:DateTime64(9, 'UTC')}
   AND ({project:String} = '' OR project = {project:String})
