@@ -39,6 +39,7 @@ __all__ = [
     "api_base_url",
     "query_response",
     "read_advert",
+    "readable_database",
     "report_request",
     "store_identity",
 ]
@@ -164,7 +165,7 @@ def add_api_routes(
         principal = request.get(PRINCIPAL)
         try:
             wanted = replace(wanted, project=readable_project(principal, wanted.project))
-            database = _readable_database(principal, query.get("database", reader.config.database), reader)
+            database = readable_database(principal, query.get("database", reader.config.database), reader)
         except AuthError as exc:
             return web.json_response({"error": str(exc)}, status=403)
         return await query_response(
@@ -176,10 +177,14 @@ def add_api_routes(
     app.router.add_get("/metrics", prometheus)
 
 
-def _readable_database(principal: Principal | None, database: str, reader: StoreReader) -> str:
-    """Only an admin key (or no keys at all) may read another database of the store."""
+def readable_database(principal: Principal | None, database: str, reader: StoreReader) -> str:
+    """The `database` parameter a read may name: only an admin key (or no keys at all) may read another database
+    of the store. Public: /v1/report and /v1/calls (calls_api) both hold to it."""
     if database != reader.config.database and principal is not None and not principal.admin:
-        raise AuthError(f"the key {principal.key_id} reads database {reader.config.database!r} only", forbidden=True)
+        raise AuthError(
+            f"database={database!r}: the key {principal.key_id} reads database {reader.config.database!r} only",
+            forbidden=True,
+        )
     return database
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .api import StoreReader, _readable_database, query_response
+from .api import StoreReader, query_response, readable_database
 from .auth import PRINCIPAL, AuthError, readable_project
 from .calls import parse_calls_query, run_calls
 
@@ -26,7 +26,7 @@ def add_calls_routes(app: web.Application, reader: StoreReader) -> None:
         principal = request.get(PRINCIPAL)
         try:
             query = query.with_project(readable_project(principal, query.filters.get("project", "")))
-            database = _readable_database(principal, request.query.get("database", reader.config.database), reader)
+            database = readable_database(principal, request.query.get("database", reader.config.database), reader)
         except AuthError as exc:
             return web.json_response({"error": str(exc)}, status=403)
         return await query_response(reader, lambda client: run_calls(client, database, query).to_json())
