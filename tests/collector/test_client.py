@@ -132,7 +132,6 @@ def test_the_client_sends_its_key(
 
 
 def test_findings_are_read_into_their_objects(start_collector: Callable[..., Collector]) -> None:
-    pytest.importorskip("spanmeter.findings.api", reason="GET /v1/findings comes with the findings change")
     from spanmeter.findings.model import Finding
 
     collector = start_collector(budget_overrides([]))  # the price of MODEL

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from aiosmtpd import controller as aiosmtpd_controller
 
 from spanmeter.config import ConfigError
 from spanmeter.digest import DigestConfig, DigestPeriod, latest_due
@@ -25,8 +26,6 @@ from spanmeter.service import CollectorThread
 
 from .budget_helpers import budget_overrides, hook_channel, spend, wait_until, webhook_server
 from .conftest import deep_merge, tracer_provider, wait_for_rows
-
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd (the test's SMTP server) missing")
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 YESTERDAY = TODAY - timedelta(days=1)
@@ -226,7 +225,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 def test_the_html_renders_in_chromium_with_chart_and_totals(start_collector, store, database, tmp_path):
     """The preview opened in headless Chromium: the chart image decodes and is drawn (its bars' colour is in the
     screenshot where the image is), and the totals are on screen with the stored amounts."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (drives Chromium) missing")
+    from playwright import sync_api  # in the test extra; imported here, as only this test drives a browser
+
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (make test installs it where apt-get can)")
     from PIL import Image

@@ -86,7 +86,6 @@ def test_flask_route_rule_and_user(spans, openai_traced):
 
 @pytest.fixture(scope="module")
 def django_user_model() -> Any:
-    pytest.importorskip("django", reason="django is in the instrumentation's test extra")
     from .apps import django_site
 
     return django_site.setup()
@@ -185,8 +184,8 @@ def test_middleware_arguments_are_checked():
 def test_server_span_gives_route_and_user_without_middleware(spans, openai_traced, tracer_provider):
     """opentelemetry-instrumentation-fastapi makes the server span (``http.route`` at its start); the app's
     request hook sets ``user.id`` on it. The GenAI span, under an INTERNAL span of the app, takes both."""
-    instrumentation = pytest.importorskip("opentelemetry.instrumentation.fastapi", reason="in the test extra")
     from fastapi.testclient import TestClient
+    from opentelemetry.instrumentation import fastapi as instrumentation
 
     app = web_apps.fastapi_app(middleware=False)
 

@@ -44,7 +44,6 @@ def collector(tmp_path: Path) -> Iterator[tuple[ServeProcess, Path]]:
 
 
 def test_each_row_carries_route_template_and_user(collector, fake, monkeypatch):
-    pytest.importorskip("django", reason="django is in the instrumentation's test extra")
     from django.test import Client
     from fastapi.testclient import TestClient
 
