@@ -115,7 +115,7 @@ def test_prices_table_holds_every_genai_prices_model_once(collector: Collector, 
     assert off_peak >= 1  # time-of-day prices are rows of their own
 
 
-def test_what_if_equals_calc_price_for_models_that_never_ran(
+def test_what_if_equals_calc_price_for_models_that_never_ran_and_unknown_ones_fail(
     seeded: tuple[list[str], dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     args, by_feature = seeded
@@ -152,11 +152,7 @@ def test_what_if_equals_calc_price_for_models_that_never_ran(
     total = expected("claude-haiku-4-5", by_feature["chat"] + by_feature["agent"])
     assert f"{total:,.6f}" in next(line for line in table.splitlines() if line.startswith("total"))
 
-
-def test_unknown_what_if_model_is_an_error_naming_it(
-    seeded: tuple[list[str], dict[str, Any]], capsys: pytest.CaptureFixture[str]
-) -> None:
-    args, _ = seeded
+    # A model genai-prices does not know: an error naming it, with close names, not a column of zeros.
     assert main(["report", *args, "--what-if", "gpt-4o-minni"]) == 2
     err = capsys.readouterr().err
     assert "gpt-4o-minni" in err and "close names: gpt-4o-mini" in err
