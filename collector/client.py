@@ -72,6 +72,10 @@ class BudgetState:
     percent: float
     tokens: int
     requests: int
+    estimated: bool = False
+    """Probability sampling kept some of the budget's calls: the estimates count each as the calls it stands for."""
+    estimated_spend_usd: Decimal = Decimal(0)
+    estimated_requests: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     """Whatever else the collector said (limits in tokens and requests, thresholds, where it was defined...)."""
 
@@ -93,6 +97,10 @@ class BudgetState:
             percent=float(data["percent"]),
             tokens=int(data["tokens"]),
             requests=int(data["requests"]),
+            # A collector before sampling weights answers no estimates: its spend is all counted exactly.
+            estimated=bool(data.get("estimated", False)),
+            estimated_spend_usd=Decimal(data.get("estimated_spend_usd", data["spend_usd"])),
+            estimated_requests=int(data.get("estimated_requests", data["requests"])),
             extra={k: v for k, v in data.items() if k not in known},
         )
 

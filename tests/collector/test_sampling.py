@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from spanmeter.cli import main
 from spanmeter.cli.budget import render_status
+from spanmeter.client import Client
 from spanmeter.service import Collector
 
 from .budget_helpers import MODEL, PROVIDER, budget_overrides, budget_status, wait_until
@@ -147,6 +148,19 @@ def test_reports_and_budgets_estimate_sampled_traffic_within_the_bound(
     assert everything["estimated_requests"] == round(len(kept) / P) + UNSAMPLED
     assert only_plain["estimated"] is False
     assert Decimal(only_plain["estimated_spend_usd"]) == Decimal(only_plain["spend_usd"]) == sum(unsampled)
+    client = Client(f"http://127.0.0.1:{collector.http_port}")
+    typed = {state.budget: state for state in client.budgets().budgets}
+    assert (typed["all"].estimated, typed["all"].estimated_spend_usd) == (
+        True,
+        Decimal(everything["estimated_spend_usd"]),
+    )
+    assert (typed["unsampled"].estimated, typed["unsampled"].estimated_requests) == (False, UNSAMPLED)
+    [row] = [row for row in client.report(by="service", since="1h") if row.group == "sampled"]
+    assert (row.estimated, row.estimated_cost, row.requests) == (
+        True,
+        Decimal(sampled_row["estimated_cost"]),
+        len(kept),
+    )
     table = render_status(list(budgets.values()), "table")
     assert "est. spend" in table and "~" in table and "~ estimated" in table
 
