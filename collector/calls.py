@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import Any, Literal
@@ -239,7 +239,9 @@ class CallRow:
 
     @property
     def time(self) -> datetime:
-        return datetime.fromtimestamp(self.time_unix_nano / 1e9, UTC)
+        # Whole seconds and microseconds apart: ns / 1e9 as a float is off by a microsecond for some times.
+        seconds, nanos = divmod(self.time_unix_nano, 1_000_000_000)
+        return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
 
     @property
     def unpriced(self) -> bool:

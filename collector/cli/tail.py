@@ -85,8 +85,10 @@ class Follower:
 def run(args: argparse.Namespace) -> int:
     try:
         query = query_from_args(args, default_since=args.since)
-        if args.interval <= 0 or args.lines < 0:
-            raise ValueError("--interval must be above 0 and --lines at least 0")
+        if args.interval <= 0:
+            raise ValueError(f"--interval must be above 0 seconds; got {args.interval:g}")
+        if args.lines < 0:
+            raise ValueError(f"--lines must be 0 or more; got {args.lines}")
     except ValueError as exc:
         return fail(str(exc), EXIT_CONFIG)
     config = load_or_exit(args.config)

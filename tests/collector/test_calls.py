@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from spanmeter.calls import parse_calls_query, run_calls
+from spanmeter.calls import CallRow, parse_calls_query, run_calls
 from spanmeter.cli import main
 from spanmeter.cli.tail import Follower
 from spanmeter.keys import create_key
@@ -397,3 +398,20 @@ def test_tail_sees_a_call_within_two_seconds_of_its_span_being_sent(
     )
     assert top.returncode == 0, top.stderr
     assert "calls 4 " in top.stdout and "live-app" in top.stdout and "gpt-4o-mini" in top.stdout
+
+
+def test_a_calls_time_is_its_start_to_the_microsecond_below() -> None:
+    """Through nanoseconds as integers: as a float, 20.999999999 s would show as the next second."""
+    blank = {f.name: Decimal(0) if f.name == "total_cost" else 0 if f.type == "int" else "" for f in fields(CallRow)}
+    call = CallRow(**{**blank, "time_unix_nano": 1_764_590_000_999_999_999})
+    assert call.time == datetime(2025, 12, 1, 11, 53, 20, 999_999, tzinfo=UTC)
+    assert CallRow.from_json(call.to_json()) == call and call.to_json()["time"].endswith("20.999999+00:00")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--interval", "0"], "--interval must be above 0 seconds; got 0"), (["-n", "-1"], "--lines must be 0 or more")],
+)
+def test_tail_refuses_a_bad_flag_naming_it(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tail", *flags]) == 2
+    assert message in capsys.readouterr().err
