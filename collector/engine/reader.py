@@ -666,7 +666,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             f"NOT aggregate AND ({usage}) AS has_usage",
             "response_id_ AS response_id",
             # sampling.threshold: the same pattern (RE2 here), the hex digits right-padded to 56 bits.
-            f"extract(tupleElement(span, 'trace_state'), {literal(THRESHOLD_PATTERN)}) AS th_digits",
+            f"extract(concat(',', tupleElement(span, 'trace_state'), ','), {literal(THRESHOLD_PATTERN)}) AS th_digits",
             "if(th_digits = '', toUInt64(0), "
             "reinterpretAsUInt64(reverse(unhex(concat('00', rightPad(th_digits, 14, '0')))))) AS sampling_threshold",
         ]
