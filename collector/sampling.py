@@ -34,9 +34,10 @@ __all__ = [
 MAX_THRESHOLD = 1 << 56
 """2^56: a threshold is below it (14 hex digits), so a weight's denominator 2^56 - T is at least 1."""
 _DIGITS = 14
-THRESHOLD_PATTERN = r"(?:^|,)[ \t]*ot=(?:[^,;]*;)*?th:([0-9a-fA-F]{1,14})(?:;|[ \t]*,|[ \t]*$)"
+THRESHOLD_PATTERN = r",[ \t]*ot=(?:[^,;]*;)*?th:([0-9a-fA-F]{1,14})(?:;|[ \t]*,)"
 """The `th` hex digits of the tracestate's `ot` member (list members separated by `,` with optional spaces or
-tabs, `ot` sub-keys by `;`). No `^`-anchored alternation Python and RE2 would resolve differently."""
+tabs, `ot` sub-keys by `;`), searched in the tracestate between two commas (`framed`): no `^` or `$`, which
+Python and RE2 read differently (Python's `$` also matches before a final newline)."""
 _THRESHOLD = re.compile(THRESHOLD_PATTERN)
 
 
@@ -44,7 +45,7 @@ def threshold(trace_state: str) -> int:
     """The rejection threshold T a span's tracestate carries; 0 (sampled with certainty) without a valid one."""
     if "th:" not in trace_state:
         return 0
-    match = _THRESHOLD.search(trace_state)
+    match = _THRESHOLD.search(f",{trace_state},")
     if match is None:
         return 0
     digits = match.group(1)

@@ -412,6 +412,7 @@ def random_requests(draw: st.DrawFn) -> list[bytes]:
                     start_time_unix_nano=1_700_000_000 * 10**9,
                     end_time_unix_nano=1_700_000_000 * 10**9 + draw(st.integers(-5, 10**9)),
                     status=Status(code=draw(st.sampled_from([0, 1, 2]))),
+                    trace_state=draw(TRACE_STATE),
                 )
                 for key, value in draw(attributes(clean)):
                     span.attributes.append(KeyValue(key=key, value=any_value(value)))
@@ -445,7 +446,19 @@ TRACE_STATES = {
     "ot=th:8x": 0,
     "ot=rv:0123456789abcd": 0,
     "ot =th:8": 0,
+    "ot=th:8\n": 0,  # not a list member's end (Python's `$` would match before the newline)
 }
+
+
+TRACE_STATE = st.one_of(
+    st.sampled_from(list(TRACE_STATES)),
+    st.lists(
+        st.sampled_from(["ot=", "th:", "rv:", "x=", ",", ";", " ", "\t", "\n", "8", "e6", "F", "0" * 7, "g", "é"]),
+        max_size=12,
+    ).map("".join),
+    st.text(max_size=20),
+)
+"""Tracestates, mostly of the pieces a threshold is read from (reading fails there first if anywhere)."""
 
 
 def test_the_sampling_threshold_is_read_from_the_tracestate_as_the_python_reader(reader: EngineReader) -> None:
