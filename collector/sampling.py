@@ -36,8 +36,8 @@ MAX_THRESHOLD = 1 << 56
 _DIGITS = 14
 THRESHOLD_PATTERN = r",[ \t]*ot=(?:[^,;]*;)*?th:([0-9a-fA-F]{1,14})(?:;|[ \t]*,)"
 """The `th` hex digits of the tracestate's `ot` member (list members separated by `,` with optional spaces or
-tabs, `ot` sub-keys by `;`), searched in the tracestate between two commas (`framed`): no `^` or `$`, which
-Python and RE2 read differently (Python's `$` also matches before a final newline)."""
+tabs, `ot` sub-keys by `;`), searched in `,TRACESTATE,` so that it needs no `^` or `$`, which Python and RE2 read
+differently (Python's `$` also matches before a final newline)."""
 _THRESHOLD = re.compile(THRESHOLD_PATTERN)
 
 
@@ -87,8 +87,8 @@ def estimated_cost(cost: Decimal, sampling_threshold: int) -> Decimal:
 
 
 WEIGHT_SQL = f"toDecimal256({MAX_THRESHOLD}, 24) / ({MAX_THRESHOLD} - sampling_threshold)"
-"""A genai_spans row's weight in SQL: Decimal(76, 24), cut at 24 places (a sum of them rounded to 12 is exact to
-the last place for any number of rows a store holds)."""
+"""A genai_spans row's weight in SQL: Decimal(76, 24), cut at 24 places; a sum of n rows' is off by less than
+n x 1e-24 before it is rounded to the 12 places shown."""
 
 
 def weighed_sql(cost: str) -> str:
