@@ -212,24 +212,41 @@ def _exact(price: Decimal) -> Decimal:
 def refresh(client: Client, database: str, cluster: str | None = None) -> int:
     """Write this genai-prices version's rows unless the store has them all; returns the rows written (0 if none)."""
     rows = price_rows()
-    stored = client.query(
-        "SELECT count() FROM {database:Identifier}.model_prices FINAL WHERE version = {version:String}",
-        parameters={"database": database, "version": PRICES_VERSION},
-    ).result_rows[0][0]
-    if stored == len(rows):
+    if _stored(client, database) == len(rows):
         return 0
     now = datetime.now(UTC)
     values = [row.values(now) for row in rows]
     digest = hashlib.sha256(repr([row[:-1] for row in values]).encode()).hexdigest()[:16]
-    settings: dict[str, Any] = {
-        **(CLUSTER_INSERT_SETTINGS if cluster else {}),
-        # The same rows from any collector: one insert kept. refreshed_at differs between them, so the token
-        # names the rows without it.
-        "insert_deduplication_token": f"model-prices-{PRICES_VERSION}-{digest}",
-    }
-    client.insert(f"{database}.model_prices", values, column_names=list(COLUMNS), settings=settings)
+    # The same rows from any collector under one token: of collectors starting together, one insert is kept.
+    # refreshed_at differs between them, so the token names the rows without it.
+    token = f"model-prices-{PRICES_VERSION}-{digest}"
+    settings: dict[str, Any] = dict(CLUSTER_INSERT_SETTINGS) if cluster else {}
+    client.insert(
+        f"{database}.model_prices",
+        values,
+        column_names=list(COLUMNS),
+        settings={**settings, "insert_deduplication_token": token},
+    )
+    if _stored(client, database) < len(rows):
+        # Dropped as a duplicate of rows no longer there (the table was emptied): the table replaces rows by key,
+        # so writing them under a token of their own cannot double them.
+        client.insert(
+            f"{database}.model_prices",
+            values,
+            column_names=list(COLUMNS),
+            settings={**settings, "insert_deduplication_token": f"{token}-{now.isoformat()}"},
+        )
     logger.info("model_prices: %d price rows of genai-prices %s written", len(rows), PRICES_VERSION)
     return len(rows)
+
+
+def _stored(client: Client, database: str) -> int:
+    return int(
+        client.query(
+            "SELECT count() FROM {database:Identifier}.model_prices FINAL WHERE version = {version:String}",
+            parameters={"database": database, "version": PRICES_VERSION},
+        ).result_rows[0][0]
+    )
 
 
 class UnknownModel(ValueError):

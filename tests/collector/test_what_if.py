@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from spanmeter.cli import main
 from spanmeter.prices import PRICES_VERSION, price_rows, refresh
 from spanmeter.service import Collector
+from spanmeter.store import apply_schema, connect
 
 from .conftest import REPO, emit, tracer_provider, wait_for_rows
 from .test_durability import ServeProcess, spanmeter_command
@@ -87,20 +88,38 @@ def seeded(collector: Collector, chdb_path: Path, database: str, tmp_path: Path)
     return ["--config", str(config), "--store", f"chdb://{chdb_path}", "--database", database], by_feature
 
 
-def test_prices_table_holds_every_genai_prices_model_once(collector: Collector, store: Client, database: str) -> None:
+def test_prices_table_holds_every_genai_prices_model_once(
+    collector: Collector, store: Client, database: str, chdb_path: Path
+) -> None:
     rows = price_rows()
     count = "SELECT count() FROM {db:Identifier}.model_prices WHERE version = {v:String}"
     stored = store.query(count, parameters={"db": database, "v": PRICES_VERSION}).result_rows[0][0]
     assert stored == len(rows) > 2000
-    # Collectors starting together: the same rows under one token are stored once, and a store that has them is
-    # not written again.
-    threads = [threading.Thread(target=refresh, args=(store, database)) for _ in range(3)]
+    assert refresh(store, database) == 0  # a store that has them is not written again
+
+    # Collectors starting together on a store without them: one insert kept, no row stored twice (not even before
+    # the table merges). Then deleted: written again, not dropped as a duplicate of the rows that were there.
+    fresh = f"{database}_fresh"
+    apply_schema(store, fresh)
+    clients = [connect(f"chdb://{chdb_path}") for _ in range(3)]
+    threads = [threading.Thread(target=refresh, args=(client, fresh)) for client in clients]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert store.query(count, parameters={"db": database, "v": PRICES_VERSION}).result_rows[0][0] == len(rows)
-    assert refresh(store, database) == 0
+    for client in clients:
+        client.close()
+    plain = "SELECT count() FROM {db:Identifier}.model_prices"
+    assert store.query(plain, parameters={"db": fresh}).result_rows[0][0] == len(rows)
+    # Deleted rows leave their insert's token behind: the same insert again would be dropped as a duplicate.
+    store.command(
+        "ALTER TABLE {db:Identifier}.model_prices DELETE WHERE 1",
+        parameters={"db": fresh},
+        settings={"mutations_sync": 1},
+    )
+    assert store.query(plain, parameters={"db": fresh}).result_rows[0][0] == 0
+    assert refresh(store, fresh) == len(rows)
+    assert store.query(plain, parameters={"db": fresh}).result_rows[0][0] == len(rows)
     tiered = store.query(
         "SELECT tier_starts, input_mtok, input_tier_mtok FROM {db:Identifier}.model_prices FINAL "
         "WHERE model = 'gemini-2.5-pro' AND provider = 'google'",
