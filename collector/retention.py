@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
 from .cluster import bind, cluster_statements, local_name
 from .config import RetentionConfig
 
-__all__ = ["TableTtls", "apply_retention", "current_ttls"]
+__all__ = ["ROLLUP_TABLES", "TableTtls", "apply_retention", "current_ttls"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,16 @@ _MODIFY_CONTENT_TTL = (
 )
 _REMOVE_CONTENT_TTL = "ALTER TABLE {database:Identifier}.genai_spans MODIFY COLUMN content REMOVE TTL"
 
+# The hourly rollups (002, 012-015): `rollups` sets the TTL of each.
+ROLLUP_TABLES = (
+    "genai_spans_hourly",
+    "genai_spans_hourly_stats",
+    "genai_sessions_hourly",
+    "genai_tags_hourly",
+    "genai_spans_ingested_hourly",
+)
 # (setting, table, time column) of each table-level TTL.
-_TABLES = (("rows", "genai_spans", "timestamp"), ("rollups", "genai_spans_hourly", "hour"))
+_TABLES = (("rows", "genai_spans", "timestamp"), *(("rollups", table, "hour") for table in ROLLUP_TABLES))
 
 
 @dataclass(frozen=True)
@@ -50,12 +58,17 @@ class TableTtls:
     rows: int | None
     content: int | None
     rollups: int | None
+    """The rollups' TTL when they all have the same (a rollup added since the last start has none yet)."""
     has_ttl: frozenset[str]
     """Settings whose object has some TTL, even one not in spanmeter's form."""
+    tables: dict[str, int | None] = field(default_factory=dict)
+    """Each table's TTL in days."""
+    tables_with_ttl: frozenset[str] = frozenset()
+    """Tables with some TTL, even one not in spanmeter's form."""
 
 
 def current_ttls(client: Client, database: str, cluster: str | None = None) -> TableTtls:
-    names = {_stored(name, cluster): name for name in ("genai_spans", "genai_spans_hourly")}
+    names = {_stored(name, cluster): name for _, name, _ in _TABLES}
     tables = {
         names[name]: (engine, query.rsplit(") ENGINE = ", 1)[0])  # (table clauses, column list)
         for name, engine, query in client.query(
@@ -64,16 +77,20 @@ def current_ttls(client: Client, database: str, cluster: str | None = None) -> T
             parameters={"database": database, "names": list(names)},
         ).result_rows
     }
-    spans, columns = tables.get("genai_spans", ("", ""))
-    hourly, _ = tables.get("genai_spans_hourly", ("", ""))
-    content = re.search(r"`content` [^`]*", columns)
+    clauses = {table: tables.get(table, ("", ""))[0] for _, table, _ in _TABLES}
+    days = {table: _days(_TTL.search(clauses[table]), column) for _, table, column in _TABLES}
+    content = re.search(r"`content` [^`]*", tables.get("genai_spans", ("", ""))[1])
     content_clause = content[0] if content else ""
-    texts = {"rows": spans, "rollups": hourly, "content": content_clause}
+    with_ttl = frozenset(table for table, text in clauses.items() if " TTL " in text)
+    rollups = {days[table] for table in ROLLUP_TABLES}
+    has_ttl = {setting for setting, table, _ in _TABLES if table in with_ttl}
     return TableTtls(
-        rows=_days(_TTL.search(spans), "timestamp"),
+        rows=days["genai_spans"],
         content=_days(_TTL.search(content_clause), "timestamp"),
-        rollups=_days(_TTL.search(hourly), "hour"),
-        has_ttl=frozenset(name for name, text in texts.items() if " TTL " in text),
+        rollups=rollups.pop() if len(rollups) == 1 else None,
+        has_ttl=frozenset(has_ttl | ({"content"} if " TTL " in content_clause else set())),
+        tables=days,
+        tables_with_ttl=with_ttl,
     )
 
 
@@ -91,13 +108,14 @@ def apply_retention(client: Client, database: str, retention: RetentionConfig, c
 
     for setting, table, column in _TABLES:
         days = getattr(retention, setting)
-        if days and getattr(current, setting) != days:
+        if days and current.tables.get(table) != days:
             alter(_MODIFY_TTL, table=table, column=column, days=days)
-        elif not days and setting in current.has_ttl:
+        elif not days and table in current.tables_with_ttl:
             alter(_REMOVE_TTL, table=table)
         else:
             continue
-        changed.append(setting)
+        if setting not in changed:
+            changed.append(setting)
     days = retention.content
     if days and current.content != days:
         alter(_MODIFY_CONTENT_TTL, days=days)

@@ -26,7 +26,7 @@ from spanmeter.cluster import (
 from spanmeter.config import ClickHouseExporterConfig, ConfigError, RetentionConfig, load_config
 from spanmeter.exporters.clickhouse import INSERT_SETTINGS, ClickHouseExporter
 from spanmeter.migrations import Migrator, migrations
-from spanmeter.retention import apply_retention
+from spanmeter.retention import ROLLUP_TABLES, apply_retention
 from spanmeter.store import schema_files, statements
 from spanmeter.telemetry import CollectorMetrics
 
@@ -254,7 +254,8 @@ class RecordingClient:
         self.commands.append(sql)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        assert parameters is not None and parameters["names"] == ["genai_spans_local", "genai_spans_hourly_local"]
+        names = ["genai_spans_local", *(f"{table}_local" for table in ROLLUP_TABLES)]
+        assert parameters is not None and parameters["names"] == names
         return type("Result", (), {"result_rows": []})()
 
 
@@ -266,7 +267,10 @@ def test_retention_sets_the_local_tables_ttls_on_the_cluster(store: Client) -> N
     spans, on = f"{DATABASE}.genai_spans_local", f"ON CLUSTER {CLUSTER}"
     assert texts == [
         f"ALTER TABLE {spans} {on} (MODIFY TTL toDateTime(timestamp) + toIntervalDay(400))",
-        f"ALTER TABLE {DATABASE}.genai_spans_hourly_local {on} (MODIFY TTL toDateTime(hour) + toIntervalDay(800))",
+        *(
+            f"ALTER TABLE {DATABASE}.{table}_local {on} (MODIFY TTL toDateTime(hour) + toIntervalDay(800))"
+            for table in ROLLUP_TABLES
+        ),
         f"ALTER TABLE {spans} {on} (MODIFY COLUMN `content` TTL toDateTime(timestamp) + toIntervalDay(30))",
     ]
 

@@ -24,7 +24,7 @@ from spanmeter.config import Config, ConfigError, GenAIProcessorConfig
 from spanmeter.exporters.clickhouse import to_arrow
 from spanmeter.exporters.wal import MAGIC, encode_table
 from spanmeter.processors import GenAIProcessor
-from spanmeter.retention import current_ttls
+from spanmeter.retention import ROLLUP_TABLES, current_ttls
 from spanmeter.service import Collector, CollectorThread
 
 from .conftest import emit, http_request, refused, rows, span_exporter, tracer_provider, wait_for_rows
@@ -85,6 +85,14 @@ def test_a_changed_retention_setting_alters_the_tables(
         pass
     ttls = current_ttls(store, database)
     assert (ttls.rows, ttls.content, ttls.rollups) == (200, 7, 1095)
+    assert {ttls.tables[table] for table in ROLLUP_TABLES} == {1095} and len(ROLLUP_TABLES) == 5
+
+    # A rollup without the TTL (as one added by a newer migration is) gets it at the next start.
+    store.command("ALTER TABLE {db:Identifier}.genai_sessions_hourly REMOVE TTL", parameters={"db": database})
+    assert current_ttls(store, database).rollups is None
+    with CollectorThread(make_config(retention(rows="200d", content="7d", rollups="1095d"))):
+        pass
+    assert current_ttls(store, database).tables["genai_sessions_hourly"] == 1095
 
     with CollectorThread(make_config(retention(rows=0, content=0, rollups=0))):
         pass
