@@ -125,7 +125,7 @@ def test_budget_projection_weighs_days_by_their_weekday() -> None:
 
 def daily_usd(day: int) -> int:
     """Whole USD a day (the budget helpers price a token at 1 USD): trend and weekly pattern, no noise."""
-    moment = date.today() - timedelta(days=HISTORY_DAYS - day)
+    moment = datetime.now(UTC).date() - timedelta(days=HISTORY_DAYS - day)
     return round((40 + 0.5 * day) * PATTERN[moment.weekday()])
 
 
