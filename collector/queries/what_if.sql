@@ -22,7 +22,7 @@ FROM
 (
     -- plain: input other than cache; answers: output other than reasoning; thoughts: reasoning
     SELECT group, period.1 AS valid_from, period.3 AS day_from_ms,
-        arrayCount(start -> start < input_tokens, period.5) AS tier,
+        if(empty(period.5), 0, arrayCount(start -> start < input_tokens, period.5)) AS tier,
         sum(input_tokens - cache_read_tokens - cache_write_tokens) AS plain, sum(cache_read_tokens) AS reads,
         sum(cache_write_tokens) AS writes, sum(output_tokens - reasoning_tokens) AS answers,
         sum(reasoning_tokens) AS thoughts
@@ -31,7 +31,10 @@ FROM
         SELECT
             {group} AS group,
             toUInt32(toUnixTimestamp64Milli(timestamp) % 86400000) AS day_ms,
-            arrayFirst(p -> timestamp >= p.1 AND timestamp < p.2 AND day_ms >= p.3 AND day_ms < p.4, periods) AS period,
+            -- Most models have one price for all time: no search per call then (if() evaluates only its branch).
+            if(length(periods) = 1, periods[1],
+                arrayFirst(p -> timestamp >= p.1 AND timestamp < p.2 AND day_ms >= p.3 AND day_ms < p.4, periods))
+                AS period,
             input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens
         FROM {database:Identifier}.genai_spans
         WHERE timestamp >= {start:DateTime64(9, 'UTC')}
