@@ -105,7 +105,9 @@ class DigestStore:
             collector_id,
         )
         settings = {**self._claim_settings, "insert_deduplication_token": token} if token else {}
-        self._client.insert(f"{self._database}.digest_deliveries", [row], column_names=_COLUMNS, settings=settings)
+        self._client.insert(
+            "digest_deliveries", [row], column_names=_COLUMNS, database=self._database, settings=settings
+        )
 
 
 class DigestScheduler:
