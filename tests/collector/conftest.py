@@ -54,27 +54,32 @@ def database() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def make_config(tmp_path: Path, chdb_path: Path, database: str) -> Callable[..., Config]:
-    """The shipped pipelines.yaml, on ports the OS picks and this test's database, with overrides
-    merged in; written to a file and loaded the way `spanmeter serve` loads it."""
+def config_builder(directory: Path, chdb_path: Path, database: str) -> Callable[..., Config]:
+    """The shipped pipelines.yaml, on ports the OS picks and `database`, with overrides merged in; written to a
+    file in `directory` and loaded the way `spanmeter serve` loads it."""
 
     def build(overrides: dict[str, Any] | None = None) -> Config:
         raw = yaml.safe_load(SHIPPED_CONFIG.read_text())
         raw = deep_merge(raw, overrides or {})
-        path = tmp_path / f"pipelines-{uuid.uuid4().hex[:6]}.yaml"
+        path = directory / f"pipelines-{uuid.uuid4().hex[:6]}.yaml"
         path.write_text(yaml.safe_dump(raw))
         env = {
             "SPANMETER_DATA": str(chdb_path),
             "SPANMETER_DATABASE": database,
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
-            "SPANMETER_WAL": str(tmp_path / "wal"),
+            "SPANMETER_WAL": str(directory / "wal"),
             "SPANMETER_ENGINE_MIN_SPANS": os.environ["SPANMETER_ENGINE_MIN_SPANS"],
         }
         return load_config(path, env=env)
 
     return build
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, chdb_path: Path, database: str) -> Callable[..., Config]:
+    """`config_builder` in this test's directory and database."""
+    return config_builder(tmp_path, chdb_path, database)
 
 
 @pytest.fixture
@@ -95,6 +100,28 @@ def start_collector(make_config: Callable[..., Config]) -> Iterator[Callable[...
 @pytest.fixture
 def collector(start_collector: Callable[..., Collector]) -> Collector:
     return start_collector({"exporters": {"clickhouse": {"batch": {"max_age": "100ms"}}}})
+
+
+@pytest.fixture(scope="module")
+def start_module_collector(
+    tmp_path_factory: pytest.TempPathFactory, chdb_path: Path
+) -> Iterator[Callable[..., Collector]]:
+    """`start_collector` for a module's tests to share one collector (each start costs seconds: the schema's
+    migrations in a new database); each collector it starts has a database and directory of its own, its
+    `store_config.database`. For tests that only read what it stored, or that count their own rows."""
+    threads: list[CollectorThread] = []
+
+    def start(overrides: dict[str, Any] | None = None) -> Collector:
+        database = f"t_{uuid.uuid4().hex[:12]}"
+        directory = tmp_path_factory.mktemp("collector")
+        thread = CollectorThread(config_builder(directory, chdb_path, database)(overrides))
+        collector = thread.start()
+        threads.append(thread)
+        return collector
+
+    yield start
+    for thread in threads:
+        thread.stop()
 
 
 class OtlpJsonSpanExporter(SpanExporter):

@@ -71,11 +71,17 @@ def digest_extension(channels: list[str], **settings) -> dict:
     return {"extensions": {"spanmeter_digest": body}, "service": {"extensions": ["spanmeter_digest"]}}
 
 
-def test_content_from_the_store(start_collector, store, database):
-    collector = start_collector(budget_overrides([]))
+@pytest.fixture(scope="module")
+def spent(start_module_collector):
+    """One collector with SPEND stored, for the tests that only read it (its database: `store_config.database`)."""
+    collector = start_module_collector(budget_overrides([]))
     wait_for_rows(collector, send_spend(collector))
+    return collector
+
+
+def test_content_from_the_store(spent, store):
     period = DigestPeriod(YESTERDAY, TODAY)
-    digest = build_digest(store, database, period, top=4)
+    digest = build_digest(store, spent.store_config.database, period, top=4)
     assert (digest.totals.cost, digest.previous.cost) == (Decimal(4), Decimal(3))
     assert (digest.totals.requests, digest.previous.requests) == (3, 2)
     assert digest.change == 1 and digest.change_percent == Decimal("33.3")
@@ -191,11 +197,10 @@ def test_email_message_is_independent_of_the_channel():
     ]
 
 
-def test_preview_through_the_collector_holding_the_store(start_collector, make_config, tmp_path):
+def test_preview_through_the_collector_holding_the_store(spent, tmp_path):
     """`spanmeter digest --preview` in another process: the collector holds the embedded store, so the command
     asks its API; the file is the email's HTML with the chart inlined."""
-    collector = start_collector(budget_overrides([]))
-    wait_for_rows(collector, send_spend(collector))
+    collector = spent
     config_file = tmp_path / "preview.yaml"
     raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "pipelines.yaml").read_text())
     raw["receivers"]["otlp"]["protocols"]["http"]["endpoint"] = f"127.0.0.1:{collector.http_port}"
@@ -222,7 +227,7 @@ def test_unknown_channel_is_named(make_config):
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def test_the_html_renders_in_chromium_with_chart_and_totals(start_collector, store, database, tmp_path):
+def test_the_html_renders_in_chromium_with_chart_and_totals(spent, store, tmp_path):
     """The preview opened in headless Chromium: the chart image decodes and is drawn (its bars' colour is in the
     screenshot where the image is), and the totals are on screen with the stored amounts."""
     from playwright import sync_api  # in the test extra; imported here, as only this test drives a browser
@@ -233,10 +238,8 @@ def test_the_html_renders_in_chromium_with_chart_and_totals(start_collector, sto
 
     from spanmeter.digest.render import render_html
 
-    collector = start_collector(budget_overrides([]))
-    wait_for_rows(collector, send_spend(collector))
     page_file = tmp_path / "digest.html"
-    page_file.write_text(render_html(build_digest(store, database, DigestPeriod(YESTERDAY, TODAY))))
+    page_file.write_text(render_html(build_digest(store, spent.store_config.database, DigestPeriod(YESTERDAY, TODAY))))
     shot = tmp_path / "digest.png"
     flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run"]  # fmt: skip
