@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from .calls import CallRow
+from .calls import CallRow, CallsPage, Cursor
 from .receivers.calls_json import CallIn
 from .report import ReportRow
 
@@ -42,16 +42,6 @@ class ApiError(Exception):
         self.message = message
         self.url = url
         self.errors = errors or []
-
-
-@dataclass(frozen=True)
-class CallsPage:
-    """A page of `GET /v1/calls`: `cursor` asks for the page after it (older calls), `after` for the calls stored
-    since (following the store)."""
-
-    calls: list[CallRow]
-    cursor: str | None
-    after: str | None
 
 
 @dataclass(frozen=True)
@@ -174,8 +164,8 @@ class Client:
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int | None = None,
-        cursor: str | None = None,
-        after: str | None = None,
+        cursor: Cursor | str | None = None,
+        after: Cursor | str | None = None,
     ) -> CallsPage:
         """Recent calls, newest first (or, with `after`, those stored since, oldest first), filtered; a page of
         `limit` (50 by default, at most 1000)."""
@@ -195,8 +185,7 @@ class Client:
             "cursor": cursor,
             "after": after,
         }
-        answer = self._get("/v1/calls", parameters)
-        return CallsPage([_call_row(row) for row in answer["calls"]], answer.get("cursor"), answer.get("after"))
+        return CallsPage.from_json(self._get("/v1/calls", parameters))
 
     def iter_calls(self, **filters: Any) -> Iterator[CallRow]:
         """Every call the filters of `calls` select, newest first, page after page."""
@@ -259,13 +248,6 @@ class Client:
         except (urllib.error.URLError, OSError) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             raise ApiError(None, f"cannot reach the collector: {reason}", url) from None
-
-
-def _call_row(data: Mapping[str, Any]) -> CallRow:
-    """A call as `GET /v1/calls` gives it (`time` is also given as its exact `time_unix_nano`)."""
-    values: dict[str, Any] = {f.name: data[f.name] for f in fields(CallRow)}
-    values["total_cost"] = Decimal(values["total_cost"])
-    return CallRow(**values)
 
 
 def _parameter(value: Any) -> str:

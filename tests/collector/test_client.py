@@ -13,7 +13,7 @@ import pytest
 from clickhouse_connect.driver.client import Client as StoreClient
 
 import spanmeter
-from spanmeter.calls import CallRow
+from spanmeter.calls import CallRow, Cursor
 from spanmeter.client import ApiError, BudgetState, Client
 from spanmeter.keys import create_key
 from spanmeter.receivers.calls_json import CallIn
@@ -64,7 +64,7 @@ def test_the_client_answers_with_typed_objects(
     ]
 
     first = client.calls(limit=2)
-    assert all(isinstance(call, CallRow) for call in first.calls) and first.cursor
+    assert all(isinstance(call, CallRow) for call in first.calls) and isinstance(first.cursor, Cursor)
     rest = client.calls(limit=2, cursor=first.cursor)
     every = list(client.iter_calls(limit=2))
     assert [c.span_id for c in every] == [c.span_id for c in first.calls + rest.calls]
