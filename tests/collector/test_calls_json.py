@@ -97,15 +97,22 @@ def post_calls(collector: Collector, body: Any, key: str | None = None, raw: byt
     return status, json.loads(answer)
 
 
-def by_feature(store: Client, database: str) -> dict[str, dict[str, Any]]:
-    found = rows(store, database)
+@pytest.fixture(scope="module")
+def collector(start_module_collector: Callable[..., Collector]) -> Collector:
+    """One collector for the tests below (each start costs seconds); each test waits for and reads its own rows."""
+    return start_module_collector({"exporters": {"clickhouse": {"batch": {"max_age": "100ms"}}}})
+
+
+def by_feature(store: Client, database: str, service: str) -> dict[str, dict[str, Any]]:
+    found = rows(store, database, "service_name = {service:String}", service=service)
     assert len({row["feature"] for row in found}) == len(found), [row["feature"] for row in found]
     return {row["feature"]: row for row in found}
 
 
 def test_recorded_and_posted_calls_are_priced_exactly_like_instrumented_ones(
-    collector: Collector, store: Client, database: str, fake: FakeProviderServer
+    collector: Collector, store: Client, fake: FakeProviderServer
 ) -> None:
+    before = collector.exporter.stored_rows
     provider = tracer_provider(collector, "http-protobuf", {"service.name": "shop"})
     instrumentors = (OpenAIInstrumentor(), AnthropicInstrumentor())
     for instrumentor in instrumentors:
@@ -140,9 +147,9 @@ def test_recorded_and_posted_calls_are_priced_exactly_like_instrumented_ones(
     status, answer = post_calls(collector, body)
     assert status == 200, answer
     assert answer["accepted"] == 2 and len(answer["calls"]) == 2
-    wait_for_rows(collector, 8)
+    wait_for_rows(collector, before + 8)
 
-    stored = by_feature(store, database)
+    stored = by_feature(store, collector.store_config.database, "shop")
     for name in CALLS:
         instrumented = stored[f"{name}-instrumented"]
         assert instrumented["total_cost"] > 0 and instrumented["price_status"] == "priced", name
@@ -199,9 +206,8 @@ def test_a_bad_body_is_answered_400_naming_the_field(collector: Collector) -> No
         assert re.search(message, answer["error"]), answer
 
 
-def test_a_list_with_one_bad_call_is_refused_whole_naming_its_index(
-    collector: Collector, store: Client, database: str
-) -> None:
+def test_a_list_with_one_bad_call_is_refused_whole_naming_its_index(collector: Collector, store: Client) -> None:
+    before = collector.exporter.stored_rows
     good = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10, "tags": {"feature": "good"}}
     status, answer = post_calls(collector, [good, good, {**good, "output_tokens": -1}])
     assert status == 400
@@ -222,19 +228,21 @@ def test_a_list_with_one_bad_call_is_refused_whole_naming_its_index(
     status, _, answer = http_request(collector, "/v1/calls", gzip.compress(json.dumps(good).encode()), gzip_headers)
     assert status == 200, answer  # gzip as for OTLP/HTTP
 
-    # Nothing of the refused list was stored: the gzipped call is the only row.
-    wait_for_rows(collector, 1)
-    assert [row["feature"] for row in rows(store, database)] == ["good"]
+    # Nothing of the refused list was stored: the gzipped call is the only row of theirs (feature good).
+    wait_for_rows(collector, before + 1)
+    assert [row["feature"] for row in rows(store, collector.store_config.database, "feature = 'good'")] == ["good"]
 
 
-def test_a_call_sent_again_with_its_id_is_stored_once(collector: Collector, store: Client, database: str) -> None:
+def test_a_call_sent_again_with_its_id_is_stored_once(collector: Collector, store: Client) -> None:
+    before = collector.exporter.stored_rows
     call = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10, "id": "job-7", "duration_ms": 250}
+    call["service"] = "resent"
     first = post_calls(collector, call)
     again = post_calls(collector, [call, {**call, "id": "job-8"}])
     assert first[0] == again[0] == 200
     assert again[1]["calls"][0] == first[1]["calls"][0]  # the same span
-    wait_for_rows(collector, 2)
-    found = rows(store, database)
+    wait_for_rows(collector, before + 2)
+    found = rows(store, collector.store_config.database, "service_name = 'resent'")
     assert len(found) == 2
     assert {row["duration_ns"] for row in found} == {250_000_000}
 
@@ -252,7 +260,8 @@ def readme_example() -> tuple[str, dict[str, str], bytes]:
     return url, headers, body
 
 
-def test_the_readme_curl_example_works(collector: Collector, store: Client, database: str) -> None:
+def test_the_readme_curl_example_works(collector: Collector, store: Client) -> None:
+    before = collector.exporter.stored_rows
     url, headers, body = readme_example()
     assert url.startswith("http://127.0.0.1:4318/")
     request = urllib.request.Request(
@@ -262,8 +271,8 @@ def test_the_readme_curl_example_works(collector: Collector, store: Client, data
         answer = json.load(response)
     sent = json.loads(body)
     assert answer["accepted"] == len(sent)
-    wait_for_rows(collector, len(sent))
-    stored = {row["span_id"]: row for row in rows(store, database)}
+    wait_for_rows(collector, before + len(sent))
+    stored = {row["span_id"]: row for row in rows(store, collector.store_config.database)}
     for call, ids in zip(sent, answer["calls"], strict=True):
         row = stored[ids["span_id"]]
         assert (row["provider"], row["request_model"], row["input_tokens"]) == (
