@@ -5,7 +5,9 @@ Reads GenAI spans shaped like ingest.py's (requests of `--request` spans) three 
 (`EngineReader.read`: ClickHouse (chDB) reading the length-delimited requests with `collector/engine/otlp_traces.proto`
 and the SQL generated from the convention tables, rows as Arrow). Throughput at batches of `--spans` spans, and the
 fixed cost of a batch of one request (`--request` spans). Medians over rounds, and ratios; CPU seconds of this
-process beside wall seconds (the machine is shared: CPU time is the steadier figure).
+process beside wall seconds (the machine is shared: CPU time is the steadier figure). Then where the engine's time
+goes: its query alone on the same request files, ClickHouse's protobuf parse alone (the same structure, no
+expression), the query's analysis and plan (`EXPLAIN PLAN`, no data), and the reader's Python around the query.
 
     python bench/engine_decode.py [--spans 50000] [--request 100] [--rounds 5]
 """
@@ -27,6 +29,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from spanmeter.config import GenAIProcessorConfig
 from spanmeter.engine import EngineReader
+from spanmeter.engine.reader import _SETTINGS, STRUCTURE, Query, length_delimited
+from spanmeter.engine.sql import literal
 from spanmeter.exporters.clickhouse import to_arrow
 from spanmeter.processors import GenAIProcessor
 from spanmeter.store import connect
@@ -98,6 +102,41 @@ def run(workdir: Path) -> None:
     for name, run in (("Python reader + to_arrow", python), ("engine", read)):
         wall, used, _ = timed(lambda run=run: run(one), args.rounds)
         print(f"  one request of {args.request} spans, {name:26}{wall * 1000:8.1f} ms wall {used * 1000:8.1f} ms cpu")
+    split(engine, config, bodies, workdir, latest, args.spans, args.rounds, results["engine"])
+
+
+def split(
+    engine: EngineReader,
+    config: GenAIProcessorConfig,
+    bodies: list[bytes],
+    workdir: Path,
+    latest: int,
+    spans: int,
+    rounds: int,
+    total: float,
+) -> None:
+    """The engine's CPU a span, taken apart: the query on request files written once, the protobuf parse alone,
+    the analysis and plan of the query, and what `EngineReader.read` does in Python around the query."""
+    client = engine._client
+    query = Query(config, engine._conventions, engine._active(bodies), engine._read_keys).sql()
+    half = -(-len(bodies) // 2)
+    for first in range(0, len(bodies), half):
+        (workdir / f"split-{first}.bin").write_bytes(length_delimited(bodies[first : first + half]))
+    parameters = {"path": str(workdir / "split-*.bin"), "latest": [latest] * len(bodies)}
+    settings = ", ".join(f"{name} = {literal(value)}" for name, value in _SETTINGS.items())
+    source = f"file({{path:String}}, 'Protobuf', {literal(STRUCTURE)})"
+    parse = f"SELECT sum(length(resource_spans)) FROM {source} SETTINGS {settings}"
+    _, query_cpu, _ = timed(lambda: client.query_arrow(query, parameters=parameters, use_strings=True).num_rows, rounds)
+    _, parse_cpu, _ = timed(lambda: client.query(parse, parameters=parameters).row_count, rounds)
+    _, plan_cpu, _ = timed(lambda: client.query(f"EXPLAIN PLAN {query}", parameters=parameters).row_count, rounds)
+    print(f"  where the engine's {total / spans * 1e6:.1f} µs CPU a span goes ({len(query):,} characters of SQL):")
+    for name, used in (
+        ("its query on the request files", query_cpu),
+        ("  of which ClickHouse's protobuf parse alone", parse_cpu),
+        ("  of which analysis and plan (EXPLAIN PLAN)", plan_cpu),
+        ("the reader's Python around the query", total - query_cpu),
+    ):
+        print(f"    {name:46}{used / spans * 1e6:6.1f} µs a span ({used * 1000:,.0f} ms a batch)")
 
 
 if __name__ == "__main__":
