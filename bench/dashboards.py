@@ -181,7 +181,7 @@ def resolve_variables(client: Client, board: dict[str, Any], ctx: QueryContext) 
     variables: dict[str, Variable] = {}
     queries = []
     for spec in board["templating"]["list"]:
-        if spec["type"] == "datasource":
+        if spec["type"] != "query":  # a data source, a text box: their current value
             variables[spec["name"]] = Variable(spec["name"], spec["current"]["value"])
             continue
         query = Query("variable", f"{board['title']} / ${spec['name']}", spec["query"], ctx, dict(variables))
