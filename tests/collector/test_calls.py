@@ -74,7 +74,14 @@ def send_call(
     return format(span.get_span_context().span_id, "016x")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def collector(start_module_collector: Callable[..., Collector]) -> Collector:
+    """One collector for the module's tests that read CALLS (each start costs seconds). The tests that store
+    more calls come after those that only read, in file order, and each also passes alone."""
+    return start_module_collector({"exporters": {"clickhouse": {"batch": {"max_age": "100ms"}}}})
+
+
+@pytest.fixture(scope="module")
 def seeded(collector: Collector) -> dict[str, Any]:
     """CALLS stored, from two services; returns when, and their span ids in CALLS' order."""
     now = datetime.now(UTC).replace(microsecond=0)
@@ -158,10 +165,11 @@ def check_pages_are_stable_while_calls_arrive(collector: Collector, seeded: dict
     assert status == 200 and [c["span_id"] for c in page["calls"]] == ids[:3]
     got = [c["span_id"] for c in page["calls"]]
 
+    before = collector.exporter.stored_rows
     provider = tracer_provider(collector, resource={"service.name": "svc-a"})
     newest = send_call(provider, "gpt-4o-mini", {"input": 1, "output": 1})  # starts now: before every page
     late = send_call(provider, "gpt-4o-mini", {"input": 1, "output": 1}, seeded["now"] - timedelta(minutes=30))
-    wait_for_rows(collector, len(CALLS) + 2)
+    wait_for_rows(collector, before + 2)
 
     while page["cursor"]:
         status, page = api(collector, limit=3, cursor=page["cursor"])
@@ -202,11 +210,9 @@ def check_bad_parameters_are_400_naming_the_parameter(collector: Collector) -> N
         assert status == 400 and message in body["error"], (parameters, body)
 
 
-def test_calls_api_filters_pages_and_refuses_bad_parameters(collector: Collector, seeded: dict[str, Any]) -> None:
-    """One collector and one seeding for the API's checks (each collector start costs seconds)."""
+def test_calls_api_filters_and_refuses_bad_parameters(collector: Collector, seeded: dict[str, Any]) -> None:
     check_filters_select_the_matching_calls_newest_first(collector, seeded)
     check_bad_parameters_are_400_naming_the_parameter(collector)
-    check_pages_are_stable_while_calls_arrive(collector, seeded)  # stores more calls: last
 
 
 def test_a_project_key_lists_its_own_project_only(
@@ -237,17 +243,20 @@ def test_a_project_key_lists_its_own_project_only(
 
 
 def check_follower_shows_each_call_once_as_it_is_stored(
-    collector: Collector, seeded: dict[str, Any], store: Client, database: str
+    collector: Collector, seeded: dict[str, Any], store: Client
 ) -> None:
-    """`tail` reading the store itself: the latest calls first, then each new call once, however often polled."""
-    follower = Follower(lambda q: run_calls(store, database, q), parse_calls_query({"service": "svc-a"}))
-    assert [c.span_id for c in follower.start(2)] == seeded["ids"][:2][::-1]  # oldest first
+    """`tail` reading the store itself: the latest calls first, then each new call once, however often polled.
+    It follows svc-b, to which only CALLS and this check send (the paging check sends to svc-a)."""
+    database = collector.store_config.database
+    follower = Follower(lambda q: run_calls(store, database, q), parse_calls_query({"service": "svc-b"}))
+    assert [c.span_id for c in follower.start(2)] == [seeded["ids"][3], seeded["ids"][2]]  # oldest first
     assert follower.poll() == []
-    provider = tracer_provider(collector, resource={"service.name": "svc-a"})
-    other = tracer_provider(collector, resource={"service.name": "svc-b"})
+    before = collector.exporter.stored_rows
+    provider = tracer_provider(collector, resource={"service.name": "svc-b"})
+    other = tracer_provider(collector, resource={"service.name": "svc-a"})
     new = [send_call(provider, "gpt-4o-mini", {"input": n, "output": 1}) for n in (1, 2)]
     send_call(other, "gpt-4o-mini", {"input": 3, "output": 1})
-    wait_for_rows(collector, len(CALLS) + 3)
+    wait_for_rows(collector, before + 3)
     assert sorted(c.span_id for c in follower.poll()) == sorted(new)  # one insert: in span id order
     assert follower.poll() == []
 
@@ -256,10 +265,10 @@ def check_follower_shows_each_call_once_as_it_is_stored(
 
 
 @pytest.fixture
-def cli_args(seeded: dict[str, Any], chdb_path: Path, database: str, tmp_path: Path) -> list[str]:
+def cli_args(collector: Collector, seeded: dict[str, Any], chdb_path: Path, tmp_path: Path) -> list[str]:
     config = tmp_path / "pipelines.yaml"
     config.write_text((REPO / "pipelines.yaml").read_text())
-    return ["--config", str(config), "--store", f"chdb://{chdb_path}", "--database", database]
+    return ["--config", str(config), "--store", f"chdb://{chdb_path}", "--database", collector.store_config.database]
 
 
 def check_calls_command_formats_filters_and_pages(
@@ -309,18 +318,25 @@ def check_top_once_shows_spend_per_service_model_and_user(
     assert "calls 1 " in capsys.readouterr().out
 
 
-def test_calls_top_and_tail_reading_the_store(
-    collector: Collector,
-    seeded: dict[str, Any],
-    cli_args: list[str],
-    capsys: pytest.CaptureFixture[str],
-    store: Client,
-    database: str,
+def test_calls_and_top_reading_the_store(
+    seeded: dict[str, Any], cli_args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The commands reading the store themselves (in this process, beside the collector)."""
     check_calls_command_formats_filters_and_pages(seeded, cli_args, capsys)
     check_top_once_shows_spend_per_service_model_and_user(seeded, cli_args, capsys)
-    check_follower_shows_each_call_once_as_it_is_stored(collector, seeded, store, database)  # stores more: last
+
+
+# --- the tests that store more calls beside CALLS: after those that only read them ------------------------------------
+
+
+def test_calls_api_pages_are_stable_while_calls_arrive(collector: Collector, seeded: dict[str, Any]) -> None:
+    check_pages_are_stable_while_calls_arrive(collector, seeded)
+
+
+def test_tail_reading_the_store_shows_each_call_once(
+    collector: Collector, seeded: dict[str, Any], store: Client
+) -> None:
+    check_follower_shows_each_call_once_as_it_is_stored(collector, seeded, store)
 
 
 # --- against `spanmeter serve`, which holds its embedded store ----------------------------------------------------
