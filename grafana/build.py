@@ -1021,13 +1021,6 @@ def dashboard(
 
 # --- alert rules ------------------------------------------------------------------------------------------------------
 
-# The last hour and the same hour on each of the 7 days before, as ranges of the sort key (a second wider than the
-# exact condition beside it): the spike rule reads 8 hours of rows, not 8 days.
-SAME_HOUR_EACH_DAY = " OR ".join(
-    f"timestamp BETWEEN now() - INTERVAL {day * 86400 + 3601} SECOND AND now() - INTERVAL {day * 86400 - 1} SECOND"
-    for day in range(8)
-)
-
 ALERTS: list[dict[str, Any]] = [
     {
         "uid": "spanmeter-daily-spend",
@@ -1048,7 +1041,7 @@ ALERTS: list[dict[str, Any]] = [
         "title": "LLM spend spike",
         "group": "spend",
         "seconds": 8 * 86400,
-        "sql": f"""SELECT project, value FROM (
+        "sql": """SELECT project, value FROM (
                   SELECT project,
                     sumIf(cost, day = 0) AS last_hour,
                     sumIf(cost, day BETWEEN 1 AND 7) / 7 AS mean,
@@ -1059,7 +1052,7 @@ ALERTS: list[dict[str, Any]] = [
                       toFloat64(sum(total_cost)) AS cost
                     FROM genai_spans
                     WHERE timestamp > now() - INTERVAL 8 DAY AND timestamp <= now()
-                      AND dateDiff('second', timestamp, now()) % 86400 < 3600 AND ({SAME_HOUR_EACH_DAY})
+                      AND dateDiff('second', timestamp, now()) % 86400 < 3600
                     GROUP BY project, day
                   )
                   GROUP BY project
