@@ -143,6 +143,8 @@ def test_an_exception_leaving_the_block_fails_the_call_and_is_raised(spans, trac
         ({"input_tokens": 10, "cache_read_tokens": 8, "cache_write_tokens": 3}, r"\(11\) exceed input_tokens \(10\)"),
         ({"output_tokens": 2, "reasoning_tokens": 3}, r"reasoning_tokens \(3\) exceed output_tokens \(2\)"),
         ({"input_tokens": 1, "duration": -1}, "duration must be seconds >= 0"),
+        ({"input_tokens": 1, "duration": float("nan")}, "duration must be seconds >= 0"),
+        ({"input_tokens": 1, "duration": float("inf")}, "duration must be seconds >= 0"),
         (
             {"input_tokens": 1, "start_time": datetime(2026, 1, 2), "end_time": datetime(2026, 1, 1)},
             "end_time is before start_time",

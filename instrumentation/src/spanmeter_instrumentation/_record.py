@@ -4,6 +4,7 @@ budgets it exactly as it does theirs."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -224,7 +225,8 @@ def _duration_ns(duration: timedelta | float | None) -> int | None:
     if duration is None:
         return None
     seconds = duration.total_seconds() if isinstance(duration, timedelta) else duration
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+    # NaN is not below 0, and NaN or infinity would fail later without naming `duration`.
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
         raise ValueError(f"record_call: duration must be seconds >= 0 or a timedelta, got {duration!r}")
     return round(seconds * 1e9)
 
