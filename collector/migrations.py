@@ -7,8 +7,9 @@ deduplication window. Of collectors racing, the store keeps one row, so exactly 
 and applies the migration, then records `applied`; the others poll until they see that row. A claimer that
 dies mid-way leaves a claim that goes stale after `claim_timeout`; the next collector claims the next attempt
 and runs the migration again. Hence the rule for migration files: each statement must be safe to run twice
-(`IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS`, `MODIFY TTL` / `MODIFY SETTING`), since a claimer can die
-between two statements; the claim makes a migration run once in the normal case, not at most once.
+(`IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS`, `MODIFY TTL` / `MODIFY SETTING`; a new rollup's backfill, an
+`INSERT ... SELECT`, reads only the rows stored before the first row its view wrote, 012-015), since a claimer can
+die between two statements; the claim makes a migration run once in the normal case, not at most once.
 
 The files up to BASELINE (001-007) predate the table. A store an older spanmeter created has their tables
 but no records: it is adopted, the baseline recorded as `adopted`. Their statements are only
