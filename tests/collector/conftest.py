@@ -82,12 +82,12 @@ def make_config(tmp_path: Path, chdb_path: Path, database: str) -> Callable[...,
     return config_builder(tmp_path, chdb_path, database)
 
 
-@pytest.fixture
-def start_collector(make_config: Callable[..., Config]) -> Iterator[Callable[..., Collector]]:
+def collectors(config: Callable[[dict[str, Any] | None], Config]) -> Iterator[Callable[..., Collector]]:
+    """A fixture's `start(overrides)`: a collector running on `config(overrides)`, each stopped at teardown."""
     threads: list[CollectorThread] = []
 
     def start(overrides: dict[str, Any] | None = None) -> Collector:
-        thread = CollectorThread(make_config(overrides))
+        thread = CollectorThread(config(overrides))
         collector = thread.start()
         threads.append(thread)
         return collector
@@ -95,6 +95,11 @@ def start_collector(make_config: Callable[..., Config]) -> Iterator[Callable[...
     yield start
     for thread in threads:
         thread.stop()
+
+
+@pytest.fixture
+def start_collector(make_config: Callable[..., Config]) -> Iterator[Callable[..., Collector]]:
+    yield from collectors(make_config)
 
 
 @pytest.fixture
@@ -109,19 +114,12 @@ def start_module_collector(
     """`start_collector` for a module's tests to share one collector (each start costs seconds: the schema's
     migrations in a new database); each collector it starts has a database and directory of its own, its
     `store_config.database`. For tests that only read what it stored, or that count their own rows."""
-    threads: list[CollectorThread] = []
 
-    def start(overrides: dict[str, Any] | None = None) -> Collector:
+    def config(overrides: dict[str, Any] | None) -> Config:
         database = f"t_{uuid.uuid4().hex[:12]}"
-        directory = tmp_path_factory.mktemp("collector")
-        thread = CollectorThread(config_builder(directory, chdb_path, database)(overrides))
-        collector = thread.start()
-        threads.append(thread)
-        return collector
+        return config_builder(tmp_path_factory.mktemp("collector"), chdb_path, database)(overrides)
 
-    yield start
-    for thread in threads:
-        thread.stop()
+    yield from collectors(config)
 
 
 class OtlpJsonSpanExporter(SpanExporter):
