@@ -45,10 +45,12 @@ SIMPLE_JSON_LIST = f"^\\[{_WS}({_JSON_STRING}({_WS},{_WS}{_JSON_STRING})*)?{_WS}
 
 
 def literal(value: str | int) -> str:
-    """A string or integer from a convention table as a ClickHouse literal."""
+    """A string or integer from a convention table as a ClickHouse literal. A semicolon is written as its escape:
+    the client (clickhouse-connect) runs its Python SQL lexer over the whole query text when one is in it (~27 ms
+    for the engine's query, 0.5 µs a span of a 50,000-span batch, far more a span of small batches)."""
     if isinstance(value, int):
         return str(value)
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace(";", "\\x3B") + "'"
 
 
 def literals(values: Iterable[str | int]) -> str:
