@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email import message_from_bytes, policy
@@ -22,7 +23,7 @@ from spanmeter.config import ConfigError
 from spanmeter.digest import DigestConfig, DigestPeriod, latest_due
 from spanmeter.digest.channels import email_message
 from spanmeter.digest.content import build_digest
-from spanmeter.service import CollectorThread
+from spanmeter.service import Collector, CollectorThread
 
 from .budget_helpers import budget_overrides, hook_channel, spend, wait_until, webhook_server
 from .conftest import deep_merge, tracer_provider, wait_for_rows
@@ -72,7 +73,7 @@ def digest_extension(channels: list[str], **settings) -> dict:
 
 
 @pytest.fixture(scope="module")
-def spent(start_module_collector):
+def spent(start_module_collector: Callable[..., Collector]) -> Collector:
     """One collector with SPEND stored, for the tests that only read it (its database: `store_config.database`)."""
     collector = start_module_collector(budget_overrides([]))
     wait_for_rows(collector, send_spend(collector))
