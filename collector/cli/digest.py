@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return digest_document(digest)
 
     def remote(base: str, database: str) -> dict[str, Any]:
-        query = urllib.parse.urlencode(overrides)
+        query = urllib.parse.urlencode({**overrides, "database": database})
         return dict(get_json(f"{base.rstrip('/')}/v1/digest?{query}"))
 
     document = read_store(args, config, local, remote, what="digest")

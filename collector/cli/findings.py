@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         args,
         config,
         local=lambda client, database: run_findings(client, database, period, config.findings, pricing_config(config)),
-        remote=lambda base, database: fetch_findings(base, args.since, args.project),
+        remote=lambda base, database: fetch_findings(base, args.since, args.project, database),
         what="findings",
     )
     if args.limit:
@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fetch_findings(base_url: str, since: str, project: str) -> list[Finding]:
-    query = urllib.parse.urlencode({"since": since, "project": project})
+def fetch_findings(base_url: str, since: str, project: str, database: str) -> list[Finding]:
+    query = urllib.parse.urlencode({"since": since, "project": project, "database": database})
     answer = get_json(f"{base_url.rstrip('/')}/v1/findings?{query}")
     return [Finding.from_json(item) for item in answer["findings"]]
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from clickhouse_connect.driver.client import Client
 from pydantic import ValidationError
 
-from ..api import StoreReader, query_response
+from ..api import StoreReader, query_response, readable_database
 from ..auth import PRINCIPAL, AuthError, readable_project
 from ..config import Config
 from .config import DigestConfig
@@ -69,13 +69,14 @@ def add_digest_routes(app: web.Application, reader: StoreReader, config: Config)
             wanted = configured_digest(config, request.query)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        principal = request.get(PRINCIPAL)
         try:
-            project = readable_project(request.get(PRINCIPAL), wanted.project)
+            project = readable_project(principal, wanted.project)
+            database = readable_database(principal, request.query.get("database", reader.config.database), reader)
         except AuthError as exc:
             return web.json_response({"error": str(exc)}, status=403)
         now = datetime.now(UTC)
         period = latest_due(wanted, now)
-        database = reader.config.database
         return await query_response(
             reader,
             lambda client: digest_document(build_digest(client, database, period, project, wanted.top, source, now)),

@@ -1,5 +1,6 @@
 """`GET /v1/findings?since=30d&project=P`: the findings over a period ending now, largest savings first; what
-`spanmeter findings` asks when a collector holds the embedded store. A project key sees its own project's only."""
+`spanmeter findings` asks when a collector holds the embedded store. A project key sees its own project's only;
+`database=` (an admin key's) reads another database of the store, as `--database` does on the command line."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from ..api import StoreReader, query_response
+from ..api import StoreReader, query_response, readable_database
 from ..auth import PRINCIPAL, AuthError, readable_project
 from ..config import Config, PricingProcessorConfig
 from ..report import parse_since
@@ -34,12 +35,13 @@ def add_findings_routes(app: web.Application, reader: StoreReader, config: Confi
             period = Period.ending(parse_since(request.query.get("since", "30d")), request.query.get("project", ""))
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        principal = request.get(PRINCIPAL)
         try:
-            project = readable_project(request.get(PRINCIPAL), period.project)
+            project = readable_project(principal, period.project)
+            database = readable_database(principal, request.query.get("database", reader.config.database), reader)
         except AuthError as exc:
             return web.json_response({"error": str(exc)}, status=403)
         period = Period(period.start, period.end, project)
-        database = reader.config.database
         return await query_response(
             reader,
             lambda client: {

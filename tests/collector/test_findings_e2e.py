@@ -134,7 +134,7 @@ def check_spanmeter_findings_reads_the_store(
     assert [f["kind"] for f in found] == ["repeated_calls"]
     assert Decimal(found[0]["savings_usd_per_month"]) == expected_savings(store, database, 2)
     # What it asks when another process holds the store: the collector's API, the same findings.
-    remote = fetch_findings(f"http://127.0.0.1:{calls.http_port}", "2d", "")
+    remote = fetch_findings(f"http://127.0.0.1:{calls.http_port}", "2d", "", database)
     untimed = [{k: v for k, v in f.items() if k not in ("start", "end")} for f in found]
     assert [{k: v for k, v in f.to_json().items() if k not in ("start", "end")} for f in remote] == untimed
     assert main(["findings", *store_args]) == 0
@@ -161,5 +161,9 @@ def test_a_project_key_sees_its_own_projects_findings(start_collector: Any, stor
     assert status == 200 and [f["scope"]["project"] for f in answer["findings"]] == ["team-a"], answer
     assert get("/v1/findings?since=1d&project=team-b", reader_a)[0] == 403
     assert get("/v1/findings?since=1d", ingest_a)[0] == 403  # an ingest key reads nothing
+    status, answer = get("/v1/findings?since=1d&database=other", reader_a)
+    assert status == 403 and "database='other'" in answer["error"], answer  # another database: admin keys only
     status, answer = get("/v1/findings?since=1d", BOOTSTRAP)
     assert sorted(f["scope"]["project"] for f in answer["findings"]) == ["team-a", "team-b"]
+    status, answer = get(f"/v1/findings?since=1d&database={database}_none", BOOTSTRAP)
+    assert status == 400 and f"{database}_none" in answer["error"], answer  # the database asked for is read
