@@ -26,7 +26,7 @@ from spanmeter.digest.content import build_digest
 from spanmeter.service import Collector, CollectorThread
 
 from .budget_helpers import budget_overrides, hook_channel, spend, wait_until, webhook_server
-from .conftest import deep_merge, tracer_provider, wait_for_rows
+from .conftest import deep_merge, http_request, tracer_provider, wait_for_rows
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 YESTERDAY = TODAY - timedelta(days=1)
@@ -216,6 +216,10 @@ def test_preview_through_the_collector_holding_the_store(spent, tmp_path):
     html = out.read_text()
     assert "src='data:image/png;base64," in html and "<td" in html
     assert "id='total-cost'" in html and ">4.00<" in html
+    # The database asked for is the one read (--database sends it): here one that does not exist.
+    missing = f"{collector.store_config.database}_none"
+    status, _, body = http_request(collector, f"/v1/digest?schedule=daily&database={missing}")
+    assert status == 400 and missing in body.decode(), body
 
 
 def test_unknown_channel_is_named(make_config):
