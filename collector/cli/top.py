@@ -75,7 +75,8 @@ def render_frame(requests: list[ReportRequest], tables: list[list[ReportRow]], r
     minutes = int((requests[0].end - requests[0].start).total_seconds() // 60)
     out = [
         f"spanmeter top: last {minutes} min to {datetime.now(UTC):%H:%M:%S} UTC"
-        f"  calls {calls:,}  spend ${cost_cell(spend, False)}" + (f"  unpriced calls {unpriced:,}" if unpriced else ""),
+        f"  calls {calls:,}  spend ${cost_cell(spend, 0 < calls == unpriced)}"
+        + (f"  unpriced calls {unpriced:,}" if unpriced else ""),
     ]
     for request, table in zip(requests, tables, strict=True):
         out.append("")
@@ -86,7 +87,8 @@ def render_frame(requests: list[ReportRequest], tables: list[list[ReportRow]], r
                 f"{row.requests:,}",
                 f"{row.input_tokens:,}",
                 f"{row.output_tokens:,}",
-                cost_cell(row.total_cost, False),
+                # A group of unpriced calls only has no spend to show, never $0.
+                cost_cell(row.total_cost, 0 < row.requests == row.unpriced_requests),
                 f"{row.unpriced_requests:,}" if row.unpriced_requests else "",
             ]
             for row in table[:rows]
