@@ -21,11 +21,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .calls import CallRow, CallsPage, Cursor
 from .receivers.calls_json import CallIn
 from .report import ReportRow
+
+if TYPE_CHECKING:  # imported only when asked for: the findings package loads its pydantic config (~0.3 s)
+    from .findings.model import Finding
 
 __all__ = ["ApiError", "BudgetState", "Budgets", "CallsPage", "Client", "RecordedCalls", "SpanIds"]
 
@@ -207,7 +210,7 @@ class Client:
             reason=answer.get("reason"),
         )
 
-    def findings(self, since: str | None = None, *, project: str | None = None) -> list[Any]:
+    def findings(self, since: str | None = None, *, project: str | None = None) -> list[Finding]:
         """Where money goes to waste over `since` (default 30d), largest savings per month first
         (`spanmeter.findings.model.Finding`)."""
         from .findings.model import Finding  # the findings' module, only when asked for
