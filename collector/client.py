@@ -21,14 +21,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .calls import CallRow, CallsPage, Cursor
+from .findings.model import Finding
 from .receivers.calls_json import CallIn
 from .report import ReportRow
-
-if TYPE_CHECKING:  # imported only when asked for: the findings package loads its pydantic config (~0.3 s)
-    from .findings.model import Finding
 
 __all__ = ["ApiError", "BudgetState", "Budgets", "CallsPage", "Client", "RecordedCalls", "SpanIds"]
 
@@ -213,8 +211,6 @@ class Client:
     def findings(self, since: str | None = None, *, project: str | None = None) -> list[Finding]:
         """Where money goes to waste over `since` (default 30d), largest savings per month first
         (`spanmeter.findings.model.Finding`)."""
-        from .findings.model import Finding  # the findings' module, only when asked for
-
         answer = self._get("/v1/findings", {"since": since, "project": project})
         return [Finding.from_json(entry) for entry in answer["findings"]]
 
