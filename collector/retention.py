@@ -20,7 +20,7 @@ from clickhouse_connect.driver.client import Client
 from .cluster import bind, cluster_statements, local_name
 from .config import RetentionConfig
 
-__all__ = ["ROLLUP_TABLES", "TableTtls", "apply_retention", "current_ttls"]
+__all__ = ["DAILY_ROLLUPS", "ROLLUP_TABLES", "TableTtls", "apply_retention", "current_ttls"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +39,26 @@ _MODIFY_CONTENT_TTL = (
 )
 _REMOVE_CONTENT_TTL = "ALTER TABLE {database:Identifier}.genai_spans MODIFY COLUMN content REMOVE TTL"
 
-# The hourly rollups (002, 012-015): `rollups` sets the TTL of each.
+# The rollups (002, 012-015, 023-026): `rollups` sets the TTL of each; the daily ones are keyed by `day`.
 ROLLUP_TABLES = (
     "genai_spans_hourly",
     "genai_spans_hourly_stats",
     "genai_sessions_hourly",
     "genai_tags_hourly",
     "genai_spans_ingested_hourly",
+    "genai_latency_hourly",
+    "genai_latency_daily",
+    "genai_input_tokens_hourly",
+    "genai_input_tokens_daily",
+    "genai_lag_hourly",
+    "genai_sessions_daily",
 )
+DAILY_ROLLUPS = frozenset({"genai_latency_daily", "genai_input_tokens_daily", "genai_sessions_daily"})
 # (setting, table, time column) of each table-level TTL.
-_TABLES = (("rows", "genai_spans", "timestamp"), *(("rollups", table, "hour") for table in ROLLUP_TABLES))
+_TABLES = (
+    ("rows", "genai_spans", "timestamp"),
+    *(("rollups", table, "day" if table in DAILY_ROLLUPS else "hour") for table in ROLLUP_TABLES),
+)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,38 @@ def filters(rollup: bool = False, only: tuple[str, ...] | None = None) -> str:
 RAW = filters()
 HOURLY = filters(rollup=True)
 
+
+def days_and_hours(hourly: str, daily: str, columns: str, where: str, segments: list[tuple[str, str, str]]) -> str:
+    """The rows of two rollups with the same `columns` (the daily one's `day` read as `hour`) that cover each
+    segment (start: an hour; condition on `hour` for its end; the end of its last whole UTC day) once: its whole
+    days from `daily`, the hours either side from `hourly`."""
+    days, hours = [], []
+    for start, end, days_end in segments:
+        first = f"toStartOfDay({start} + INTERVAL 23 HOUR, 'UTC')"
+        days.append(f"(day >= {first} AND day < {days_end})")
+        hours.append(f"(hour >= {start} AND {end} AND (hour < {first} OR hour >= greatest({days_end}, {first})))")
+    return f"""SELECT day AS hour, {columns} FROM {daily} WHERE {where} AND ({" OR ".join(days)})
+        UNION ALL
+        SELECT hour, {columns} FROM {hourly} WHERE {where} AND ({" OR ".join(hours)})"""
+
+
+def up_to(end: str) -> tuple[str, str]:
+    """A segment's end when it ends at `end`, included."""
+    return f"hour <= {end}", f"toStartOfDay({end}, 'UTC')"
+
+
+def before_hour(hour: str) -> tuple[str, str]:
+    """A segment's end when it ends before `hour`, an hour's start."""
+    return f"hour < {hour}", f"toStartOfDay({hour}, 'UTC')"
+
+
+def on_all(keys: tuple[str, ...]) -> str:
+    """True when every variable but `keys` is on All: `$__conditionalAll(0, $v)` is `1=1` on All, else `0`, so
+    the branch reading a rollup without those columns is constant true or false, and the other reads nothing."""
+    rest = [name for name, *_ in DIMENSIONS if name not in keys]
+    return "(" + " AND ".join(f"$__conditionalAll(0, ${name})" for name in rest) + ")"
+
+
 # The hourly rollups (clickhouse/schema/012-015) keep sums and mergeable states (quantiles) per hour: tables and
 # stats read them in whole hours, from the start of the hour the range starts in, so they cost the same for a
 # month as for a day. Time series read them when their buckets are whole hours, the raw rows otherwise.
@@ -62,6 +94,18 @@ SESSIONS = "genai_sessions_hourly"
 TAGS = "genai_tags_hourly"
 INGESTED = "genai_spans_ingested_hourly"
 HOURS = "hour >= toStartOfHour($__fromTime) AND hour <= $__toTime"
+# Rollups with fewer key columns (023-026), read when the variables for the columns they lack are all on All; the
+# quantile ones keep t-digests, bounded in size, so a month of them merges fast (approximate, as `quantile` is).
+LATENCY = "genai_latency_hourly"  # project, environment, provider, model
+INPUT_TOKENS = "genai_input_tokens_hourly"  # project, environment, service, operation, feature
+LAG = "genai_lag_hourly"  # project, environment; by the hour stored
+SESSIONS_DAILY = "genai_sessions_daily"  # project, user, session; by the day
+LATENCY_DAILY = "genai_latency_daily"
+INPUT_TOKENS_DAILY = "genai_input_tokens_daily"
+LATENCY_KEYS = ("project", "environment", "provider", "model")
+INPUT_TOKENS_KEYS = ("project", "environment", "service", "feature")
+LAG_KEYS = ("project", "environment")
+SESSIONS_DAILY_KEYS = ("project",)
 # Points a time series asks for: its bucket is the range / this, rounded by Grafana, so a range of about a week
 # or more gets buckets of whole hours (from the rollups) and a day gets 10-minute buckets (from the rows).
 SERIES_POINTS = 100
@@ -176,14 +220,38 @@ def pie(title: str, sql: str, value: str, w: int = 8, h: int = 8) -> dict[str, A
     }
 
 
-def compare_stat(title: str, name: str, current: str, previous: str, unit: str) -> dict[str, Any]:
-    """A value for the dashboard's range beside the same value for the range of equal length before it."""
-    sql = f"""
-        SELECT {current} AS {name}, {previous} AS previous_{name},
-          if(previous_{name} > 0, ({name} - previous_{name}) / previous_{name} * 100, NULL) AS change_percent
-        FROM {STATS}
-        WHERE hour >= toStartOfHour($__fromTime - ($__toTime - $__fromTime)) AND hour <= $__toTime AND {HOURLY}
-    """
+COMPARED_HOURS = "hour >= toStartOfHour($__fromTime - ($__toTime - $__fromTime)) AND hour <= $__toTime"
+
+
+def compare_stat(
+    title: str,
+    name: str,
+    current: str,
+    previous: str,
+    unit: str,
+    coarse: tuple[tuple[str, str, str], tuple[str, ...], str, str] | None = None,
+) -> dict[str, Any]:
+    """A value for the dashboard's range beside the same value for the range of equal length before it. `coarse`
+    ((hourly, daily, columns), their key variables, current, previous): smaller rollups read instead when the
+    other variables are on All (each branch's HAVING keeps its one row only when it is the branch taken)."""
+    values = f"""{{current}} AS {name}, {{previous}} AS previous_{name},
+          if(previous_{name} > 0, ({name} - previous_{name}) / previous_{name} * 100, NULL) AS change_percent"""
+    sql = f"SELECT {values.format(current=current, previous=previous)} FROM {STATS} WHERE {COMPARED_HOURS} AND {HOURLY}"
+    if coarse is not None:
+        table, keys, coarse_current, coarse_previous = coarse
+        hourly, daily, columns = table
+        start, split = "toStartOfHour($__fromTime - ($__toTime - $__fromTime))", "toStartOfHour($__fromTime)"
+        rows = days_and_hours(
+            hourly,
+            daily,
+            columns,
+            f"{on_all(keys)} AND {filters(True, keys)}",
+            [(start, *before_hour(split)), (split, *up_to("$__toTime"))],
+        )
+        sql = f"""SELECT {values.format(current=coarse_current, previous=coarse_previous)} FROM ({rows})
+            HAVING {on_all(keys)}
+            UNION ALL
+            {sql.replace(" WHERE ", f" WHERE NOT {on_all(keys)} AND ", 1)} HAVING NOT {on_all(keys)}"""
     return stat(title, sql, [name, "change_percent"], unit, description="Against the previous range of equal length.")
 
 
@@ -203,14 +271,27 @@ def per_interval(
     rollup_key: str | None = None,
     rollup: str = STATS,
     time: str = "timestamp",
+    coarse: tuple[str, tuple[str, ...], str] | None = None,
 ) -> str:
     """A time series per value of `key`, in buckets of the panel's interval: from the hourly `rollup` when the
     buckets are whole hours, else from the raw rows (the branch not taken reads nothing: its condition is
-    constant). `time` is the raw rows' time column the rollup's `hour` stands for."""  # fmt: skip
+    constant). `time` is the raw rows' time column the rollup's `hour` stands for. `coarse` (table, its key
+    variables, values): a smaller hourly rollup read instead of `rollup` when the other variables are on
+    All."""  # fmt: skip
+    grouped = f"toStartOfInterval(hour, INTERVAL $__interval_s second) AS time, {rollup_key or key} AS {alias}"
+    fine = "1 = 1"
+    branches = ""
+    if coarse is not None:
+        table, keys, coarse_values = coarse
+        fine = f"NOT {on_all(keys)}"
+        branches = f"""SELECT {grouped}, {coarse_values}
+        FROM {table} WHERE $__interval_s >= 3600 AND {on_all(keys)} AND {HOURS} AND {filters(True, keys)}
+        GROUP BY time, {alias}
+        UNION ALL"""
     return f"""SELECT * FROM (
-        SELECT toStartOfInterval(hour, INTERVAL $__interval_s second) AS time, {rollup_key or key} AS {alias},
-          {rollup_values}
-        FROM {rollup} WHERE $__interval_s >= 3600 AND {HOURS} AND {HOURLY}
+        {branches}
+        SELECT {grouped}, {rollup_values}
+        FROM {rollup} WHERE $__interval_s >= 3600 AND {fine} AND {HOURS} AND {HOURLY}
         GROUP BY time, {alias}
         UNION ALL
         SELECT toStartOfInterval({time}, INTERVAL $__interval_s second) AS time, {key} AS {alias}, {values}
@@ -337,6 +418,12 @@ def overview() -> list[dict[str, Any]]:
             f"quantileMergeIf(0.5)({in_range('duration_quantiles')}) / 1e9",
             f"quantileMergeIf(0.5)({before_range('duration_quantiles')}) / 1e9",
             "s",
+            coarse=(
+                (LATENCY, LATENCY_DAILY, "duration_digest"),
+                LATENCY_KEYS,
+                f"quantileTDigestMergeIf(0.5)({in_range('duration_digest')}) / 1e9",
+                f"quantileTDigestMergeIf(0.5)({before_range('duration_digest')}) / 1e9",
+            ),
         ),
         bars(
             "Spend by model",
@@ -365,17 +452,37 @@ def overview() -> list[dict[str, Any]]:
 
 
 def models() -> list[dict[str, Any]]:
+    latency_rows = days_and_hours(
+        LATENCY,
+        LATENCY_DAILY,
+        "provider, model, duration_digest",
+        f"{on_all(LATENCY_KEYS)} AND {filters(True, LATENCY_KEYS)}",
+        [("toStartOfHour($__fromTime)", *up_to("$__toTime"))],
+    )
     return [
         table(
             "Cost, tokens and latency per model",
-            f"""SELECT provider, model, sum(spans) AS requests, toFloat64(sum(total_cost)) AS spend,
-                  spend / requests * 1000 AS cost_per_1k_requests,
-                  sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-                  output_tokens / greatest(input_tokens, 1) AS output_input_ratio,
-                  quantileMerge(0.5)(duration_quantiles) / 1e9 AS p50_latency,
-                  quantileMerge(0.95)(duration_quantiles) / 1e9 AS p95_latency
-                FROM {STATS} WHERE {HOURS} AND {HOURLY}
-                GROUP BY provider, model ORDER BY spend DESC""",
+            f"""SELECT provider, model, requests, spend, cost_per_1k_requests, input_tokens, output_tokens,
+                  output_input_ratio, p50_latency, p95_latency
+                FROM (
+                  SELECT provider, model, sum(spans) AS requests, toFloat64(sum(total_cost)) AS spend,
+                    spend / requests * 1000 AS cost_per_1k_requests,
+                    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                    output_tokens / greatest(input_tokens, 1) AS output_input_ratio
+                  FROM {STATS} WHERE {HOURS} AND {HOURLY}
+                  GROUP BY provider, model
+                ) AS totals
+                LEFT JOIN (
+                  SELECT provider, model, quantileTDigestMerge(0.5)(duration_digest) / 1e9 AS p50_latency,
+                    quantileTDigestMerge(0.95)(duration_digest) / 1e9 AS p95_latency
+                  FROM ({latency_rows}) GROUP BY provider, model
+                  UNION ALL
+                  SELECT provider, model, quantileMerge(0.5)(duration_quantiles) / 1e9,
+                    quantileMerge(0.95)(duration_quantiles) / 1e9
+                  FROM {STATS} WHERE NOT {on_all(LATENCY_KEYS)} AND {HOURS} AND {HOURLY}
+                  GROUP BY provider, model
+                ) AS latency USING (provider, model)
+                ORDER BY spend DESC""",
             {
                 "provider": "",
                 "model": "",
@@ -412,6 +519,7 @@ def models() -> list[dict[str, Any]]:
                 "quantile(0.5)(duration_ns / 1e9) AS p50",
                 "quantileMerge(0.5)(duration_quantiles) / 1e9 AS p50",
                 "model",
+                coarse=(LATENCY, LATENCY_KEYS, "quantileTDigestMerge(0.5)(duration_digest) / 1e9 AS p50"),
             ),
             "s",
             w=8,
@@ -440,6 +548,23 @@ def models() -> list[dict[str, Any]]:
     ]
 
 
+# The whole UTC days of the range (from the first that starts at or after the hour the range starts in, to the
+# one `$__toTime` is in, excluded): read from the daily rollup, the hours either side from the hourly one.
+FIRST_DAY = "toStartOfDay(toStartOfHour($__fromTime) + INTERVAL 23 HOUR, 'UTC')"
+LAST_DAY = "toStartOfDay($__toTime, 'UTC')"
+
+
+def sessions(columns: str) -> str:
+    """The per-session rows of the range: whole days from genai_sessions_daily when only the project may be
+    chosen, every other hour (all of them, when another variable is chosen) from genai_sessions_hourly."""
+    daily = on_all(SESSIONS_DAILY_KEYS)
+    return f"""SELECT {columns} FROM {SESSIONS_DAILY}
+        WHERE {daily} AND day >= {FIRST_DAY} AND day < {LAST_DAY} AND {filters(True, SESSIONS_DAILY_KEYS)}
+        UNION ALL
+        SELECT {columns} FROM {SESSIONS}
+        WHERE {HOURS} AND NOT ({daily} AND hour >= {FIRST_DAY} AND hour < {LAST_DAY}) AND {HOURLY}"""
+
+
 def attribution() -> list[dict[str, Any]]:
     return [
         bars(
@@ -458,7 +583,7 @@ def attribution() -> list[dict[str, Any]]:
             "Top users",
             f"""SELECT user_id AS user, sum(spans) AS requests, uniqExact(session_id) AS sessions,
                   toFloat64(sum(total_cost)) AS spend
-                FROM {SESSIONS} WHERE {HOURS} AND user_id != '' AND {HOURLY}
+                FROM ({sessions("user_id, session_id, spans, total_cost")}) WHERE user_id != ''
                 GROUP BY user ORDER BY spend DESC LIMIT 50""",
             {"user": "", "requests": "short", "sessions": "short", "spend": "currencyUSD"},
             w=8,
@@ -467,7 +592,8 @@ def attribution() -> list[dict[str, Any]]:
             "Top sessions",
             f"""SELECT session_id AS session, any(user_id) AS user, sum(spans) AS requests,
                   toFloat64(sum(total_cost)) AS spend, min(first_call) AS first_call, max(last_call) AS last_call
-                FROM {SESSIONS} WHERE {HOURS} AND session_id != '' AND {HOURLY}
+                FROM ({sessions("user_id, session_id, spans, total_cost, first_call, last_call")})
+                WHERE session_id != ''
                 GROUP BY session ORDER BY spend DESC LIMIT 50""",
             {
                 "session": "",
@@ -498,6 +624,37 @@ def attribution() -> list[dict[str, Any]]:
 
 
 WEEK_BEFORE = "hour < toStartOfHour($__toTime - INTERVAL 7 DAY)"
+
+
+def drift_rows(now: str, where: str) -> str:
+    """The input tokens digests of the 14 days to `now`, split at 7 days before it."""
+    split = f"toStartOfHour({now} - INTERVAL 7 DAY)"
+    return days_and_hours(
+        INPUT_TOKENS,
+        INPUT_TOKENS_DAILY,
+        "service_name, operation, feature, spans, input_tokens_digest",
+        where,
+        [(f"toStartOfHour({now} - INTERVAL 14 DAY)", *before_hour(split)), (split, *up_to(now))],
+    )
+
+
+def drift_branch(coarse: bool) -> str:
+    """Median input tokens per call, the last 7 days against the 7 before: from the input tokens digests when
+    `coarse` (taken when the variables they lack are all on All), else from the hourly stats."""
+    if coarse:
+        merge, state = "quantileTDigestMergeIf", "input_tokens_digest"
+        rows = f"({drift_rows('$__toTime', f'{on_all(INPUT_TOKENS_KEYS)} AND {filters(True, INPUT_TOKENS_KEYS)}')})"
+    else:
+        merge, state = "quantileMergeIf", "input_tokens_quantiles"
+        rows = f"""{STATS} WHERE NOT {on_all(INPUT_TOKENS_KEYS)}
+          AND hour >= toStartOfHour($__toTime - INTERVAL 14 DAY) AND hour <= $__toTime AND {HOURLY}"""
+    return f"""SELECT service_name AS service, operation, feature,
+          {merge}(0.5)({state}, {WEEK_BEFORE}) AS median_before,
+          {merge}(0.5)({state}, NOT {WEEK_BEFORE}) AS median_last_7d,
+          (median_last_7d - median_before) / greatest(median_before, 1) * 100 AS growth,
+          sumIf(spans, NOT {WEEK_BEFORE}) AS calls_last_7d, sumIf(spans, {WEEK_BEFORE}) AS calls_before
+        FROM {rows}
+        GROUP BY service, operation, feature"""
 
 
 def trends() -> list[dict[str, Any]]:
@@ -536,6 +693,7 @@ def trends() -> list[dict[str, Any]]:
                 "series",
                 "quantile(0.5)(input_tokens) AS p50",
                 "quantileMerge(0.5)(input_tokens_quantiles) AS p50",
+                coarse=(INPUT_TOKENS, INPUT_TOKENS_KEYS, "quantileTDigestMerge(0.5)(input_tokens_digest) AS p50"),
             ),
             "short",
             maxDataPoints=SERIES_POINTS,
@@ -547,21 +705,18 @@ def trends() -> list[dict[str, Any]]:
                 "series",
                 "quantile(0.95)(input_tokens) AS p95",
                 "quantileMerge(0.95)(input_tokens_quantiles) AS p95",
+                coarse=(INPUT_TOKENS, INPUT_TOKENS_KEYS, "quantileTDigestMerge(0.95)(input_tokens_digest) AS p95"),
             ),
             "short",
             maxDataPoints=SERIES_POINTS,
         ),
         table(
             "Prompt drift: median input tokens per call, last 7 days against the 7 before (growth of 50 % or more)",
-            f"""SELECT service_name AS service, operation, feature,
-                  quantileMergeIf(0.5)(input_tokens_quantiles, {WEEK_BEFORE}) AS median_before,
-                  quantileMergeIf(0.5)(input_tokens_quantiles, NOT {WEEK_BEFORE}) AS median_last_7d,
-                  (median_last_7d - median_before) / greatest(median_before, 1) * 100 AS growth,
-                  sumIf(spans, NOT {WEEK_BEFORE}) AS calls_last_7d
-                FROM {STATS}
-                WHERE hour >= toStartOfHour($__toTime - INTERVAL 14 DAY) AND hour <= $__toTime AND {HOURLY}
-                GROUP BY service, operation, feature
-                HAVING sumIf(spans, {WEEK_BEFORE}) >= 20 AND calls_last_7d >= 20 AND growth >= 50
+            f"""SELECT service, operation, feature, median_before, median_last_7d, growth, calls_last_7d FROM (
+                  {drift_branch(True)}
+                  UNION ALL
+                  {drift_branch(False)}
+                ) WHERE calls_before >= 20 AND calls_last_7d >= 20 AND growth >= 50
                 ORDER BY growth DESC""",
             {
                 "service": "",
@@ -664,11 +819,21 @@ def budgets() -> list[dict[str, Any]]:
     ]
 
 
-def per_stored_interval(values: str, rollup_values: str) -> str:
-    """A time series by the time rows were stored (ingested_at), as per_interval without a key."""
+def per_stored_interval(values: str, rollup_values: str, lag_values: str | None = None) -> str:
+    """A time series by the time rows were stored (ingested_at), as per_interval without a key; `lag_values`:
+    from genai_lag_hourly instead when only project and environment may be chosen."""
+    fine = "1 = 1"
+    coarse = ""
+    if lag_values is not None:
+        fine = f"NOT {on_all(LAG_KEYS)}"
+        coarse = f"""SELECT toStartOfInterval(hour, INTERVAL $__interval_s second) AS time, {lag_values}
+        FROM {LAG} WHERE $__interval_s >= 3600 AND {on_all(LAG_KEYS)} AND {HOURS} AND {filters(True, LAG_KEYS)}
+        GROUP BY time
+        UNION ALL"""
     return f"""SELECT * FROM (
+        {coarse}
         SELECT toStartOfInterval(hour, INTERVAL $__interval_s second) AS time, {rollup_values}
-        FROM {INGESTED} WHERE $__interval_s >= 3600 AND {HOURS} AND {HOURLY}
+        FROM {INGESTED} WHERE $__interval_s >= 3600 AND {fine} AND {HOURS} AND {HOURLY}
         GROUP BY time
         UNION ALL
         SELECT toStartOfInterval(ingested_at, INTERVAL $__interval_s second) AS time, {values}
@@ -695,6 +860,8 @@ def ingestion() -> list[dict[str, Any]]:
                   max(dateDiff('millisecond', timestamp, ingested_at) / 1000) AS max""",
                 """quantileMerge(0.5)(lag_ms_quantiles) / 1000 AS p50,
                   quantileMerge(0.99)(lag_ms_quantiles) / 1000 AS p99, max(max_lag_ms) / 1000 AS max""",
+                """quantileTDigestMerge(0.5)(lag_ms_digest) / 1000 AS p50,
+                  quantileTDigestMerge(0.99)(lag_ms_digest) / 1000 AS p99, max(max_lag_ms) / 1000 AS max""",
             ),
             "s",
             maxDataPoints=SERIES_POINTS,
@@ -741,6 +908,15 @@ TRACE_URL = {
 }
 
 
+# Where the latest 500 calls of the range start at the latest: the last hour from which the whole hours strictly
+# inside the range hold 500 calls or more (the hourly rollup counts them), else the start of time. The calls
+# table reads from there, about an hour of rows, not the whole range, and finds the same 500.
+LATEST_HOURS = f"""SELECT max(hour) FROM (
+    SELECT hour, sum(sum(spans)) OVER (ORDER BY hour DESC) AS from_here FROM {STATS}
+    WHERE hour > toStartOfHour($__fromTime) AND hour < toStartOfHour($__toTime) AND {HOURLY} GROUP BY hour
+  ) WHERE from_here >= 500"""
+
+
 def calls() -> list[dict[str, Any]]:
     """The latest calls, one row each (as `spanmeter calls`), each trace id a link into the trace backend."""
     panel = table(
@@ -751,7 +927,7 @@ def calls() -> list[dict[str, Any]]:
               duration_ns / 1e9 AS duration,
               if(status_code = 'ERROR' OR error_type != '', if(error_type != '', error_type, 'error'), 'ok') AS status,
               trace_id, replaceAll(${{trace_url:sqlstring}}, '{{trace_id}}', trace_id) AS trace_link
-            FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW}
+            FROM genai_spans WHERE $__timeFilter(timestamp) AND {RAW} AND timestamp >= ({LATEST_HOURS})
             ORDER BY timestamp DESC, span_id DESC LIMIT 500""",
         {
             "time": "dateTimeAsIso",
@@ -1110,10 +1286,10 @@ ALERTS: list[dict[str, Any]] = [
         "group": "pricing",
         "seconds": 14 * 86400,
         "sql": f"""SELECT service_name AS service, operation, feature,
-                    quantileMergeIf(0.5)(input_tokens_quantiles, hour >= toStartOfHour(now() - INTERVAL 7 DAY))
-                      / greatest(quantileMergeIf(0.5)(input_tokens_quantiles,
-                                                      hour < toStartOfHour(now() - INTERVAL 7 DAY)), 1) AS value
-                  FROM {STATS} WHERE hour >= toStartOfHour(now() - INTERVAL 14 DAY) AND hour <= now()
+                    quantileTDigestMergeIf(0.5)(input_tokens_digest, hour >= toStartOfHour(now() - INTERVAL 7 DAY))
+                      / greatest(quantileTDigestMergeIf(0.5)(input_tokens_digest,
+                                                             hour < toStartOfHour(now() - INTERVAL 7 DAY)), 1) AS value
+                  FROM ({drift_rows("now()", "1 = 1")})
                   GROUP BY service, operation, feature
                   HAVING sumIf(spans, hour < toStartOfHour(now() - INTERVAL 7 DAY)) >= 20
                     AND sumIf(spans, hour >= toStartOfHour(now() - INTERVAL 7 DAY)) >= 20""",

@@ -9,7 +9,9 @@ stored before the rollups existed are rolled up as the views roll up new rows, o
 from __future__ import annotations
 
 import math
+import re
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from spanmeter.migrations import migrations
+from spanmeter.migrations import Migration, migrations
 from spanmeter.store import apply_schema, statements
 
 from .conftest import Runner, alert_rules, dashboards, load_build
@@ -26,7 +28,21 @@ from .seed import seed
 from .test_dashboards import panel_range, resolve_variables
 
 BUILD = load_build()
-ROLLUPS = (BUILD.STATS, BUILD.SESSIONS, BUILD.TAGS, BUILD.INGESTED)
+ROLLUPS = (
+    BUILD.STATS,
+    BUILD.SESSIONS,
+    BUILD.TAGS,
+    BUILD.INGESTED,
+    BUILD.LATENCY,
+    BUILD.INPUT_TOKENS,
+    BUILD.LAG,
+    BUILD.SESSIONS_DAILY,
+)
+# The rollups of 023-025 keep t-digests, not `quantile`'s states: their quantiles are within DIGEST_TOLERANCE
+# (relative) of the raw rows' on the seeded data, where these differ most on small groups (a t-digest
+# interpolates between centroids; `quantile` returns one of the values).
+DIGESTS = (BUILD.LATENCY, BUILD.INPUT_TOKENS, BUILD.LAG)
+DIGEST_TOLERANCE = 0.25
 M = BUILD.MODEL
 RAW = BUILD.RAW
 UNPRICED = BUILD.filters(only=("project", "service", "environment"))
@@ -137,11 +153,20 @@ ROLLUP_PANELS = [
     if reads_rollup(panel["targets"][0]["rawSql"])
 ]
 TABLES = [(n, p) for n, p in ROLLUP_PANELS if SWITCH not in p["targets"][0]["rawSql"]]
+# The calls table reads the hourly rollup only for where its latest 500 calls start: the reference reads them all.
+LATEST_BOUND = f"AND timestamp >= ({' '.join(BUILD.LATEST_HOURS.split())})"
+REFERENCES["Latest calls"] = next(
+    p["targets"][0]["rawSql"].replace(LATEST_BOUND, "") for _, p in TABLES if p["title"] == "Latest calls"
+)
 SERIES = [(n, p) for n, p in ROLLUP_PANELS if SWITCH in p["targets"][0]["rawSql"]]
 
 
-def same(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]]) -> None:
-    """Equal rows in any order; floats to 1e-9 relative."""
+def reads_digest(sql: str) -> bool:
+    return any(f" {table} " in f" {sql} " for table in DIGESTS)
+
+
+def same(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]], rel_tol: float = 1e-9) -> None:
+    """Equal rows in any order; floats to `rel_tol` relative."""
 
     def key(row: tuple[Any, ...]) -> tuple[str, ...]:
         return tuple(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row)
@@ -150,7 +175,7 @@ def same(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]]) -> None:
     for a, b in zip(sorted(left, key=key), sorted(right, key=key), strict=True):
         for x, y in zip(a, b, strict=True):
             if isinstance(x, float) or isinstance(y, float):
-                assert x is not None and y is not None and math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12), (a, b)
+                assert x is not None and y is not None and math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-12), (a, b)
             else:
                 assert x == y, (a, b)
 
@@ -170,11 +195,12 @@ def test_a_table_from_a_rollup_equals_the_raw_rows(
     ctx = panel_range(board, panel, seeded_now)
     variables = resolve_variables(board, runner, ctx, mode)
     # Every row, not the first 50: seeded sessions tie on spend, and the 50 kept of those tied may differ.
-    rollup = runner.run(panel["targets"][0]["rawSql"].replace(" LIMIT 50", ""), variables, ctx)
+    rollup = runner.run(re.sub(r" LIMIT 50\b", "", panel["targets"][0]["rawSql"]), variables, ctx)
     raw = runner.run(REFERENCES[panel["title"]], variables, ctx)
     assert rollup.rows or (panel["title"].startswith("Prompt drift") and mode == "several"), rollup.sql
     assert [c for c in raw.columns if c in rollup.columns] == raw.columns
-    same([row[: len(raw.columns)] for row in rollup.rows], raw.rows)
+    tolerance = DIGEST_TOLERANCE if reads_digest(panel["targets"][0]["rawSql"]) else 1e-9
+    same([row[: len(raw.columns)] for row in rollup.rows], raw.rows, tolerance)
 
 
 @pytest.mark.parametrize(("name", "panel"), SERIES, ids=[f"{n}:{p['title']}" for n, p in SERIES])
@@ -190,7 +216,7 @@ def test_a_series_from_a_rollup_equals_the_raw_rows_in_hourly_buckets(
     rollup = runner.run(sql, variables, ctx)
     raw = runner.run(sql.replace(SWITCH, "0 = 1").replace("$__interval_s < 3600", "1 = 1"), variables, ctx)
     assert rollup.rows and rollup.columns == raw.columns
-    same(rollup.rows, raw.rows)
+    same(rollup.rows, raw.rows, DIGEST_TOLERANCE if reads_digest(sql) else 1e-9)
 
 
 @pytest.mark.parametrize("variable", list(VARIABLES))
@@ -214,7 +240,8 @@ def test_an_alert_from_a_rollup_equals_the_raw_rows(seeded: dict[str, Runner], s
     runner = seeded["drift"]
     rollup = runner.run(query["model"]["rawSql"], {}, ctx)
     assert rollup.rows
-    same(rollup.rows, runner.run(ALERTS[uid], {}, ctx).rows)
+    sql = query["model"]["rawSql"]
+    same(rollup.rows, runner.run(ALERTS[uid], {}, ctx).rows, DIGEST_TOLERANCE if reads_digest(sql) else 1e-9)
 
 
 # --- the backfill ----------------------------------------------------------------------------------------------
@@ -246,10 +273,35 @@ def rolled_up(client: Client, database: str) -> dict[str, list[tuple[Any, ...]]]
     }
 
 
-def run_migration_files(client: Client, database: str) -> None:
-    for migration in BACKFILLED:
-        for statement in statements(migration.text):
-            client.command(statement, parameters={"database": database})
+Rolled = Callable[[Client, str], dict[str, list[tuple[Any, ...]]]]
+
+
+def check_backfill(
+    store: Client, seeded_now: datetime, files: list[Migration], tables: Iterable[str], rolled: Rolled
+) -> tuple[str, str]:
+    """A store whose rows were stored before `files`: running them rolls the rows up as the views would have,
+    and running them again changes nothing. Returns the databases (viewed, backfilled)."""
+    viewed, backfilled = (f"g_backfill_{which}_{uuid.uuid4().hex[:8]}" for which in ("viewed", "backfilled"))
+    for database in (viewed, backfilled):
+        apply_schema(store, database)
+    for table in tables:  # as before the files: no views, no rollups
+        store.command(f"DROP VIEW {{db:Identifier}}.{table}_mv", parameters={"db": backfilled})
+        store.command(f"DROP TABLE {{db:Identifier}}.{table}", parameters={"db": backfilled})
+    for database in (viewed, backfilled):
+        seed(store, database, seeded_now, ("drift", "unpriced", "errors"))
+
+    def run_files() -> None:
+        for migration in files:
+            for statement in statements(migration.text):
+                store.command(statement, parameters={"database": backfilled})
+
+    run_files()
+    expected = rolled(store, viewed)
+    assert all(expected.values())
+    assert rolled(store, backfilled) == expected
+    run_files()
+    assert rolled(store, backfilled) == expected, "a second run must add nothing"
+    return viewed, backfilled
 
 
 def test_the_backfill_rolls_up_stored_rows_once_and_the_views_the_rows_after(
@@ -258,20 +310,8 @@ def test_the_backfill_rolls_up_stored_rows_once_and_the_views_the_rows_after(
     """A store whose rows were stored before 012-015: running those files rolls them up as the views would have;
     running them again changes nothing; rows stored after are rolled up by the views."""
     assert [m.version for m in BACKFILLED] == [12, 13, 14, 15]
-    viewed, backfilled = (f"g_backfill_{which}_{uuid.uuid4().hex[:8]}" for which in ("viewed", "backfilled"))
-    for database in (viewed, backfilled):
-        apply_schema(store, database)
-    for table in ROLLUP_COLUMNS:  # as before 012-015: no views, no rollups
-        store.command(f"DROP VIEW {{db:Identifier}}.{table}_mv", parameters={"db": backfilled})
-        store.command(f"DROP TABLE {{db:Identifier}}.{table}", parameters={"db": backfilled})
-    for database in (viewed, backfilled):
-        seed(store, database, seeded_now, ("drift", "unpriced", "errors"))
-    run_migration_files(store, backfilled)
+    viewed, backfilled = check_backfill(store, seeded_now, BACKFILLED, ROLLUP_COLUMNS, rolled_up)
     expected = rolled_up(store, viewed)
-    assert all(expected.values())
-    assert rolled_up(store, backfilled) == expected
-    run_migration_files(store, backfilled)
-    assert rolled_up(store, backfilled) == expected, "a second run must add nothing"
     later = seeded_now + timedelta(minutes=5)
     for database in (viewed, backfilled):
         seed(store, database, later, ("spike",))
@@ -285,3 +325,82 @@ def test_the_backfill_rolls_up_stored_rows_once_and_the_views_the_rows_after(
         parameters={"db": backfilled},
     ).result_rows[0]
     assert stats == spans and isinstance(stats[1], Decimal)
+
+
+# --- the calls table's bound -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["all", "several"])
+def test_the_latest_calls_read_from_the_hour_holding_500_are_the_latest_500_of_the_range(
+    seeded: dict[str, Runner], seeded_now: datetime, mode: str
+) -> None:
+    """The bound from the hourly rollup narrows the rows read (about a day of seeded calls holds 500) and keeps
+    the same 500 rows as reading the whole range."""
+    board = BOARDS["calls.json"]
+    (panel,) = [p for p in board["panels"] if p["title"] == "Latest calls"]
+    runner = seeded["all"]
+    ctx = QueryContext(seeded_now - timedelta(days=7), seeded_now, timedelta(minutes=10))
+    variables = resolve_variables(board, runner, ctx, mode)
+    sql = panel["targets"][0]["rawSql"]
+    assert LATEST_BOUND in sql
+    since = runner.run(" ".join(BUILD.LATEST_HOURS.split()), variables, ctx).rows[0][0]
+    assert since > (seeded_now - timedelta(days=6)).replace(tzinfo=None), since
+    bounded = runner.run(sql, variables, ctx)
+    whole = runner.run(REFERENCES["Latest calls"], variables, ctx)
+    assert whole.sql != bounded.sql and len(bounded.rows) == 500
+    assert bounded.rows == whole.rows
+
+
+# --- the backfill of 023-026 -----------------------------------------------------------------------------------
+
+NARROW = [m for m in migrations() if 23 <= m.version <= 26]
+NARROW_COLUMNS = {
+    "genai_latency_hourly": ("hour, project, environment, provider, model", "sum(spans)", "duration_digest"),
+    "genai_input_tokens_hourly": (
+        "hour, project, environment, service_name, operation, feature",
+        "sum(spans)",
+        "input_tokens_digest",
+    ),
+    "genai_latency_daily": ("day, project, environment, provider, model", "sum(spans)", "duration_digest"),
+    "genai_input_tokens_daily": (
+        "day, project, environment, service_name, operation, feature",
+        "sum(spans)",
+        "input_tokens_digest",
+    ),
+    "genai_lag_hourly": ("hour, project, environment", "sum(spans), max(max_lag_ms)", "lag_ms_digest"),
+    "genai_sessions_daily": (
+        "day, project, user_id, session_id",
+        "sum(spans), sum(total_cost), min(first_call), max(last_call)",
+        "",
+    ),
+}
+
+
+def narrow_rolled_up(client: Client, database: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Each rollup's groups with their sums exact, and their t-digest medians rounded to 2 significant digits
+    (a digest's centroids depend on how its states were merged: the view's per insert, the backfill's at once)."""
+    out = {}
+    for table, (keys, sums, digest) in NARROW_COLUMNS.items():
+        median = ""
+        if digest:
+            value = f"quantileTDigestMerge(0.5)({digest})"
+            median = f", round({value}, 1 - toInt32(floor(log10(greatest(abs({value}), 1)))))"
+        out[table] = client.query(
+            f"SELECT {keys}, {sums}{median} FROM {{db:Identifier}}.{table} GROUP BY {keys} ORDER BY {keys}",
+            parameters={"db": database},
+        ).result_rows
+    return out
+
+
+def test_the_narrow_rollups_backfill_stored_rows_once_and_the_views_the_rows_after(
+    store: Client, seeded_now: datetime
+) -> None:
+    """A store whose rows were stored before 023-026: running those files rolls them up as the views would have;
+    running them again changes nothing; rows stored after are rolled up by the views."""
+    assert [m.version for m in NARROW] == [23, 24, 25, 26]
+    viewed, backfilled = check_backfill(store, seeded_now, NARROW, NARROW_COLUMNS, narrow_rolled_up)
+    expected = narrow_rolled_up(store, viewed)
+    for database in (viewed, backfilled):
+        seed(store, database, seeded_now + timedelta(minutes=5), ("spike",))
+    after = narrow_rolled_up(store, viewed)
+    assert after != expected and narrow_rolled_up(store, backfilled) == after
