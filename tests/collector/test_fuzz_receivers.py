@@ -365,6 +365,13 @@ JSON_BODIES = st.one_of(
 
 
 @pytest.fixture
+def collector(start_collector: Callable[..., Collector]) -> Collector:
+    """Segments sealed each second, not each 100 ms: fuzzing sends hundreds of requests, and each segment costs an
+    engine read and an insert through every rollup's view; the valid spans sent afterwards wait behind them."""
+    return start_collector({"exporters": {"clickhouse": {"batch": {"max_age": "1s"}}}})
+
+
+@pytest.fixture
 def grpc_channel(collector: Collector) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
         yield channel
