@@ -73,7 +73,7 @@ class KeyAuthenticator:
         limit = config.rate_limit
         self._limiter = RateLimiter(limit.spans_per_second, limit.bucket) if limit is not None else None
         self._keys: dict[str, KeyRecord] = {}
-        self._miss_read_at = 0.0  # the last read an unknown key caused
+        self._miss_read_at = -_MISS_REFRESH  # when the last read an unknown key caused began
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._refreshing: asyncio.Lock | None = None
@@ -123,8 +123,8 @@ class KeyAuthenticator:
             self._on_failure("malformed")
             raise AuthError("the project key is malformed (expected smk_<id>_<secret>)")
         record = self._keys.get(key_id)
-        if record is None and time.monotonic() - self._miss_read_at > _MISS_REFRESH:
-            await self._refresh_soon()  # a key created since the last read
+        if record is None:
+            await self._read_since(time.monotonic())  # a key created since the last read
             record = self._keys.get(key_id)
         if record is None or not _same(record.secret_sha256, digest):
             self._on_failure("unknown")
@@ -138,13 +138,20 @@ class KeyAuthenticator:
         """Seconds the sender must wait before these spans fit its key's rate limit (0: go ahead)."""
         return self._limiter.take(principal.key_id, spans) if self._limiter is not None and spans else 0.0
 
-    async def _refresh_soon(self) -> None:
+    async def _read_since(self, asked_at: float) -> None:
+        """Read the keys again unless a read began after `asked_at` (it saw every key created before). Unknown keys
+        cause at most one read a second: a request waits for its turn, so a key is known at its first use however
+        soon after the last read it was created, and a flood of bad keys costs the store nothing more."""
         if self._refreshing is None:
             self._refreshing = asyncio.Lock()
         async with self._refreshing:
-            if time.monotonic() - self._miss_read_at > _MISS_REFRESH:
-                self._miss_read_at = time.monotonic()
-                await asyncio.to_thread(self.refresh)
+            if self._miss_read_at >= asked_at:
+                return
+            wait = self._miss_read_at + _MISS_REFRESH - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._miss_read_at = time.monotonic()
+            await asyncio.to_thread(self.refresh)
 
 
 def require_sender(principal: Principal) -> None:

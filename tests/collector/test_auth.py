@@ -126,6 +126,21 @@ def test_no_wrong_or_revoked_key_is_refused_and_revocation_reaches_every_collect
     assert projects(store, database) == stored
 
 
+def test_a_key_created_right_after_another_is_known_at_its_first_use(
+    start_collector: Callable[..., Collector], store: Client, database: str
+) -> None:
+    """Unknown keys cause at most one read of the keys a second; a key created just after such a read is not
+    refused for the rest of that second: its request waits for the next read."""
+    collector = start_collector(deep_merge(AUTH, {"extensions": {"spanmeter_keys": {"refresh_interval": "1h"}}}))
+    first, _ = create_key(store, database, "team-a", "one", "ingest")
+    assert send(collector, "grpc", first) is SpanExportResult.SUCCESS  # unknown at first: read, then known
+    second, _ = create_key(store, database, "team-a", "two", "ingest")
+    started = time.monotonic()
+    assert send(collector, "grpc", second) is SpanExportResult.SUCCESS
+    assert time.monotonic() - started < 5
+    wait_for_rows(collector, 2)
+
+
 def test_grpc_and_http_answer_unauthenticated_not_retryable(
     start_collector: Callable[..., Collector], store: Client, database: str
 ) -> None:
