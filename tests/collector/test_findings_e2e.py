@@ -164,6 +164,7 @@ def test_a_project_key_sees_its_own_projects_findings(start_collector: Any, stor
     status, answer = get("/v1/findings?since=1d&database=other", reader_a)
     assert status == 403 and "database='other'" in answer["error"], answer  # another database: admin keys only
     status, answer = get("/v1/findings?since=1d", BOOTSTRAP)
+    assert status == 200, answer
     assert sorted(f["scope"]["project"] for f in answer["findings"]) == ["team-a", "team-b"]
     status, answer = get(f"/v1/findings?since=1d&database={database}_none", BOOTSTRAP)
     assert status == 400 and f"{database}_none" in answer["error"], answer  # the database asked for is read
