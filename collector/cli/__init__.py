@@ -1,4 +1,5 @@
-"""The `spanmeter` command: serve, report, findings, calls, tail, top, demo, budget, rejected, keys."""
+"""The `spanmeter` command: serve, report, forecast, findings, calls, tail, top, digest, demo, budget, block,
+rejected, keys."""
 
 from __future__ import annotations
 
