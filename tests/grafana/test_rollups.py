@@ -214,7 +214,12 @@ def test_a_series_from_a_rollup_equals_the_raw_rows_in_hourly_buckets(
     variables = resolve_variables(board, runner, ctx, "all")
     sql = panel["targets"][0]["rawSql"]
     rollup = runner.run(sql, variables, ctx)
-    raw = runner.run(sql.replace(SWITCH, "0 = 1").replace("$__interval_s < 3600", "1 = 1"), variables, ctx)
+    raw_sql = sql.replace(SWITCH, "0 = 1").replace("$__interval_s < 3600", "1 = 1")
+    if reads_digest(sql):
+        # The same sketch over the raw rows: an hour of seeded data holds a few calls, where t-digest's median
+        # interpolates between two values and plain quantile picks one of them (1040 against 2020 in one run).
+        raw_sql = raw_sql.replace("quantile(", "quantileTDigest(")
+    raw = runner.run(raw_sql, variables, ctx)
     assert rollup.rows and rollup.columns == raw.columns
     same(rollup.rows, raw.rows, DIGEST_TOLERANCE if reads_digest(sql) else 1e-9)
 
