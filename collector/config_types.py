@@ -13,16 +13,16 @@ from pydantic import BeforeValidator, Field
 
 __all__ = ["Days", "Seconds", "parse_duration"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: object) -> object:
-    """Accept Collector-style durations (`500ms`, `1s`, `5m`) or a number of seconds."""
+    """Accept Collector-style durations (`500ms`, `1s`, `5m`, `1h`, `30d`) or a number of seconds."""
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
-            raise ValueError(f"expected a duration such as 500ms, 1s, 5m or 1h, got {value!r}")
+            raise ValueError(f"expected a duration such as 500ms, 1s, 5m, 1h or 30d, got {value!r}")
         return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     return value
 

@@ -7,11 +7,12 @@ with its path (e.g. `findings.right_size.max_input_tokens`).
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat, PositiveInt, field_validator
+
+from ..config_types import parse_duration
 
 __all__ = [
     "AnomaliesConfig",
@@ -23,21 +24,8 @@ __all__ = [
     "RightSizeConfig",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _seconds(value: object) -> object:
-    """`300s`, `5m`, `1h`, `30d`, or a number of seconds."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"expected a duration such as 300s, 5m, 1h or 30d, got {value!r}")
-        return int(match.group(1)) * _SECONDS[match.group(2)]
-    return value
-
-
-Seconds = Annotated[int, BeforeValidator(_seconds), Field(ge=0)]
+Seconds = Annotated[int, BeforeValidator(parse_duration), Field(ge=0)]
+"""Whole seconds; 0 allowed (`interval: 0` never stores findings)."""
 Usd = Annotated[Decimal, Field(ge=0)]
 
 
