@@ -20,6 +20,7 @@ from .processor import BudgetProcessor
 from .runtime import configured_budgets
 from .runtime_api import add_runtime_routes
 from .store import read_events
+from .visibility import scope_values, visible_to
 
 __all__ = ["add_budget_routes", "no_budgets_reason"]
 
@@ -33,9 +34,9 @@ def add_budget_routes(
     async def status(request: web.Request) -> web.Response:
         principal: Principal | None = request.get(PRINCIPAL)  # any key of the project: the gate reads this
         entries = [s.to_json() for s in budgets.statuses()] if budgets is not None else []
-        entries = [e for e in entries if _visible(principal, e["scope"], e["values"])]
+        entries = [e for e in entries if visible_to(principal, e["scope"], e["values"])]
         blocks = [b.to_json() for b in budgets.blocks()] if budgets is not None else []
-        blocks = [b for b in blocks if _visible(principal, b["scope"], {}, blocks_all=True)]
+        blocks = [b for b in blocks if visible_to(principal, b["scope"], {}, blocks_all=True)]
         payload: dict[str, Any] = {"generated_at": iso(datetime.now(UTC)), "budgets": entries, "blocks": blocks}
         if principal is not None and not principal.admin:
             payload["project"] = principal.project  # the gate files its calls under it
@@ -58,32 +59,15 @@ def add_budget_routes(
 
         def visible_events(client: Client) -> list[dict[str, Any]]:
             found = read_events(client, database, since)
-            return [e for e in found if _visible(principal, scopes.get(e["budget"], {}), _values(e["scope_value"]))]
+            return [
+                e for e in found if visible_to(principal, scopes.get(e["budget"], {}), scope_values(e["scope_value"]))
+            ]
 
         return await query_response(reader, visible_events)
 
     app.router.add_get("/v1/budgets", status)
     app.router.add_get("/v1/budgets/events", events)
     add_runtime_routes(app, budgets, reader, configured_budgets(config))
-
-
-def _visible(
-    principal: Principal | None, scope: dict[str, str], values: dict[str, str], blocks_all: bool = False
-) -> bool:
-    """A key sees the budgets of its own project: those split per project (the value is its project) or
-    scoped to exactly it. Admin keys, and collectors without keys, see all. `blocks_all`: a block naming no
-    project blocks every project, so every key sees it (its gate must refuse those calls too)."""
-    if principal is None or principal.admin:
-        return True
-    project = values.get("project") or scope.get("project", "")
-    if blocks_all and not project:
-        return True
-    return project == principal.project
-
-
-def _values(scope_value: str) -> dict[str, str]:
-    """`project=a,user=u-1` back to its values."""
-    return dict(part.split("=", 1) for part in scope_value.split(",") if "=" in part)
 
 
 def no_budgets_reason(config: Config | None, budgets: BudgetProcessor | None) -> str:

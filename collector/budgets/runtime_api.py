@@ -7,7 +7,8 @@ and `spanmeter block|unblock` ask when a collector holds the embedded store):
 - `GET /v1/budgets/blocks` (`?history=true`: every block and unblock), `POST /v1/budgets/blocks`
   (`{"scope": {...}, "reason": "...", "until": "2h"}`) and `DELETE /v1/budgets/blocks?scope=user=u-1`.
 
-Changes need an admin key once keys are required; reads a key that may read. This collector applies a change at
+Changes need an admin key once keys are required; reads a key that may read, and a project's key sees only
+the budgets and blocks of its project (and blocks of every project). This collector applies a change at
 once, every other collector on the store at its next reconcile.
 """
 
@@ -41,6 +42,7 @@ from .runtime import (
     remove_budget,
     set_budget,
 )
+from .visibility import visible_to
 
 __all__ = ["USER_HEADER", "add_runtime_routes"]
 
@@ -90,7 +92,9 @@ def add_runtime_routes(
         return await run(
             request,
             lambda client, _: [
-                d.to_json() for d in definitions(config_budgets(), read_runtime_budgets(client, database))
+                d.to_json()
+                for d in definitions(config_budgets(), read_runtime_budgets(client, database))
+                if visible_to(request.get(PRINCIPAL), d.config.scope)
             ],
             admin=False,
         )
@@ -117,7 +121,11 @@ def add_runtime_routes(
         history = request.query.get("history", "").lower() in ("1", "true", "yes")
         return await run(
             request,
-            lambda client, _: [b.to_json() for b in read_blocks(client, database, datetime.now(UTC), history)],
+            lambda client, _: [
+                b.to_json()
+                for b in read_blocks(client, database, datetime.now(UTC), history)
+                if visible_to(request.get(PRINCIPAL), b.scope, blocks_all=True)
+            ],
             admin=False,
         )
 

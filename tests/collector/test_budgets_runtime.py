@@ -62,13 +62,22 @@ def test_the_api_needs_an_admin_key_to_change_validates_like_the_config_and_audi
     status, body = call(collector, "POST", "/v1/budgets/definitions", {**budget, "name": "configured"}, BOOTSTRAP)
     assert status == 400 and body["error"].startswith("name: 'configured' is a budget of pipelines.yaml")
 
+    other = {"name": "team-b-daily", "scope": {"project": "team-b"}, "limit_usd": "5"}
+    per_project = {"name": "each-project", "scope": {"project": "each"}, "limit_usd": "50"}
+    for extra in (other, per_project):
+        assert call(collector, "POST", "/v1/budgets/definitions", extra, BOOTSTRAP)[0] == 200
+
+    # A project's key sees its project's budgets and those split per project, not another project's limits nor
+    # those summed across projects (as GET /v1/budgets shows it); an admin key sees all.
     status, listed = call(collector, "GET", "/v1/budgets/definitions", key=reader_key)
     assert status == 200
     assert [(d["name"], d["source"], d["updated_by"]) for d in listed] == [
-        ("configured", "config", ""),
+        ("each-project", "runtime", "key:bootstrap"),
         ("team-a-daily", "runtime", "key:bootstrap"),
     ]
     assert listed[1]["budget"]["limit_usd"] == "20" and listed[1]["budget"]["action"] == "block"
+    status, listed = call(collector, "GET", "/v1/budgets/definitions", key=BOOTSTRAP)
+    assert [d["name"] for d in listed] == ["configured", "each-project", "team-a-daily", "team-b-daily"]
 
     # A block naming no project blocks every project, so a project's key (its gate) sees it.
     block = {"scope": "model=gpt-4o*", "reason": "price spike", "until": "30m"}
@@ -93,6 +102,14 @@ def test_the_api_needs_an_admin_key_to_change_validates_like_the_config_and_audi
     assert status == 404 and "is not blocked" in body["error"]
     status, history = call(collector, "GET", "/v1/budgets/blocks?history=true", key=reader_key)
     assert [(h["action"], h["actor"]) for h in history] == [("unblock", "key:bootstrap"), ("block", "key:bootstrap")]
+
+    # Another project's block is not team-a's to see; its own and the admin's view show theirs.
+    for scope in ("project=team-b,user=u-9", "project=team-a,user=u-1"):
+        assert call(collector, "POST", "/v1/budgets/blocks", {"scope": scope, "reason": "abuse"}, BOOTSTRAP)[0] == 200
+    status, seen = call(collector, "GET", "/v1/budgets/blocks", key=reader_key)
+    assert [b["scope_key"] for b in seen] == ["project=team-a,user=u-1"]
+    status, seen = call(collector, "GET", "/v1/budgets/blocks", key=BOOTSTRAP)
+    assert [b["scope_key"] for b in seen] == ["project=team-a,user=u-1", "project=team-b,user=u-9"]
 
     status, _ = call(collector, "DELETE", "/v1/budgets/definitions/team-a-daily", key=reader_key)
     assert status == 403
