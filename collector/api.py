@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,6 +177,17 @@ def add_api_routes(
     app.router.add_get("/metrics", prometheus)
 
 
+def check_parameters(query: Mapping[str, str], known: Iterable[str]) -> None:
+    """Refuse a parameter the endpoint does not read (a typo would otherwise widen the answer silently)."""
+    expected = list(known)
+    unknown = sorted(set(query) - set(expected))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]}; the parameters are {', '.join(expected)}")
+
+
+REPORT_PARAMETERS = ("by", "project", "what_if", "since", "from", "to", "database")
+
+
 def readable_database(principal: Principal | None, database: str, reader: StoreReader) -> str:
     """The `database` parameter a read may name: only an admin key (or no keys at all) may read another database
     of the store. Public: /v1/report and /v1/calls (calls_api) both hold to it."""
@@ -193,6 +204,7 @@ def report_request(query: Mapping[str, str]) -> ReportRequest:
     on, repeated or a comma list), and the range as either
     `since` (a window ending now, e.g. 24h; the default) or `from` with optional `to` (ISO 8601, UTC
     without an offset; default now). Errors name these parameters, never the command line's flags."""
+    check_parameters(query, REPORT_PARAMETERS)
     by, project = query.get("by", "model"), query.get("project", "")
     getall = getattr(query, "getall", None)  # what_if may be repeated, or a comma list
     what_if = parse_what_if(getall("what_if", []) if getall else [query.get("what_if", "")])

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from .api import StoreReader, query_response
+from .api import StoreReader, check_parameters, query_response
 from .auth import PRINCIPAL, AuthError, readable_project
 from .forecast import ForecastRequest, run_forecast
 
@@ -18,6 +18,7 @@ __all__ = ["add_forecast_routes"]
 def add_forecast_routes(app: web.Application, reader: StoreReader) -> None:
     async def forecast(request: web.Request) -> web.Response:
         try:
+            check_parameters(request.query, ("by", "project"))
             wanted = ForecastRequest(request.query.get("by", "total"), request.query.get("project", ""))
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)

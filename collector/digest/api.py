@@ -11,7 +11,7 @@ from aiohttp import web
 from clickhouse_connect.driver.client import Client
 from pydantic import ValidationError
 
-from ..api import StoreReader, query_response, readable_database
+from ..api import StoreReader, check_parameters, query_response, readable_database
 from ..auth import PRINCIPAL, AuthError, readable_project
 from ..config import Config
 from .config import DigestConfig
@@ -25,12 +25,16 @@ FINDINGS_HISTORY = timedelta(days=30)
 """Findings in a digest look back this far from the period's end: growth and anomalies need weeks."""
 
 
+OVERRIDES = ("schedule", "project", "top", "at", "weekday")
+"""The digest's settings a request (GET /v1/digest's parameters, `spanmeter digest`'s flags) may change."""
+
+
 def configured_digest(config: Config, overrides: Mapping[str, str] | None = None) -> DigestConfig:
     """The first `spanmeter_digest` extension's settings (defaults when there is none), with `overrides`
     (schedule, project, top) applied; a bad override raises ValueError naming it."""
     base = next((e for e in config.extensions.values() if isinstance(e, DigestConfig)), None)
     fields: dict[str, Any] = base.model_dump() if base is not None else {}
-    for name in ("schedule", "project", "top", "at", "weekday"):
+    for name in OVERRIDES:
         if overrides and name in overrides:
             fields[name] = overrides[name]
     try:
@@ -66,6 +70,7 @@ def add_digest_routes(app: web.Application, reader: StoreReader, config: Config)
 
     async def digest(request: web.Request) -> web.Response:
         try:
+            check_parameters(request.query, (*OVERRIDES, "database"))
             wanted = configured_digest(config, request.query)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from ..api import StoreReader, query_response, readable_database
+from ..api import StoreReader, check_parameters, query_response, readable_database
 from ..auth import PRINCIPAL, AuthError, readable_project
 from ..config import Config, PricingProcessorConfig
 from ..report import parse_since
@@ -32,6 +32,7 @@ def add_findings_routes(app: web.Application, reader: StoreReader, config: Confi
 
     async def findings(request: web.Request) -> web.Response:
         try:
+            check_parameters(request.query, ("since", "project", "database"))
             period = Period.ending(parse_since(request.query.get("since", "30d")), request.query.get("project", ""))
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)

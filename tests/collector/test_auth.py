@@ -219,6 +219,7 @@ def test_reports_and_budgets_are_per_project(
     status, report = get(collector, "/v1/report?since=24h&by=project", reader_a)
     assert status == 200 and [row["group"] for row in report] == ["team-a"], report
     assert get(collector, "/v1/report?since=24h&project=team-b", reader_a)[0] == 403
+    assert get(collector, "/v1/report?since=24h&projcet=team-b", reader_a)[0] == 400  # a typo is named, not ignored
     assert get(collector, f"/v1/report?since=24h&database={database}x", reader_a)[0] == 403
     assert get(collector, "/v1/report?since=24h", keys["team-a"])[0] == 403  # an ingest key reads no reports
     status, admin_report = get(collector, "/v1/report?since=24h&by=project", BOOTSTRAP)

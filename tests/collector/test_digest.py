@@ -220,6 +220,8 @@ def test_preview_through_the_collector_holding_the_store(spent, tmp_path):
     missing = f"{collector.store_config.database}_none"
     status, _, body = http_request(collector, f"/v1/digest?schedule=daily&database={missing}")
     assert status == 400 and missing in body.decode(), body
+    status, _, body = http_request(collector, "/v1/digest?schedule=daily&scope=team-a")
+    assert status == 400 and "unknown parameter scope" in body.decode(), body
 
 
 def test_unknown_channel_is_named(make_config):

@@ -102,6 +102,8 @@ def test_repeated_calls_from_the_api_the_cli_and_the_findings_table(
     assert Decimal(found[0]["savings_usd_per_month"]) == expected_savings(store, database, 1)
     status, _, body = http_request(calls, "/v1/findings?since=soon")
     assert status == 400 and b"since" in body
+    status, _, body = http_request(calls, "/v1/findings?projcet=p")  # a typo must not widen the answer
+    assert status == 400 and "unknown parameter projcet" in json.loads(body)["error"]
 
     # The collector stores a run every findings.interval (here 2 s) for the Findings dashboard.
     deadline = time.monotonic() + 20

@@ -200,6 +200,8 @@ def test_forecast_command_api_and_budget_projection(
     )
     status, _, body = http_request(collector, "/v1/forecast?by=colour")
     assert status == 400 and "by must be one of" in json.loads(body)["error"]
+    status, _, body = http_request(collector, "/v1/forecast?by=feature&projects=a")
+    assert status == 400 and json.loads(body)["error"].startswith("unknown parameter projects; the parameters are by")
 
 
 def test_seasonal_share_equals_a_day_by_day_walk() -> None:
