@@ -160,14 +160,14 @@ def test_a_failing_user_hook_costs_the_user_not_the_request(spans, openai_traced
 
 def test_the_budget_gate_matches_the_requests_user_and_route():
     """A per-user or ``tag:route`` block budget sees the middleware's values (``tags()`` still win)."""
-    from spanmeter_instrumentation._budget import _scope_of
+    from spanmeter_instrumentation import call_scope
 
     seen: list[dict[str, str]] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        seen.append(_scope_of("openai", "gpt-4o-mini", {}))
+        seen.append(call_scope("openai", "gpt-4o-mini", {}))
         with tags(user_id="explicit"):
-            seen.append(_scope_of("openai", "gpt-4o-mini", {}))
+            seen.append(call_scope("openai", "gpt-4o-mini", {}))
         start_response("200 OK", [])
         return [b""]
 

@@ -14,6 +14,7 @@ from ._budget import (
     BudgetBlockedError,
     BudgetExceededError,
     BudgetUnavailableError,
+    call_scope,
     disable_budget_gate,
     enable_budget_gate,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "TagSpanProcessor",
     "__version__",
     "attribute_name",
+    "call_scope",
     "current_tags",
     "disable_budget_gate",
     "enable_budget_gate",

@@ -37,6 +37,7 @@ __all__ = [
     "BudgetExceededError",
     "BudgetGate",
     "BudgetUnavailableError",
+    "call_scope",
     "check_budget",
     "disable_budget_gate",
     "enable_budget_gate",
@@ -107,7 +108,9 @@ def _matches(pattern: str, value: str) -> bool:
     return re.fullmatch(regex, value, re.DOTALL) is not None
 
 
-def _scope_of(provider: str, model: str | None, resource: Mapping[str, Any]) -> dict[str, str]:
+def call_scope(provider: str, model: str | None, resource: Mapping[str, Any]) -> dict[str, str]:
+    """The values a budget's or block's scope is matched against for a call made now: the resource's project,
+    service and environment, the request's tags (a middleware's route and user, unless `tags()` set them)."""
     tags = {**request_tags(), **current_tags()}  # a middleware's route and user, unless tags() set them
     scope = {
         "project": str(resource.get("spanmeter.project") or "default"),
@@ -212,7 +215,7 @@ class BudgetGate:
             return
         if not self._blocked and not self._blocks:
             return
-        call = _scope_of(provider, model, resource)
+        call = call_scope(provider, model, resource)
         if self._project:  # with keys, the collector files every call under the key's project
             call["project"] = self._project
         for block in self._blocks:
