@@ -48,13 +48,15 @@ class Budget:
         return self.config.name
 
     def percent(self, totals: Totals) -> Decimal:
-        """The highest of spend, tokens and requests against their limits, in percent."""
+        """The highest of spend, tokens and requests against their limits, in percent. Spend and requests are
+        the estimates: under probability sampling the rows stored stand for more calls than they are (the
+        estimates equal the stored sums where nothing is sampled); tokens are the stored sums."""
         config = self.config
-        percent = totals.cost * _HUNDRED / config.limit_usd
+        percent = totals.estimated_cost * _HUNDRED / config.limit_usd
         if config.limit_tokens:
             percent = max(percent, Decimal(totals.tokens) * _HUNDRED / config.limit_tokens)
         if config.limit_requests:
-            percent = max(percent, Decimal(totals.requests) * _HUNDRED / config.limit_requests)
+            percent = max(percent, totals.estimated_requests * _HUNDRED / config.limit_requests)
         return percent
 
     def state(self, percent: Decimal) -> str:
@@ -162,9 +164,11 @@ class Crossing:
 
     def summary(self) -> str:
         who = f" for {self.scope_value}" if self.scope_value else ""
+        spent = format_usd(self.totals.estimated_cost)
+        spent = f"an estimated {spent} (sampled traffic)" if self.totals.sampled else spent
         return (
             f"spanmeter budget {self.budget.name!r}{who} reached {self.threshold}% "
-            f"({format_usd(self.totals.cost)} of {format_usd(self.budget.config.limit_usd)} USD, "
+            f"({spent} of {format_usd(self.budget.config.limit_usd)} USD, "
             f"{self.budget.window.label} window "
             f"from {iso(self.window_start)})"
         )

@@ -327,7 +327,7 @@ class BudgetProcessor:
             window_end=end,
             totals=totals,
             percent=budget.percent(totals),
-            projected_usd=Window.projected(totals.cost, start, end, now, self.weekday_factors),
+            projected_usd=Window.projected(totals.estimated_cost, start, end, now, self.weekday_factors),
         )
 
     def statuses(self, now: datetime | None = None) -> list[BudgetStatus]:

@@ -90,6 +90,8 @@ def sampled(start_collector: Callable[..., Collector]) -> tuple[Collector, list[
     budgets = [
         {"name": "all", "window": "month", "limit_usd": 10**9},
         {"name": "unsampled", "window": "month", "limit_usd": 10**9, "scope": {"service": "unsampled"}},
+        # Stored, the sampled service spends ~10 % of this limit; estimated, ~2x it.
+        {"name": "sampled", "window": "month", "limit_usd": 50_000, "scope": {"service": "sampled"}},
     ]
     collector = start_collector(budget_overrides(budgets))
     rng = random.Random(14)
@@ -134,7 +136,7 @@ def test_reports_and_budgets_estimate_sampled_traffic_within_the_bound(
     assert (plain["requests"], Decimal(plain["total_cost"])) == (UNSAMPLED, sum(unsampled))
     assert (plain["estimated_requests"], Decimal(plain["estimated_cost"])) == (UNSAMPLED, sum(unsampled))
 
-    # Budgets: the spend stored (what limits hold to), and the estimate beside it, marked where sampled.
+    # Budgets: the spend stored, and the estimate beside it (what limits hold to), marked where sampled.
     def statuses() -> dict[str, dict[str, Any]] | None:
         found = {entry["budget"]: entry for entry in budget_status(collector)}
         return found if found["all"]["requests"] == len(kept) + UNSAMPLED else None
@@ -148,6 +150,11 @@ def test_reports_and_budgets_estimate_sampled_traffic_within_the_bound(
     assert everything["estimated_requests"] == round(len(kept) / P) + UNSAMPLED
     assert only_plain["estimated"] is False
     assert Decimal(only_plain["estimated_spend_usd"]) == Decimal(only_plain["spend_usd"]) == sum(unsampled)
+    # A limit holds to the calls made, not to the 1 in 10 kept: exceeded on the estimate, not on the rows.
+    on_sampled = budgets["sampled"]
+    assert Decimal(on_sampled["spend_usd"]) == sum(kept) < 50_000 < Decimal(on_sampled["estimated_spend_usd"])
+    assert on_sampled["state"] == "exceeded"
+    assert on_sampled["percent"] == pytest.approx(float(estimate(kept)) / 500, abs=0.01)
     client = Client(f"http://127.0.0.1:{collector.http_port}")
     typed = {state.budget: state for state in client.budgets().budgets}
     assert (typed["all"].estimated, typed["all"].estimated_spend_usd) == (
