@@ -20,7 +20,14 @@ from clickhouse_connect.driver.client import Client
 from .cluster import bind, cluster_statements, local_name
 from .config import RetentionConfig
 
-__all__ = ["DAILY_ROLLUPS", "ROLLUP_TABLES", "TableTtls", "apply_retention", "current_ttls"]
+__all__ = [
+    "DAILY_ROLLUPS",
+    "ROLLUP_TABLES",
+    "TableTtls",
+    "apply_retention",
+    "current_ttls",
+    "time_column",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +46,8 @@ _MODIFY_CONTENT_TTL = (
 )
 _REMOVE_CONTENT_TTL = "ALTER TABLE {database:Identifier}.genai_spans MODIFY COLUMN content REMOVE TTL"
 
-# The rollups (002, 012-015, 023-026): `rollups` sets the TTL of each; the daily ones are keyed by `day`.
+# The rollups (002, 012-015, 023-029): `rollups` sets the TTL of each; the daily ones are keyed by `day`, the
+# minutely one by `minute`.
 ROLLUP_TABLES = (
     "genai_spans_hourly",
     "genai_spans_hourly_stats",
@@ -52,12 +60,23 @@ ROLLUP_TABLES = (
     "genai_input_tokens_daily",
     "genai_lag_hourly",
     "genai_sessions_daily",
+    "genai_spend_minutely",
+    "genai_latency_3h",
+    "genai_input_tokens_3h",
 )
 DAILY_ROLLUPS = frozenset({"genai_latency_daily", "genai_input_tokens_daily", "genai_sessions_daily"})
+MINUTELY_ROLLUPS = frozenset({"genai_spend_minutely"})
+
+
+def time_column(table: str) -> str:
+    """The column a rollup's TTL counts from."""
+    return "day" if table in DAILY_ROLLUPS else "minute" if table in MINUTELY_ROLLUPS else "hour"
+
+
 # (setting, table, time column) of each table-level TTL.
 _TABLES = (
     ("rows", "genai_spans", "timestamp"),
-    *(("rollups", table, "day" if table in DAILY_ROLLUPS else "hour") for table in ROLLUP_TABLES),
+    *(("rollups", table, time_column(table)) for table in ROLLUP_TABLES),
 )
 
 

@@ -102,6 +102,10 @@ LAG = "genai_lag_hourly"  # project, environment; by the hour stored
 SESSIONS_DAILY = "genai_sessions_daily"  # project, user, session; by the day
 LATENCY_DAILY = "genai_latency_daily"
 INPUT_TOKENS_DAILY = "genai_input_tokens_daily"
+# The same as LATENCY and INPUT_TOKENS by blocks of 3 hours (028, 029): what a series whose buckets are multiples of
+# 3 hours reads for its whole blocks.
+LATENCY_3H = "genai_latency_3h"
+INPUT_TOKENS_3H = "genai_input_tokens_3h"
 LATENCY_KEYS = ("project", "environment", "provider", "model")
 INPUT_TOKENS_KEYS = ("project", "environment", "service", "feature")
 LAG_KEYS = ("project", "environment")
@@ -263,6 +267,22 @@ def before_range(expr: str) -> str:
     return f"{expr}, hour < toStartOfHour($__fromTime)"
 
 
+# The whole 3-hour blocks of a series' range (from the first that starts at or after the hour the range starts in,
+# to the one `$__toTime` is in, excluded), and whether its buckets are whole multiples of them.
+FIRST_BLOCK = "toStartOfInterval(toStartOfHour($__fromTime) + INTERVAL 2 HOUR, INTERVAL 10800 second)"
+LAST_BLOCK = "toStartOfInterval($__toTime, INTERVAL 10800 second)"
+IN_BLOCKS = "$__interval_s % 10800 = 0"
+
+
+def blocks_and_hours(hourly: str, blocks: str, where: str) -> str:
+    """The rows of `hourly` for the range's hours, with its whole 3-hour blocks read from `blocks` (the same
+    columns, by blocks) when the buckets are multiples of 3 hours."""
+    whole = f"{IN_BLOCKS} AND hour >= {FIRST_BLOCK} AND hour < {LAST_BLOCK}"
+    return f"""SELECT * FROM {blocks} WHERE {where} AND {whole}
+        UNION ALL
+        SELECT * FROM {hourly} WHERE {where} AND {HOURS} AND NOT ({whole})"""
+
+
 def per_interval(
     key: str,
     alias: str,
@@ -271,21 +291,25 @@ def per_interval(
     rollup_key: str | None = None,
     rollup: str = STATS,
     time: str = "timestamp",
-    coarse: tuple[str, tuple[str, ...], str] | None = None,
+    coarse: tuple[str, tuple[str, ...], str] | tuple[str, tuple[str, ...], str, str] | None = None,
 ) -> str:
     """A time series per value of `key`, in buckets of the panel's interval: from the hourly `rollup` when the
     buckets are whole hours, else from the raw rows (the branch not taken reads nothing: its condition is
     constant). `time` is the raw rows' time column the rollup's `hour` stands for. `coarse` (table, its key
-    variables, values): a smaller hourly rollup read instead of `rollup` when the other variables are on
-    All."""  # fmt: skip
+    variables, values[, the table by 3-hour blocks]): a smaller hourly rollup read instead of `rollup` when the
+    other variables are on All; its whole blocks from the 3-hour one when the buckets are multiples of 3
+    hours."""  # fmt: skip
     grouped = f"toStartOfInterval(hour, INTERVAL $__interval_s second) AS time, {rollup_key or key} AS {alias}"
     fine = "1 = 1"
     branches = ""
     if coarse is not None:
-        table, keys, coarse_values = coarse
+        table, keys, coarse_values, *blocks = coarse
         fine = f"NOT {on_all(keys)}"
-        branches = f"""SELECT {grouped}, {coarse_values}
-        FROM {table} WHERE $__interval_s >= 3600 AND {on_all(keys)} AND {HOURS} AND {filters(True, keys)}
+        where = f"$__interval_s >= 3600 AND {on_all(keys)} AND {filters(True, keys)}"
+        rows = (
+            blocks_and_hours(table, blocks[0], where) if blocks else f"SELECT * FROM {table} WHERE {where} AND {HOURS}"
+        )
+        branches = f"""SELECT {grouped}, {coarse_values} FROM ({rows})
         GROUP BY time, {alias}
         UNION ALL"""
     return f"""SELECT * FROM (
@@ -519,7 +543,7 @@ def models() -> list[dict[str, Any]]:
                 "quantile(0.5)(duration_ns / 1e9) AS p50",
                 "quantileMerge(0.5)(duration_quantiles) / 1e9 AS p50",
                 "model",
-                coarse=(LATENCY, LATENCY_KEYS, "quantileTDigestMerge(0.5)(duration_digest) / 1e9 AS p50"),
+                coarse=(LATENCY, LATENCY_KEYS, "quantileTDigestMerge(0.5)(duration_digest) / 1e9 AS p50", LATENCY_3H),
             ),
             "s",
             w=8,
@@ -693,7 +717,12 @@ def trends() -> list[dict[str, Any]]:
                 "series",
                 "quantile(0.5)(input_tokens) AS p50",
                 "quantileMerge(0.5)(input_tokens_quantiles) AS p50",
-                coarse=(INPUT_TOKENS, INPUT_TOKENS_KEYS, "quantileTDigestMerge(0.5)(input_tokens_digest) AS p50"),
+                coarse=(
+                    INPUT_TOKENS,
+                    INPUT_TOKENS_KEYS,
+                    "quantileTDigestMerge(0.5)(input_tokens_digest) AS p50",
+                    INPUT_TOKENS_3H,
+                ),
             ),
             "short",
             maxDataPoints=SERIES_POINTS,
@@ -705,7 +734,12 @@ def trends() -> list[dict[str, Any]]:
                 "series",
                 "quantile(0.95)(input_tokens) AS p95",
                 "quantileMerge(0.95)(input_tokens_quantiles) AS p95",
-                coarse=(INPUT_TOKENS, INPUT_TOKENS_KEYS, "quantileTDigestMerge(0.95)(input_tokens_digest) AS p95"),
+                coarse=(
+                    INPUT_TOKENS,
+                    INPUT_TOKENS_KEYS,
+                    "quantileTDigestMerge(0.95)(input_tokens_digest) AS p95",
+                    INPUT_TOKENS_3H,
+                ),
             ),
             "short",
             maxDataPoints=SERIES_POINTS,
@@ -1212,6 +1246,10 @@ ALERTS: list[dict[str, Any]] = [
         "feature and user drive the spend. If it is expected, raise the threshold in this rule; if not, cap it "
         "with a `block` budget in pipelines.yaml.",
     },
+    # Windows of whole minutes from genai_spend_minutely (027): the last 60 before the current minute, and the same
+    # 60 on each of the 7 days before. Against windows ending at now() they end up to a minute earlier (the current
+    # minute's calls count from the next evaluation, a minute later, as Grafana evaluates each minute); every
+    # window is 60 whole minutes, so the last hour is compared with hours of the same length.
     {
         "uid": "spanmeter-spend-spike",
         "title": "LLM spend spike",
@@ -1224,20 +1262,21 @@ ALERTS: list[dict[str, Any]] = [
                     sqrt(greatest(sumIf(cost * cost, day BETWEEN 1 AND 7) / 7 - mean * mean, 0)) AS stddev,
                     last_hour / greatest(mean + 3 * stddev, 1) AS value
                   FROM (
-                    SELECT project, intDiv(dateDiff('second', timestamp, now()), 86400) AS day,
+                    SELECT project, intDiv(dateDiff('minute', minute, toStartOfMinute(now())) - 1, 1440) AS day,
                       toFloat64(sum(total_cost)) AS cost
-                    FROM genai_spans
-                    WHERE timestamp > now() - INTERVAL 8 DAY AND timestamp <= now()
-                      AND dateDiff('second', timestamp, now()) % 86400 < 3600
+                    FROM genai_spend_minutely
+                    WHERE minute >= toStartOfMinute(now()) - INTERVAL 8 DAY AND minute < toStartOfMinute(now())
+                      AND (dateDiff('minute', minute, toStartOfMinute(now())) - 1) % 1440 < 60
                     GROUP BY project, day
                   )
                   GROUP BY project
                   )""",
         "evaluator": ("gt", 1),
         "summary": "Project {{ $labels.project }} spent {{ $values.A }} times its spike limit in the last hour.",
-        "description": "The last hour's spend is above the mean plus three standard deviations of the same hour on "
-        "each of the previous 7 days (and above 1 USD). Check the Overview dashboard's spend by model and the "
-        "Attribution dashboard's top users and sessions for a runaway loop, a retry storm or a new feature.",
+        "description": "The last hour's spend (the 60 whole minutes before this one) is above the mean plus three "
+        "standard deviations of the same hour on each of the previous 7 days (and above 1 USD). Check the Overview "
+        "dashboard's spend by model and the Attribution dashboard's top users and sessions for a runaway loop, a "
+        "retry storm or a new feature.",
     },
     {
         "uid": "spanmeter-budget-exceeded",

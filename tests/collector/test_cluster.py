@@ -26,7 +26,7 @@ from spanmeter.cluster import (
 from spanmeter.config import ClickHouseExporterConfig, ConfigError, RetentionConfig, load_config
 from spanmeter.exporters.clickhouse import INSERT_SETTINGS, ClickHouseExporter
 from spanmeter.migrations import Migrator, migrations
-from spanmeter.retention import DAILY_ROLLUPS, ROLLUP_TABLES, apply_retention
+from spanmeter.retention import ROLLUP_TABLES, apply_retention, time_column
 from spanmeter.store import schema_files, statements
 from spanmeter.telemetry import CollectorMetrics
 
@@ -269,7 +269,7 @@ def test_retention_sets_the_local_tables_ttls_on_the_cluster(store: Client) -> N
         f"ALTER TABLE {spans} {on} (MODIFY TTL toDateTime(timestamp) + toIntervalDay(400))",
         *(
             f"ALTER TABLE {DATABASE}.{table}_local {on}"
-            f" (MODIFY TTL toDateTime({'day' if table in DAILY_ROLLUPS else 'hour'}) + toIntervalDay(800))"
+            f" (MODIFY TTL toDateTime({time_column(table)}) + toIntervalDay(800))"
             for table in ROLLUP_TABLES
         ),
         f"ALTER TABLE {spans} {on} (MODIFY COLUMN `content` TTL toDateTime(timestamp) + toIntervalDay(30))",

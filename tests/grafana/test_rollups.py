@@ -37,11 +37,14 @@ ROLLUPS = (
     BUILD.INPUT_TOKENS,
     BUILD.LAG,
     BUILD.SESSIONS_DAILY,
+    BUILD.LATENCY_3H,
+    BUILD.INPUT_TOKENS_3H,
+    "genai_spend_minutely",
 )
-# The rollups of 023-025 keep t-digests, not `quantile`'s states: their quantiles are within DIGEST_TOLERANCE
-# (relative) of the raw rows' on the seeded data, where these differ most on small groups (a t-digest
-# interpolates between centroids; `quantile` returns one of the values).
-DIGESTS = (BUILD.LATENCY, BUILD.INPUT_TOKENS, BUILD.LAG)
+# The rollups of 023-025, 028 and 029 keep t-digests, not `quantile`'s states: their quantiles are within
+# DIGEST_TOLERANCE (relative) of the raw rows' on the seeded data, where these differ most on small groups (a
+# t-digest interpolates between centroids; `quantile` returns one of the values).
+DIGESTS = (BUILD.LATENCY, BUILD.INPUT_TOKENS, BUILD.LAG, BUILD.LATENCY_3H, BUILD.INPUT_TOKENS_3H)
 DIGEST_TOLERANCE = 0.25
 M = BUILD.MODEL
 RAW = BUILD.RAW
@@ -138,6 +141,19 @@ ALERTS = {
         HAVING countIf(timestamp < toStartOfHour(now() - INTERVAL 7 DAY)) >= 20
           AND countIf(timestamp >= toStartOfHour(now() - INTERVAL 7 DAY)) >= 20""",
 }
+# The spend spike's 8 windows, each 60 whole minutes ending k days before the current minute (k = 0..7).
+ALERTS["spanmeter-spend-spike"] = """SELECT project, value FROM (
+    SELECT project, sumIf(cost, day = 0) AS last_hour, sumIf(cost, day BETWEEN 1 AND 7) / 7 AS mean,
+      sqrt(greatest(sumIf(cost * cost, day BETWEEN 1 AND 7) / 7 - mean * mean, 0)) AS stddev,
+      last_hour / greatest(mean + 3 * stddev, 1) AS value
+    FROM (
+      SELECT project, day, toFloat64(sum(total_cost)) AS cost FROM genai_spans ARRAY JOIN range(8) AS day
+      WHERE timestamp >= toStartOfMinute(now()) - toIntervalDay(day) - INTERVAL 1 HOUR
+        AND timestamp < toStartOfMinute(now()) - toIntervalDay(day)
+      GROUP BY project, day)
+    GROUP BY project)"""
+# The seeded data each alert's comparison runs on: one where the rule has something to find.
+ALERT_DATA = {"spanmeter-prompt-drift": "drift", "spanmeter-spend-spike": "spike"}
 SWITCH = "$__interval_s >= 3600"
 
 
@@ -224,6 +240,54 @@ def test_a_series_from_a_rollup_equals_the_raw_rows_in_hourly_buckets(
     same(rollup.rows, raw.rows, DIGEST_TOLERANCE if reads_digest(sql) else 1e-9)
 
 
+BLOCKS = [(n, p) for n, p in SERIES if BUILD.IN_BLOCKS in p["targets"][0]["rawSql"]]
+
+
+@pytest.mark.parametrize("bucket_hours", [3, 6])
+@pytest.mark.parametrize(("name", "panel"), BLOCKS, ids=[f"{n}:{p['title']}" for n, p in BLOCKS])
+def test_a_series_in_buckets_of_3_hours_reads_whole_blocks_and_gives_the_hourly_rollups_numbers(
+    seeded: dict[str, Runner], seeded_now: datetime, name: str, panel: dict[str, Any], bucket_hours: int
+) -> None:
+    """Buckets of 3 and 6 hours over a range starting mid-block: the 3-hour rollup's whole blocks and the hourly
+    one's edge hours give each bucket what the hourly rollup alone gives (t-digests merged in another order)."""
+    board = BOARDS[name]
+    runner = seeded["all"]
+    start = seeded_now.replace(minute=37, second=0, microsecond=0) - timedelta(days=9, hours=1)
+    ctx = QueryContext(start, seeded_now, timedelta(hours=bucket_hours))
+    variables = resolve_variables(board, runner, ctx, "all")
+    sql = panel["targets"][0]["rawSql"]
+    blocks = runner.run(sql, variables, ctx)
+    hourly = runner.run(sql.replace(BUILD.IN_BLOCKS, "0 = 1"), variables, ctx)
+    assert blocks.sql != hourly.sql and len(blocks.rows) > 9 * 24 // bucket_hours
+    same(blocks.rows, hourly.rows, DIGEST_TOLERANCE)
+
+
+@pytest.mark.parametrize("bucket_hours", [1, 3, 6])
+@pytest.mark.parametrize("tables", [(BUILD.LATENCY, BUILD.LATENCY_3H), (BUILD.INPUT_TOKENS, BUILD.INPUT_TOKENS_3H)])
+def test_blocks_and_hours_cover_each_hour_of_the_range_once(
+    seeded: dict[str, Runner], seeded_now: datetime, tables: tuple[str, str], bucket_hours: int
+) -> None:
+    """The calls per bucket from blocks_and_hours equal the raw rows' over the rollups' whole hours: no hour is
+    read from both tables or from neither, whichever the bucket (1 hour: the hourly table alone)."""
+    runner = seeded["all"]
+    start = seeded_now.replace(minute=37, second=0, microsecond=0) - timedelta(days=9, hours=1)
+    ctx = QueryContext(start, seeded_now, timedelta(hours=bucket_hours))
+    bucket = "toStartOfInterval({}, INTERVAL $__interval_s second) AS time"
+    rolled = runner.run(
+        f"SELECT {bucket.format('hour')}, sum(spans) FROM ({BUILD.blocks_and_hours(*tables, '1 = 1')})"
+        " GROUP BY time ORDER BY time",
+        {},
+        ctx,
+    )
+    raw = runner.run(
+        f"SELECT {bucket.format('timestamp')}, count() FROM genai_spans WHERE {hours('timestamp')}"
+        " GROUP BY time ORDER BY time",
+        {},
+        ctx,
+    )
+    assert len(raw.rows) > 9 * 24 // bucket_hours and rolled.rows == raw.rows
+
+
 @pytest.mark.parametrize("variable", list(VARIABLES))
 def test_a_variable_from_a_rollup_lists_what_the_raw_rows_list(
     seeded: dict[str, Runner], seeded_now: datetime, variable: str
@@ -242,11 +306,15 @@ def test_an_alert_from_a_rollup_equals_the_raw_rows(seeded: dict[str, Runner], s
     (query,) = [d for d in rule["data"] if d["datasourceUid"] != "__expr__"]
     assert reads_rollup(query["model"]["rawSql"])
     ctx = QueryContext(seeded_now - timedelta(days=14), seeded_now, timedelta(minutes=1))
-    runner = seeded["drift"]
-    rollup = runner.run(query["model"]["rawSql"], {}, ctx)
-    assert rollup.rows
+    runner = seeded[ALERT_DATA[uid]]
     sql = query["model"]["rawSql"]
-    same(rollup.rows, runner.run(ALERTS[uid], {}, ctx).rows, DIGEST_TOLERANCE if reads_digest(sql) else 1e-9)
+    while True:  # both at the same now(): their windows move with the clock's minute
+        started = datetime.now().replace(second=0, microsecond=0)
+        rollup, raw = runner.run(sql, {}, ctx), runner.run(ALERTS[uid], {}, ctx)
+        if datetime.now().replace(second=0, microsecond=0) == started:
+            break
+    assert rollup.rows
+    same(rollup.rows, raw.rows, DIGEST_TOLERANCE if reads_digest(sql) else 1e-9)
 
 
 # --- the backfill ----------------------------------------------------------------------------------------------
@@ -381,11 +449,13 @@ NARROW_COLUMNS = {
 }
 
 
-def narrow_rolled_up(client: Client, database: str) -> dict[str, list[tuple[Any, ...]]]:
+def narrow_rolled_up(
+    client: Client, database: str, columns: dict[str, tuple[str, str, str]] | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
     """Each rollup's groups with their sums exact, and their t-digest medians rounded to 2 significant digits
     (a digest's centroids depend on how its states were merged: the view's per insert, the backfill's at once)."""
     out = {}
-    for table, (keys, sums, digest) in NARROW_COLUMNS.items():
+    for table, (keys, sums, digest) in (columns or NARROW_COLUMNS).items():
         median = ""
         if digest:
             value = f"quantileTDigestMerge(0.5)({digest})"
@@ -397,15 +467,43 @@ def narrow_rolled_up(client: Client, database: str) -> dict[str, list[tuple[Any,
     return out
 
 
-def test_the_narrow_rollups_backfill_stored_rows_once_and_the_views_the_rows_after(
-    store: Client, seeded_now: datetime
+# --- the backfill of 027-029 -----------------------------------------------------------------------------------
+
+TIERS = [m for m in migrations() if 27 <= m.version <= 29]
+TIER_COLUMNS = {
+    "genai_spend_minutely": ("minute, project", "sum(spans), sum(total_cost)", ""),
+    "genai_latency_3h": ("hour, project, environment, provider, model", "sum(spans)", "duration_digest"),
+    "genai_input_tokens_3h": (
+        "hour, project, environment, service_name, operation, feature",
+        "sum(spans)",
+        "input_tokens_digest",
+    ),
+}
+
+
+BACKFILLS = {"023-026": (NARROW, NARROW_COLUMNS), "027-029": (TIERS, TIER_COLUMNS)}
+
+
+@pytest.mark.parametrize("files", list(BACKFILLS))
+def test_the_narrow_and_tier_rollups_backfill_stored_rows_once_and_the_views_the_rows_after(
+    store: Client, seeded_now: datetime, files: str
 ) -> None:
-    """A store whose rows were stored before 023-026: running those files rolls them up as the views would have;
-    running them again changes nothing; rows stored after are rolled up by the views."""
-    assert [m.version for m in NARROW] == [23, 24, 25, 26]
-    viewed, backfilled = check_backfill(store, seeded_now, NARROW, NARROW_COLUMNS, narrow_rolled_up)
-    expected = narrow_rolled_up(store, viewed)
+    """A store whose rows were stored before 023-026 (or 027-029): running those files rolls them up as the views
+    would have; running them again changes nothing; rows stored after are rolled up by the views."""
+    migrations_, columns = BACKFILLS[files]
+    first, last = (int(v) for v in files.split("-"))
+    assert [m.version for m in migrations_] == list(range(first, last + 1))
+
+    def rolled(client: Client, database: str) -> dict[str, list[tuple[Any, ...]]]:
+        return narrow_rolled_up(client, database, columns)
+
+    viewed, backfilled = check_backfill(store, seeded_now, migrations_, columns, rolled)
+    expected = rolled(store, viewed)
     for database in (viewed, backfilled):
         seed(store, database, seeded_now + timedelta(minutes=5), ("spike",))
-    after = narrow_rolled_up(store, viewed)
-    assert after != expected and narrow_rolled_up(store, backfilled) == after
+    after = rolled(store, viewed)
+    assert after != expected and rolled(store, backfilled) == after
+    (spans,) = store.query("SELECT count() FROM {db:Identifier}.genai_spans", parameters={"db": backfilled}).first_row
+    for table in columns:
+        summed = store.query(f"SELECT sum(spans) FROM {{db:Identifier}}.{table}", parameters={"db": backfilled})
+        assert summed.first_row == (spans,), table
