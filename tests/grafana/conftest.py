@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,11 +32,22 @@ PROVISIONING = GRAFANA / "provisioning"
 
 
 def load_build() -> ModuleType:
-    """grafana/build.py, which writes the dashboards and rules (not a package: loaded from its path)."""
+    """grafana/build.py, which writes the dashboards and rules (not a package: loaded from its path, with its
+    folder on sys.path for the modules beside it, as when it runs as a script)."""
+    if str(GRAFANA) not in sys.path:
+        sys.path.insert(0, str(GRAFANA))
     spec = importlib.util.spec_from_file_location("spanmeter_grafana_build", GRAFANA / "build.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def load_queries() -> ModuleType:
+    """grafana/queries.py, the SQL build.py's dashboards and rules are made of."""
+    load_build()
+    module = sys.modules["queries"]
+    assert Path(module.__file__ or "") == GRAFANA / "queries.py", module.__file__
     return module
 
 

@@ -22,12 +22,12 @@ from clickhouse_connect.driver.client import Client
 from spanmeter.migrations import Migration, migrations
 from spanmeter.store import apply_schema, statements
 
-from .conftest import Runner, alert_rules, dashboards, load_build
+from .conftest import Runner, alert_rules, dashboards, load_queries
 from .plugin_macros import QueryContext
 from .seed import seed
 from .test_dashboards import panel_range, resolve_variables
 
-BUILD = load_build()
+BUILD = load_queries()  # the SQL of grafana/build.py's dashboards and rules
 ROLLUPS = (
     BUILD.STATS,
     BUILD.SESSIONS,
