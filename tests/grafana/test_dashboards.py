@@ -3,11 +3,15 @@ seeded chDB data with every multi-value variable on All, on one value and on sev
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from .conftest import GRAFANA, Result, Runner, dashboards, load_build, provisioning
 from .plugin_macros import ALL, QueryContext, Variable, grafana_duration, panel_interval
@@ -173,6 +177,19 @@ def test_every_panel_has_a_grid_position_and_none_overlap(name: str) -> None:
 def test_committed_files_are_what_build_py_writes() -> None:
     for path, text in load_build().rendered().items():
         assert path.read_text() == text, f"{path.relative_to(GRAFANA)} is stale: run python grafana/build.py"
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_dashboards_decode_into_the_sdk_models_and_back(name: str) -> None:
+    """Nothing in the committed JSON is outside grafana-foundation-sdk's typed models: the SDK decodes each
+    dashboard, every target as grafana/clickhouse_query.py's ClickHouseQuery (not the SDK's untyped fallback for
+    an unknown plugin), and encodes it back unchanged."""
+    load_build()  # registers ClickHouseQuery with the SDK's runtime
+    query_type = sys.modules["clickhouse_query"].ClickHouseQuery
+    board = Dashboard.from_json(DASHBOARDS[name])
+    targets = [target for panel in board.panels or [] for target in getattr(panel, "targets", None) or []]
+    assert targets and all(isinstance(target, query_type) for target in targets), [type(t) for t in targets]
+    assert json.loads(json.dumps(board, cls=JSONEncoder)) == DASHBOARDS[name]
 
 
 def test_dashboard_provider_points_at_the_dashboards() -> None:

@@ -81,3 +81,32 @@ def test_dashboards_are_at_the_schema_version_grafana_writes(name: str) -> None:
             for prop in override.get("properties", []):
                 if prop["id"] == "custom.hideFrom" and prop["value"].get("viz"):
                     assert prop["value"].get("tooltip"), f"{panel['title']}: hidden from viz, not from tooltip"
+
+
+# The keys Grafana 12.2's rule file loader reads (pkg/services/provisioning/alerting/rules_types.go: AlertRuleGroupV1,
+# AlertRuleV1, QueryV1); it ignores any other, so a key of another shape (the HTTP API's `folderUID`, `ruleGroup`,
+# `title` of a group...) would be silently dropped.
+RULE_GROUP_KEYS = {"orgId", "name", "folder", "interval", "rules"}
+RULE_KEYS = {
+    "uid", "title", "condition", "data", "dasboardUid", "dashboardUid", "panelId", "noDataState", "execErrState",
+    "for", "keepFiringFor", "missing_series_evals_to_resolve", "annotations", "labels", "isPaused",
+    "notification_settings", "record",
+}  # fmt: skip
+QUERY_KEYS = {"refId", "queryType", "relativeTimeRange", "datasourceUid", "model"}
+
+
+def test_alert_rules_are_in_the_file_provisioning_shape() -> None:
+    """Every group, rule and query holds only keys the file loader reads, and those it needs: a group's name, its
+    folder by title and an interval it parses as a duration; a rule's uid, title, condition and data."""
+    groups = provisioning("alerting")["groups"]
+    assert groups
+    for group in groups:
+        assert set(group) <= RULE_GROUP_KEYS, set(group) - RULE_GROUP_KEYS
+        assert group["name"] and group["folder"] and group["rules"]
+        assert isinstance(group["interval"], str) and group["interval"][-1] in "smhd", group["interval"]
+        for rule in group["rules"]:
+            assert set(rule) <= RULE_KEYS, (rule["uid"], set(rule) - RULE_KEYS)
+            assert rule["uid"] and rule["title"] and rule["condition"] in {query["refId"] for query in rule["data"]}
+            for query in rule["data"]:
+                assert set(query) <= QUERY_KEYS, (rule["uid"], set(query) - QUERY_KEYS)
+                assert set(query["relativeTimeRange"]) == {"from", "to"}
