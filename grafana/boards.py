@@ -22,10 +22,8 @@ from queries import (
     HOURS,
     INGESTED,
     INPUT_TOKENS,
-    INPUT_TOKENS_3H,
     INPUT_TOKENS_KEYS,
     LATENCY,
-    LATENCY_3H,
     LATENCY_DAILY,
     LATENCY_KEYS,
     LATEST_FINDINGS,
@@ -54,6 +52,9 @@ from variables import compare_model, dimension_variables, tag_key, trace_url
 # Points a time series asks for: its bucket is the range / this, rounded by Grafana, so a range of about a week
 # or more gets buckets of whole hours (from the rollups) and a day gets 10-minute buckets (from the rows).
 SERIES_POINTS = 100
+# The tokens-per-call series, a line per service, operation and feature, are trends over weeks: a point a day from
+# 30 days up (the daily rollup's digests: 30 a line, where 3-hour points merged 240), 3-hour points at a week.
+TREND_POINTS = 30
 
 
 def compare_stat(
@@ -224,7 +225,7 @@ def models() -> list[Panel]:
                 "quantile(0.5)(duration_ns / 1e9) AS p50",
                 "quantileMerge(0.5)(duration_quantiles) / 1e9 AS p50",
                 "model",
-                coarse=(LATENCY, LATENCY_KEYS, "quantileTDigestMerge(0.5)(duration_digest) / 1e9 AS p50", LATENCY_3H),
+                coarse=(LATENCY, LATENCY_KEYS, "quantileTDigestMerge(0.5)(duration_digest) / 1e9 AS p50"),
             ),
             "s",
             w=8,
@@ -343,15 +344,10 @@ def trends() -> list[Panel]:
                 "series",
                 "quantile(0.5)(input_tokens) AS p50",
                 "quantileMerge(0.5)(input_tokens_quantiles) AS p50",
-                coarse=(
-                    INPUT_TOKENS,
-                    INPUT_TOKENS_KEYS,
-                    "quantileTDigestMerge(0.5)(input_tokens_digest) AS p50",
-                    INPUT_TOKENS_3H,
-                ),
+                coarse=(INPUT_TOKENS, INPUT_TOKENS_KEYS, "quantileTDigestMerge(0.5)(input_tokens_digest) AS p50"),
             ),
             "short",
-        ).max_data_points(SERIES_POINTS),
+        ).max_data_points(TREND_POINTS),
         timeseries_panel(
             "Input tokens per call (p95) by service / operation / feature",
             per_interval(
@@ -359,15 +355,10 @@ def trends() -> list[Panel]:
                 "series",
                 "quantile(0.95)(input_tokens) AS p95",
                 "quantileMerge(0.95)(input_tokens_quantiles) AS p95",
-                coarse=(
-                    INPUT_TOKENS,
-                    INPUT_TOKENS_KEYS,
-                    "quantileTDigestMerge(0.95)(input_tokens_digest) AS p95",
-                    INPUT_TOKENS_3H,
-                ),
+                coarse=(INPUT_TOKENS, INPUT_TOKENS_KEYS, "quantileTDigestMerge(0.95)(input_tokens_digest) AS p95"),
             ),
             "short",
-        ).max_data_points(SERIES_POINTS),
+        ).max_data_points(TREND_POINTS),
         table(
             "Prompt drift: median input tokens per call, last 7 days against the 7 before (growth of 50 % or more)",
             f"""SELECT service, operation, feature, median_before, median_last_7d, growth, calls_last_7d FROM (

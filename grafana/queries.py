@@ -88,6 +88,8 @@ INPUT_TOKENS_DAILY = "genai_input_tokens_daily"
 # 3 hours reads for its whole blocks.
 LATENCY_3H = "genai_latency_3h"
 INPUT_TOKENS_3H = "genai_input_tokens_3h"
+# An hourly rollup's 3-hour and daily twins (blocks_and_hours).
+TIERS = {LATENCY: (LATENCY_3H, LATENCY_DAILY), INPUT_TOKENS: (INPUT_TOKENS_3H, INPUT_TOKENS_DAILY)}
 LATENCY_KEYS = ("project", "environment", "provider", "model")
 INPUT_TOKENS_KEYS = ("project", "environment", "service", "feature")
 LAG_KEYS = ("project", "environment")
@@ -144,15 +146,23 @@ def before_range(expr: str) -> str:
 FIRST_BLOCK = "toStartOfInterval(toStartOfHour($__fromTime) + INTERVAL 2 HOUR, INTERVAL 10800 second)"
 LAST_BLOCK = "toStartOfInterval($__toTime, INTERVAL 10800 second)"
 IN_BLOCKS = "$__interval_s % 10800 = 0"
+IN_DAYS = "$__interval_s % 86400 = 0"
 
 
-def blocks_and_hours(hourly: str, blocks: str, where: str) -> str:
-    """The rows of `hourly` for the range's hours, with its whole 3-hour blocks read from `blocks` (the same
-    columns, by blocks) when the buckets are multiples of 3 hours."""
-    whole = f"{IN_BLOCKS} AND hour >= {FIRST_BLOCK} AND hour < {LAST_BLOCK}"
-    return f"""SELECT * FROM {blocks} WHERE {where} AND {whole}
+def blocks_and_hours(hourly: str, where: str) -> str:
+    """The rows of `hourly` for the range's hours, its whole UTC days read from its daily rollup when the
+    buckets are whole days, else its whole 3-hour blocks from its 3-hour rollup when the buckets are multiples
+    of 3 hours (TIERS: the same columns, by days or blocks): a month in daily buckets merges 30 states a
+    series instead of 240."""
+    blocks, daily = TIERS[hourly]
+    whole_days = f"{IN_DAYS} AND {{0}} >= {FIRST_DAY} AND {{0}} < {LAST_DAY}"
+    whole_blocks = f"NOT {IN_DAYS} AND {IN_BLOCKS} AND hour >= {FIRST_BLOCK} AND hour < {LAST_BLOCK}"
+    hours = f"{HOURS} AND NOT ({whole_days.format('hour')}) AND NOT ({whole_blocks})"
+    return f"""SELECT * FROM {hourly} WHERE {where} AND {hours}
         UNION ALL
-        SELECT * FROM {hourly} WHERE {where} AND {HOURS} AND NOT ({whole})"""
+        SELECT * FROM {blocks} WHERE {where} AND {whole_blocks}
+        UNION ALL
+        SELECT * FROM {daily} WHERE {where} AND {whole_days.format("day")}"""
 
 
 def per_interval(
@@ -163,24 +173,21 @@ def per_interval(
     rollup_key: str | None = None,
     rollup: str = STATS,
     time: str = "timestamp",
-    coarse: tuple[str, tuple[str, ...], str] | tuple[str, tuple[str, ...], str, str] | None = None,
+    coarse: tuple[str, tuple[str, ...], str] | None = None,
 ) -> str:
     """A time series per value of `key`, in buckets of the panel's interval: from the hourly `rollup` when the
     buckets are whole hours, else from the raw rows (the branch not taken reads nothing: its condition is
     constant). `time` is the raw rows' time column the rollup's `hour` stands for. `coarse` (table, its key
-    variables, values[, the table by 3-hour blocks]): a smaller hourly rollup read instead of `rollup` when the
-    other variables are on All; its whole blocks from the 3-hour one when the buckets are multiples of 3
-    hours."""  # fmt: skip
+    variables, values): a smaller hourly rollup read instead of `rollup` when the other variables are on All;
+    with its days and 3-hour blocks (blocks_and_hours) when it has them (TIERS)."""  # fmt: skip
     grouped = f"toStartOfInterval(hour, INTERVAL $__interval_s second) AS time, {rollup_key or key} AS {alias}"
     fine = "1 = 1"
     branches = ""
     if coarse is not None:
-        table, keys, coarse_values, *blocks = coarse
+        table, keys, coarse_values = coarse
         fine = f"NOT {on_all(keys)}"
         where = f"$__interval_s >= 3600 AND {on_all(keys)} AND {filters(True, keys)}"
-        rows = (
-            blocks_and_hours(table, blocks[0], where) if blocks else f"SELECT * FROM {table} WHERE {where} AND {HOURS}"
-        )
+        rows = blocks_and_hours(table, where) if table in TIERS else f"SELECT * FROM {table} WHERE {where} AND {HOURS}"
         branches = f"""SELECT {grouped}, {coarse_values} FROM ({rows})
         GROUP BY time, {alias}
         UNION ALL"""

@@ -243,13 +243,14 @@ def test_a_series_from_a_rollup_equals_the_raw_rows_in_hourly_buckets(
 BLOCKS = [(n, p) for n, p in SERIES if BUILD.IN_BLOCKS in p["targets"][0]["rawSql"]]
 
 
-@pytest.mark.parametrize("bucket_hours", [3, 6])
+@pytest.mark.parametrize("bucket_hours", [3, 6, 24])
 @pytest.mark.parametrize(("name", "panel"), BLOCKS, ids=[f"{n}:{p['title']}" for n, p in BLOCKS])
 def test_a_series_in_buckets_of_3_hours_reads_whole_blocks_and_gives_the_hourly_rollups_numbers(
     seeded: dict[str, Runner], seeded_now: datetime, name: str, panel: dict[str, Any], bucket_hours: int
 ) -> None:
-    """Buckets of 3 and 6 hours over a range starting mid-block: the 3-hour rollup's whole blocks and the hourly
-    one's edge hours give each bucket what the hourly rollup alone gives (t-digests merged in another order)."""
+    """Buckets of 3 and 6 hours and of a day over a range starting mid-block: the 3-hour (or daily) rollup's
+    whole blocks (days) and the hourly one's edge hours give each bucket what the hourly rollup alone gives
+    (t-digests merged in another order)."""
     board = BOARDS[name]
     runner = seeded["all"]
     start = seeded_now.replace(minute=37, second=0, microsecond=0) - timedelta(days=9, hours=1)
@@ -257,24 +258,25 @@ def test_a_series_in_buckets_of_3_hours_reads_whole_blocks_and_gives_the_hourly_
     variables = resolve_variables(board, runner, ctx, "all")
     sql = panel["targets"][0]["rawSql"]
     blocks = runner.run(sql, variables, ctx)
-    hourly = runner.run(sql.replace(BUILD.IN_BLOCKS, "0 = 1"), variables, ctx)
+    hourly = runner.run(sql.replace(BUILD.IN_BLOCKS, "0 = 1").replace(BUILD.IN_DAYS, "0 = 1"), variables, ctx)
     assert blocks.sql != hourly.sql and len(blocks.rows) > 9 * 24 // bucket_hours
     same(blocks.rows, hourly.rows, DIGEST_TOLERANCE)
 
 
-@pytest.mark.parametrize("bucket_hours", [1, 3, 6])
-@pytest.mark.parametrize("tables", [(BUILD.LATENCY, BUILD.LATENCY_3H), (BUILD.INPUT_TOKENS, BUILD.INPUT_TOKENS_3H)])
+@pytest.mark.parametrize("bucket_hours", [1, 3, 6, 24, 48])
+@pytest.mark.parametrize("table", [BUILD.LATENCY, BUILD.INPUT_TOKENS])
 def test_blocks_and_hours_cover_each_hour_of_the_range_once(
-    seeded: dict[str, Runner], seeded_now: datetime, tables: tuple[str, str], bucket_hours: int
+    seeded: dict[str, Runner], seeded_now: datetime, table: str, bucket_hours: int
 ) -> None:
     """The calls per bucket from blocks_and_hours equal the raw rows' over the rollups' whole hours: no hour is
-    read from both tables or from neither, whichever the bucket (1 hour: the hourly table alone)."""
+    read from two tables or from none, whichever the bucket (1 hour: the hourly table alone; 3 and 6: 3-hour
+    blocks; 24 and 48: days)."""
     runner = seeded["all"]
     start = seeded_now.replace(minute=37, second=0, microsecond=0) - timedelta(days=9, hours=1)
     ctx = QueryContext(start, seeded_now, timedelta(hours=bucket_hours))
     bucket = "toStartOfInterval({}, INTERVAL $__interval_s second) AS time"
     rolled = runner.run(
-        f"SELECT {bucket.format('hour')}, sum(spans) FROM ({BUILD.blocks_and_hours(*tables, '1 = 1')})"
+        f"SELECT {bucket.format('hour')}, sum(spans) FROM ({BUILD.blocks_and_hours(table, '1 = 1')})"
         " GROUP BY time ORDER BY time",
         {},
         ctx,
