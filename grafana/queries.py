@@ -1,6 +1,6 @@
 """The SQL of spanmeter's dashboards and alert rules: filters for the dashboard variables, the rollups each query
 reads and the helpers that pick rows or rollups per range and selection. Only strings of SQL here; panels are
-assembled in panels.py and dashboards.py.
+assembled in panels.py and boards.py.
 
 Every query is ClickHouse SQL in the style of grafana/clickhouse-datasource's own dashboards
 (src/dashboards/otel-service-dashboard.json): the plugin's macros for time, `$__conditionalAll` for
