@@ -139,6 +139,18 @@ def other_ca(tmp_path: Path) -> CertificateAuthority:
     return CertificateAuthority(tmp_path, "other")
 
 
+@pytest.fixture(scope="module")
+def module_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
+    return CertificateAuthority(tmp_path_factory.mktemp("module-ca"), "one")
+
+
+@pytest.fixture(scope="module")
+def tls_collector(start_module_collector: Callable[..., Collector], module_ca: CertificateAuthority) -> Collector:
+    """TLS on both receivers with a certificate from `module_ca`, shared by the tests that only connect to it (each
+    start costs seconds: the schema's migrations); they find their own rows by span id."""
+    return start_module_collector(tls_overrides(server_tls(module_ca.issue("server", server=True))))
+
+
 # --- collector and clients ---------------------------------------------------------------------
 
 
@@ -152,6 +164,16 @@ def tls_overrides(tls: dict[str, Any]) -> dict[str, Any]:
 
 def server_tls(server: Issued, **more: Any) -> dict[str, Any]:
     return {"cert_file": str(server.cert), "key_file": str(server.key), **more}
+
+
+def span_ids(spans: list[ReadableSpan]) -> list[str]:
+    return sorted(format(span.get_span_context().span_id, "016x") for span in spans)
+
+
+def rows_of(collector: Collector, store: Any, spans: list[ReadableSpan]) -> list[dict[str, Any]]:
+    """The rows stored for these spans in the collector's database."""
+    database = collector.store_config.database
+    return rows(store, database, "span_id IN {ids:Array(String)}", ids=span_ids(spans))
 
 
 def genai_spans(count: int, transport: str) -> list[ReadableSpan]:
@@ -224,12 +246,13 @@ def requests_received(collector: Collector, transport: str) -> float:
     return value or 0.0
 
 
-def assert_refused(collector: Collector, transport: str, exporter: SpanExporter, store: Any, database: str) -> None:
+def assert_refused(collector: Collector, transport: str, exporter: SpanExporter, store: Any) -> None:
     before = requests_received(collector, transport)
-    assert export(exporter, genai_spans(2, transport)) == SpanExportResult.FAILURE
+    spans = genai_spans(2, transport)
+    assert export(exporter, spans) == SpanExportResult.FAILURE
     assert requests_received(collector, transport) == before, "the request got past the handshake"
     time.sleep(0.3)  # two batch ages: anything accepted would be stored by now
-    assert rows(store, database) == []
+    assert rows_of(collector, store, spans) == []
 
 
 def https_get(collector: Collector, path: str, trust: Path, client: Issued | None = None) -> tuple[int, Any]:
@@ -246,66 +269,56 @@ def https_get(collector: Collector, path: str, trust: Path, client: Issued | Non
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_sdk_exporters_trusting_the_ca_deliver_over_tls(
-    transport: str, start_collector: Callable[..., Collector], ca: CertificateAuthority, store: Any, database: str
+    transport: str, tls_collector: Collector, module_ca: CertificateAuthority, store: Any
 ) -> None:
-    collector = start_collector(tls_overrides(server_tls(ca.issue("server", server=True))))
-    assert export(EXPORTERS[transport](collector, ca.cert), genai_spans(3, transport)) == SpanExportResult.SUCCESS
-    wait_for_rows(collector, 3)
-    stored = rows(store, database)
+    collector, before, spans = tls_collector, tls_collector.exporter.stored_rows, genai_spans(3, transport)
+    assert export(EXPORTERS[transport](collector, module_ca.cert), spans) == SpanExportResult.SUCCESS
+    wait_for_rows(collector, before + 3)
+    stored = rows_of(collector, store, spans)
     assert [row["service_name"] for row in stored] == [f"tls-{transport}"] * 3
     assert sorted(row["input_tokens"] for row in stored) == [100, 101, 102]
 
 
 def test_grpc_verifies_the_server_by_name_as_well(
-    start_collector: Callable[..., Collector], ca: CertificateAuthority, store: Any, database: str
+    tls_collector: Collector, module_ca: CertificateAuthority, store: Any
 ) -> None:
     """The certificate's DNS name (localhost) verifies too, not only its IP address."""
-    collector = start_collector(tls_overrides(server_tls(ca.issue("server", server=True))))
-    exporter = grpc_exporter(collector, ca.cert, host="localhost")
-    assert export(exporter, genai_spans(1, "grpc")) == SpanExportResult.SUCCESS
-    wait_for_rows(collector, 1)
+    collector, before, spans = tls_collector, tls_collector.exporter.stored_rows, genai_spans(1, "grpc")
+    exporter = grpc_exporter(collector, module_ca.cert, host="localhost")
+    assert export(exporter, spans) == SpanExportResult.SUCCESS
+    wait_for_rows(collector, before + 1)
+    assert len(rows_of(collector, store, spans)) == 1
 
 
-def test_the_api_on_the_http_port_is_https_too(
-    start_collector: Callable[..., Collector], ca: CertificateAuthority
-) -> None:
-    collector = start_collector(tls_overrides(server_tls(ca.issue("server", server=True))))
-    status, health = https_get(collector, "/healthz", ca.cert)
+def test_the_api_on_the_http_port_is_https_too(tls_collector: Collector, module_ca: CertificateAuthority) -> None:
+    collector = tls_collector
+    status, health = https_get(collector, "/healthz", module_ca.cert)
     assert status == 200 and health["status"] == "ok"
     with pytest.raises(OSError):  # plaintext to the same port: no answer
         urllib.request.urlopen(f"http://127.0.0.1:{collector.http_port}/healthz", timeout=5)
 
 
 def test_the_cli_asks_the_https_api_trusting_ssl_cert_file(
-    start_collector: Callable[..., Collector], ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+    tls_collector: Collector, module_ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`report` and `budget status` find the API through api_base_url and read it with get_json."""
-    collector = start_collector(tls_overrides(server_tls(ca.issue("server", server=True))))
+    collector = tls_collector
     url = api_base_url(collector.config, collector.http_port)
     assert url == f"https://127.0.0.1:{collector.http_port}"
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert))
+    monkeypatch.setenv("SSL_CERT_FILE", str(module_ca.cert))
     assert get_json(f"{url}/healthz")["status"] == "ok"
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_a_plaintext_client_is_refused(
-    transport: str, start_collector: Callable[..., Collector], ca: CertificateAuthority, store: Any, database: str
-) -> None:
-    collector = start_collector(tls_overrides(server_tls(ca.issue("server", server=True))))
-    assert_refused(collector, transport, EXPORTERS[transport](collector, None), store, database)
+def test_a_plaintext_client_is_refused(transport: str, tls_collector: Collector, store: Any) -> None:
+    assert_refused(tls_collector, transport, EXPORTERS[transport](tls_collector, None), store)
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_a_client_trusting_another_ca_is_refused(
-    transport: str,
-    start_collector: Callable[..., Collector],
-    ca: CertificateAuthority,
-    other_ca: CertificateAuthority,
-    store: Any,
-    database: str,
+    transport: str, tls_collector: Collector, other_ca: CertificateAuthority, store: Any
 ) -> None:
-    collector = start_collector(tls_overrides(server_tls(ca.issue("server", server=True))))
-    assert_refused(collector, transport, EXPORTERS[transport](collector, other_ca.cert), store, database)
+    assert_refused(tls_collector, transport, EXPORTERS[transport](tls_collector, other_ca.cert), store)
 
 
 def test_min_version_1_3_refuses_a_tls_1_2_client_on_http(
@@ -326,47 +339,51 @@ def test_min_version_1_3_refuses_a_tls_1_2_client_on_http(
 # --- mTLS --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def mtls_collector(start_collector: Callable[..., Collector], ca: CertificateAuthority) -> Collector:
-    """Clients must present a certificate from `ca` (the CA that signs the server's here, as is common)."""
-    server = ca.issue("server", server=True)
-    return start_collector(tls_overrides(server_tls(server, client_ca_file=str(ca.cert))))
+@pytest.fixture(scope="module")
+def mtls_collector(start_module_collector: Callable[..., Collector], module_ca: CertificateAuthority) -> Collector:
+    """Clients must present a certificate from `module_ca` (the CA that signs the server's here, as is common);
+    shared like `tls_collector`."""
+    server = module_ca.issue("mtls-server", server=True)
+    return start_module_collector(tls_overrides(server_tls(server, client_ca_file=str(module_ca.cert))))
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_mtls_a_client_certificate_from_the_client_ca_delivers(
-    transport: str, mtls_collector: Collector, ca: CertificateAuthority, store: Any, database: str
+    transport: str, mtls_collector: Collector, module_ca: CertificateAuthority, store: Any
 ) -> None:
-    client = ca.issue("app", server=False)
-    exporter = EXPORTERS[transport](mtls_collector, ca.cert, client)
-    assert export(exporter, genai_spans(2, transport)) == SpanExportResult.SUCCESS
-    wait_for_rows(mtls_collector, 2)
-    assert len(rows(store, database)) == 2
-    status, _ = https_get(mtls_collector, "/healthz", ca.cert, client)
+    client, before, spans = (
+        module_ca.issue("app", server=False),
+        mtls_collector.exporter.stored_rows,
+        genai_spans(2, transport),
+    )
+    exporter = EXPORTERS[transport](mtls_collector, module_ca.cert, client)
+    assert export(exporter, spans) == SpanExportResult.SUCCESS
+    wait_for_rows(mtls_collector, before + 2)
+    assert len(rows_of(mtls_collector, store, spans)) == 2
+    status, _ = https_get(mtls_collector, "/healthz", module_ca.cert, client)
     assert status == 200
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_mtls_a_client_without_a_certificate_is_refused(
-    transport: str, mtls_collector: Collector, ca: CertificateAuthority, store: Any, database: str
+    transport: str, mtls_collector: Collector, module_ca: CertificateAuthority, store: Any
 ) -> None:
-    assert_refused(mtls_collector, transport, EXPORTERS[transport](mtls_collector, ca.cert), store, database)
+    assert_refused(mtls_collector, transport, EXPORTERS[transport](mtls_collector, module_ca.cert), store)
     with pytest.raises(OSError):
-        https_get(mtls_collector, "/healthz", ca.cert)
+        https_get(mtls_collector, "/healthz", module_ca.cert)
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_mtls_a_client_certificate_from_another_ca_is_refused(
     transport: str,
     mtls_collector: Collector,
-    ca: CertificateAuthority,
+    module_ca: CertificateAuthority,
     other_ca: CertificateAuthority,
     store: Any,
-    database: str,
 ) -> None:
     stranger = other_ca.issue("app", server=False)
-    exporter = EXPORTERS[transport](mtls_collector, ca.cert, stranger)
-    assert_refused(mtls_collector, transport, exporter, store, database)
+    exporter = EXPORTERS[transport](mtls_collector, module_ca.cert, stranger)
+    assert_refused(mtls_collector, transport, exporter, store)
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
