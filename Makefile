@@ -38,7 +38,7 @@ $(VERCEL)/node_modules/.installed: $(VERCEL)/package.json $(VERCEL)/package-lock
 	else echo "chromium not installed and no root apt-get: tests/collector/test_digest.py's screenshot test will skip"; fi
 
 test: $(VENV)/.installed $(addsuffix /.installed,$(CONVENTION_ENVS)) $(VERCEL)/node_modules/.installed /usr/bin/chromium  ## the whole test suite (what CI runs)
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=20
 
 lint: $(VENV)/.installed  ## ruff on the tree; mypy on the instrumentation (the collector's mypy run is not clean yet)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

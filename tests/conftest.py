@@ -23,6 +23,19 @@ if TYPE_CHECKING:
 os.environ.setdefault("SPANMETER_ENGINE_MIN_SPANS", "0")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), one worker runs a whole module, whose tests
+    may share a module-scoped collector, and one runs all of tests/grafana/, whose tests share the session's
+    seeded databases (seeding them on two workers would cost more than it saves)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    root = Path(__file__).parent
+    for item in items:
+        relative = item.path.relative_to(root)
+        group = relative.parts[0] if relative.parts[0] == "grafana" else relative.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("chdb-store")

@@ -53,7 +53,8 @@ def test_a_request_spanning_101_months_is_stored_and_nothing_behind_it_waits(
     exporter = span_exporter(collector, "http-protobuf")
     assert exporter.export(spans_in_months(101)) is SpanExportResult.SUCCESS
     assert exporter.export(make_spans(5)) is SpanExportResult.SUCCESS
-    wait_for_rows(collector, 106, timeout=30)
+    # 101 inserts, one a month, each through every rollup's view: ~20 s on a loaded host, more beside a second worker.
+    wait_for_rows(collector, 106, timeout=60)
     assert count_rows(store, database) == (106, 106, 106)
     partitions = store.query(
         "SELECT uniqExact(toYYYYMM(timestamp)) FROM {db:Identifier}.genai_spans", parameters={"db": database}
