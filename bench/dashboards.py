@@ -36,6 +36,7 @@ import clickhouse_connect
 import yaml
 from clickhouse_connect.driver.client import Client
 
+from spanmeter import prices
 from spanmeter.store import apply_schema, connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,6 +142,8 @@ def open_store(path: Path, refill: bool, rows: int, days: int) -> Client:
     started = time.perf_counter()
     apply_schema(client, DATABASE)
     print(f"schema (migrations) applied in {time.perf_counter() - started:.1f} s")
+    # What a collector writes at its start: the Models dashboard's 'Compare with' reads it.
+    print(f"model_prices: {prices.refresh(client, DATABASE)} rows of genai-prices")
     if marker.exists():
         print(f"reusing the filled store at {path}: {marker.read_text().strip()}")
         return client
