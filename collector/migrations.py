@@ -128,17 +128,20 @@ class Migrator:
         legacy = legacy or (self._table_exists("genai_spans") and not self._any_done())
         known = migrations()
         self._warn_unknown({m.version for m in known})
+        recorded = self._all_rows()  # one read for all: on a migrated database, the only one
         for migration in known:
-            self._bring(migration, adopt=legacy and migration.version <= BASELINE)
+            self._bring(migration, legacy and migration.version <= BASELINE, recorded.get(migration.version, []))
         return self.applied
 
     # --- one migration -----------------------------------------------------------------------
 
-    def _bring(self, migration: Migration, adopt: bool) -> None:
-        """Return once `migration` is recorded done, by this collector or another."""
+    def _bring(self, migration: Migration, adopt: bool, rows: list[_Row]) -> None:
+        """Return once `migration` is recorded done, by this collector or another. `rows`: its rows as read at
+        the start of this run; read again on each later round."""
         waited_since = None
         while True:
-            rows = self._rows(migration.version)
+            if waited_since is not None:
+                rows = self._rows(migration.version)
             done = [row for row in rows if row.state in _DONE]
             if done:
                 if done[0].checksum != migration.checksum:
@@ -212,15 +215,20 @@ class Migrator:
 
     def _rows(self, version: int) -> list[_Row]:
         """This version's rows, first written first (the kept claim of an attempt is its only claim)."""
+        return self._all_rows(version).get(version, [])
+
+    def _all_rows(self, version: int | None = None) -> dict[int, list[_Row]]:
+        """Every version's rows (or `version`'s), each version's first written first."""
         result = self._client.query(
-            "SELECT state, attempt, applied_at, collector, checksum FROM {database:Identifier}.schema_migrations"
-            " WHERE version = {version:UInt32} ORDER BY attempt, applied_at",
-            parameters={"database": self._database, "version": version},
+            "SELECT version, state, attempt, applied_at, collector, checksum"
+            " FROM {database:Identifier}.schema_migrations WHERE {every:Bool} OR version = {version:UInt32}"
+            " ORDER BY version, attempt, applied_at",
+            parameters={"database": self._database, "every": version is None, "version": version or 0},
         )
-        return [
-            _Row(state, attempt, _utc(at), collector, checksum)
-            for state, attempt, at, collector, checksum in result.result_rows
-        ]
+        rows: dict[int, list[_Row]] = {}
+        for found, state, attempt, at, collector, checksum in result.result_rows:
+            rows.setdefault(found, []).append(_Row(state, attempt, _utc(at), collector, checksum))
+        return rows
 
     def _warn_unknown(self, versions: set[int]) -> None:
         result = self._client.query(
