@@ -15,7 +15,6 @@ set aside as dead letters (`dead_letter.py`), so nothing behind them waits.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import threading
@@ -87,23 +86,21 @@ def to_arrow(records: Sequence[SpanRecord]) -> pa.Table:
 
 
 def by_month(table: pa.Table) -> list[tuple[str, pa.Table]]:
-    """The rows in runs of one partition (UTC month of `timestamp`), in order: one insert per run, as ClickHouse
-    advises (an insert touching over 100 partitions is refused whole). Runs keep the rows' order, so rows are
-    stored in the order they were accepted (what budgets' `stored_rows` counts on). Each run's label (the month,
-    `.N` for a month's later runs) makes its insert token."""
+    """The rows in one part per partition (UTC month of `timestamp`), months in the order their first row came:
+    one insert per month, as ClickHouse advises (an insert touching over 100 partitions is refused whole). Rows
+    of two months may interleave (a batch sent around midnight on the 1st, spans of a day that began last month):
+    kept in arrival order they would make an insert per row. A month keeps its rows' order; the budget ledger
+    counts a segment as one batch, so the order of months within it does not matter. Each part's label (the
+    month) makes its insert token, the same when a segment is read again after a crash."""
     timestamps = table.column("timestamp")
     months = pc.add(pc.multiply(pc.year(timestamps), 100), pc.month(timestamps)).to_numpy()
     if months.min() == months.max():
         return [(str(int(months[0])), table)]
-    starts = [0, *(np.flatnonzero(months[1:] != months[:-1]) + 1).tolist(), len(months)]
-    runs: list[tuple[str, pa.Table]] = []
-    seen: dict[int, int] = {}
-    for start, end in itertools.pairwise(starts):
-        month = int(months[start])
-        repeat = seen.get(month, 0)
-        seen[month] = repeat + 1
-        runs.append((f"{month}.{repeat}" if repeat else str(month), table.slice(start, end - start)))
-    return runs
+    distinct, first = np.unique(months, return_index=True)
+    return [
+        (str(int(month)), table.take(pa.array(np.flatnonzero(months == month))))
+        for month in distinct[np.argsort(first, kind="stable")]
+    ]
 
 
 class _GaveUp(Exception):

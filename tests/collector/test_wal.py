@@ -62,19 +62,21 @@ def test_a_request_spanning_101_months_is_stored_and_nothing_behind_it_waits(
     assert partitions == 101 + 0  # make_spans' month is among the 101
 
 
-def test_a_batch_is_inserted_in_runs_of_one_month_in_the_order_it_was_accepted() -> None:
-    """Budgets count stored rows as a prefix of the accepted ones: runs keep that order, one partition each."""
-    months = [(2026, 1), (2026, 1), (2026, 2), (2026, 1), (2026, 3), (2026, 3)]
+def test_a_batch_is_inserted_in_one_part_a_month_in_the_order_months_came() -> None:
+    """One insert per partition however the months interleave (rows of a day that began last month, sent
+    around midnight on the 1st, came as one insert per row before); each month's rows in their order."""
+    months = [(2026, 1), (2026, 1), (2026, 2), (2026, 1), (2026, 3), (2026, 2), (2026, 3)]
     stamps = [int(datetime(year, month, 10, tzinfo=UTC).timestamp() * 1e9) for year, month in months]
-    table = pa.table({"timestamp": pa.array(stamps, pa.timestamp("ns", tz="UTC")), "n": list(range(6))})
+    table = pa.table({"timestamp": pa.array(stamps, pa.timestamp("ns", tz="UTC")), "n": list(range(7))})
     runs = by_month(table)
     assert [(label, part.column("n").to_pylist()) for label, part in runs] == [
-        ("202601", [0, 1]),
-        ("202602", [2]),
-        ("202601.1", [3]),
-        ("202603", [4, 5]),
+        ("202601", [0, 1, 3]),
+        ("202602", [2, 5]),
+        ("202603", [4, 6]),
     ]
     assert by_month(table.slice(0, 2))[0][0] == "202601"  # one month: the whole batch, as before
+    alternating = pa.table({"timestamp": pa.array([stamps[i % 2 * 2] for i in range(1000)], table.schema[0].type)})
+    assert [(label, part.num_rows) for label, part in by_month(alternating)] == [("202601", 500), ("202602", 500)]
 
 
 # --- rows ClickHouse refuses -------------------------------------------------------------------
