@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .api import StoreReader, query_response, readable_database
+from .api import StoreReader, check_parameters, query_response, readable_database
 from .auth import PRINCIPAL, AuthError, readable_project
-from .calls import parse_calls_query, run_calls
+from .calls import API_PARAMETERS, parse_calls_query, run_calls
 
 __all__ = ["add_calls_routes"]
 
@@ -20,6 +20,7 @@ __all__ = ["add_calls_routes"]
 def add_calls_routes(app: web.Application, reader: StoreReader) -> None:
     async def calls(request: web.Request) -> web.Response:
         try:
+            check_parameters(request.query, API_PARAMETERS)
             query = parse_calls_query(request.query)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
