@@ -125,10 +125,11 @@ class Migrator:
         legacy = self._table_exists("genai_spans") and not self._table_exists("schema_migrations")
         for statement in statements(_TABLE_SQL):
             self._ddl(statement, migrations_table_statements)
-        legacy = legacy or (self._table_exists("genai_spans") and not self._any_done())
-        known = migrations()
-        self._warn_unknown({m.version for m in known})
         recorded = self._all_rows()  # one read for all: on a migrated database, the only one
+        done = {version for version, rows in recorded.items() if any(row.state in _DONE for row in rows)}
+        legacy = legacy or (not done and self._table_exists("genai_spans"))
+        known = migrations()
+        self._warn_unknown(done - {m.version for m in known})
         for migration in known:
             self._bring(migration, legacy and migration.version <= BASELINE, recorded.get(migration.version, []))
         return self.applied
@@ -206,41 +207,29 @@ class Migrator:
         )
         return bool(int(str(result)))
 
-    def _any_done(self) -> bool:
-        result = self._client.query(
-            "SELECT count() FROM {database:Identifier}.schema_migrations WHERE state IN {done:Array(String)}",
-            parameters={"database": self._database, "done": list(_DONE)},
-        )
-        return bool(result.result_rows[0][0])
-
     def _rows(self, version: int) -> list[_Row]:
         """This version's rows, first written first (the kept claim of an attempt is its only claim)."""
-        return self._all_rows(version).get(version, [])
+        return self._all_rows().get(version, [])
 
-    def _all_rows(self, version: int | None = None) -> dict[int, list[_Row]]:
-        """Every version's rows (or `version`'s), each version's first written first."""
+    def _all_rows(self) -> dict[int, list[_Row]]:
+        """Every version's rows (a few per migration), each version's first written first."""
         result = self._client.query(
             "SELECT version, state, attempt, applied_at, collector, checksum"
-            " FROM {database:Identifier}.schema_migrations WHERE {every:Bool} OR version = {version:UInt32}"
-            " ORDER BY version, attempt, applied_at",
-            parameters={"database": self._database, "every": version is None, "version": version or 0},
+            " FROM {database:Identifier}.schema_migrations ORDER BY version, attempt, applied_at",
+            parameters={"database": self._database},
         )
         rows: dict[int, list[_Row]] = {}
-        for found, state, attempt, at, collector, checksum in result.result_rows:
-            rows.setdefault(found, []).append(_Row(state, attempt, _utc(at), collector, checksum))
+        for version, state, attempt, at, collector, checksum in result.result_rows:
+            rows.setdefault(version, []).append(_Row(state, attempt, _utc(at), collector, checksum))
         return rows
 
-    def _warn_unknown(self, versions: set[int]) -> None:
-        result = self._client.query(
-            "SELECT DISTINCT version FROM {database:Identifier}.schema_migrations WHERE state IN {done:Array(String)}",
-            parameters={"database": self._database, "done": list(_DONE)},
-        )
-        newer = sorted(row[0] for row in result.result_rows if row[0] not in versions)
+    def _warn_unknown(self, newer: set[int]) -> None:
+        """`newer`: versions recorded done that this spanmeter has no file for."""
         if newer:
             logger.warning(
                 "database %s has schema migrations %s that this spanmeter does not know: a newer version applied them",
                 self._database,
-                newer,
+                sorted(newer),
             )
 
     def _insert(self, migration: Migration, state: str, attempt: int, token: str = "", detail: str = "") -> None:
