@@ -141,14 +141,21 @@ class Collector:
         return int(float(match.group(1))) if match else 0
 
     def wait_stored(self, count: int) -> None:
+        # Not more often: each look renders every metric on the collector's event loop, and at 10 ms that took a
+        # quarter of the receiving thread's time (py-spy) from the run it measures.
         while self.stored() < count:
-            time.sleep(0.01)
+            time.sleep(0.1)
 
     def peak_memory(self) -> int:
         """The collector process's peak resident memory (VmHWM), bytes."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
         return int(match.group(1)) * 1024 if match else 0
+
+    def cpu_seconds(self) -> float:
+        """CPU time the collector process has used, all its threads (user + system)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -163,6 +170,13 @@ def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
             merged(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) else value
         )
     return result
+
+
+def dotted(key: str, value: Any) -> dict[str, Any]:
+    """`a.b.c`, v as {"a": {"b": {"c": v}}}."""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
 
 
 def checkout(revision: str, into: Path) -> Path:
@@ -269,16 +283,19 @@ def send_raw(port: int, bodies: list[bytes], senders: int) -> None:
     in_threads(worker, [bodies[i::senders] for i in range(senders)])
 
 
-def collector_only(collector: Collector, bodies: list[bytes], spans: int, senders: int) -> tuple[float, float]:
+def collector_only(collector: Collector, bodies: list[bytes], spans: int, senders: int) -> tuple[float, float, float]:
     """The same requests, already encoded, sent over gRPC by raw channels: the collector's own rate, without the
     SDK's encoding competing for the 2 cores. (spans/s until every request is answered, i.e. durable in the WAL;
-    spans/s until every span is in the store.)"""
+    spans/s until every span is in the store; the collector's CPU µs a span over that time, which other work on a
+    shared machine changes far less than the rates.)"""
     before = collector.stored()
+    cpu = collector.cpu_seconds()
     started = time.perf_counter()
     send_raw(collector.grpc_port, bodies, senders)
     answered = time.perf_counter() - started
     collector.wait_stored(before + spans)
-    return spans / answered, spans / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return spans / answered, spans / elapsed, (collector.cpu_seconds() - cpu) / spans * 1e6
 
 
 def minimal_rate(server: MinimalServer, bodies: list[bytes], spans: int, senders: int) -> float:
@@ -315,7 +332,20 @@ def main() -> None:
     parser.add_argument(
         "--reader", choices=("engine", "python"), help="this collector's processors.genai.reader (default: its own)"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a pipelines.yaml key of this checkout's collector, dotted (exporters.clickhouse.batch.max_rows=100000)",
+    )
+    parser.add_argument(
+        "--end-to-end",
+        default="grpc,http",
+        help="the SDK exporters to run end to end, comma-separated; empty: the pre-encoded collector-alone run only",
+    )
     args = parser.parse_args()
+    transports = [name for name in args.end_to_end.split(",") if name]
 
     print(f"building {args.spans} spans...", file=sys.stderr)
     spans = make_spans(args.spans)
@@ -327,8 +357,11 @@ def main() -> None:
     )
 
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-bench-"))
-    overrides = {"processors": {"genai": {"reader": args.reader}}} if args.reader else None
-    versions = Versions(workdir, args.baseline, args.workers, overrides)
+    overrides: dict[str, Any] = {"processors": {"genai": {"reader": args.reader}}} if args.reader else {}
+    for setting in args.set:
+        key, _, value = setting.partition("=")
+        overrides = merged(overrides, dotted(key, yaml.safe_load(value)))
+    versions = Versions(workdir, args.baseline, args.workers, overrides or None)
     results: dict[str, list[float]] = {"decode": [], "encode": [], "minimal": []}
     minimal = MinimalServer()
     try:
@@ -336,7 +369,7 @@ def main() -> None:
         for round_index in range(args.rounds):
             for label, collector in collectors.items():
                 # New spans for every send: the collector recognises resent spans and does not store them twice.
-                for transport in ("grpc", "http"):
+                for transport in transports:
                     fresh = chunks(make_spans(args.spans), args.batch)
                     rate = end_to_end(collector, fresh, transport, args.senders)
                     results.setdefault(f"{label} {transport}", []).append(rate)
@@ -347,12 +380,13 @@ def main() -> None:
                 encoded = [
                     encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.batch)
                 ]
-                answered, rate = collector_only(collector, encoded, args.spans, args.senders)
+                answered, rate, cpu = collector_only(collector, encoded, args.spans, args.senders)
                 results.setdefault(f"{label} raw", []).append(rate)
                 results.setdefault(f"{label} answered", []).append(answered)
+                results.setdefault(f"{label} cpu", []).append(cpu)
                 print(
                     f"round {round_index + 1}: {label} pre-encoded gRPC {rate:>10,.0f} spans/s stored, "
-                    f"{answered:>10,.0f} answered",
+                    f"{answered:>10,.0f} answered, {cpu:.1f} µs CPU a span",
                     file=sys.stderr,
                 )
             results["minimal"].append(minimal_rate(minimal, bodies, len(spans), args.senders))
@@ -374,7 +408,7 @@ def main() -> None:
     print(f"  minimal grpc.aio server (parse, ack) {median['minimal']:>10,.0f} spans/s   {share:6.1%} of ceiling")
     for label in versions.collectors:
         prefix = f"[{label}] " if args.baseline else ""
-        for transport in ("grpc", "http"):
+        for transport in transports:
             ratio = median[f"{label} {transport}"] / median["decode"]
             rate = median[f"{label} {transport}"]
             print(f"  {prefix}end to end, OTLP/{transport:4s}     {rate:>10,.0f} spans/s   {ratio:6.1%} of ceiling")
@@ -386,9 +420,14 @@ def main() -> None:
             f"  {prefix}  of which answered (durable in the WAL) {answered:>10,.0f} spans/s   "
             f"{answered / median['minimal']:6.1%} of the minimal server"
         )
+        cpu = median[f"{label} cpu"]
+        print(
+            f"  {prefix}  collector CPU a span stored          {cpu:>10.1f} µs      "
+            f"(2 cores at most {2e6 / cpu:,.0f} spans/s)"
+        )
         print(f"  {prefix}collector peak memory (VmHWM)     {memory[label] / 2**20:>10,.0f} MiB")
     if args.baseline:
-        for kind in ("grpc", "http", "raw"):
+        for kind in (*transports, "raw", "cpu"):
             ratio = median[f"this {kind}"] / median[f"{args.baseline} {kind}"]
             print(f"  this / {args.baseline}, {kind:4s}: {ratio:.2f}")
     print(f"  sender-side SDK encoding (client)    {median['encode']:>10,.0f} spans/s")
