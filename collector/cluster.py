@@ -9,7 +9,8 @@ Each statement of clickhouse/schema/ is rewritten, never copied:
   `Distributed` table under the original name over those, so reports, Grafana and every insert keep using
   the names they know;
 - a materialized view reads the local source table and writes the local target: each shard rolls up its own
-  rows, and the rollup's sums through the Distributed target are the sums of the shards' sums;
+  rows, and the rollup's sums through the Distributed target are the sums of the shards' sums (a view's
+  `ALTER TABLE ... MODIFY QUERY` reads the local tables too);
 - ALTERs of settings and TTLs apply to the local tables (which hold the data); a column added or changed is
   changed on the local table, then on the Distributed one (its column list is its own);
 - `non_replicated_deduplication_window` becomes `replicated_deduplication_window` (and a time window long
@@ -69,12 +70,15 @@ _CREATE_MV = re.compile(
     r"^CREATE MATERIALIZED VIEW IF NOT EXISTS \{database:Identifier\}\.(\w+)\s+TO\s+", re.IGNORECASE
 )
 _ALTER = re.compile(r"^ALTER TABLE \{database:Identifier\}\.(\w+)\s+", re.IGNORECASE)
-_INSERT_SELECT = re.compile(r"^INSERT INTO \{database:Identifier\}\.(\w+)\s+(?=SELECT\b)", re.IGNORECASE)
+_INSERT_SELECT = re.compile(
+    r"^INSERT INTO \{database:Identifier\}\.(\w+)\s*(\([\w\s,]*\))?\s*(?=SELECT\b)", re.IGNORECASE
+)
 _CREATE_DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS \{database:Identifier\}$", re.IGNORECASE)
 _ENGINE = re.compile(r"^ENGINE\s*=\s*(\w+)", re.IGNORECASE)
 _CLAUSE = re.compile(r"\b(PARTITION BY|ORDER BY|PRIMARY KEY|SAMPLE BY|TTL|SETTINGS)\b", re.IGNORECASE)
 _DEDUP_WINDOW = re.compile(r"\bnon_replicated_deduplication_window\s*=\s*(\d+)", re.IGNORECASE)
 _TABLE_REF = re.compile(r"\{database:Identifier\}\.(\w+)")
+_MODIFY_QUERY = re.compile(r"^MODIFY QUERY\b", re.IGNORECASE)
 _COLUMN_COMMAND = re.compile(r"\b(ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN\b", re.IGNORECASE)
 _PARAMETER = re.compile(r"\{(\w+):(\w+)\}")
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -175,9 +179,12 @@ def _materialized_view(match: re.Match[str], statement: str, cluster: str, datab
 def _alter(match: re.Match[str], statement: str, cluster: str, database: str) -> list[str]:
     table = match[1]
     commands = _settings(statement[match.end() :])
+    on = f"ON CLUSTER {_identifier(cluster)}"
+    if _MODIFY_QUERY.match(commands):  # a view's new SELECT reads the local tables, as its CREATE does
+        select = _TABLE_REF.sub(lambda ref: _qualified(database, local_name(ref[1])), commands)
+        return [f"ALTER TABLE {_qualified(database, table)} {on}\n{select}"]
     if _TABLE_REF.search(commands):
         raise ValueError(f"ALTER of {table} names another table: no cluster form here")
-    on = f"ON CLUSTER {_identifier(cluster)}"
     altered = [f"ALTER TABLE {_qualified(database, local_name(table))} {on}\n    {commands}"]
     # The Distributed table's columns follow the local table's; its settings and TTLs are not the data's.
     if _COLUMN_COMMAND.search(commands) and not re.search(r"\bTTL\b", commands, re.IGNORECASE):
@@ -188,7 +195,8 @@ def _alter(match: re.Match[str], statement: str, cluster: str, database: str) ->
 def _insert_select(match: re.Match[str], statement: str, database: str) -> str:
     settings = ", ".join(f"{name} = {value}" for name, value in CLUSTER_INSERT_SETTINGS.items())
     select = _TABLE_REF.sub(lambda ref: _qualified(database, ref[1]), statement[match.end() :])
-    return f"INSERT INTO {_qualified(database, match[1])} SETTINGS {settings}\n{select}"
+    columns = f" {' '.join(match[2].split())}" if match[2] else ""  # the columns it writes, the others' DEFAULT
+    return f"INSERT INTO {_qualified(database, match[1])}{columns} SETTINGS {settings}\n{select}"
 
 
 # --- pieces ---------------------------------------------------------------------------------

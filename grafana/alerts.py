@@ -18,7 +18,7 @@ from grafana_foundation_sdk.models import alerting as alerting_models
 from grafana_foundation_sdk.models.common import DataSourceRef
 
 from clickhouse_query import DATASOURCE_UID, PLUGIN, ClickHouseQueryBuilder, Format
-from queries import MODEL, drift_rows
+from queries import ESTIMATED, MODEL, drift_rows
 
 ALERTS: list[dict[str, Any]] = [
     {
@@ -26,14 +26,14 @@ ALERTS: list[dict[str, Any]] = [
         "title": "Daily LLM spend over threshold",
         "group": "spend",
         "seconds": 86400,
-        "sql": """SELECT project, toFloat64(sum(total_cost)) AS value FROM genai_spans_hourly
+        "sql": """SELECT project, toFloat64(sum(estimated_cost)) AS value FROM genai_spans_hourly
                   WHERE hour >= toStartOfDay(now('UTC')) GROUP BY project""",
         "evaluator": ("gt", 100),
         "summary": "Project {{ $labels.project }} has spent {{ $values.A }} USD on LLM calls today (UTC), "
         "over 100 USD.",
         "description": "Open the spanmeter Overview and Attribution dashboards for this project to see which service, "
         "feature and user drive the spend. If it is expected, raise the threshold in this rule; if not, cap it "
-        "with a `block` budget in pipelines.yaml.",
+        "with a `block` budget in pipelines.yaml. " + ESTIMATED,
     },
     # Windows of whole minutes from genai_spend_minutely (027): the last 60 before the current minute, and the same
     # 60 on each of the 7 days before. Against windows ending at now() they end up to a minute earlier (the current
@@ -52,7 +52,7 @@ ALERTS: list[dict[str, Any]] = [
                     last_hour / greatest(mean + 3 * stddev, 1) AS value
                   FROM (
                     SELECT project, intDiv(dateDiff('minute', minute, toStartOfMinute(now())) - 1, 1440) AS day,
-                      toFloat64(sum(total_cost)) AS cost
+                      toFloat64(sum(estimated_cost)) AS cost
                     FROM genai_spend_minutely
                     WHERE minute >= toStartOfMinute(now()) - INTERVAL 8 DAY AND minute < toStartOfMinute(now())
                       AND (dateDiff('minute', minute, toStartOfMinute(now())) - 1) % 1440 < 60
@@ -65,7 +65,7 @@ ALERTS: list[dict[str, Any]] = [
         "description": "The last hour's spend (the 60 whole minutes before this one) is above the mean plus three "
         "standard deviations of the same hour on each of the previous 7 days (and above 1 USD). Check the Overview "
         "dashboard's spend by model and the Attribution dashboard's top users and sessions for a runaway loop, a "
-        "retry storm or a new feature.",
+        "retry storm or a new feature. " + ESTIMATED,
     },
     {
         "uid": "spanmeter-budget-exceeded",

@@ -18,6 +18,7 @@ from grafana_foundation_sdk.models.dashboard import (
 
 from panels import Panel, bars, percent_gauges, pie, stat, table, thresholds, timeseries_panel
 from queries import (
+    ESTIMATED,
     HOURLY,
     HOURS,
     INGESTED,
@@ -31,6 +32,8 @@ from queries import (
     MODEL,
     PRICES_VERSION,
     RAW,
+    RAW_SPEND,
+    RAW_TOKENS,
     SPEND,
     STATS,
     TAGS,
@@ -46,6 +49,7 @@ from queries import (
     per_stored_interval,
     sessions,
     up_to,
+    whole,
 )
 from variables import compare_model, dimension_variables, tag_key, trace_url
 
@@ -64,11 +68,13 @@ def compare_stat(
     previous: str,
     unit: str,
     coarse: tuple[tuple[str, str, str], tuple[str, ...], str, str] | None = None,
+    estimated: bool = False,
 ) -> Panel:
     """A value for the dashboard's range beside the same value for the range of equal length before it
-    (queries.compare)."""
+    (queries.compare); `estimated`: a sum weighted by sampling (queries.ESTIMATED)."""
     sql = compare(name, current, previous, coarse)
-    return stat(title, sql, [name, "change_percent"], unit).description("Against the previous range of equal length.")
+    about = "Against the previous range of equal length." + (f" {ESTIMATED}" if estimated else "")
+    return stat(title, sql, [name, "change_percent"], unit).description(about)
 
 
 def overview() -> list[Panel]:
@@ -109,17 +115,26 @@ def overview() -> list[Panel]:
         compare_stat(
             "Spend",
             "spend",
-            f"toFloat64(sumIf({in_range('total_cost')}))",
-            f"toFloat64(sumIf({before_range('total_cost')}))",
+            f"toFloat64(sumIf({in_range('estimated_cost')}))",
+            f"toFloat64(sumIf({before_range('estimated_cost')}))",
             "currencyUSD",
+            estimated=True,
         ),
-        compare_stat("Requests", "requests", f"sumIf({in_range('spans')})", f"sumIf({before_range('spans')})", "short"),
+        compare_stat(
+            "Requests",
+            "requests",
+            whole(f"sumIf({in_range('estimated_spans')})"),
+            whole(f"sumIf({before_range('estimated_spans')})"),
+            "short",
+            estimated=True,
+        ),
         compare_stat(
             "Tokens",
             "tokens",
-            f"sumIf({in_range('input_tokens + output_tokens')})",
-            f"sumIf({before_range('input_tokens + output_tokens')})",
+            whole(f"sumIf({in_range('estimated_input_tokens + estimated_output_tokens')})"),
+            whole(f"sumIf({before_range('estimated_input_tokens + estimated_output_tokens')})"),
             "short",
+            estimated=True,
         ),
         compare_stat(
             "Median latency",
@@ -136,26 +151,30 @@ def overview() -> list[Panel]:
         ),
         bars(
             "Spend by model",
-            per_interval(MODEL, "model", SPEND, SPEND, "model"),
+            per_interval(MODEL, "model", RAW_SPEND, SPEND, "model"),
             "currencyUSD",
             w=24,
-        ).max_data_points(SERIES_POINTS),
+        )
+        .max_data_points(SERIES_POINTS)
+        .description(ESTIMATED),
         table(
             "Top services",
-            f"""SELECT service_name AS service, sum(spans) AS requests, toFloat64(sum(total_cost)) AS spend,
+            f"""SELECT service_name AS service, {whole("sum(estimated_spans)")} AS requests,
+                  toFloat64(sum(estimated_cost)) AS spend,
                   spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share
                 FROM {STATS} WHERE {HOURS} AND {HOURLY}
                 GROUP BY service ORDER BY spend DESC LIMIT 20""",
             {"service": "", "requests": "short", "spend": "currencyUSD", "share": "percent"},
-        ),
+        ).description(ESTIMATED),
         table(
             "Top features",
-            f"""SELECT feature, sum(spans) AS requests, toFloat64(sum(total_cost)) AS spend,
+            f"""SELECT feature, {whole("sum(estimated_spans)")} AS requests,
+                  toFloat64(sum(estimated_cost)) AS spend,
                   spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share
                 FROM {STATS} WHERE {HOURS} AND {HOURLY}
                 GROUP BY feature ORDER BY spend DESC LIMIT 20""",
             {"feature": "", "requests": "short", "spend": "currencyUSD", "share": "percent"},
-        ),
+        ).description(ESTIMATED),
     ]
 
 
@@ -173,9 +192,10 @@ def models() -> list[Panel]:
             f"""SELECT provider, model, requests, spend, cost_per_1k_requests, input_tokens, output_tokens,
                   output_input_ratio, p50_latency, p95_latency
                 FROM (
-                  SELECT provider, model, sum(spans) AS requests, toFloat64(sum(total_cost)) AS spend,
-                    spend / requests * 1000 AS cost_per_1k_requests,
-                    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                  SELECT provider, model, {whole("sum(estimated_spans)")} AS requests,
+                    toFloat64(sum(estimated_cost)) AS spend, spend / requests * 1000 AS cost_per_1k_requests,
+                    {whole("sum(estimated_input_tokens)")} AS input_tokens,
+                    {whole("sum(estimated_output_tokens)")} AS output_tokens,
                     output_tokens / greatest(input_tokens, 1) AS output_input_ratio
                   FROM {STATS} WHERE {HOURS} AND {HOURLY}
                   GROUP BY provider, model
@@ -204,19 +224,23 @@ def models() -> list[Panel]:
                 "p95_latency": "s",
             },
             w=24,
-        ),
+        ).description(f"{ESTIMATED} Latencies are the stored calls'."),
         timeseries_panel(
             "Cost by model",
-            per_interval(MODEL, "model", SPEND, SPEND, "model"),
+            per_interval(MODEL, "model", RAW_SPEND, SPEND, "model"),
             "currencyUSD",
             w=8,
-        ).max_data_points(SERIES_POINTS),
+        )
+        .max_data_points(SERIES_POINTS)
+        .description(ESTIMATED),
         timeseries_panel(
             "Tokens by model",
-            per_interval(MODEL, "model", TOKENS, TOKENS, "model"),
+            per_interval(MODEL, "model", RAW_TOKENS, TOKENS, "model"),
             "short",
             w=8,
-        ).max_data_points(SERIES_POINTS),
+        )
+        .max_data_points(SERIES_POINTS)
+        .description(ESTIMATED),
         timeseries_panel(
             "Median latency by model",
             per_interval(
@@ -248,7 +272,7 @@ def models() -> list[Panel]:
             },
         ).description(
             "Saved: cache-read tokens priced at the model's uncached input price (observed in the range), "
-            "less what the cache reads cost."
+            "less what the cache reads cost. The stored calls' (not estimated where sampled)."
         ),
         compare_on_any_model(),
     ]
@@ -258,28 +282,32 @@ def attribution() -> list[Panel]:
     return [
         bars(
             "Spend by feature",
-            per_interval("feature", "feature", SPEND, SPEND),
+            per_interval("feature", "feature", RAW_SPEND, SPEND),
             "currencyUSD",
-        ).max_data_points(SERIES_POINTS),
+        )
+        .max_data_points(SERIES_POINTS)
+        .description(ESTIMATED),
         timeseries_panel(
             "Spend by service",
-            per_interval("service_name", "service", SPEND, SPEND),
+            per_interval("service_name", "service", RAW_SPEND, SPEND),
             "currencyUSD",
-        ).max_data_points(SERIES_POINTS),
+        )
+        .max_data_points(SERIES_POINTS)
+        .description(ESTIMATED),
         table(
             "Top users",
-            f"""SELECT user_id AS user, sum(spans) AS requests, uniqExact(session_id) AS sessions,
-                  toFloat64(sum(total_cost)) AS spend
-                FROM ({sessions("user_id, session_id, spans, total_cost")}) WHERE user_id != ''
+            f"""SELECT user_id AS user, {whole("sum(estimated_spans)")} AS requests,
+                  uniqExact(session_id) AS sessions, toFloat64(sum(estimated_cost)) AS spend
+                FROM ({sessions("user_id, session_id, estimated_spans, estimated_cost")}) WHERE user_id != ''
                 GROUP BY user ORDER BY spend DESC LIMIT 50""",
             {"user": "", "requests": "short", "sessions": "short", "spend": "currencyUSD"},
             w=8,
-        ),
+        ).description(ESTIMATED),
         table(
             "Top sessions",
-            f"""SELECT session_id AS session, any(user_id) AS user, sum(spans) AS requests,
-                  toFloat64(sum(total_cost)) AS spend, min(first_call) AS first_call, max(last_call) AS last_call
-                FROM ({sessions("user_id, session_id, spans, total_cost, first_call, last_call")})
+            f"""SELECT session_id AS session, any(user_id) AS user, {whole("sum(estimated_spans)")} AS requests,
+                  toFloat64(sum(estimated_cost)) AS spend, min(first_call) AS first_call, max(last_call) AS last_call
+                FROM ({sessions("user_id, session_id, estimated_spans, estimated_cost, first_call, last_call")})
                 WHERE session_id != ''
                 GROUP BY session ORDER BY spend DESC LIMIT 50""",
             {
@@ -291,21 +319,21 @@ def attribution() -> list[Panel]:
                 "last_call": "dateTimeAsIso",
             },
             w=8,
-        ),
+        ).description(ESTIMATED),
         table(
             "Spend by the tag chosen in 'Tag'",
-            f"""SELECT tag_value, sum(calls) AS requests, toFloat64(sum(cost)) AS spend FROM (
-                  SELECT tag_value, toInt64(sum(spans)) AS calls, sum(total_cost) AS cost FROM {TAGS}
+            f"""SELECT tag_value, {whole("sum(calls)")} AS requests, toFloat64(sum(cost)) AS spend FROM (
+                  SELECT tag_value, sum(estimated_spans) AS calls, sum(estimated_cost) AS cost FROM {TAGS}
                   WHERE tag_key = ${{tag_key:sqlstring}} AND {HOURS} AND {HOURLY} GROUP BY tag_value
                   UNION ALL
-                  SELECT '', toInt64(sum(spans)), sum(total_cost) FROM {STATS} WHERE {HOURS} AND {HOURLY}
+                  SELECT '', sum(estimated_spans), sum(estimated_cost) FROM {STATS} WHERE {HOURS} AND {HOURLY}
                   UNION ALL
-                  SELECT '', -toInt64(sum(spans)), -sum(total_cost) FROM {TAGS}
+                  SELECT '', -sum(estimated_spans), -sum(estimated_cost) FROM {TAGS}
                   WHERE tag_key = ${{tag_key:sqlstring}} AND {HOURS} AND {HOURLY}
                 ) GROUP BY tag_value HAVING requests > 0 ORDER BY spend DESC LIMIT 50""",
             {"tag_value": "", "requests": "short", "spend": "currencyUSD"},
             w=8,
-        ).description("An empty tag_value: calls without that tag (all calls less those with it)."),
+        ).description(f"An empty tag_value: calls without that tag (all calls less those with it). {ESTIMATED}"),
     ]
 
 
@@ -314,18 +342,19 @@ def trends() -> list[Panel]:
     return [
         bars(
             "Daily spend, last 30 days",
-            f"""SELECT toStartOfDay(hour) AS time, toFloat64(sum(total_cost)) AS spend
+            f"""SELECT toStartOfDay(hour) AS time, toFloat64(sum(estimated_cost)) AS spend
                 FROM genai_spans_hourly WHERE $__timeFilter(hour) AND {HOURLY}
                 GROUP BY time ORDER BY time""",
             "currencyUSD",
             w=16,
         )
         .time_from("30d")
-        .interval("1d"),
+        .interval("1d")
+        .description(ESTIMATED),
         stat(
             "Month to date, and projected to month end",
-            f"""SELECT toFloat64(sumIf(total_cost, hour >= toStartOfMonth($__toTime))) AS month_to_date,
-                  toFloat64(sumIf(total_cost, hour >= $__toTime - INTERVAL 7 DAY)) / 7 AS daily_rate_7d,
+            f"""SELECT toFloat64(sumIf(estimated_cost, hour >= toStartOfMonth($__toTime))) AS month_to_date,
+                  toFloat64(sumIf(estimated_cost, hour >= $__toTime - INTERVAL 7 DAY)) / 7 AS daily_rate_7d,
                   month_to_date + daily_rate_7d
                     * dateDiff('second', $__toTime, toDateTime(toStartOfMonth($__toTime) + INTERVAL 1 MONTH)) / 86400
                     AS projected_month_end
@@ -336,7 +365,9 @@ def trends() -> list[Panel]:
             "currencyUSD",
             w=8,
             h=8,
-        ).description("Projection: month to date plus the mean daily spend of the last 7 days for each day left."),
+        ).description(
+            f"Projection: month to date plus the mean daily spend of the last 7 days for each day left. {ESTIMATED}"
+        ),
         timeseries_panel(
             "Input tokens per call (median) by service / operation / feature",
             per_interval(
@@ -597,9 +628,10 @@ def compare_on_any_model() -> Panel:
               on_compare_model - spend AS difference
             FROM (
               SELECT model, hour, toUInt32(toUnixTimestamp(hour) % 86400) * 1000 AS day_ms,
-                sum(total_cost) AS spend, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-                sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
-                sum(reasoning_tokens) AS reasoning_tokens
+                sum(estimated_cost) AS spend, sum(estimated_input_tokens) AS input_tokens,
+                sum(estimated_output_tokens) AS output_tokens, sum(estimated_cache_read_tokens) AS cache_read_tokens,
+                sum(estimated_cache_write_tokens) AS cache_write_tokens,
+                sum(estimated_reasoning_tokens) AS reasoning_tokens
               FROM genai_spans_hourly WHERE {HOURS} AND {HOURLY}
               GROUP BY model, hour
             ) AS usage
@@ -615,7 +647,7 @@ def compare_on_any_model() -> Panel:
     ).description(
         "Each hour's tokens by kind (cache reads and writes, reasoning) at the chosen model's prices "
         "in force that hour, from genai-prices (the model_prices table). Long-context tiers are left out here (the "
-        "rollup has no per-call input); `spanmeter report --what-if MODEL` prices each call exactly."
+        f"rollup has no per-call input); `spanmeter report --what-if MODEL` prices each call exactly. {ESTIMATED}"
     )
 
 
@@ -633,7 +665,7 @@ def spend_forecast() -> Panel:
               addMonths(month_start, 1) AS month_stop,
               (
                 SELECT (groupArray(day), groupArray(spend)) FROM (
-                  SELECT toDate(hour) AS day, toFloat64(sum(total_cost)) AS spend FROM genai_spans_hourly
+                  SELECT toDate(hour) AS day, toFloat64(sum(estimated_cost)) AS spend FROM genai_spans_hourly
                   WHERE hour >= toDateTime(least(month_start, today - 56)) AND hour < toDateTime(month_stop)
                     AND {HOURLY}
                   GROUP BY day)
@@ -665,7 +697,7 @@ def spend_forecast() -> Panel:
     ).description(
         "Actual spend per UTC day of the month that holds the range's end, then the expected day's "
         "spend with a band of 90 % of days. Weekday pattern from two weeks of history on; the month's total and its "
-        "band: `spanmeter forecast`."
+        f"band: `spanmeter forecast`. {ESTIMATED}"
     )
 
 

@@ -95,8 +95,31 @@ INPUT_TOKENS_KEYS = ("project", "environment", "service", "feature")
 LAG_KEYS = ("project", "environment")
 SESSIONS_DAILY_KEYS = ("project",)
 
-SPEND = "toFloat64(sum(total_cost)) AS spend"
-TOKENS = "sum(input_tokens) AS input, sum(output_tokens) AS output"
+# Probability sampling (collector/sampling.py): a row kept with the rejection threshold T of its tracestate stands
+# for 2^56 / (2^56 - T) calls. Spend, requests and tokens are estimated as `spanmeter report` estimates them: each
+# row weighted so in Decimal(76, 24), the rollups' `estimated_*` sums (clickhouse/schema/030) over whole hours, the
+# same expressions over the rows below an hour. Without sampling the weight is exactly 1: the stored sums.
+SAMPLED = 1 << 56
+ESTIMATED = (
+    "Estimated where sampled: a call kept by probability sampling (tracestate ot=th:) counts as the calls it "
+    "stands for, as in `spanmeter report`; without sampling, the stored calls."
+)
+
+
+def weighed(column: str) -> str:
+    """A genai_spans column times its row's weight (sampling.weighed_sql); `column` is a name, never user text."""
+    return f"toDecimal256({column}, 24) * {SAMPLED} / ({SAMPLED} - sampling_threshold)"
+
+
+def whole(total: str) -> str:
+    """An estimated number of calls (a Decimal sum) as shown: the nearest whole number, as `report` rounds it."""
+    return f"round(toFloat64({total}))"
+
+
+SPEND = "toFloat64(sum(estimated_cost)) AS spend"
+RAW_SPEND = f"toFloat64(sum({weighed('total_cost')})) AS spend"
+TOKENS = "toFloat64(sum(estimated_input_tokens)) AS input, toFloat64(sum(estimated_output_tokens)) AS output"
+RAW_TOKENS = f"toFloat64(sum({weighed('input_tokens')})) AS input, toFloat64(sum({weighed('output_tokens')})) AS output"
 
 
 COMPARED_HOURS = "hour >= toStartOfHour($__fromTime - ($__toTime - $__fromTime)) AND hour <= $__toTime"

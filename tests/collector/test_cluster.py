@@ -150,6 +150,21 @@ def test_materialized_views_read_and_write_the_local_tables(store: Client) -> No
         assert re.findall(rf"{DATABASE}\.(\w+)", text) == [name, f"{target}_local", "genai_spans_local"]
 
 
+def test_a_views_new_query_reads_the_local_tables(store: Client) -> None:
+    """`ALTER TABLE view MODIFY QUERY` (030): the view keeps its name on every node, its SELECT reads the local
+    genai_spans as the view's CREATE does."""
+    modified = [s for _, s in every_statement() if " MODIFY QUERY" in s]
+    assert len(modified) >= 6
+    for statement in modified:
+        view = re.match(r"^ALTER TABLE \{database:Identifier\}\.(\w+)\s+MODIFY QUERY", statement)
+        assert view, statement[:100]
+        (sql,) = cluster_statements(statement, CLUSTER, DATABASE)
+        text = formatted(store, sql)
+        # formatQuerySingleLine writes an ALTER's commands in parentheses
+        assert text.startswith(f"ALTER TABLE {DATABASE}.{view[1]} {ON.replace('`', '')} (MODIFY QUERY SELECT "), text
+        assert re.findall(rf"{DATABASE}\.(\w+)", text) == [view[1], "genai_spans_local"]
+
+
 def test_a_backfill_runs_once_through_the_distributed_tables_and_waits_for_the_shards(store: Client) -> None:
     """A new rollup's INSERT ... SELECT reads every shard's rows and sends each rolled-up row to its shard."""
     backfills = [s for _, s in every_statement() if s.startswith("INSERT INTO")]
@@ -168,12 +183,16 @@ def test_alters_apply_to_the_local_tables_and_column_changes_to_the_distributed_
     }
     assert alters
     for (name, statement), sqls in alters.items():
+        if " MODIFY QUERY" in statement:  # a view's: test_a_views_new_query_reads_the_local_tables
+            continue
         texts = [formatted(store, sql) for sql in sqls]
         assert texts[0].startswith("ALTER TABLE ") and "_local ON CLUSTER" in texts[0], name
-        if "ADD COLUMN" in statement:  # content (009), prompt_prefix_hash (016)...: the Distributed table's follow
+        if "ADD COLUMN" in statement:  # content (009), the rollups' estimates (030)...: the Distributed table's follow
+            table = re.match(r"^ALTER TABLE \{database:Identifier\}\.(\w+)", statement)
+            assert table, statement[:100]
             assert [t.split(" ON CLUSTER")[0] for t in texts] == [
-                f"ALTER TABLE {DATABASE}.genai_spans_local",
-                f"ALTER TABLE {DATABASE}.genai_spans",
+                f"ALTER TABLE {DATABASE}.{table[1]}_local",
+                f"ALTER TABLE {DATABASE}.{table[1]}",
             ]
             assert texts[0].split(ON.replace("`", ""))[1] == texts[1].split(ON.replace("`", ""))[1]
         else:  # settings and TTLs are the data's

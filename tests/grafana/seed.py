@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 from spanmeter.findings import FindingsConfig
 from spanmeter.findings.store import write_run
 from spanmeter.prices import refresh as refresh_prices
+from spanmeter.sampling import threshold
 
 TROUBLES = ("spike", "drift", "unpriced", "budget", "errors", "rejected")
 
@@ -23,7 +24,7 @@ SPAN_COLUMNS = [
     "cache_write_tokens", "reasoning_tokens", "input_cost", "cache_read_cost", "cache_write_cost", "output_cost",
     "total_cost", "price_status", "price_source", "duration_ns", "status_code", "error_type", "finish_reasons",
     "user_id", "session_id", "conversation_id", "feature", "tags", "convention", "span_attributes",
-    "resource_attributes", "ingested_at",
+    "resource_attributes", "ingested_at", "sampling_threshold",
 ]  # fmt: skip
 
 # project, service, environment, provider, model, operation, feature, convention, input tokens, $ per input token,
@@ -35,6 +36,20 @@ SERIES = [
      0),
     ("labs", "agent", "prod", "anthropic", "claude-haiku-4", "invoke_agent", "agent", "openinference", 800, 1e-6, 5e-6),
 ]  # fmt: skip
+
+# Probability sampling (README: Sampled traces): half the summarize calls were kept at 10 % (each stands for
+# 2^56 / (2^56 - T) = 9.99999999999999... calls, a weight with no short decimal), a third of the agent spans at 25 %;
+# the dashboards show spend, requests and tokens estimated from them.
+TEN_PERCENT = threshold("ot=th:e6666666666666")
+QUARTER = threshold("ot=th:c")
+
+
+def sampled(series: tuple[Any, ...], n: int) -> int:
+    """The rejection threshold a seeded call of `series`, the `n`th of its series, was kept with (0: not sampled)."""
+    if series[6] == "summarize" and n % 2 == 0:
+        return TEN_PERCENT
+    return QUARTER if series[6] == "agent" and n % 3 == 0 else 0
+
 
 DAYS = 15
 STEP = timedelta(minutes=10)
@@ -110,6 +125,7 @@ def span(
         {},
         {"service.name": service},
         at + timedelta(milliseconds=1500 + (n % 5) * 300),
+        sampled(series, n),
     ]
 
 

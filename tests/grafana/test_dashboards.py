@@ -13,6 +13,8 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
+from spanmeter.sampling import weighed_sql
+
 from .conftest import GRAFANA, Result, Runner, dashboards, load_build, provisioning
 from .plugin_macros import ALL, QueryContext, Variable, grafana_duration, panel_interval
 
@@ -113,7 +115,7 @@ def test_panels_on_clean_data(seeded: dict[str, Runner], seeded_now: datetime, n
 
 def test_selecting_one_value_narrows_and_all_means_no_filter(seeded: dict[str, Runner], seeded_now: datetime) -> None:
     """The same panel totals less for one project than for All, and All equals the unfiltered total (in whole
-    hours from the one the range starts in, as the panel reads the hourly rollup)."""
+    hours from the one the range starts in, as the panel reads the hourly rollup), estimated where sampled."""
     board = DASHBOARDS["overview.json"]
     panel = next(p for p in board["panels"] if p["title"] == "Spend")
     runner = seeded["clean"]
@@ -123,7 +125,8 @@ def test_selecting_one_value_narrows_and_all_means_no_filter(seeded: dict[str, R
         result = runner.run(panel["targets"][0]["rawSql"], resolve_variables(board, runner, ctx, mode), ctx)
         spend[mode] = dict(zip(result.columns, result.rows[0], strict=True))["spend"]
     total = runner.client.query(
-        "SELECT toFloat64(sum(total_cost)) FROM genai_spans WHERE timestamp >= toStartOfHour({start:DateTime64(3)})",
+        f"SELECT toFloat64(sum({weighed_sql('total_cost')})) FROM genai_spans"
+        " WHERE timestamp >= toStartOfHour({start:DateTime64(3)})",
         parameters={"start": ctx.start.replace(microsecond=0)},
     ).result_rows[0][0]
     assert spend["all"] == pytest.approx(total, rel=1e-6)

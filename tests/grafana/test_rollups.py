@@ -20,6 +20,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from spanmeter.migrations import Migration, migrations
+from spanmeter.sampling import WEIGHT_SQL, weighed_sql
 from spanmeter.store import apply_schema, statements
 
 from .conftest import Runner, alert_rules, dashboards, load_queries
@@ -63,6 +64,17 @@ COMPARED = f"""FROM genai_spans WHERE timestamp >= toStartOfHour($__fromTime - (
 WEEK_BEFORE = "timestamp < toStartOfHour($__toTime - INTERVAL 7 DAY)"
 
 
+# Spend, requests and tokens as `spanmeter report` estimates them from the rows (collector/sampling.py): each row
+# weighted by the calls it stands for, counts rounded to whole calls.
+COST = f"toFloat64(sum({weighed_sql('total_cost')}))"
+
+
+def weighed_sum(column: str, condition: str = "") -> str:
+    """The rows' `column` weighted by sampling, summed (where `condition`), as a Float64."""
+    weighed = WEIGHT_SQL if column == "calls" else weighed_sql(column)
+    return f"toFloat64(sumIf({weighed}, {condition}))" if condition else f"toFloat64(sum({weighed}))"
+
+
 def compared(name: str, current: str, previous: str) -> str:
     return f"""SELECT {current} AS {name}, {previous} AS previous_{name},
         if(previous_{name} > 0, ({name} - previous_{name}) / previous_{name} * 100, NULL) AS change_percent
@@ -77,25 +89,27 @@ REFERENCES = {
         sum(output_tokens) AS output_tokens, max(timestamp) AS last_seen
         FROM genai_spans WHERE {hours("timestamp")} AND price_status = 'unpriced' AND {UNPRICED}
         GROUP BY provider, model""",
-    "Spend": compared(
-        "spend", f"toFloat64(sumIf(total_cost, NOT {BEFORE}))", f"toFloat64(sumIf(total_cost, {BEFORE}))"
+    "Spend": compared("spend", weighed_sum("total_cost", f"NOT {BEFORE}"), weighed_sum("total_cost", BEFORE)),
+    "Requests": compared(
+        "requests", f"round({weighed_sum('calls', f'NOT {BEFORE}')})", f"round({weighed_sum('calls', BEFORE)})"
     ),
-    "Requests": compared("requests", f"countIf(NOT {BEFORE})", f"countIf({BEFORE})"),
     "Tokens": compared(
-        "tokens", f"sumIf(input_tokens + output_tokens, NOT {BEFORE})", f"sumIf(input_tokens + output_tokens, {BEFORE})"
+        "tokens",
+        f"round({weighed_sum('input_tokens', f'NOT {BEFORE}')} + {weighed_sum('output_tokens', f'NOT {BEFORE}')})",
+        f"round({weighed_sum('input_tokens', BEFORE)} + {weighed_sum('output_tokens', BEFORE)})",
     ),
     "Median latency": compared(
         "median_latency",
         f"quantileIf(0.5)(duration_ns / 1e9, NOT {BEFORE})",
         f"quantileIf(0.5)(duration_ns / 1e9, {BEFORE})",
     ),
-    "Top services": f"""SELECT service_name AS service, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+    "Top services": f"""SELECT service_name AS service, round({weighed_sum("calls")}) AS requests, {COST} AS spend,
         spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share {SPANS} GROUP BY service""",
-    "Top features": f"""SELECT feature, count() AS requests, toFloat64(sum(total_cost)) AS spend,
+    "Top features": f"""SELECT feature, round({weighed_sum("calls")}) AS requests, {COST} AS spend,
         spend / greatest(sum(spend) OVER (), 1e-12) * 100 AS share {SPANS} GROUP BY feature""",
-    "Cost, tokens and latency per model": f"""SELECT provider, {M} AS model, count() AS requests,
-        toFloat64(sum(total_cost)) AS spend, spend / requests * 1000 AS cost_per_1k_requests,
-        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+    "Cost, tokens and latency per model": f"""SELECT provider, {M} AS model, round({weighed_sum("calls")}) AS requests,
+        {COST} AS spend, spend / requests * 1000 AS cost_per_1k_requests,
+        round({weighed_sum("input_tokens")}) AS input_tokens, round({weighed_sum("output_tokens")}) AS output_tokens,
         output_tokens / greatest(input_tokens, 1) AS output_input_ratio,
         quantile(0.5)(duration_ns / 1e9) AS p50_latency, quantile(0.95)(duration_ns / 1e9) AS p95_latency
         {SPANS} GROUP BY provider, model""",
@@ -105,13 +119,13 @@ REFERENCES = {
           AS uncached_input_price,
         greatest(cache_read * uncached_input_price - toFloat64(sum(cache_read_cost)), 0) AS saved
         {SPANS} GROUP BY model""",
-    "Top users": f"""SELECT user_id AS user, count() AS requests, uniqExact(session_id) AS sessions,
-        toFloat64(sum(total_cost)) AS spend {SPANS} AND user_id != '' GROUP BY user""",
-    "Top sessions": f"""SELECT session_id AS session, any(user_id) AS user, count() AS requests,
-        toFloat64(sum(total_cost)) AS spend, min(timestamp) AS first_call, max(timestamp) AS last_call
+    "Top users": f"""SELECT user_id AS user, round({weighed_sum("calls")}) AS requests,
+        uniqExact(session_id) AS sessions, {COST} AS spend {SPANS} AND user_id != '' GROUP BY user""",
+    "Top sessions": f"""SELECT session_id AS session, any(user_id) AS user, round({weighed_sum("calls")}) AS requests,
+        {COST} AS spend, min(timestamp) AS first_call, max(timestamp) AS last_call
         {SPANS} AND session_id != '' GROUP BY session""",
-    "Spend by the tag chosen in 'Tag'": f"""SELECT tags[${{tag_key:sqlstring}}] AS tag_value, count() AS requests,
-        toFloat64(sum(total_cost)) AS spend {SPANS} GROUP BY tag_value""",
+    "Spend by the tag chosen in 'Tag'": f"""SELECT tags[${{tag_key:sqlstring}}] AS tag_value,
+        round({weighed_sum("calls")}) AS requests, {COST} AS spend {SPANS} GROUP BY tag_value""",
     "Prompt drift: median input tokens per call, last 7 days against the 7 before (growth of 50 % or more)": f"""
         SELECT service_name AS service, operation, feature,
           quantileIf(0.5)(input_tokens, {WEEK_BEFORE}) AS median_before,
@@ -142,12 +156,12 @@ ALERTS = {
           AND countIf(timestamp >= toStartOfHour(now() - INTERVAL 7 DAY)) >= 20""",
 }
 # The spend spike's 8 windows, each 60 whole minutes ending k days before the current minute (k = 0..7).
-ALERTS["spanmeter-spend-spike"] = """SELECT project, value FROM (
+ALERTS["spanmeter-spend-spike"] = f"""SELECT project, value FROM (
     SELECT project, sumIf(cost, day = 0) AS last_hour, sumIf(cost, day BETWEEN 1 AND 7) / 7 AS mean,
       sqrt(greatest(sumIf(cost * cost, day BETWEEN 1 AND 7) / 7 - mean * mean, 0)) AS stddev,
       last_hour / greatest(mean + 3 * stddev, 1) AS value
     FROM (
-      SELECT project, day, toFloat64(sum(total_cost)) AS cost FROM genai_spans ARRAY JOIN range(8) AS day
+      SELECT project, day, {COST} AS cost FROM genai_spans ARRAY JOIN range(8) AS day
       WHERE timestamp >= toStartOfMinute(now()) - toIntervalDay(day) - INTERVAL 1 HOUR
         AND timestamp < toStartOfMinute(now()) - toIntervalDay(day)
       GROUP BY project, day)
