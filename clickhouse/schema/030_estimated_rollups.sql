@@ -16,9 +16,11 @@
 --    counted at weight 1 (the DEFAULT); for those of them that were sampled, a row of the differences
 --    (weighted less stored) is added, stored sums 0, so the group's estimates become the weighted sums. Its own
 --    `estimated_from` is the earliest of those rows: run again, it finds no sampled row stored before that, and
---    adds nothing. A rollup with no row at all has none counted at weight 1: nothing is added to it. An hour
---    whose rows have outlived their retention (a rollup outlives its rows) keeps its stored sums as estimates:
---    the sampling of rows no longer stored is not known.
+--    adds nothing. ingested_at is the server's time of the insert, so the rows the old query rolled up are
+--    before the first the new one did; a row stored in that very millisecond (an insert racing the swap) keeps
+--    weight 1: an estimate missed rather than one counted twice. A rollup with no row at all has none counted at
+--    weight 1: nothing is added to it. An hour whose rows have outlived their retention (a rollup outlives its
+--    rows) keeps its stored sums as estimates: the sampling of rows no longer stored is not known.
 
 -- genai_spans_hourly (002, 003): the daily and month-to-date spend, the forecast, the daily spend alert and the
 -- usage priced on another model.
