@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..arrow_maps import map_lookup
 from ..records import SpanRecord
 
 __all__ = ["EACH", "Scope"]
@@ -56,7 +57,7 @@ def _getter(key: str) -> Callable[[SpanRecord], str]:
 def _table_column(table: pa.Table, key: str) -> pa.Array:
     """The column `_getter(key)` reads, as one array."""
     if key.startswith("tag:"):
-        return pc.fill_null(pc.map_lookup(table.column("tags"), key[4:], "first"), "").combine_chunks()
+        return pc.fill_null(map_lookup(table.column("tags"), key[4:]), "")
     if key == "model":
         response = table.column("response_model")
         return pc.if_else(pc.equal(response, ""), table.column("request_model"), response).combine_chunks()

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..arrow_maps import map_lookup
 from ..config import GenAIProcessorConfig, TagsProcessorConfig
 from ..conventions import CONVENTIONS, Convention
 from ..otlp_values import as_str
@@ -118,7 +119,7 @@ class TagsProcessor:
         additions: list[tuple[str, npt.NDArray[np.int64], pa.Array]] = []
         for rule in self._rules:
             column = table.column("span_attributes" if rule.scope == "span" else "resource_attributes")
-            raw = pc.map_lookup(column, rule.key, "last").combine_chunks()
+            raw = map_lookup(column, rule.key, "last")
             present = _bools(raw.is_valid())
             fallback |= self._uncertain(table, rule, column, raw, present)
             values = raw if rule.pattern is None else _extract(rule.pattern, raw)
@@ -221,7 +222,7 @@ def _promoted(table: pa.Table, tags: pa.Array | pa.ChunkedArray) -> pa.Table:
     """`promote` on columns: `feature`, `user_id`, `session_id` from the tags that name them."""
 
     def tag(name: str) -> pa.Array:
-        return pc.map_lookup(tags, name, "first")
+        return map_lookup(tags, name)
 
     def filled(value: pa.Array, otherwise: pa.Array) -> pa.Array:
         return pc.if_else(pc.fill_null(pc.not_equal(value, ""), False), value, otherwise)
