@@ -20,6 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,6 +131,7 @@ class ClickHouseExporter:
         self._healthy = False
         self._failing_since: float | None = None
         self._thread: threading.Thread | None = None
+        self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spanmeter-clickhouse-insert")
         self._client: Client | None = None
         self._engine: Client | None = None
         self.stored_rows = 0
@@ -200,8 +202,10 @@ class ClickHouseExporter:
                 left,
                 self.wal.directory,
             )
-        if self._client is not None:
-            self._client.close()
+        self._inserter.shutdown(wait=False, cancel_futures=True)
+        for client in (self._client, self._engine):
+            if client is not None:
+                client.close()
         return left
 
     # --- the receivers' side -----------------------------------------------------------------
@@ -239,14 +243,14 @@ class ClickHouseExporter:
     # --- the worker thread -------------------------------------------------------------------
 
     def engine_client(self) -> Client:
-        """A ClickHouse engine in this process to read OTLP with (`engine/`): the embedded store's own, or one with
-        no tables of its own beside the WAL when the store is a server. Called on the exporter's thread."""
-        if self._config.endpoint.startswith("chdb://"):
-            if self._client is None:
-                self._client = self._open()
-            return self._client
+        """A ClickHouse engine in this process to read OTLP with (`engine/`): a second handle on the embedded store
+        (a handle runs one call at a time, and a segment is read while the one before it is inserted), or an engine
+        with no tables of its own beside the WAL when the store is a server. Called on the exporter's thread."""
         if self._engine is None:
-            self._engine = connect(f"chdb://{self.wal.directory / 'engine-store'}")
+            endpoint = self._config.endpoint
+            self._engine = connect(
+                endpoint if endpoint.startswith("chdb://") else f"chdb://{self.wal.directory}/engine"
+            )
         return self._engine
 
     def _open(self) -> Client:
@@ -274,21 +278,44 @@ class ClickHouseExporter:
                     return
 
     def _drain(self) -> None:
-        while True:
-            if self._abort.is_set():  # shutdown's time is up: what is left stays in the WAL
-                raise _GaveUp
-            self._retry_dead_letters()
-            segment = self.wal.take(timeout=0.5)
-            if segment is None:
-                if self.wal.drained:
-                    return
-                continue
-            self._store_segment(segment)
+        """Segments in order: each is read into rows here while the one before it is inserted by the insert
+        thread (reading is mostly the engine's query, which runs outside the GIL: the two overlap on two cores).
+        At most one segment's rows wait for their insert."""
+        inserting: Future[None] | None = None
+        previous: Segment | None = None
+        try:
+            while True:
+                if self._abort.is_set():  # shutdown's time is up: what is left stays in the WAL
+                    raise _GaveUp
+                segment = self.wal.take(timeout=0.5, after=previous)
+                if segment is None:
+                    if inserting is not None:
+                        done = inserting
+                        inserting = None
+                        done.result()
+                    elif self.wal.drained:
+                        return
+                    else:
+                        self._retry_dead_letters()
+                    continue
+                rows = self._rows_of_segment(segment)
+                if inserting is not None:
+                    inserting.result()
+                inserting = self._inserter.submit(self._store_segment, segment, rows)
+                previous = segment
+        finally:
+            if inserting is not None:
+                wait([inserting])  # a restarted loop takes its segments again: none may still be inserting
 
-    def _store_segment(self, segment: Segment) -> None:
+    def _rows_of_segment(self, segment: Segment) -> pa.Table:
         table = segment.table()
         if table.schema.equals(REQUESTS_SCHEMA):  # else rows an earlier version wrote
             table = self._rows_of(segment, table)
+        return table
+
+    def _store_segment(self, segment: Segment, table: pa.Table) -> None:
+        """On the insert thread: the segment's rows into the store, then the segment out of the WAL."""
+        self._retry_dead_letters()
         if table.num_rows:
             for month, part in by_month(table):
                 self._store(part, f"{segment.token}-{month}", counted=not segment.recovered)

@@ -219,12 +219,22 @@ class WriteAheadLog:
 
     # --- the exporter's side -----------------------------------------------------------------
 
-    def take(self, timeout: float) -> Segment | None:
-        """The oldest sealed segment (it stays first until released); None if none came within `timeout`."""
+    def take(self, timeout: float, after: Segment | None = None) -> Segment | None:
+        """The oldest sealed segment (it stays first until released), or with `after` the one sealed next after
+        that one, if `after` is not released yet; None if none came within `timeout`."""
         with self._cond:
-            if not self._sealed and not self.drained:
+            segment = self._next(after)
+            if segment is None and not self.drained:
                 self._cond.wait(timeout)
-            return self._sealed[0] if self._sealed else None
+                segment = self._next(after)
+            return segment
+
+    def _next(self, after: Segment | None) -> Segment | None:
+        sealed = self._sealed
+        for index, segment in enumerate(sealed):
+            if segment is after:
+                return sealed[index + 1] if index + 1 < len(sealed) else None
+        return sealed[0] if sealed else None
 
     @property
     def drained(self) -> bool:
