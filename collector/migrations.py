@@ -52,7 +52,14 @@ BASELINE = 7
 _FILE_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 _TABLE_SQL = resources.files("spanmeter.queries").joinpath("schema_migrations.sql").read_text(encoding="utf-8")
 _COLUMNS = ("version", "name", "checksum", "state", "attempt", "applied_at", "collector", "detail")
+# schema_migrations.sql's types, given with each insert: without them the driver asks the store for the table's
+# columns (a DESCRIBE) before every insert, two of the five queries a migration's records cost.
+_TYPES = ("UInt32", "String", "String", "LowCardinality(String)", "UInt32", "DateTime64(3, 'UTC')", "String", "String")
 _DONE = ("applied", "adopted")
+_FIRST_POLL = 0.01
+"""Seconds before the first look at a migration another collector is applying: most take tens of milliseconds, so
+a collector starting beside another would otherwise wait a whole poll_interval at each of them. Each look waits
+twice as long as the one before, up to poll_interval."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,7 @@ class Migrator:
         """Return once `migration` is recorded done, by this collector or another. `rows`: its rows as read at
         the start of this run; read again on each later round."""
         waited_since = None
+        pause = min(_FIRST_POLL, self._poll)
         while True:
             if waited_since is not None:
                 rows = self._rows(migration.version)
@@ -165,7 +173,8 @@ class Migrator:
             if waited_since is None:
                 waited_since = time.monotonic()
                 logger.info("waiting for another collector to apply schema migration %s", migration.name)
-            time.sleep(self._poll)
+            time.sleep(pause)
+            pause = min(pause * 2, self._poll)
 
     def _run(self, migration: Migration, attempt: int, adopt: bool) -> None:
         state = "adopted" if adopt else "applied"
@@ -245,7 +254,13 @@ class Migrator:
         )
         # A failure row carries no token: each failure is worth keeping.
         settings = {"insert_deduplication_token": token} if token else None
-        self._client.insert(f"{self._database}.schema_migrations", [row], column_names=_COLUMNS, settings=settings)
+        self._client.insert(
+            f"{self._database}.schema_migrations",
+            [row],
+            column_names=_COLUMNS,
+            column_type_names=_TYPES,
+            settings=settings,
+        )
 
 
 def _utc(value: datetime) -> datetime:
