@@ -9,6 +9,8 @@ multi-value variables, `GROUP BY time ORDER BY time` for time series.
 
 from __future__ import annotations
 
+from spanmeter.sampling import weighed_sql
+
 # The model that was priced: what answered, else what was asked for (the rollup's `model`).
 MODEL = "if(response_model != '', response_model, request_model)"
 
@@ -99,7 +101,6 @@ SESSIONS_DAILY_KEYS = ("project",)
 # for 2^56 / (2^56 - T) calls. Spend, requests and tokens are estimated as `spanmeter report` estimates them: each
 # row weighted so in Decimal(76, 24), the rollups' `estimated_*` sums (clickhouse/schema/030) over whole hours, the
 # same expressions over the rows below an hour. Without sampling the weight is exactly 1: the stored sums.
-SAMPLED = 1 << 56
 ESTIMATED = (
     "Estimated where sampled: a call kept by probability sampling (tracestate ot=th:) counts as the calls it "
     "stands for, as in `spanmeter report`; without sampling, the stored calls."
@@ -107,8 +108,9 @@ ESTIMATED = (
 
 
 def weighed(column: str) -> str:
-    """A genai_spans column times its row's weight (sampling.weighed_sql); `column` is a name, never user text."""
-    return f"toDecimal256({column}, 24) * {SAMPLED} / ({SAMPLED} - sampling_threshold)"
+    """A genai_spans column times its row's weight, as `spanmeter report` weighs it; `column` is a name, never user
+    text."""
+    return weighed_sql(column)
 
 
 def whole(total: str) -> str:
