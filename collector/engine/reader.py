@@ -240,8 +240,21 @@ def _batch(result: pa.Table) -> EngineBatch:
     not_model_calls = int(np.count_nonzero(read & (kind == 1)))
     order = np.lexsort([result.column(name).to_numpy() for name in reversed(_POSITION)])
     kept = order[(read & (kind == 2))[order]]
-    rows = result.select([*_COMPUTED, "has_usage", "response_id", "request"]).take(kept)
+    rows = _taken(result.select([*_COMPUTED, "has_usage", "response_id", "request"]), kept)
     return EngineBatch(_finish(rows), [int(r) for r in fallback], non_genai, not_model_calls)
+
+
+def _taken(table: pa.Table, indices: np.ndarray) -> pa.Table:
+    """`table.take(indices)`, as slices where the indices run on by one: the query's rows come in its threads'
+    blocks, each in order, so a segment's rows are a dozen runs, and slices copy nothing (a take of every column,
+    the maps' included, cost ~1 µs a span)."""
+    if not len(indices):
+        return table.slice(0, 0)
+    starts = np.flatnonzero(np.diff(indices) != 1) + 1
+    if len(starts) > len(indices) // 64:  # scattered rows: one take beats many small slices
+        return table.take(pa.array(indices))
+    bounds = zip(np.concatenate(([0], starts)), np.concatenate((starts, [len(indices)])), strict=True)
+    return pa.concat_tables([table.slice(int(indices[first]), int(end - first)) for first, end in bounds])
 
 
 def _finish(rows: pa.Table) -> pa.Table:
