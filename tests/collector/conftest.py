@@ -197,13 +197,17 @@ def wait_for_rows(collector: Collector, count: int, timeout: float = 20.0) -> No
         time.sleep(0.02)
 
 
-def refused(store: Client, database: str, count: int, timeout: float = 20.0) -> str:
+def refused(store: Client, database: str, count: int, timeout: float = 20.0, before: Sequence[str] = ()) -> str:
     """Waits until `count` accepted spans were refused while being read (the ingest_rejections table, where a
-    user sees them: the sender was answered before they were read); their reasons, `; `-separated."""
+    user sees them: the sender was answered before they were read); their reasons, `; `-separated. `before`:
+    the letter ids of refusals to leave out (recorded before a test began, on a collector tests share)."""
     deadline = time.monotonic() + timeout
-    query = "SELECT sum(rows), arrayStringConcat(groupArray(error), '; ') FROM {db:Identifier}.ingest_rejections"
+    query = (
+        "SELECT sum(rows), arrayStringConcat(groupArray(error), '; ') FROM {db:Identifier}.ingest_rejections"
+        " WHERE letter_id NOT IN {before:Array(String)}"
+    )
     while True:
-        total, errors = store.query(query, parameters={"db": database}).result_rows[0]
+        total, errors = store.query(query, parameters={"db": database, "before": list(before)}).result_rows[0]
         if total >= count:
             assert total == count, f"{total} spans refused, expected {count}: {errors}"
             return str(errors)
@@ -250,3 +254,53 @@ def metric_value(collector: Collector, name: str, **labels: str) -> float:
     """One sample of GET /metrics, e.g. `metric_value(c, "spanmeter_spans_dropped_total", reason="not_genai")`;
     0 when the series has not been created yet (a labelled counter never incremented)."""
     return metric_samples(collector).get((name, frozenset(labels.items())), 0.0)
+
+
+class Since:
+    """What one test caused on a collector that other tests share: the rows, refusals and counter increments
+    that were not there when it began, which are what a collector of its own would hold."""
+
+    def __init__(self, collector: Collector, store: Client) -> None:
+        self.collector = collector
+        self.store = store
+        self.database = collector.store_config.database
+        self._stored = collector.exporter.stored_rows
+        self._span_ids = [row["span_id"] for row in rows(store, self.database)]
+        self._letters = [
+            letter
+            for (letter,) in store.query(
+                "SELECT letter_id FROM {db:Identifier}.ingest_rejections", parameters={"db": self.database}
+            ).result_rows
+        ]
+        self._metrics = metric_samples(collector)
+
+    def rows(self, where: str = "1", **parameters: Any) -> list[dict[str, Any]]:
+        """conftest.rows of the rows stored since."""
+        since = f"({where}) AND span_id NOT IN {{before:Array(String)}}"
+        return rows(self.store, self.database, since, before=self._span_ids, **parameters)
+
+    def stored_span_ids(self, count: int) -> list[str]:
+        """Once `count` rows more are stored: the span ids of every row stored since, sorted."""
+        wait_for_rows(self.collector, self._stored + count)
+        return sorted(row["span_id"] for row in self.rows())
+
+    def refused(self, count: int) -> str:
+        """conftest.refused of the refusals recorded since."""
+        return refused(self.store, self.database, count, before=self._letters)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """conftest.metric_value's increase since."""
+        before = self._metrics.get((name, frozenset(labels.items())), 0.0)
+        return metric_value(self.collector, name, **labels) - before
+
+
+@pytest.fixture(scope="module")
+def storing(start_module_collector: Callable[..., Collector]) -> Collector:
+    """The `collector` fixture's collector, shared by a module's tests that read only what they caused, through
+    `since` (each start costs seconds: the schema's migrations in a new database)."""
+    return start_module_collector({"exporters": {"clickhouse": {"batch": {"max_age": "100ms"}}}})
+
+
+@pytest.fixture
+def since(storing: Collector, store: Client) -> Since:
+    return Since(storing, store)

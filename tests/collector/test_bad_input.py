@@ -35,12 +35,10 @@ from spanmeter.service import Collector
 
 from .conftest import (
     TRANSPORTS,
+    Since,
     emit,
     http_request,
-    metric_value,
     otlp_json,
-    refused,
-    rows,
     tracer_provider,
     wait_for_rows,
 )
@@ -112,11 +110,6 @@ def post_traces(
     headers = {"Content-Type": content_type, **({"Content-Encoding": encoding} if encoding else {})}
     status, reply_type, reply = http_request(collector, "/v1/traces", body, headers)
     return status, rpc_status(reply_type, reply)
-
-
-def stored_span_ids(collector: Collector, store: Client, database: str, count: int) -> list[str]:
-    wait_for_rows(collector, count)
-    return sorted(row["span_id"] for row in rows(store, database))
 
 
 # --- bodies that are not OTLP ----------------------------------------------------------------
@@ -235,9 +228,8 @@ def test_gzip_body_that_inflates_beyond_the_limit_is_413(small_collector: Collec
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http-protobuf"])
-def test_gzip_compressed_export_from_the_sdk_is_stored(
-    collector: Collector, store: Client, database: str, transport: str
-) -> None:
+def test_gzip_compressed_export_from_the_sdk_is_stored(since: Since, transport: str) -> None:
+    collector = since.collector
     if transport == "grpc":
         exporter: Any = GrpcSpanExporter(
             endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True, compression=grpc.Compression.Gzip
@@ -248,8 +240,8 @@ def test_gzip_compressed_export_from_the_sdk_is_stored(
         )
     spans = finished_spans(("chat", chat(input_tokens=1234, output_tokens=56)))
     assert exporter.export(spans) is SpanExportResult.SUCCESS
-    wait_for_rows(collector, 1)
-    [row] = rows(store, database)
+    since.stored_span_ids(1)
+    [row] = since.rows()
     assert (row["span_id"], row["input_tokens"], row["output_tokens"]) == (span_id(spans[0]), 1234, 56)
 
 
@@ -257,9 +249,7 @@ def test_gzip_compressed_export_from_the_sdk_is_stored(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_invalid_token_counts_reject_that_span_and_keep_the_rest(
-    collector: Collector, store: Client, database: str, transport: str
-) -> None:
+def test_invalid_token_counts_reject_that_span_and_keep_the_rest(since: Since, transport: str) -> None:
     spans = finished_spans(
         ("chat good-1", chat()),
         ("chat negative", chat(input_tokens=-5)),
@@ -269,9 +259,9 @@ def test_invalid_token_counts_reject_that_span_and_keep_the_rest(
     )
     good, negative, fractional, non_numeric = spans[0], spans[1], spans[2], spans[3]
 
-    export(collector, transport, encode_spans(spans))
+    export(since.collector, transport, encode_spans(spans))
 
-    refusal = refused(store, database, 3)
+    refusal = since.refused(3)
     reasons = {
         span_id(negative): "gen_ai.usage.input_tokens: -5 is negative",
         span_id(fractional): "gen_ai.usage.input_tokens: 12.5 is not a whole number",
@@ -280,33 +270,33 @@ def test_invalid_token_counts_reject_that_span_and_keep_the_rest(
     for rejected, reason in reasons.items():
         [error] = [part for part in refusal.split("; ") if rejected in part]
         assert reason in error
-    assert stored_span_ids(collector, store, database, 2) == sorted([span_id(good), span_id(spans[4])])
-    assert metric_value(collector, "spanmeter_spans_rejected_total", reason="invalid") == 3
-    assert metric_value(collector, "spanmeter_spans_received_total") == 5
+    assert since.stored_span_ids(2) == sorted([span_id(good), span_id(spans[4])])
+    assert since.metric("spanmeter_spans_rejected_total", reason="invalid") == 3
+    assert since.metric("spanmeter_spans_received_total") == 5
 
 
-def test_a_valid_request_reports_no_partial_success(collector: Collector) -> None:
-    response = export(collector, "grpc", encode_spans(finished_spans(("chat", chat()))))
+def test_a_valid_request_reports_no_partial_success(since: Since) -> None:
+    [span] = finished_spans(("chat", chat()))
+    response = export(since.collector, "grpc", encode_spans([span]))
     assert not response.HasField("partial_success")
-    assert metric_value(collector, "spanmeter_spans_rejected_total", reason="invalid") == 0
+    assert since.stored_span_ids(1) == [span_id(span)]  # read and stored: a refusal would be counted by now
+    assert since.metric("spanmeter_spans_rejected_total", reason="invalid") == 0
 
 
 # --- spans that are not GenAI ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http-json"])
-def test_spans_that_are_not_genai_are_dropped_and_counted(
-    collector: Collector, store: Client, database: str, transport: str
-) -> None:
-    provider = tracer_provider(collector, transport)
+def test_spans_that_are_not_genai_are_dropped_and_counted(since: Since, transport: str) -> None:
+    provider = tracer_provider(since.collector, transport)
     emit(provider, "GET /users", {"http.request.method": "GET", "http.route": "/users"})
     emit(provider, "SELECT users", {"db.system.name": "postgresql", "db.query.text": "SELECT 1"})
     genai = emit(provider, "chat gpt-4o-mini", chat())
 
-    assert stored_span_ids(collector, store, database, 1) == [genai]
-    assert metric_value(collector, "spanmeter_spans_dropped_total", reason="not_genai") == 2
-    assert metric_value(collector, "spanmeter_spans_received_total") == 3
-    assert metric_value(collector, "spanmeter_genai_spans_total", convention="otel_genai") == 1
+    assert since.stored_span_ids(1) == [genai]
+    assert since.metric("spanmeter_spans_dropped_total", reason="not_genai") == 2
+    assert since.metric("spanmeter_spans_received_total") == 3
+    assert since.metric("spanmeter_genai_spans_total", convention="otel_genai") == 1
 
 
 # --- OTLP/JSON specifics -----------------------------------------------------------------------
@@ -317,7 +307,7 @@ def json_request(*spans: tuple[str, dict[str, Any]]) -> tuple[dict[str, Any], li
     return otlp_json(encode_spans(finished)), finished
 
 
-def test_json_with_unknown_fields_is_accepted(collector: Collector, store: Client, database: str) -> None:
+def test_json_with_unknown_fields_is_accepted(since: Since) -> None:
     """The OTLP spec: receivers ignore fields they do not know (a newer sender's additions)."""
     data, spans = json_request(("chat", chat(input_tokens=321)))
     data["someFutureField"] = {"nested": [1, 2, 3]}
@@ -325,12 +315,12 @@ def test_json_with_unknown_fields_is_accepted(collector: Collector, store: Clien
     data["resourceSpans"][0]["scopeSpans"][0]["scopeExtra"] = 7
     data["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["futureSpanField"] = {"a": "b"}
 
-    status, _, body = http_request(collector, "/v1/traces", json.dumps(data).encode(), {"Content-Type": JSON})
+    status, _, body = http_request(since.collector, "/v1/traces", json.dumps(data).encode(), {"Content-Type": JSON})
 
     assert status == 200, body
     assert json_format.Parse(body, ExportTraceServiceResponse()).partial_success.rejected_spans == 0
-    assert stored_span_ids(collector, store, database, 1) == [span_id(spans[0])]
-    assert rows(store, database)[0]["input_tokens"] == 321
+    assert since.stored_span_ids(1) == [span_id(spans[0])]
+    assert since.rows()[0]["input_tokens"] == 321
 
 
 @pytest.mark.parametrize(
@@ -350,16 +340,16 @@ def test_json_id_that_is_not_hex_is_400_naming_the_field(answering: Collector, f
     assert f"{path}: 'not-hex-zz' is not a hex-encoded id" in rpc.message
 
 
-def test_ids_of_the_wrong_length_reject_only_that_span(collector: Collector, store: Client, database: str) -> None:
+def test_ids_of_the_wrong_length_reject_only_that_span(since: Since) -> None:
     data, spans = json_request(("chat short-id", chat()), ("chat good", chat()))
     data["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] = "abcd"
 
-    status, _, body = http_request(collector, "/v1/traces", json.dumps(data).encode(), {"Content-Type": JSON})
+    status, _, body = http_request(since.collector, "/v1/traces", json.dumps(data).encode(), {"Content-Type": JSON})
 
     assert status == 200, body
     assert not json_format.Parse(body, ExportTraceServiceResponse()).HasField("partial_success")
-    assert "trace_id must be 16 bytes, got 2" in refused(store, database, 1)
-    assert stored_span_ids(collector, store, database, 1) == [span_id(spans[1])]
+    assert "trace_id must be 16 bytes, got 2" in since.refused(1)
+    assert since.stored_span_ids(1) == [span_id(spans[1])]
 
 
 # --- out-of-range values: each rejected for its span alone, named; the rest stored ---------------
@@ -385,20 +375,17 @@ def rejection(refusal: str, span: ReadableSpan) -> str:
     return error
 
 
-def assert_later_spans_stored(
-    collector: Collector, store: Client, database: str, transport: str, stored_before: int
-) -> None:
-    """The collector is not wedged: a valid span sent now is stored within seconds."""
+def assert_later_spans_stored(since: Since, transport: str, stored_before: int) -> None:
+    """The collector is not wedged: a valid span sent now is stored within seconds (`stored_before`: the rows
+    the test stored before it)."""
     [later] = finished_spans(("chat later", chat()))
-    response = export(collector, transport, encode_spans([later]))
+    response = export(since.collector, transport, encode_spans([later]))
     assert not response.HasField("partial_success")
-    assert span_id(later) in stored_span_ids(collector, store, database, stored_before + 1)
+    assert span_id(later) in since.stored_span_ids(stored_before + 1)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_token_counts_past_the_plausible_maximum_reject_only_that_span(
-    collector: Collector, store: Client, database: str, transport: str
-) -> None:
+def test_token_counts_past_the_plausible_maximum_reject_only_that_span(since: Since, transport: str) -> None:
     """10^9 tokens per count is the most a call may report (processors.genai.max_tokens_per_call);
     above it, and past what UInt64 holds, the span is answered per span, not the request failed."""
     spans = finished_spans(
@@ -412,26 +399,24 @@ def test_token_counts_past_the_plausible_maximum_reject_only_that_span(
     )
     good, too_many, double, string, int64_max, superscript, at_max = spans
 
-    export(collector, transport, encode_spans(spans))
+    export(since.collector, transport, encode_spans(spans))
 
-    refusal = refused(store, database, 5)
+    refusal = since.refused(5)
     over = "tokens exceed the maximum of 1,000,000,000 tokens per call (processors.genai.max_tokens_per_call)"
     assert f"gen_ai.usage.input_tokens: 1000000000000 input {over}" in rejection(refusal, too_many)
     assert f"gen_ai.usage.output_tokens: 100000000000000000000 output {over}" in rejection(refusal, double)
     assert f"gen_ai.usage.input_tokens: 100000000000000000000 input {over}" in rejection(refusal, string)
     assert f"gen_ai.usage.output_tokens: 9223372036854775807 output {over}" in rejection(refusal, int64_max)
     assert "gen_ai.usage.input_tokens: '²' is not a number" in rejection(refusal, superscript)
-    assert stored_span_ids(collector, store, database, 2) == sorted([span_id(good), span_id(at_max)])
-    [row] = rows(store, database, "span_id = {id:String}", id=span_id(at_max))
+    assert since.stored_span_ids(2) == sorted([span_id(good), span_id(at_max)])
+    [row] = since.rows("span_id = {id:String}", id=span_id(at_max))
     assert row["input_tokens"] == 10**9
-    assert metric_value(collector, "spanmeter_spans_rejected_total", reason="invalid") == 5
-    assert_later_spans_stored(collector, store, database, transport, 2)
+    assert since.metric("spanmeter_spans_rejected_total", reason="invalid") == 5
+    assert_later_spans_stored(since, transport, 2)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_times_out_of_range_reject_only_that_span(
-    collector: Collector, store: Client, database: str, transport: str
-) -> None:
+def test_times_out_of_range_reject_only_that_span(since: Since, transport: str) -> None:
     """Start before 2000, start or end more than max_future_skew (1h) ahead, start past what a signed
     64-bit ns timestamp holds: rejected per span. An end before the start is stored with duration 0."""
     now = time.time_ns()
@@ -446,9 +431,9 @@ def test_times_out_of_range_reject_only_that_span(
     )
     good, y1999, ahead, past_int64, end_max, backwards, y2000 = spans
 
-    export(collector, transport, encode_spans(spans))
+    export(since.collector, transport, encode_spans(spans))
 
-    refusal = refused(store, database, 4)
+    refusal = since.refused(4)
     too_far = "is more than 3600s (processors.genai.max_future_skew) ahead of the collector's clock"
     assert (
         f"start_time_unix_nano {YEAR_2000_NS - 1} (1999-12-31T23:59:59Z) is before 2000-01-01T00:00:00Z"
@@ -458,47 +443,58 @@ def test_times_out_of_range_reject_only_that_span(
     assert too_far in rejection(refusal, ahead)
     assert f"start_time_unix_nano {2**63 + 5} (2262-04-11T23:47:16Z) {too_far}" in rejection(refusal, past_int64)
     assert f"end_time_unix_nano {2**64 - 1} (2554-07-21T23:34:33Z) {too_far}" in rejection(refusal, end_max)
-    assert stored_span_ids(collector, store, database, 3) == sorted(map(span_id, (good, backwards, y2000)))
-    durations = {row["span_id"]: row["duration_ns"] for row in rows(store, database)}
+    assert since.stored_span_ids(3) == sorted(map(span_id, (good, backwards, y2000)))
+    durations = {row["span_id"]: row["duration_ns"] for row in since.rows()}
     assert durations[span_id(backwards)] == 0
     assert durations[span_id(good)] == 2_000_000_000
-    assert_later_spans_stored(collector, store, database, transport, 3)
+    assert_later_spans_stored(since, transport, 3)
 
 
-def test_the_future_margin_is_configurable(
-    start_collector: Callable[..., Collector], store: Client, database: str
-) -> None:
-    collector = start_collector({**FAST, "processors": {"genai": {"max_future_skew": "3h"}}})
+def test_the_future_margin_is_configurable(start_collector: Callable[..., Collector], store: Client) -> None:
+    since = Since(start_collector({**FAST, "processors": {"genai": {"max_future_skew": "3h"}}}), store)
     now = time.time_ns()
     spans = timed_spans(
         ("chat two hours ahead", chat(), now + 2 * HOUR_NS, now + 2 * HOUR_NS + 1),
         ("chat four hours ahead", chat(), now + 4 * HOUR_NS, now + 4 * HOUR_NS + 1),
     )
 
-    export(collector, "grpc", encode_spans(spans))
+    export(since.collector, "grpc", encode_spans(spans))
 
-    refusal = refused(store, database, 1)
+    refusal = since.refused(1)
     assert "start_time_unix_nano" in rejection(refusal, spans[1])
     assert "more than 10800s (processors.genai.max_future_skew)" in rejection(refusal, spans[1])
-    assert stored_span_ids(collector, store, database, 1) == [span_id(spans[0])]
+    assert since.stored_span_ids(1) == [span_id(spans[0])]
+
+
+@pytest.fixture(scope="module")
+def overpriced(start_module_collector: Callable[..., Collector]) -> Callable[[int], Collector]:
+    """`overpriced(workers)`: the collector, shared by the module, that prices 'gold-llm' at $1000 an input
+    token and 'absurd-llm' at $10^24, with `service.workers: workers`."""
+    overrides = [
+        {"model": "gold-llm", "input_per_mtok": 1_000_000_000, "output_per_mtok": 0},
+        {"model": "absurd-llm", "input_per_mtok": "1e30", "output_per_mtok": 0},
+    ]
+    started: dict[int, Collector] = {}
+
+    def collector(workers: int) -> Collector:
+        if workers not in started:
+            pricing = {"processors": {"pricing": {"overrides": overrides}}, "service": {"workers": workers}}
+            started[workers] = start_module_collector({**FAST, **pricing})
+        return started[workers]
+
+    return collector
 
 
 @pytest.mark.parametrize(
     ("transport", "workers"), [*((transport, 0) for transport in TRANSPORTS), ("grpc", 1)], ids=str
 )
 def test_a_cost_the_columns_cannot_hold_rejects_only_that_span(
-    start_collector: Callable[..., Collector], store: Client, database: str, transport: str, workers: int
+    overpriced: Callable[[int], Collector], store: Client, transport: str, workers: int
 ) -> None:
     """Costs are Decimal(18, 12): at most 999999.999999999999 USD a row. A span priced past it (here by
     an override of $1000 a token, or one so large Decimal's 28 digits cannot round it) is rejected; also
     when pricing runs in a worker process (`service.workers`)."""
-    overrides = [
-        {"model": "gold-llm", "input_per_mtok": 1_000_000_000, "output_per_mtok": 0},
-        {"model": "absurd-llm", "input_per_mtok": "1e30", "output_per_mtok": 0},
-    ]
-    collector = start_collector(
-        {**FAST, "processors": {"pricing": {"overrides": overrides}}, "service": {"workers": workers}}
-    )
+    since = Since(overpriced(workers), store)
     spans = finished_spans(
         ("chat good", chat()),
         ("chat $999,000", chat(model="gold-llm", input_tokens=999, output_tokens=0)),
@@ -507,23 +503,23 @@ def test_a_cost_the_columns_cannot_hold_rejects_only_that_span(
     )
     good, most, too_much, absurd = spans
 
-    export(collector, transport, encode_spans(spans))
+    export(since.collector, transport, encode_spans(spans))
 
-    refusal = refused(store, database, 2)
+    refusal = since.refused(2)
     assert (
         "total_cost 1000000 USD (1000 input_tokens, 0 output_tokens of 'gold-llm') exceeds what the "
         "Decimal(18, 12) cost columns hold (999999.999999999999)" in rejection(refusal, too_much)
     )
     assert "total_cost 1000000000000000000000000 USD (1 input_tokens" in rejection(refusal, absurd)
-    assert stored_span_ids(collector, store, database, 2) == sorted([span_id(good), span_id(most)])
-    [row] = rows(store, database, "span_id = {id:String}", id=span_id(most))
+    assert since.stored_span_ids(2) == sorted([span_id(good), span_id(most)])
+    [row] = since.rows("span_id = {id:String}", id=span_id(most))
     assert (row["total_cost"], row["price_status"]) == (Decimal("999000"), "override")
-    assert metric_value(collector, "spanmeter_spans_rejected_total", reason="invalid") == 2
-    assert metric_value(collector, "spanmeter_genai_spans_total", convention="otel_genai") == 2
-    assert_later_spans_stored(collector, store, database, transport, 2)
+    assert since.metric("spanmeter_spans_rejected_total", reason="invalid") == 2
+    assert since.metric("spanmeter_genai_spans_total", convention="otel_genai") == 2
+    assert_later_spans_stored(since, transport, 2)
 
 
-def test_strings_and_maps_past_their_bounds_are_truncated(collector: Collector, store: Client, database: str) -> None:
+def test_strings_and_maps_past_their_bounds_are_truncated(since: Since) -> None:
     """Promoted columns, tag values and attribute keys keep 1024 characters; tags and attributes
     128 entries (max_attributes), attribute values 4096 (max_attribute_value_length)."""
     attributes = chat(
@@ -543,11 +539,11 @@ def test_strings_and_maps_past_their_bounds_are_truncated(collector: Collector, 
         added.add(key=f"spanmeter.tag.t{i}").value.string_value = "t" * 2000
         added.add(key=f"extra.{i}").value.string_value = "x" * 9000
 
-    response = export(collector, "http-protobuf", request)
+    response = export(since.collector, "http-protobuf", request)
 
     assert not response.HasField("partial_success")
-    assert stored_span_ids(collector, store, database, 1) == [span_id(span)]
-    [row] = rows(store, database)
+    assert since.stored_span_ids(1) == [span_id(span)]
+    [row] = since.rows()
     assert row["request_model"] == "m" * 1024
     assert (row["user_id"], row["conversation_id"], row["feature"]) == ("u" * 1024, "c" * 1024, "f" * 1024)
     assert len(row["tags"]) == 128
@@ -556,18 +552,16 @@ def test_strings_and_maps_past_their_bounds_are_truncated(collector: Collector, 
     assert all(len(key) <= 1024 and len(value) <= 4096 for key, value in row["span_attributes"].items())
 
 
-def test_a_parent_span_id_of_the_wrong_length_rejects_only_that_span(
-    collector: Collector, store: Client, database: str
-) -> None:
+def test_a_parent_span_id_of_the_wrong_length_rejects_only_that_span(since: Since) -> None:
     spans = finished_spans(("chat good", chat()), ("chat bad parent", chat()))
     request = encode_spans(spans)
     request.resource_spans[0].scope_spans[0].spans[1].parent_span_id = b"\x01" * 5000
 
-    export(collector, "grpc", request)
+    export(since.collector, "grpc", request)
 
-    refusal = refused(store, database, 1)
+    refusal = since.refused(1)
     assert "parent_span_id must be empty or 8 bytes, got 5000" in rejection(refusal, spans[1])
-    assert stored_span_ids(collector, store, database, 1) == [span_id(spans[0])]
+    assert since.stored_span_ids(1) == [span_id(spans[0])]
 
 
 def openinference_llm(**extra: Any) -> dict[str, Any]:
@@ -580,7 +574,7 @@ def openinference_llm(**extra: Any) -> dict[str, Any]:
     }
 
 
-def test_structured_attributes_no_column_can_hold(collector: Collector, store: Client, database: str) -> None:
+def test_structured_attributes_no_column_can_hold(since: Since) -> None:
     """JSON text inside attributes: lone surrogates (valid JSON, not storable UTF-8) become `?`;
     JSON nested deeper than Python recurses gives no tags, or rejects the span where a field is read."""
     nested = "[" * 100_000 + "]" * 100_000
@@ -595,13 +589,13 @@ def test_structured_attributes_no_column_can_hold(collector: Collector, store: C
     )
     surrogates, deep_metadata, deep_parameters = spans
 
-    export(collector, "http-protobuf", encode_spans(spans))
+    export(since.collector, "http-protobuf", encode_spans(spans))
 
-    refusal = refused(store, database, 1)
+    refusal = since.refused(1)
     assert "llm.invocation_parameters: neither JSON nor a literal: '[[[[" in rejection(refusal, deep_parameters)
-    stored = stored_span_ids(collector, store, database, 2)
+    stored = since.stored_span_ids(2)
     assert stored == sorted([span_id(surrogates), span_id(deep_metadata)])
-    by_id = {row["span_id"]: row for row in rows(store, database)}
+    by_id = {row["span_id"]: row for row in since.rows()}
     assert by_id[span_id(surrogates)]["request_model"] == "gpt-4o?"
     assert by_id[span_id(surrogates)]["tags"] == {"team?": "ops?", "n": "1"}
     assert by_id[span_id(deep_metadata)]["tags"] == {}
@@ -649,26 +643,24 @@ def json_body_with(replace: str, by: str) -> bytes:
     ],
 )
 def test_bodies_that_cannot_be_read_are_400_and_later_spans_stored(
-    collector: Collector, store: Client, database: str, content_type: str, body: bytes, problem: str
+    since: Since, content_type: str, body: bytes, problem: str
 ) -> None:
-    status, rpc = post_traces(collector, body, content_type)
+    status, rpc = post_traces(since.collector, body, content_type)
     assert status == 400
     assert rpc.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert problem in rpc.message
     assert len(rpc.message) < 1000
     transport = "http-json" if content_type == JSON else "http-protobuf"
-    assert_later_spans_stored(collector, store, database, transport, 0)
+    assert_later_spans_stored(since, transport, 0)
 
 
-def test_grpc_anyvalue_nested_past_the_parser_limit_is_invalid_argument(
-    collector: Collector, store: Client, database: str
-) -> None:
+def test_grpc_anyvalue_nested_past_the_parser_limit_is_invalid_argument(since: Since) -> None:
     with pytest.raises(grpc.RpcError) as raised:
-        grpc_export(collector, nested_any_value_request(60).SerializeToString())
+        grpc_export(since.collector, nested_any_value_request(60).SerializeToString())
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    response = export(collector, "grpc", nested_any_value_request(40))
+    response = export(since.collector, "grpc", nested_any_value_request(40))
     assert not response.HasField("partial_success")
-    assert len(stored_span_ids(collector, store, database, 1)) == 1
-    [row] = rows(store, database)
+    assert len(since.stored_span_ids(1)) == 1
+    [row] = since.rows()
     assert row["span_attributes"]["nested"] == "[" * 40 + "1" + "]" * 40
-    assert_later_spans_stored(collector, store, database, "grpc", 1)
+    assert_later_spans_stored(since, "grpc", 1)

@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from spanmeter.service import Collector
 
-from .conftest import TRANSPORTS, emit, rows, tracer_provider, wait_for_rows
+from .conftest import TRANSPORTS, Since, emit, rows, tracer_provider, wait_for_rows
 
 AT = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
 AT_NS = int(AT.timestamp() * 1e9)
@@ -69,16 +69,14 @@ def reference_price(model: str, provider_id: str, usage: dict[str, int], at: dat
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_rows_are_priced_exactly_as_genai_prices(
-    transport: str, collector: Collector, store: Client, database: str
-) -> None:
-    provider = tracer_provider(collector, transport)
+def test_rows_are_priced_exactly_as_genai_prices(transport: str, since: Since) -> None:
+    provider = tracer_provider(since.collector, transport)
     span_ids = {}
     for otel_provider, model, _, usage in PRICED_CALLS:
         span_ids[model] = emit(provider, f"chat {model}", genai_attributes(otel_provider, model, usage), AT_NS)
-    wait_for_rows(collector, len(PRICED_CALLS))
+    since.stored_span_ids(len(PRICED_CALLS))
 
-    stored = {row["span_id"]: row for row in rows(store, database)}
+    stored = {row["span_id"]: row for row in since.rows()}
     assert len(stored) == len(PRICED_CALLS)
     for _, model, provider_id, usage in PRICED_CALLS:
         row = stored[span_ids[model]]
@@ -99,13 +97,13 @@ def test_rows_are_priced_exactly_as_genai_prices(
         assert row["convention"] == "otel_genai"
 
 
-def test_cache_tokens_are_priced_at_cache_rates_not_twice(collector: Collector, store: Client, database: str) -> None:
+def test_cache_tokens_are_priced_at_cache_rates_not_twice(since: Since) -> None:
     """Anthropic-style usage: the cache parts are priced at their own rates, and only the rest at
     the input rate (the double-count peers get wrong)."""
     usage = {"input": 10_000, "output": 100, "cache_read": 6_000, "cache_write": 3_000}
-    emit(tracer_provider(collector), "chat", genai_attributes("anthropic", "claude-sonnet-4-5", usage), AT_NS)
-    wait_for_rows(collector, 1)
-    [row] = rows(store, database)
+    emit(tracer_provider(since.collector), "chat", genai_attributes("anthropic", "claude-sonnet-4-5", usage), AT_NS)
+    since.stored_span_ids(1)
+    [row] = since.rows()
     million = Decimal(1_000_000)
     assert row["input_cost"] == Decimal(1_000) * Decimal(3) / million
     assert row["cache_read_cost"] == Decimal(6_000) * Decimal("0.3") / million
@@ -113,14 +111,12 @@ def test_cache_tokens_are_priced_at_cache_rates_not_twice(collector: Collector, 
     assert row["output_cost"] == Decimal(100) * Decimal(15) / million
 
 
-def test_unknown_model_is_unpriced_not_free_and_still_counted(
-    collector: Collector, store: Client, database: str
-) -> None:
-    provider = tracer_provider(collector)
+def test_unknown_model_is_unpriced_not_free_and_still_counted(since: Since) -> None:
+    provider = tracer_provider(since.collector)
     emit(provider, "chat acme-llm-7b", genai_attributes("acme", "acme-llm-7b", {"input": 100, "output": 50}), AT_NS)
     emit(provider, "chat", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}, AT_NS)
-    wait_for_rows(collector, 2)
-    unknown, no_usage = sorted(rows(store, database), key=lambda r: r["request_model"], reverse=True)
+    since.stored_span_ids(2)
+    unknown, no_usage = sorted(since.rows(), key=lambda r: r["request_model"], reverse=True)
     assert unknown["price_status"] == "unpriced"
     assert unknown["total_cost"] == 0
     assert unknown["input_tokens"] == 100
@@ -175,8 +171,8 @@ def test_price_override_from_pipelines_yaml_wins(
     assert by_model["qwen3:4b"]["price_status"] == "unpriced"
 
 
-def test_deprecated_attribute_names_price_the_same(collector: Collector, store: Client, database: str) -> None:
-    provider = tracer_provider(collector)
+def test_deprecated_attribute_names_price_the_same(since: Since) -> None:
+    provider = tracer_provider(since.collector)
     current = emit(
         provider, "chat", genai_attributes("openai", "gpt-4o-2024-08-06", {"input": 900, "output": 90}), AT_NS
     )
@@ -191,23 +187,23 @@ def test_deprecated_attribute_names_price_the_same(collector: Collector, store: 
         },
         AT_NS,
     )
-    wait_for_rows(collector, 2)
-    stored = {row["span_id"]: row for row in rows(store, database)}
+    since.stored_span_ids(2)
+    stored = {row["span_id"]: row for row in since.rows()}
     assert stored[old]["provider"] == "openai"
     assert stored[old]["operation"] == "chat"  # from the span name, as the attribute is absent
     for column in ("input_tokens", "output_tokens", "total_cost", "price_status"):
         assert stored[old][column] == stored[current][column], column
 
 
-def test_time_of_day_prices_follow_each_span_start(collector: Collector, store: Client, database: str) -> None:
+def test_time_of_day_prices_follow_each_span_start(since: Since) -> None:
     """deepseek-chat has off-peak rates: two calls in the same hour, either side of 00:30 UTC."""
-    provider = tracer_provider(collector)
+    provider = tracer_provider(since.collector)
     usage = {"input": 1_000_000, "output": 0}
     times = [datetime(2026, 6, 15, 0, 10, tzinfo=UTC), datetime(2026, 6, 15, 0, 40, tzinfo=UTC)]
     for at in times:
         emit(provider, "chat", genai_attributes("deepseek", "deepseek-chat", usage), int(at.timestamp() * 1e9))
-    wait_for_rows(collector, 2)
-    costs = [row["total_cost"] for row in rows(store, database)]
+    since.stored_span_ids(2)
+    costs = [row["total_cost"] for row in since.rows()]
     assert costs == [reference_price("deepseek-chat", "deepseek", usage, at).total_price for at in times]
     assert costs[0] != costs[1]
 
@@ -225,8 +221,8 @@ MODEL_VARIANTS = [
 ]
 
 
-def test_model_name_variants_resolve_to_the_right_price(collector: Collector, store: Client, database: str) -> None:
-    provider = tracer_provider(collector)
+def test_model_name_variants_resolve_to_the_right_price(since: Since) -> None:
+    provider = tracer_provider(since.collector)
     usage = {"input": 10_000, "output": 1_000}
     ids = {}
     for sent_provider, model, _, _ in MODEL_VARIANTS:
@@ -235,8 +231,8 @@ def test_model_name_variants_resolve_to_the_right_price(collector: Collector, st
             del attributes["gen_ai.provider.name"]
             attributes["gen_ai.operation.name"] = "chat"
         ids[model] = emit(provider, "chat", attributes, AT_NS)
-    wait_for_rows(collector, len(MODEL_VARIANTS))
-    stored = {row["span_id"]: row for row in rows(store, database)}
+    since.stored_span_ids(len(MODEL_VARIANTS))
+    stored = {row["span_id"]: row for row in since.rows()}
     for _, model, provider_id, canonical in MODEL_VARIANTS:
         row = stored[ids[model]]
         assert row["price_status"] == "priced", model

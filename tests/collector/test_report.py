@@ -41,10 +41,12 @@ REQUIRED = {
 }
 
 
-@pytest.fixture
-def seeded(collector: Collector, chdb_path: Path, database: str, tmp_path: Path) -> list[str]:
+@pytest.fixture(scope="module")
+def seeded(storing: Collector, chdb_path: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Six calls in the last hours over two models, two features, two users, two teams; plus one
-    call eight days ago. Returns the CLI arguments that point `report` at this store."""
+    call eight days ago. Returns the CLI arguments that point `report` at this store. Made once for the
+    module's tests, which only read it."""
+    collector = storing
     provider = tracer_provider(collector)
     now = datetime.now(UTC)
     calls = [
@@ -66,9 +68,9 @@ def seeded(collector: Collector, chdb_path: Path, database: str, tmp_path: Path)
     old = genai_attributes("openai", "gpt-4o-2024-08-06", {"input": 1, "output": 1})
     emit(provider, "chat", old, int((now - timedelta(days=8)).timestamp() * 1e9))
     wait_for_rows(collector, len(calls) + 1)
-    config = tmp_path / "pipelines.yaml"
+    config = tmp_path_factory.mktemp("report") / "pipelines.yaml"
     config.write_text((REPO / "pipelines.yaml").read_text())
-    return ["--config", str(config), "--store", f"chdb://{chdb_path}", "--database", database]
+    return ["--config", str(config), "--store", f"chdb://{chdb_path}", "--database", collector.store_config.database]
 
 
 def run_report(capsys: pytest.CaptureFixture[str], *args: str) -> str:

@@ -14,6 +14,7 @@ from spanmeter.service import Collector
 
 from .conftest import deep_merge
 from .test_bad_input import (  # noqa: F401
+    FAST,
     test_ids_of_the_wrong_length_reject_only_that_span,
     test_invalid_token_counts_reject_that_span_and_keep_the_rest,
 )
@@ -38,7 +39,13 @@ def start_collector(start_collector: Callable[..., Collector]) -> Callable[..., 
 
 @pytest.fixture
 def collector(start_collector: Callable[..., Collector]) -> Collector:
-    return start_collector({"exporters": {"clickhouse": {"batch": {"max_age": "100ms"}}}})
+    return start_collector(FAST)
+
+
+@pytest.fixture(scope="module")
+def storing(start_module_collector: Callable[..., Collector]) -> Collector:
+    """conftest's `storing`, with a worker."""
+    return start_module_collector(deep_merge(FAST, WORKERS))
 
 
 def test_spans_are_read_in_another_process(collector: Collector) -> None:
