@@ -34,10 +34,10 @@ def test_report_header_shows_the_range_in_utc(seeded: list[str], capsys: pytest.
 
 def test_v1_report_takes_since_and_names_its_own_parameters(
     seeded: list[str],  # noqa: F811
-    collector: Collector,
+    storing: Collector,  # the collector that stored `seeded`
 ) -> None:
     def get(query: str) -> tuple[int, object]:
-        status, _, body = http_request(collector, f"/v1/report{query}")
+        status, _, body = http_request(storing, f"/v1/report{query}")
         return status, json.loads(body)
 
     status, rows = get("")  # no range: the last 24h
