@@ -26,13 +26,14 @@ os.environ.setdefault("SPANMETER_ENGINE_MIN_SPANS", "0")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), one worker runs a whole module, whose tests
     may share a module-scoped collector, and one runs all of tests/grafana/, whose tests share the session's
-    seeded databases (seeding them on two workers would cost more than it saves)."""
+    seeded databases (seeding them on two workers would cost more than it saves), and one all of
+    tests/conventions/, whose two modules compare with the same reference rows, made once a session."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     root = Path(__file__).parent
     for item in items:
         relative = item.path.relative_to(root)
-        group = relative.parts[0] if relative.parts[0] == "grafana" else relative.as_posix()
+        group = relative.parts[0] if relative.parts[0] in ("grafana", "conventions") else relative.as_posix()
         item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -122,3 +122,28 @@ def collected(chdb_path: Path, tmp_path: Path) -> Iterator[Collected]:
 
 def project_python() -> str:
     return sys.executable
+
+
+ALL_CALLS = ["openai_chat", "openai_embeddings", "anthropic_messages", "gemini_generate"]
+
+
+def by_call(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    keyed = {(row["provider"], row["operation"]): row for row in rows}
+    assert len(keyed) == len(rows), [(r["provider"], r["operation"], r["convention"]) for r in rows]
+    return keyed
+
+
+@pytest.fixture(scope="session")
+def reference(fake_provider: str, chdb_path: Path, store: Client, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """spanmeter's own instrumentation, in the current conventions: the rows every other library must match
+    (test_conventions' and test_vercel_ai's; made once, as tests/conftest.py keeps tests/conventions/ on one xdist
+    worker)."""
+    run = Collected(chdb_path, tmp_path_factory.mktemp("reference"))
+    try:
+        run.run(project_python(), "spanmeter", ALL_CALLS, fake_provider, ANTHROPIC_OPEN_TELEMETRY="false")
+        rows = run.rows(store, len(ALL_CALLS))
+    finally:
+        run.stop()
+    assert len(rows) == len(ALL_CALLS)
+    assert {row["price_status"] for row in rows} == {"priced"}
+    return by_call(rows)

@@ -13,9 +13,8 @@ import genai_prices
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from .conftest import Collected, project_python
+from .conftest import Collected, by_call
 
-ALL_CALLS = ["openai_chat", "openai_embeddings", "anthropic_messages", "gemini_generate"]
 # library -> (calls it instruments, the convention its rows must be read with)
 LIBRARIES: dict[str, tuple[list[str], str]] = {
     "openllmetry": (["openai_chat", "openai_embeddings", "anthropic_messages"], "openllmetry"),
@@ -26,26 +25,6 @@ LIBRARIES: dict[str, tuple[list[str], str]] = {
     "otel_contrib": (["gemini_generate"], "otel_genai"),
 }
 COMPARED = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_cost", "price_status")
-
-
-def by_call(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    keyed = {(row["provider"], row["operation"]): row for row in rows}
-    assert len(keyed) == len(rows), [(r["provider"], r["operation"], r["convention"]) for r in rows]
-    return keyed
-
-
-@pytest.fixture(scope="module")
-def reference(fake_provider: str, chdb_path: Path, store: Client, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """spanmeter's own instrumentation, in the current conventions: the rows every other library must match."""
-    run = Collected(chdb_path, tmp_path_factory.mktemp("reference"))
-    try:
-        run.run(project_python(), "spanmeter", ALL_CALLS, fake_provider, ANTHROPIC_OPEN_TELEMETRY="false")
-        rows = run.rows(store, len(ALL_CALLS))
-    finally:
-        run.stop()
-    assert len(rows) == len(ALL_CALLS)
-    assert {row["price_status"] for row in rows} == {"priced"}
-    return by_call(rows)
 
 
 @pytest.mark.parametrize("library", sorted(LIBRARIES))

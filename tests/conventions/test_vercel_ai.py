@@ -22,9 +22,6 @@ from .conftest import Collected
 VERCEL = Path(__file__).parent / "vercel"
 NODE = shutil.which("node")
 
-# spanmeter's own rows for the same calls (a module fixture of test_conventions, reused here).
-reference = test_conventions.reference
-
 # feature (telemetry metadata) of each call app.mjs makes -> the reference call it repeats
 CALLS: dict[str, tuple[str, str]] = {
     "vercel-generate": ("openai", "chat"),  # generateText, openai.chat("gpt-4o-mini")
