@@ -145,6 +145,8 @@ class ClickHouseExporter:
         self._insert_settings: dict[str, int | str] = {
             **INSERT_SETTINGS,
             **(CLUSTER_INSERT_SETTINGS if config.cluster else {}),
+            # An embedded store's insert threads behind the receivers', as the engine's reading (engine/reader.py).
+            **({"os_thread_priority": 10} if config.endpoint.startswith("chdb://") else {}),
         }
         metrics.wal_capacity.set(int(queue.max_bytes))
 
