@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from clickhouse_connect.driver.client import Client
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -28,7 +27,7 @@ from spanmeter.processors.genai import GenAIPrefilter
 from spanmeter.records import COLUMNS
 from spanmeter.service import Collector
 
-from .conftest import TRANSPORTS, metric_value, rows, wait_for_rows
+from .conftest import TRANSPORTS, Since
 from .test_bad_input import export, grpc_export
 from .test_telemetry_signals import OtlpSink, sink  # noqa: F401 (the sink fixture)
 
@@ -231,30 +230,26 @@ def decoded_spans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_a_mixed_request_stores_exactly_its_genai_spans(
-    collector: Collector, store: Client, database: str, transport: str, decoded_spans: list[int]
-) -> None:
+def test_a_mixed_request_stores_exactly_its_genai_spans(since: Since, transport: str, decoded_spans: list[int]) -> None:
     request, genai = mixed(120)
-    response = export(collector, transport, request)
+    response = export(since.collector, transport, request)
     assert not response.HasField("partial_success")
-    wait_for_rows(collector, len(genai))
+    since.stored_span_ids(len(genai))
     time.sleep(0.3)  # anything else would have been stored by now
-    assert sorted(row["span_id"] for row in rows(store, database)) == genai
-    assert metric_value(collector, "spanmeter_spans_received_total") == 120
-    assert metric_value(collector, "spanmeter_spans_dropped_total", reason="not_genai") == 120 - len(genai)
+    assert sorted(row["span_id"] for row in since.rows()) == genai
+    assert since.metric("spanmeter_spans_received_total") == 120
+    assert since.metric("spanmeter_spans_dropped_total", reason="not_genai") == 120 - len(genai)
     assert decoded_spans == [len(genai)]  # the ordinary spans never reached the processor
 
 
-def test_a_request_without_markers_is_answered_counted_and_not_decoded(
-    collector: Collector, store: Client, database: str, decoded_spans: list[int]
-) -> None:
+def test_a_request_without_markers_is_answered_counted_and_not_decoded(since: Since, decoded_spans: list[int]) -> None:
     request = request_of([(HTTP_SCOPE, "GET /", http_attributes(i)) for i in range(50)])
-    response = export(collector, "grpc", request)
+    response = export(since.collector, "grpc", request)
     assert not response.HasField("partial_success")
-    assert metric_value(collector, "spanmeter_spans_received_total") == 50
-    assert metric_value(collector, "spanmeter_spans_dropped_total", reason="not_genai") == 50
+    assert since.metric("spanmeter_spans_received_total") == 50
+    assert since.metric("spanmeter_spans_dropped_total", reason="not_genai") == 50
     assert decoded_spans == []
-    assert rows(store, database) == []
+    assert since.rows() == []
 
 
 def test_a_request_without_markers_is_forwarded_unchanged(

@@ -33,7 +33,7 @@ from opentelemetry.sdk.resources import Resource
 
 from spanmeter.service import Collector
 
-from .conftest import emit, http_request, metric_samples, metric_value, rows, tracer_provider, wait_for_rows
+from .conftest import Since, emit, http_request, metric_samples, metric_value, rows, tracer_provider, wait_for_rows
 
 SIGNAL_TRANSPORTS = ("grpc", "http")
 METRIC_NAMES = ("llm.requests", "llm.latency")
@@ -87,16 +87,16 @@ def export(collector: Collector, signal: str, transport: str) -> Any:
 
 
 @pytest.mark.parametrize("transport", SIGNAL_TRANSPORTS)
-def test_metrics_and_logs_are_accepted_and_counted(collector: Collector, transport: str) -> None:
+def test_metrics_and_logs_are_accepted_and_counted(since: Since, transport: str) -> None:
     """No metrics or logs pipeline configured: an app sending everything to one endpoint sees no errors."""
-    assert export(collector, "metrics", transport) is MetricExportResult.SUCCESS
-    assert export(collector, "logs", transport) is LogRecordExportResult.SUCCESS
+    assert export(since.collector, "metrics", transport) is MetricExportResult.SUCCESS
+    assert export(since.collector, "logs", transport) is LogRecordExportResult.SUCCESS
 
-    assert metric_value(collector, "spanmeter_telemetry_items_received_total", signal="metrics") == len(METRIC_NAMES)
-    assert metric_value(collector, "spanmeter_telemetry_items_received_total", signal="logs") == len(LOG_BODIES)
+    assert since.metric("spanmeter_telemetry_items_received_total", signal="metrics") == len(METRIC_NAMES)
+    assert since.metric("spanmeter_telemetry_items_received_total", signal="logs") == len(LOG_BODIES)
     for signal in ("metrics", "logs"):
-        assert metric_value(collector, "spanmeter_otlp_requests_total", signal=signal, transport=transport) == 1
-    assert metric_value(collector, "spanmeter_spans_received_total") == 0
+        assert since.metric("spanmeter_otlp_requests_total", signal=signal, transport=transport) == 1
+    assert since.metric("spanmeter_spans_received_total") == 0
 
 
 # --- forwarding to another OTLP endpoint -------------------------------------------------------
@@ -219,8 +219,9 @@ def test_otlp_exporter_forwards_traces_metrics_and_logs(
 # --- the collector's own endpoints -------------------------------------------------------------
 
 
-def test_healthz(collector: Collector, chdb_path: Path, database: str) -> None:
-    status, content_type, body = http_request(collector, "/healthz")
+def test_healthz(storing: Collector, chdb_path: Path) -> None:
+    database = storing.store_config.database  # a collector the module shares; no test sends it spans
+    status, content_type, body = http_request(storing, "/healthz")
     assert status == 200
     assert content_type.startswith("application/json")
     # The store is named as any process names it (`spanmeter report --store` checks it before asking).
