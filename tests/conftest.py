@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,18 +23,30 @@ if TYPE_CHECKING:
 os.environ.setdefault("SPANMETER_ENGINE_MIN_SPANS", "0")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), one worker runs a whole module, whose tests
-    may share a module-scoped collector, and one runs all of tests/grafana/, whose tests share the session's
-    seeded databases (seeding them on two workers would cost more than it saves), and one all of
-    tests/conventions/, whose two modules compare with the same reference rows, made once a session."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    root = Path(__file__).parent
-    for item in items:
-        relative = item.path.relative_to(root)
-        group = relative.parts[0] if relative.parts[0] in ("grafana", "conventions") else relative.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist's `--dist loadgroup` (`make test` runs `-n 2 --dist loadgroup`), tests go to the workers
+    in groups: a whole module to one worker, whose tests may share a module-scoped collector; all of
+    tests/grafana/ to one, whose tests share the session's seeded databases (seeding them on two workers would cost
+    more than it saves); all of tests/conventions/ to one, whose two modules compare with the same reference rows,
+    made once a session. xdist's own loadgroup scheduler finds a test's group in a suffix its workers add to the
+    node id, which pytest 9.2's structured node ids no longer keep (pytest-xdist#1386): every test went alone."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return ByGroup(config, log)
+
+
+def xdist_group(nodeid: str) -> str:
+    """The group of the test `tests/DIR/test_x.py::test_y[...]`: its directory for grafana and conventions, else
+    its module."""
+    module = nodeid.split("::", 1)[0]
+    parts = module.split("/")
+    return parts[1] if parts[:1] == ["tests"] and parts[1:2] in (["grafana"], ["conventions"]) else module
 
 
 @pytest.fixture(scope="session")
