@@ -1,10 +1,10 @@
 """The `clickhouse` exporter: accepted rows go to the write-ahead log, then to ClickHouse as Arrow.
 
-A request's rows are converted to Arrow by the thread that accepted them and appended to the WAL
-(`wal.py`); the request is acknowledged once they are fsync'd there. A background thread takes the
-WAL's sealed segments in order and inserts each under its segment's `insert_deduplication_token`,
-grouped by partition (month), so a request spanning many months is stored and a segment replayed
-after a crash is stored once. Only then is the segment deleted.
+An accepted request is appended to the WAL (`wal.py`, `accepted.py`) and acknowledged once it is fsync'd
+there. The exporter's thread takes the WAL's sealed segments in order and reads each into rows (`rows.py`);
+an insert thread inserts them, the segment before the one being read, each under its segment's
+`insert_deduplication_token`, grouped by partition (month), so a request spanning many months is stored
+and a segment replayed after a crash is stored once. Only then is the segment deleted.
 
 Failures are of two kinds. The store's state (down, timing out, out of memory, too many parts):
 the same rows are retried with jittered exponential backoff, and the WAL fills meanwhile until
