@@ -235,8 +235,6 @@ class Collector:
         for digest in self.digests:
             await asyncio.to_thread(digest.stop)
         await asyncio.to_thread(self.findings.stop)
-        for digest in self.digests:
-            await asyncio.to_thread(digest.stop)
         self.reader.close()
         for forwarder in self._forwarders.values():
             await forwarder.shutdown()
