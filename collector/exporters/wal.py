@@ -250,6 +250,7 @@ class WriteAheadLog:
             self._bytes -= segment.size
             self._rows -= segment.rows
             segment.tables = []
+            self._cond.notify_all()  # the exporter's thread may wait for the WAL to drain (released on another)
 
     # --- the writer thread -------------------------------------------------------------------
 
