@@ -229,6 +229,11 @@ class WriteAheadLog:
                 segment = self._next(after)
             return segment
 
+    def sealed_after(self, segment: Segment) -> bool:
+        """Whether another segment is sealed after `segment` (a backlog)."""
+        with self._cond:
+            return self._next(segment) is not None
+
     def _next(self, after: Segment | None) -> Segment | None:
         sealed = self._sealed
         for index, segment in enumerate(sealed):
