@@ -2,7 +2,7 @@
 
 An accepted request is appended to the WAL (`wal.py`, `accepted.py`) and acknowledged once it is fsync'd
 there. The exporter's thread takes the WAL's sealed segments in order and reads each into rows (`rows.py`);
-an insert thread inserts them, the segment before the one being read, each under its segment's
+an insert thread inserts them (under a backlog, the segment before the one being read), each under its segment's
 `insert_deduplication_token`, grouped by partition (month), so a request spanning many months is stored
 and a segment replayed after a crash is stored once. Only then is the segment deleted.
 
