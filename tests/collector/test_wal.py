@@ -4,6 +4,7 @@ health says what is true."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -26,7 +27,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanmeter.cli import main
+from spanmeter.exporters.accepted import REQUESTS_SCHEMA, request_record, rows_in
 from spanmeter.exporters.clickhouse import by_month
+from spanmeter.exporters.wal import WriteAheadLog
 from spanmeter.service import Collector, CollectorThread
 
 from .conftest import emit, http_request, metric_value, span_exporter, wait_for_rows
@@ -325,3 +328,40 @@ def test_a_full_disk_answers_retryable_loses_nothing_acknowledged_and_recovers_b
     )
     assert set(acknowledged) <= stored.keys()
     assert max(stored.values()) == 1
+
+
+# --- handing segments to the exporter ----------------------------------------------------------
+
+
+def test_segments_are_handed_out_in_order_one_ahead_of_the_one_being_inserted(tmp_path: Path) -> None:
+    """The exporter reads a segment while the one before it is inserted (under a backlog): `take(after=)` gives
+    the next sealed one, `sealed_after` says whether there is one, and a released `after` gives the oldest."""
+    wal = WriteAheadLog(
+        tmp_path, 2**20, segment_rows=1, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
+    )
+    wal.open()
+
+    async def append_three() -> None:
+        for index in range(3):
+            await wal.append(request_record(f"request {index}".encode(), None, 1))
+
+    asyncio.run(append_three())  # a segment is sealed at its first request: the writer seals before it writes on
+    first = wal.take(0.1)
+    assert first is not None
+    second = wal.take(0.1, after=first)
+    assert second is not None and second is not first
+    assert wal.sealed_after(first)
+    assert wal.take(0.1, after=first) is second  # taking again hands out the same one until it is released
+    assert [table.column("body")[0].as_py() for table in (first.table(), second.table())] == [
+        b"request 0",
+        b"request 1",
+    ]
+    wal.release(first)
+    assert wal.take(0.1) is second
+    assert wal.take(0.1, after=first) is second  # `after` released: the oldest sealed one
+    wal.close()  # seals the third
+    third = wal.take(0.1, after=second)
+    assert third is not None and third.table().column("body")[0].as_py() == b"request 2"
+    assert not wal.sealed_after(third)
+    assert wal.take(0.05, after=third) is None
+    wal.unlock()
