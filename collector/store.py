@@ -9,7 +9,10 @@ import fcntl
 import logging
 import os
 import re
+import uuid
+from collections.abc import Mapping
 from importlib import resources
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -27,6 +30,7 @@ __all__ = [
     "database_exists",
     "describe_endpoint",
     "first_line",
+    "insert_arrow",
     "schema_files",
     "statements",
 ]
@@ -63,6 +67,30 @@ def connect(endpoint: str, username: str = "default", password: str = "") -> Cli
         raise
     except Exception as exc:  # the driver raises many kinds; all mean "no store"
         raise StoreError(f"cannot open ClickHouse at {describe_endpoint(endpoint)}: {first_line(exc)}") from exc
+
+
+def insert_arrow(
+    client: Client, table: str, rows: pa.Table, settings: Mapping[str, int | str], spool: Path | None = None
+) -> None:
+    """Insert `rows` into `table` (`database.name`). With `spool` (an embedded store's scratch directory) the rows
+    are written there as an Arrow file that the engine reads in place: clickhouse-connect would first serialise
+    them into one buffer, copy that into a bytes object and write it to a temporary file, and fresh memory is
+    expensive where every new page faults in (virtual machines: ~7 ms a MiB). One file write instead of three
+    copies; the insert and its errors are the same."""
+    if spool is None:
+        client.insert_arrow(table, rows, settings=dict(settings))
+        return
+    path = spool / f"insert-{uuid.uuid4().hex}.arrow"
+    try:
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+            writer.write_table(rows)
+        client.command(
+            f"INSERT INTO {table} FROM INFILE %(path)s FORMAT Arrow",
+            parameters={"path": str(path)},
+            settings=dict(settings),
+        )
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def schema_files() -> list[tuple[str, str]]:

@@ -109,6 +109,14 @@ def length_delimited(bodies: Iterable[bytes]) -> bytes:
     return b"".join(_VarintBytes(len(body)) + body for body in bodies)
 
 
+def write_length_delimited(path: Path, bodies: Iterable[bytes]) -> None:
+    """`length_delimited(bodies)` written to `path` body by body, without joining them into one more copy."""
+    with path.open("wb") as file:
+        for body in bodies:
+            file.write(_VarintBytes(len(body)))
+            file.write(body)
+
+
 @dataclass
 class EngineBatch:
     table: pa.Table
@@ -160,7 +168,7 @@ class EngineReader:
         paths = []
         for first in range(0, len(bodies), size):
             path = self._workdir / f"requests-{tag}-{first}.bin"
-            path.write_bytes(length_delimited(bodies[first : first + size]))
+            write_length_delimited(path, bodies[first : first + size])
             paths.append(path)
         try:
             result = self._client.query_arrow(

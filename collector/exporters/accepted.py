@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,9 +25,16 @@ any), when it arrived (its spans are judged as of then, also when read again aft
 def request_record(body: bytes, project: str | None, spans: int, received_ns: int | None = None) -> pa.Table:
     received = time.time_ns() if received_ns is None else received_ns
     return pa.Table.from_arrays(
-        [pa.array([body], pa.binary()), pa.array([project], pa.string()), pa.array([received]), pa.array([spans])],
+        [_binary(body), pa.array([project], pa.string()), pa.array([received]), pa.array([spans])],
         schema=REQUESTS_SCHEMA,
     )
+
+
+def _binary(body: bytes) -> pa.Array:
+    """`body` as a one-value binary array over the bytes object itself. `pa.array([body])` copies it into fresh
+    memory, which on virtual machines that fault every new page in costs ~1-3 ms for a 512-span request."""
+    offsets = np.array([0, len(body)], np.int32)
+    return pa.Array.from_buffers(pa.binary(), 1, [None, pa.py_buffer(offsets), pa.py_buffer(body)])
 
 
 def rows_in(table: pa.Table) -> int:

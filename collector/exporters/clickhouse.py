@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from ..cluster import CLUSTER_INSERT_SETTINGS
 from ..config import ClickHouseExporterConfig
 from ..prices import refresh as refresh_prices
 from ..records import COLUMNS, SpanRecord
-from ..store import StoreError, apply_schema, caused_by_data, connect, describe_endpoint, first_line
+from ..store import StoreError, apply_schema, caused_by_data, connect, describe_endpoint, first_line, insert_arrow
 from ..telemetry import CollectorMetrics
 from .accepted import REQUESTS_SCHEMA, rows_in
 from .dead_letter import DeadLetters
@@ -134,6 +135,7 @@ class ClickHouseExporter:
         self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spanmeter-clickhouse-insert")
         self._client: Client | None = None
         self._engine: Client | None = None
+        self._spool: Path | None = None  # an embedded store reads inserts from files here (store.insert_arrow)
         self.stored_rows = 0
         """Rows accepted by this run and done with (stored, or set aside), in acceptance order."""
         self.replayed_rows = 0
@@ -161,6 +163,10 @@ class ClickHouseExporter:
         # Arrow loads its time-zone data on first use (~0.3 s): not while the first request waits.
         pa.array([0], type=pa.int64()).cast(_TIMESTAMP)
         recovered = self.wal.open()
+        if self._config.endpoint.startswith("chdb://"):
+            self._spool = self.wal.directory / "inserts"
+            shutil.rmtree(self._spool, ignore_errors=True)  # a killed run's insert files: their rows are in the WAL
+            self._spool.mkdir()
         if self.wal.quarantined:
             self._metrics.wal_quarantined.inc(self.wal.quarantined)
         if recovered:
@@ -384,10 +390,12 @@ class ClickHouseExporter:
                 if self._client is None:
                     self._client = self._open()
                 with self.insert_lock:
-                    self._client.insert_arrow(
+                    insert_arrow(
+                        self._client,
                         f"{self._config.database}.{TABLE}",
                         table,
-                        settings=self._insert_settings | {"insert_deduplication_token": token},
+                        self._insert_settings | {"insert_deduplication_token": token},
+                        self._spool,
                     )
                     if counted:
                         self.stored_rows += table.num_rows
