@@ -110,11 +110,12 @@ def length_delimited(bodies: Iterable[bytes]) -> bytes:
 
 
 def write_length_delimited(path: Path, bodies: Iterable[bytes]) -> None:
-    """`length_delimited(bodies)` written to `path` body by body, without joining them into one more copy."""
-    with path.open("wb") as file:
+    """`length_delimited(bodies)` written over `path` body by body, without joining them into one more copy."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as file:  # not truncated first
         for body in bodies:
             file.write(_VarintBytes(len(body)))
             file.write(body)
+        file.truncate()
 
 
 @dataclass
@@ -163,13 +164,17 @@ class EngineReader:
             query = self._queries[active] = Query(self._config, self._conventions, active, self._read_keys).sql()
         self._workdir.mkdir(parents=True, exist_ok=True)
         # One file per core, read in parallel (a file is one stream); each named by its first request's index.
+        # The files are kept between batches and overwritten in place (renamed for the query): pages a file
+        # already has in the page cache are reused, where a new file's are allocated and zeroed (costly on VMs).
         tag = uuid.uuid4().hex
         size = -(-len(bodies) // min(_PARTS, len(bodies)))
         paths = []
-        for first in range(0, len(bodies), size):
+        for part, first in enumerate(range(0, len(bodies), size)):
+            slot = self._workdir / f"part-{part}.bin"
+            write_length_delimited(slot, bodies[first : first + size])
             path = self._workdir / f"requests-{tag}-{first}.bin"
-            write_length_delimited(path, bodies[first : first + size])
-            paths.append(path)
+            slot.rename(path)
+            paths.append((path, slot))
         try:
             result = self._client.query_arrow(
                 query,
@@ -180,8 +185,8 @@ class EngineReader:
                 use_strings=True,
             )
         finally:
-            for path in paths:
-                path.unlink(missing_ok=True)
+            for path, slot in paths:
+                path.rename(slot)
         return _batch(result)
 
     def _active(self, bodies: Sequence[bytes]) -> tuple[int, ...]:

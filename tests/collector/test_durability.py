@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +36,7 @@ from spanmeter.exporters.clickhouse import INSERT_SETTINGS, to_arrow
 from spanmeter.exporters.wal import MAGIC, encode_table
 from spanmeter.processors import GenAIProcessor, PricingProcessor
 from spanmeter.service import Collector, CollectorThread
+from spanmeter.store import insert_arrow
 
 from .conftest import REPO, emit, span_exporter, wait_for_rows
 from .test_pricing_e2e import AT_NS, genai_attributes
@@ -152,6 +154,41 @@ def test_a_retried_batch_is_stored_once(store: Client, database: str, make_confi
         settings = INSERT_SETTINGS | {"insert_deduplication_token": "batch-1"}
         store.insert_arrow(f"{database}.genai_spans", table, settings=settings)
     assert count_rows(store, database) == (4, 4, 4)
+
+
+def test_an_insert_read_from_a_spool_file_stores_what_insert_arrow_stores(
+    store: Client, database: str, make_config: Callable[..., Any], tmp_path: Path
+) -> None:
+    """An embedded store's inserts go through an Arrow file kept in a spool directory and overwritten by the
+    next one (store.insert_arrow): the rows are those the driver's own insert stores, a retried token is stored
+    once, and a smaller insert over a larger file stores its own rows only."""
+    with CollectorThread(make_config()):  # a collector applies the schema at start
+        pass
+    decoded = GenAIProcessor(GenAIProcessorConfig()).decode(encode_spans(make_spans(40)))
+    PricingProcessor(PricingProcessorConfig()).process(decoded.records)
+    table = to_arrow(decoded.records)
+    copy = f"{database}.genai_spans_driver"
+    store.command(f"CREATE TABLE {copy} AS {database}.genai_spans")
+    store.insert_arrow(copy, table, settings=INSERT_SETTINGS | {"insert_deduplication_token": "driver"})
+    spans, spool = f"{database}.genai_spans", tmp_path / "spool"
+    spool.mkdir()
+    for _ in range(2):
+        insert_arrow(store, spans, table, INSERT_SETTINGS | {"insert_deduplication_token": "a"}, spool)
+    small = table.slice(3, 2)
+    insert_arrow(store, spans, small, INSERT_SETTINGS | {"insert_deduplication_token": "b"}, spool)
+
+    columns = ", ".join(table.column_names)  # those the rows carry (not the store's defaults: ingested_at)
+
+    def rows(name: str) -> list[tuple[Any, ...]]:
+        return sorted(set(map(repr, store.query(f"SELECT {columns} FROM {name}").result_rows)))
+
+    assert count_rows(store, database) == (42, 40, 42)
+    twice = store.query(
+        f"SELECT span_id FROM {database}.genai_spans GROUP BY span_id HAVING count() = 2 ORDER BY span_id"
+    ).result_rows
+    assert [row[0] for row in twice] == sorted(small.column("span_id").to_pylist())
+    assert rows(f"{database}.genai_spans") == rows(copy)
+    assert [path.name for path in spool.iterdir()] == [f"insert-{threading.get_ident()}.arrow"]
 
 
 # --- SIGTERM and restart -----------------------------------------------------------------------

@@ -200,6 +200,16 @@ def test_all_conventions_in_one_batch(reader: EngineReader) -> None:
     assert batch.non_genai > 0 and batch.not_model_calls > 0
 
 
+def test_a_smaller_batch_after_a_larger_one_reads_only_its_own_requests(reader: EngineReader) -> None:
+    """The reader keeps its request files and writes each batch over the last one's: what a larger batch left
+    past a smaller one's end must not be read with it."""
+    bodies = [body for convention in CONVENTIONS for body in convention_requests(convention)]
+    large = compare(reader, bodies)
+    small = compare(reader, bodies[:2])
+    assert 0 < small.table.num_rows < large.table.num_rows
+    assert set(small.table.column("request").to_pylist()) <= {0, 1}
+
+
 def test_an_empty_batch_and_a_batch_without_genai(reader: EngineReader) -> None:
     assert reader.read([], []).table.num_rows == 0
     body = sdk_request("app", [("GET /", {"http.request.method": "GET"})], {"service.name": "x"})
