@@ -77,19 +77,29 @@ def insert_arrow(
     them into one buffer, copy that into a bytes object and write it to a new temporary file, and fresh memory is
     expensive where every new page faults in (virtual machines: ~7 ms a MiB). The file is kept and overwritten
     by the thread's next insert, so its pages in the page cache are reused too. The insert and its errors are the
-    same."""
-    if spool is None:
+    same. A spool that cannot be written (its disk is full: it shares the WAL's, which only inserts can empty)
+    leaves the insert to the driver."""
+    path = spool / f"insert-{threading.get_ident()}.arrow" if spool is not None else None
+    if path is None or not _spooled(path, rows):
         client.insert_arrow(table, rows, settings=dict(settings))
         return
-    path = spool / f"insert-{threading.get_ident()}.arrow"
-    file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")  # not truncated first
-    with pa.PythonFile(file, mode="w") as sink:  # closes `file`
-        with pa.ipc.new_file(sink, rows.schema) as writer:
-            writer.write_table(rows)
-        written = sink.tell()
-    os.truncate(path, written)
     statement = f"INSERT INTO {table} FROM INFILE %(path)s FORMAT Arrow"
     client.command(statement, parameters={"path": str(path)}, settings=dict(settings))
+
+
+def _spooled(path: Path, rows: pa.Table) -> bool:
+    """Write `rows` over the Arrow file at `path` (not truncated first, to reuse its pages); False if it cannot."""
+    try:
+        file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
+        with pa.PythonFile(file, mode="w") as sink:  # closes `file`
+            with pa.ipc.new_file(sink, rows.schema) as writer:
+                writer.write_table(rows)
+            written = sink.tell()
+        os.truncate(path, written)
+    except OSError as exc:
+        logger.warning("cannot write the insert file %s, inserting through the driver: %s", path, exc)
+        return False
+    return True
 
 
 def schema_files() -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from spanmeter.exporters.accepted import REQUESTS_SCHEMA, request_record, rows_i
 from spanmeter.exporters.clickhouse import by_month
 from spanmeter.exporters.wal import WriteAheadLog
 from spanmeter.service import Collector, CollectorThread
+from spanmeter.store import insert_arrow
 
 from .conftest import emit, http_request, metric_value, span_exporter, wait_for_rows
 from .test_durability import FAST_RETRY, count_rows, make_spans, post
@@ -328,6 +330,29 @@ def test_a_full_disk_answers_retryable_loses_nothing_acknowledged_and_recovers_b
     )
     assert set(acknowledged) <= stored.keys()
     assert max(stored.values()) == 1
+
+
+def test_an_insert_whose_spool_file_cannot_grow_goes_through_the_driver(
+    store: Client, database: str, small_disk: Path
+) -> None:
+    """The embedded store's insert file lives beside the WAL, on its disk: when that disk is full, inserts (the
+    only way the WAL empties) must still land."""
+    store.command("CREATE DATABASE {db:Identifier}", parameters={"db": database})
+    store.command(
+        "CREATE TABLE {db:Identifier}.probe (n UInt32, text String) ENGINE = MergeTree ORDER BY n",
+        parameters={"db": database},
+    )
+    small = pa.table({"n": pa.array([1], pa.uint32()), "text": ["small"]})
+    insert_arrow(store, f"{database}.probe", small, {}, small_disk)  # the spool file exists, one row's size
+    spooled = small_disk / f"insert-{threading.get_ident()}.arrow"
+    assert spooled.exists()
+    ballast = small_disk / "ballast"
+    ballast.write_bytes(b"\0" * shutil.disk_usage(small_disk).free)
+    large = pa.table({"n": pa.array(range(2, 20_002), pa.uint32()), "text": ["x" * 100] * 20_000})
+    insert_arrow(store, f"{database}.probe", large, {}, small_disk)
+    assert store.query(
+        "SELECT count(), countIf(text = 'small') FROM {db:Identifier}.probe", parameters={"db": database}
+    ).result_rows == [(20_001, 1)]
 
 
 # --- handing segments to the exporter ----------------------------------------------------------
