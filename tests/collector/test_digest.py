@@ -211,11 +211,14 @@ def test_preview_through_the_collector_holding_the_store(spent, tmp_path):
     out = tmp_path / "digest.html"
     command = [str(Path(sys.executable).with_name("spanmeter")), "digest", "--config", str(config_file)]
     command += ["--schedule", "daily", "--preview", str(out)]
+    # The daily digest due is sent at 08:00 UTC by default: before then it is still the one of the day before.
+    due = latest_due(DigestConfig(schedule="daily"), datetime.now(UTC))
+    total = {YESTERDAY: ">4.00<", DAY_BEFORE: ">3.00<"}[due.start]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     html = out.read_text()
     assert "src='data:image/png;base64," in html and "<td" in html
-    assert "id='total-cost'" in html and ">4.00<" in html
+    assert "id='total-cost'" in html and total in html
     # The database asked for is the one read (--database sends it): here one that does not exist.
     missing = f"{collector.store_config.database}_none"
     status, _, body = http_request(collector, f"/v1/digest?schedule=daily&database={missing}")
