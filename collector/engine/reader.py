@@ -153,6 +153,8 @@ class EngineReader:
         self._read_keys = sorted(frozenset().union(*(c.consumed for c in conventions)))
         self._queries: dict[tuple[int, ...], str] = {}
         self._probes = [_probes((*c.markers, *c.scopes)) for c in conventions]
+        for stale in self._workdir.glob("requests-*.bin"):  # a batch's files a killed run left under its names
+            stale.unlink(missing_ok=True)
 
     def read(self, bodies: Sequence[bytes], latest_ns: Sequence[int]) -> EngineBatch:
         """Rows of every request read by the engine; the others listed in `fallback`."""

@@ -210,6 +210,18 @@ def test_a_smaller_batch_after_a_larger_one_reads_only_its_own_requests(reader: 
     assert set(small.table.column("request").to_pylist()) <= {0, 1}
 
 
+def test_a_killed_runs_request_files_are_removed(store: Client, tmp_path: Path) -> None:
+    """A batch's files are renamed for its query; a run killed during one leaves them under those names."""
+    left = tmp_path / "requests-0123abcd-0.bin"
+    left.write_bytes(b"\x00" * 1000)
+    reader = EngineReader(CONFIG, store, tmp_path)
+    assert not left.exists()
+    bodies = convention_requests(CONVENTIONS[0])
+    assert compare(reader, bodies).table.num_rows > 0
+    kept = sorted(path.name for path in tmp_path.iterdir())
+    assert kept and kept == [f"part-{index}.bin" for index in range(len(kept))]  # only the files kept for reuse
+
+
 def test_an_empty_batch_and_a_batch_without_genai(reader: EngineReader) -> None:
     assert reader.read([], []).table.num_rows == 0
     body = sdk_request("app", [("GET /", {"http.request.method": "GET"})], {"service.name": "x"})
