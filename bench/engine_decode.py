@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from spanmeter.config import GenAIProcessorConfig
 from spanmeter.engine import EngineReader
-from spanmeter.engine.reader import _SETTINGS, STRUCTURE, Query, length_delimited
+from spanmeter.engine.reader import _SETTINGS, STRUCTURE, Query, write_length_delimited
 from spanmeter.engine.sql import literal
 from spanmeter.exporters.clickhouse import to_arrow
 from spanmeter.processors import GenAIProcessor
@@ -121,7 +121,7 @@ def split(
     query = Query(config, engine._conventions, engine._active(bodies), engine._read_keys).sql()
     half = -(-len(bodies) // 2)
     for first in range(0, len(bodies), half):
-        (workdir / f"split-{first}.bin").write_bytes(length_delimited(bodies[first : first + half]))
+        write_length_delimited(workdir / f"split-{first}.bin", bodies[first : first + half])
     parameters = {"path": str(workdir / "split-*.bin"), "latest": [latest] * len(bodies)}
     settings = ", ".join(f"{name} = {literal(value)}" for name, value in _SETTINGS.items())
     source = f"file({{path:String}}, 'Protobuf', {literal(STRUCTURE)})"

@@ -7,6 +7,6 @@ convention tables (`collector/conventions/`), which stay the single source of tr
 (`processors/genai.py`) stays the reference: what the engine does not read exactly as it does, it hands back.
 """
 
-from .reader import SCHEMA_FILE, STRUCTURE, EngineBatch, EngineReader, length_delimited
+from .reader import SCHEMA_FILE, STRUCTURE, EngineBatch, EngineReader, write_length_delimited
 
-__all__ = ["SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "length_delimited"]
+__all__ = ["SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "write_length_delimited"]

@@ -49,7 +49,7 @@ from ..sampling import THRESHOLD_PATTERN
 from . import sql
 from .sql import as_count, as_str, as_str_list, as_text, count_ok, cut, literal, literals, readable
 
-__all__ = ["BATCH_SCHEMA", "SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "length_delimited"]
+__all__ = ["BATCH_SCHEMA", "SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "write_length_delimited"]
 
 SCHEMA_FILE = Path(__file__).with_name("otlp_traces.proto")
 """ClickHouse's `format_schema`: `f"{SCHEMA_FILE}:ExportTraceServiceRequest"`."""
@@ -104,14 +104,11 @@ _TRACE_ID, _SPAN_ID, _PARENT, _START, _END = (
 _STATUS = "multiIf(status_code_ = 1, 'OK', status_code_ = 2, 'ERROR', 'UNSET')"
 
 
-def length_delimited(bodies: Iterable[bytes]) -> bytes:
-    """Requests as ClickHouse's `Protobuf` format reads many messages: each prefixed by its varint length."""
-    return b"".join(_VarintBytes(len(body)) + body for body in bodies)
-
-
 def write_length_delimited(path: Path, bodies: Iterable[bytes]) -> None:
-    """`length_delimited(bodies)` written over `path` body by body, without joining them into one more copy."""
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as file:  # not truncated first
+    """Requests as ClickHouse's `Protobuf` format reads many messages (each prefixed by its varint length), written
+    over `path` body by body: not truncated first, so the file's pages in the page cache are reused, and with no
+    joined copy of the bodies."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as file:
         for body in bodies:
             file.write(_VarintBytes(len(body)))
             file.write(body)

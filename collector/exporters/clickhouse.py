@@ -135,7 +135,6 @@ class ClickHouseExporter:
         self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spanmeter-clickhouse-insert")
         self._client: Client | None = None
         self._engine: Client | None = None
-        self._spool: Path | None = None  # an embedded store reads inserts from files here (store.insert_arrow)
         self.stored_rows = 0
         """Rows accepted by this run and done with (stored, or set aside), in acceptance order."""
         self.replayed_rows = 0
@@ -143,12 +142,15 @@ class ClickHouseExporter:
         # Held while a batch is inserted and counted, so a reader (budgets) can take the store's sums
         # and `stored_rows` as of one moment: stored rows are then exactly the first `stored_rows` queued.
         self.insert_lock = threading.Lock()
+        self._embedded = config.endpoint.startswith("chdb://")
+        # An embedded store reads inserts from files here (store.insert_arrow).
+        self._spool = self.wal.directory / "inserts" if self._embedded else None
         # On a cluster genai_spans is a Distributed table: the insert must reach the shards, token and all.
         self._insert_settings: dict[str, int | str] = {
             **INSERT_SETTINGS,
             **(CLUSTER_INSERT_SETTINGS if config.cluster else {}),
             # An embedded store's insert threads behind the receivers', as the engine's reading (engine/reader.py).
-            **({"os_thread_priority": 10} if config.endpoint.startswith("chdb://") else {}),
+            **({"os_thread_priority": 10} if self._embedded else {}),
         }
         metrics.wal_capacity.set(int(queue.max_bytes))
 
@@ -163,8 +165,7 @@ class ClickHouseExporter:
         # Arrow loads its time-zone data on first use (~0.3 s): not while the first request waits.
         pa.array([0], type=pa.int64()).cast(_TIMESTAMP)
         recovered = self.wal.open()
-        if self._config.endpoint.startswith("chdb://"):
-            self._spool = self.wal.directory / "inserts"
+        if self._spool is not None:
             shutil.rmtree(self._spool, ignore_errors=True)  # a killed run's insert files: their rows are in the WAL
             self._spool.mkdir()
         if self.wal.quarantined:
@@ -179,7 +180,7 @@ class ClickHouseExporter:
         try:
             self._client = self._open()
         except StoreError:
-            if self._config.endpoint.startswith("chdb://"):
+            if self._embedded:
                 self.wal.close()
                 self.wal.unlock()
                 raise
@@ -256,7 +257,7 @@ class ClickHouseExporter:
         (A second handle on the embedded store, to read a segment while the last one is inserted, measured 1.18x
         the CPU a span and 0.90x the rate: one handle runs one call at a time, and the overlap is then the
         Python around each call.)"""
-        if self._config.endpoint.startswith("chdb://"):
+        if self._embedded:
             if self._client is None:
                 self._client = self._open()
             return self._client
