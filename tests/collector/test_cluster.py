@@ -151,8 +151,8 @@ def test_materialized_views_read_and_write_the_local_tables(store: Client) -> No
 
 
 def test_a_views_new_query_reads_the_local_tables(store: Client) -> None:
-    """`ALTER TABLE view MODIFY QUERY` (030): the view keeps its name on every node, its SELECT reads the local
-    genai_spans as the view's CREATE does."""
+    """`ALTER TABLE view MODIFY QUERY` (030, 031): the view keeps its name on every node, its SELECT reads the local
+    table it names (genai_spans, or an hourly rollup a coarser one cascades from) as the view's CREATE does."""
     modified = [s for _, s in every_statement() if " MODIFY QUERY" in s]
     assert len(modified) >= 6
     for statement in modified:
@@ -162,7 +162,9 @@ def test_a_views_new_query_reads_the_local_tables(store: Client) -> None:
         text = formatted(store, sql)
         # formatQuerySingleLine writes an ALTER's commands in parentheses
         assert text.startswith(f"ALTER TABLE {DATABASE}.{view[1]} {ON.replace('`', '')} (MODIFY QUERY SELECT "), text
-        assert re.findall(rf"{DATABASE}\.(\w+)", text) == [view[1], "genai_spans_local"]
+        (source,) = re.findall(r"\bFROM \{database:Identifier\}\.(\w+)", statement)
+        assert source == "genai_spans" or source.endswith("_hourly"), statement[:100]
+        assert re.findall(rf"{DATABASE}\.(\w+)", text) == [view[1], f"{source}_local"]
 
 
 def test_a_backfill_runs_once_through_the_distributed_tables_and_waits_for_the_shards(store: Client) -> None:

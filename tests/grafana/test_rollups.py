@@ -373,8 +373,14 @@ def check_backfill(
     viewed, backfilled = (f"g_backfill_{which}_{uuid.uuid4().hex[:8]}" for which in ("viewed", "backfilled"))
     for database in (viewed, backfilled):
         apply_schema(store, database)
-    for table in tables:  # as before the files: no views, no rollups
-        store.command(f"DROP VIEW {{db:Identifier}}.{table}_mv", parameters={"db": backfilled})
+    for table in tables:  # as before the files: no views, no rollups (nor the views cascading from them, 031)
+        store.command(f"DROP VIEW IF EXISTS {{db:Identifier}}.{table}_mv", parameters={"db": backfilled})
+        (cascaded,) = store.query(
+            "SELECT dependencies_table FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+            parameters={"db": backfilled, "table": table},
+        ).first_row
+        for view in cascaded:
+            store.command(f"DROP VIEW {{db:Identifier}}.{view}", parameters={"db": backfilled})
         store.command(f"DROP TABLE {{db:Identifier}}.{table}", parameters={"db": backfilled})
     for database in (viewed, backfilled):
         seed(store, database, seeded_now, ("drift", "unpriced", "errors"))
@@ -523,3 +529,129 @@ def test_the_narrow_and_tier_rollups_backfill_stored_rows_once_and_the_views_the
     for table in columns:
         summed = store.query(f"SELECT sum(spans) FROM {{db:Identifier}}.{table}", parameters={"db": backfilled})
         assert summed.first_row == (spans,), table
+
+
+# --- 031: the coarse rollups read their hourly rollup ----------------------------------------------------------
+
+CASCADED = migrations()[30]
+CASCADES = {
+    # table: (its keys, the same over genai_spans, its sums, the same over genai_spans, its digest, the value)
+    "genai_latency_daily": (
+        "day, project, environment, provider, model",
+        "toStartOfDay(timestamp, 'UTC') AS day, project, environment, provider,"
+        " if(response_model != '', response_model, request_model) AS model",
+        "sum(spans)",
+        "count()",
+        "duration_digest",
+        "duration_ns",
+    ),
+    "genai_latency_3h": (
+        "hour, project, environment, provider, model",
+        "toStartOfInterval(toStartOfHour(timestamp), INTERVAL 10800 second) AS hour, project, environment, provider,"
+        " if(response_model != '', response_model, request_model) AS model",
+        "sum(spans)",
+        "count()",
+        "duration_digest",
+        "duration_ns",
+    ),
+    "genai_input_tokens_daily": (
+        "day, project, environment, service_name, operation, feature",
+        "toStartOfDay(timestamp, 'UTC') AS day, project, environment, service_name, operation, feature",
+        "sum(spans)",
+        "count()",
+        "input_tokens_digest",
+        "input_tokens",
+    ),
+    "genai_input_tokens_3h": (
+        "hour, project, environment, service_name, operation, feature",
+        "toStartOfInterval(toStartOfHour(timestamp), INTERVAL 10800 second) AS hour, project, environment,"
+        " service_name, operation, feature",
+        "sum(spans)",
+        "count()",
+        "input_tokens_digest",
+        "input_tokens",
+    ),
+    "genai_sessions_daily": (
+        "day, project, user_id, session_id",
+        "toStartOfDay(timestamp, 'UTC') AS day, project, user_id, session_id",
+        "sum(spans), sum(total_cost), min(first_call), max(last_call), sum(estimated_spans), sum(estimated_cost)",
+        f"count(), sum(total_cost), min(timestamp), max(timestamp), sum({WEIGHT_SQL}),"
+        f" sum({weighed_sql('span.total_cost')})",
+        "",
+        "",
+    ),
+}
+
+
+def cascade_rows(client: Client, database: str, table: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(the rollup's groups, the same groups over genai_spans): keys, exact sums, and the median of the digest
+    beside that of one t-digest of the group's raw values."""
+    keys, raw_keys, sums, raw_sums_, digest, value = CASCADES[table]
+    names = keys.replace(" ", "")
+    rolled = f"SELECT {keys}, {sums}" + (f", quantileTDigestMerge(0.5)({digest})" if digest else "")
+    raw = f"SELECT {raw_keys}, {raw_sums_}" + (f", quantileTDigest(0.5)({value})" if value else "")
+    return tuple(  # type: ignore[return-value]
+        client.query(
+            f"{sql} FROM {{db:Identifier}}.{source} GROUP BY {names} ORDER BY {names}", parameters={"db": database}
+        ).result_rows
+        for sql, source in ((rolled, table), (raw, "genai_spans AS span"))
+    )
+
+
+def test_the_coarse_rollups_cascade_from_the_hourly_ones_and_count_each_row_once(
+    store: Client, seeded_now: datetime
+) -> None:
+    """031 moves the daily and 3-hour rollups' views from genai_spans to an hourly rollup's table. A store at 030
+    with rows keeps what they rolled up; rows stored after reach each coarse rollup once, through its hourly one
+    (sums and estimates exact, medians within the digests' tolerance of the raw rows'), as in a store created at
+    031; a retried insert (same insert_deduplication_token) is dropped at every level."""
+    assert CASCADED.version == 31
+    before, created = (f"g_cascade_{which}_{uuid.uuid4().hex[:8]}" for which in ("before", "created"))
+    store.command("CREATE DATABASE {db:Identifier}", parameters={"db": before})
+    for statement in [s for m in migrations() if m.version < 31 for s in statements(m.text)]:
+        store.command(statement, parameters={"database": before})
+    apply_schema(store, created)
+    for database in (before, created):
+        seed(store, database, seeded_now, ("drift", "unpriced"))
+    for statement in statements(CASCADED.text):
+        store.command(statement, parameters={"database": before})
+    for database in (before, created):
+        seed(store, database, seeded_now + timedelta(minutes=5), ("spike",))
+
+    for table in CASCADES:
+        view = store.query(
+            "SELECT dependencies_table FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            parameters={"db": created, "t": table.replace("_daily", "_hourly").replace("_3h", "_hourly")},
+        ).first_row[0]
+        assert f"{table}_mv" in view, (table, view)
+        results = {database: cascade_rows(store, database, table) for database in (before, created)}
+        exact = len(results[created][0][0]) - (1 if CASCADES[table][4] else 0)  # all but the digest's median
+        for rolled, raw in results.values():
+            assert len(rolled) == len(raw) > 1, table
+            for got, want in zip(rolled, raw, strict=True):
+                assert got[:exact] == want[:exact], (table, got, want)
+                if exact < len(got):
+                    assert math.isclose(got[-1], want[-1], rel_tol=DIGEST_TOLERANCE, abs_tol=1), (table, got, want)
+        assert [row[:exact] for row in results[before][0]] == [row[:exact] for row in results[created][0]], table
+
+    def totals(database: str) -> list[Any]:
+        return [
+            store.query(f"SELECT sum(spans) FROM {{db:Identifier}}.{table}", parameters={"db": database}).first_row[0]
+            for table in CASCADES
+        ]
+
+    (count,) = store.query("SELECT count() FROM {db:Identifier}.genai_spans", parameters={"db": created}).first_row
+    assert totals(created) == [count] * len(CASCADES)
+    rows = store.query(
+        "SELECT * FROM {db:Identifier}.genai_spans ORDER BY timestamp LIMIT 7", parameters={"db": created}
+    )
+    token = uuid.uuid4().hex
+    for _ in range(2):  # a retry of one insert
+        store.insert(
+            "genai_spans",
+            rows.result_rows,
+            column_names=rows.column_names,
+            database=created,
+            settings={"deduplicate_blocks_in_dependent_materialized_views": 1, "insert_deduplication_token": token},
+        )
+    assert totals(created) == [count + 7] * len(CASCADES)
