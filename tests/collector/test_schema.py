@@ -102,3 +102,35 @@ def test_hourly_rollup_sums_match_raw_rows(collector: Collector, store: Client, 
     ).result_rows
     assert len(raw) == 6
     assert rolled == raw
+
+
+def test_every_table_an_insert_writes_merges_at_base_20(store: Client, database: str) -> None:
+    """032: genai_spans and every rollup its views write, through any cascade (031), merge about 20 parts at a
+    time; a rollup added later without the setting fails this."""
+    apply_schema(store, database)
+
+    def reached(table: str) -> set[str]:
+        views = store.query(
+            "SELECT dependencies_table FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            parameters={"db": database, "t": table},
+        ).first_row[0]
+        targets = {
+            row[0]
+            for row in store.query(
+                "SELECT arrayJoin(extractAll(create_table_query, ' TO [\\\\w`]+\\\\.`?(\\\\w+)')) FROM system.tables"
+                " WHERE database = {db:String} AND has({views:Array(String)}, name)",
+                parameters={"db": database, "views": views},
+            ).result_rows
+        }
+        return {table}.union(*(reached(target) for target in targets))
+
+    written = reached("genai_spans")
+    assert len(written) == 15, written
+    settings = dict(
+        store.query(
+            "SELECT name, extract(engine_full, 'merge_selector_base = (\\\\d+)') FROM system.tables"
+            " WHERE database = {db:String} AND has({tables:Array(String)}, name)",
+            parameters={"db": database, "tables": sorted(written)},
+        ).result_rows
+    )
+    assert settings == dict.fromkeys(written, "20")
