@@ -370,7 +370,9 @@ class GenAIPrefilter:
     a span whose bytes hold no marker, in a scope no convention names, is not GenAI. Markers are looked for with
     `bytes.find` (C) in each scope's bytes, then in each span's of a scope holding one; the scopes and spans are
     located by their length prefixes alone. A marker in a value only makes a span a candidate: `GenAIProcessor`
-    still decides, so no GenAI span is missed.
+    still decides, so no GenAI span is missed. A scope holding the commonest marker (`gen_ai.operation.name`) at
+    least once per span is handed on whole without looking at its spans one by one (3.2 µs a span of Python on
+    all-GenAI traffic): each of its spans may be GenAI, and any that is not is counted as such by the processor.
     """
 
     def __init__(self, conventions: tuple[Convention, ...] = CONVENTIONS) -> None:
@@ -392,7 +394,7 @@ class GenAIPrefilter:
             return request, 0
         picks: list[tuple[int, int, list[int] | None]] = []  # (resource, scope, spans: None for all)
         skipped = 0
-        marked = self._marked
+        marked, common = self._marked, self._markers[0]
         for r, (resource, (start, end)) in enumerate(zip(request.resource_spans, resource_ranges, strict=True)):
             scope_ranges = _length_delimited(body, start, end, 2)
             if scope_ranges is None or len(scope_ranges) != len(named[r]):
@@ -403,6 +405,9 @@ class GenAIPrefilter:
                     continue
                 if not marked(body, *scope_ranges[s]):
                     skipped += len(scope.spans)
+                    continue
+                if body.count(common, *scope_ranges[s]) >= len(scope.spans):
+                    picks.append((r, s, None))  # as many of the commonest marker as spans: most likely all GenAI
                     continue
                 span_ranges = _length_delimited(body, *scope_ranges[s], 2)
                 if span_ranges is None or len(span_ranges) != len(scope.spans):

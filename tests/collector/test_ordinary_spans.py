@@ -138,6 +138,16 @@ def test_a_marker_in_a_value_only_hands_that_span_on() -> None:
     assert assert_same_reading(request_of(spans)) == (1, 1)
 
 
+def test_a_scope_with_the_commonest_marker_once_a_span_is_handed_on_whole() -> None:
+    """Counted in the scope's bytes, not looked for span by span: a span holding it twice (key and value) lets an
+    ordinary one through, which the processor then counts as not GenAI (the same counts as reading everything)."""
+    twice = chat(1) | {"app.note": "gen_ai.operation.name"}
+    spans = [("app", "chat", twice), ("app", "GET /", http_attributes(2))]
+    assert assert_same_reading(request_of(spans)) == (0, 2)
+    spans = [("app", "chat", chat(1)), ("app", "GET /", http_attributes(2))]
+    assert assert_same_reading(request_of(spans)) == (1, 1)
+
+
 def test_spans_of_a_scope_a_convention_names_are_kept_without_markers() -> None:
     spans = [
         ("openlit.instrumentation.openai", "chat", {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 5}),
