@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from spanmeter.exporters.clickhouse import INSERT_SETTINGS
 from spanmeter.migrations import Migration, migrations
 from spanmeter.sampling import WEIGHT_SQL, weighed_sql
 from spanmeter.store import apply_schema, statements
@@ -533,7 +534,7 @@ def test_the_narrow_and_tier_rollups_backfill_stored_rows_once_and_the_views_the
 
 # --- 031: the coarse rollups read their hourly rollup ----------------------------------------------------------
 
-CASCADED = migrations()[30]
+(CASCADED,) = [m for m in migrations() if m.version == 31]
 CASCADES = {
     # table: (its keys, the same over genai_spans, its sums, the same over genai_spans, its digest, the value)
     "genai_latency_daily": (
@@ -605,7 +606,6 @@ def test_the_coarse_rollups_cascade_from_the_hourly_ones_and_count_each_row_once
     with rows keeps what they rolled up; rows stored after reach each coarse rollup once, through its hourly one
     (sums and estimates exact, medians within the digests' tolerance of the raw rows'), as in a store created at
     031; a retried insert (same insert_deduplication_token) is dropped at every level."""
-    assert CASCADED.version == 31
     before, created = (f"g_cascade_{which}_{uuid.uuid4().hex[:8]}" for which in ("before", "created"))
     store.command("CREATE DATABASE {db:Identifier}", parameters={"db": before})
     for statement in [s for m in migrations() if m.version < 31 for s in statements(m.text)]:
@@ -652,6 +652,6 @@ def test_the_coarse_rollups_cascade_from_the_hourly_ones_and_count_each_row_once
             rows.result_rows,
             column_names=rows.column_names,
             database=created,
-            settings={"deduplicate_blocks_in_dependent_materialized_views": 1, "insert_deduplication_token": token},
+            settings={**INSERT_SETTINGS, "insert_deduplication_token": token},  # as the exporter inserts
         )
     assert totals(created) == [count + 7] * len(CASCADES)
