@@ -252,17 +252,13 @@ class ClickHouseExporter:
     # --- the worker thread -------------------------------------------------------------------
 
     def engine_client(self) -> Client:
-        """A ClickHouse engine in this process to read OTLP with (`engine/`): the embedded store's own handle, or
-        one with no tables of its own beside the WAL when the store is a server. Called on the exporter's thread.
-        (A second handle on the embedded store, to read a segment while the last one is inserted, measured 1.18x
-        the CPU a span and 0.90x the rate: one handle runs one call at a time, and the overlap is then the
-        Python around each call.)"""
-        if self._embedded:
-            if self._client is None:
-                self._client = self._open()
-            return self._client
+        """A ClickHouse engine in this process to read OTLP with (`engine/`): a second handle on the embedded store,
+        or one with no tables of its own beside the WAL when the store is a server. Called on the exporter's thread.
+        A handle runs one call at a time; with its own, a segment's read runs in the engine while the one before it
+        is inserted (under a backlog), instead of waiting for that insert's call."""
         if self._engine is None:
-            self._engine = connect(f"chdb://{self.wal.directory / 'engine-store'}")
+            endpoint = self._config.endpoint if self._embedded else f"chdb://{self.wal.directory / 'engine-store'}"
+            self._engine = connect(endpoint)
         return self._engine
 
     def _open(self) -> Client:
@@ -291,10 +287,10 @@ class ClickHouseExporter:
 
     def _drain(self) -> None:
         """Segments in order, inserted by the insert thread. With a backlog (another segment sealed already), the
-        next is read into rows here while the one before it is inserted: the store's handle runs one call at a
-        time, but the Python around each (the requests' files, the rows put in order, tags, redaction, pricing,
-        duplicates; the insert's Arrow encoding) runs beside the other's call, which holds no GIL. At most one
-        segment's rows wait for their insert."""
+        next is read into rows here while the one before it is inserted: the read's engine call runs on its own
+        handle (`engine_client`) beside the insert's, and neither holds the GIL, so the Python around the read
+        (the requests' files, the rows put in order, tags, redaction, pricing, duplicates) runs beside the insert
+        too. At most one segment's rows wait for their insert."""
         inserting: Future[None] | None = None
         previous: Segment | None = None
         try:
