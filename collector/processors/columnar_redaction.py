@@ -17,9 +17,9 @@ def redact_map_column(
     column: pa.ChunkedArray | pa.Array, redactor: Redactor, min_length: int
 ) -> pa.ChunkedArray | pa.Array:
     """`column` (a map of strings to strings) with every value of `min_length` characters or more replaced by
-    `redactor.redact(value)`. Chunk by chunk: a chunk without such a value is kept as it is, with no copy (joining
-    the engine's chunks first copied every map, ~2 µs a span where new memory is dear); in the others the long
-    values are redacted once for each distinct one and the map rebuilt on the same offsets, keys and nulls."""
+    `redactor.redact(value)`. Chunk by chunk: a chunk where no such value changes is kept as it is, with no copy
+    (joining the engine's chunks first copied every map, ~2 µs a span where new memory is dear); in the others the
+    long values are redacted once for each distinct one and the map rebuilt on the same offsets, keys and nulls."""
     if not redactor.active:
         return column
     redacted: dict[str, str] = {}
@@ -46,10 +46,13 @@ def _redact_maps(maps: pa.MapArray, redactor: Redactor, min_length: int, redacte
         return maps
     values = items.take(pa.array(positions))
     distinct = pc.unique(values)
-    for text in distinct.to_pylist():
+    texts = distinct.to_pylist()
+    for text in texts:
         if text not in redacted:
             redacted[text] = redactor.redact(text)
-    replacements = pa.array([redacted[text] for text in distinct.to_pylist()], pa.string())
+    if all(redacted[text] == text for text in texts):  # nothing found (a resource's instance id on every row)
+        return maps
+    replacements = pa.array([redacted[text] for text in texts], pa.string())
     mask = np.zeros(size, dtype=bool)
     mask[positions] = True
     replaced = replacements.take(pc.index_in(values, value_set=distinct))

@@ -70,3 +70,16 @@ def test_secrets_are_redacted_once_per_distinct_value() -> None:
     result = redact_map_column(column, Counting(), ATTRIBUTE_REDACTION_LENGTH)
     assert sorted(calls) == sorted([SECRETS[0], SECRETS[2]])
     assert result.to_pylist()[0] == [("k", "[REDACTED:openai_api_key]"), ("s", "short")]
+
+
+def test_chunks_where_nothing_changes_are_kept_without_a_copy() -> None:
+    """The engine's maps come in many chunks; one holding no value the rules change (a resource's instance id, long
+    but not secret, on every row) is handed back as it is, the others rebuilt."""
+    clean = pa.array([[("service.instance.id", "5addd5e9-f0ef-4fc4-b817-b70ec030d248"), ("s", "short")]] * 3, MAP)
+    secret = pa.array([[("k", SECRETS[0])], [("k", SECRETS[8])]], MAP)
+    column = pa.chunked_array([clean, secret, clean.slice(1)], MAP)
+    result = redact_map_column(column, Redactor(), ATTRIBUTE_REDACTION_LENGTH)
+    assert isinstance(result, pa.ChunkedArray)
+    assert result.chunks[0].items.buffers()[2].address == clean.items.buffers()[2].address  # the same values
+    assert result.chunks[1].to_pylist() == [[("k", "[REDACTED:openai_api_key]")], [("k", SECRETS[8])]]
+    assert result.chunks[2].to_pylist() == clean.slice(1).to_pylist()
