@@ -154,7 +154,7 @@ class RowBuilder:
             return self._build(requests, counted)
 
     def _build(self, requests: pa.Table, counted: bool) -> Built:
-        bodies = requests.column("body").to_pylist()
+        bodies = requests.column("body")  # read by the engine where they are; as bytes only for the reference
         received = np.asarray(requests.column("received_ns").to_numpy(), dtype=np.int64)
         latest = [self._reader.latest_accepted(int(at)) for at in received]
         rejections = Rejections()
@@ -179,7 +179,7 @@ class RowBuilder:
         return Built(table.drop_columns(list(EXTRA_COLUMNS)), rejections)
 
     def _read_with_engine(
-        self, bodies: list[bytes], latest: list[int], counts: DecodeResult, rejections: Rejections
+        self, bodies: pa.ChunkedArray, latest: list[int], counts: DecodeResult, rejections: Rejections
     ) -> tuple[pa.Table, list[int], set[int]]:
         """Rows the engine read, tagged, redacted and priced on columns; the requests left to the reference; and
         those of them whose ordinary and wrapper spans the engine has counted (read, then left for their tags)."""
@@ -227,7 +227,7 @@ class RowBuilder:
 
     def _read_with_reference(
         self,
-        bodies: list[bytes],
+        bodies: pa.ChunkedArray,
         latest: list[int],
         indexes: list[int],
         counted: set[int],
@@ -236,7 +236,7 @@ class RowBuilder:
     ) -> pa.Table:
         """The rows of requests `indexes`; the ordinary and wrapper spans of those in `counted` were counted
         already."""
-        results = self._reader.read([bodies[i] for i in indexes], [latest[i] for i in indexes])
+        results = self._reader.read([bodies[i].as_py() for i in indexes], [latest[i] for i in indexes])
         records: list[SpanRecord] = []
         owners: list[int] = []
         for index, result in zip(indexes, results, strict=True):

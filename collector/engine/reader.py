@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,7 @@ _TRACE_ID, _SPAN_ID, _PARENT, _START, _END = (
 _STATUS = "multiIf(status_code_ = 1, 'OK', status_code_ = 2, 'ERROR', 'UNSET')"
 
 
-def write_length_delimited(path: Path, bodies: Iterable[bytes]) -> None:
+def write_length_delimited(path: Path, bodies: Iterable[bytes | memoryview]) -> None:
     """Requests as ClickHouse's `Protobuf` format reads many messages (each prefixed by its varint length), written
     over `path` body by body: not truncated first, so the file's pages in the page cache are reused, and with no
     joined copy of the bodies."""
@@ -153,11 +154,18 @@ class EngineReader:
         for stale in self._workdir.glob("requests-*.bin"):  # a batch's files a killed run left under its names
             stale.unlink(missing_ok=True)
 
-    def read(self, bodies: Sequence[bytes], latest_ns: Sequence[int]) -> EngineBatch:
-        """Rows of every request read by the engine; the others listed in `fallback`."""
-        if not bodies:
+    def read(self, requests: Sequence[bytes] | pa.ChunkedArray, latest_ns: Sequence[int]) -> EngineBatch:
+        """Rows of every request read by the engine; the others listed in `fallback`. `requests`: their bodies, or
+        the WAL's binary column of them, read where it is (no copy of a segment's bodies into bytes objects, nor
+        of those into one buffer to search)."""
+        if not len(requests):
             return EngineBatch(_EMPTY)
-        active = self._active(bodies)
+        if isinstance(requests, pa.ChunkedArray):
+            array: pa.Array | pa.ChunkedArray = requests
+            bodies: Sequence[bytes | memoryview] = _views(requests)
+        else:
+            array, bodies = _bodies_array(requests), requests
+        active = self._active(array)
         query = self._queries.get(active)
         if query is None:
             query = self._queries[active] = Query(self._config, self._conventions, active, self._read_keys).sql()
@@ -188,7 +196,7 @@ class EngineReader:
                 path.rename(slot)
         return _batch(result)
 
-    def _active(self, bodies: Sequence[bytes]) -> tuple[int, ...]:
+    def _active(self, array: pa.Array | pa.ChunkedArray) -> tuple[int, ...]:
         """The conventions (1-based positions) some span of the batch may be read with: one of their probes (see
         `_probes`) occurs in its bytes. The others' SQL is left out of the query.
 
@@ -197,7 +205,6 @@ class EngineReader:
         batch is read about once, not once per probe."""
         remaining = dict(enumerate(self._probes, 1))
         found: set[int] = set()
-        array = _bodies_array(bodies)
         while remaining and len(array):
             pattern = "|".join(re.escape(probe.decode()) for probes in remaining.values() for probe in probes)
             hits = pc.match_substring_regex(array, pattern).to_numpy(zero_copy_only=False)
@@ -210,6 +217,17 @@ class EngineReader:
                 del remaining[index]
             array = array.slice(first + 1)
         return tuple(sorted(found))
+
+
+def _views(column: pa.ChunkedArray) -> list[memoryview]:
+    """Each value of a binary column as a view of its buffer."""
+    views: list[memoryview] = []
+    for chunk in column.chunks:
+        _, offsets_buffer, data_buffer = chunk.buffers()
+        offsets = np.frombuffer(offsets_buffer, np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+        views.extend(data[start:end] for start, end in pairwise(offsets.tolist()))
+    return views
 
 
 def _bodies_array(bodies: Sequence[bytes]) -> pa.Array:

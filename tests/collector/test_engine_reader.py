@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -26,6 +27,7 @@ from spanmeter.config import GenAIProcessorConfig
 from spanmeter.conventions import CONVENTIONS, Convention, Field
 from spanmeter.conventions.base import JSON_PATH, TOKEN_FIELDS
 from spanmeter.engine import EngineBatch, EngineReader
+from spanmeter.exporters.accepted import request_record
 from spanmeter.exporters.clickhouse import to_arrow
 from spanmeter.privacy import CONTENT_ATTRIBUTES
 from spanmeter.processors import GenAIProcessor
@@ -198,6 +200,19 @@ def test_all_conventions_in_one_batch(reader: EngineReader) -> None:
     batch = compare(reader, bodies)
     assert batch.fallback == []
     assert batch.non_genai > 0 and batch.not_model_calls > 0
+
+
+def test_the_wal_column_of_bodies_reads_as_the_bodies(reader: EngineReader) -> None:
+    """A segment's requests are handed over as the WAL's binary column (one chunk a record, or a slice of them),
+    read in place: the same rows, counts and fallback as from the bodies as bytes."""
+    bodies = [body for convention in CONVENTIONS for body in convention_requests(convention)]
+    bodies.insert(1, otel_request(trace_id=b"short").SerializeToString())  # falls back: its index must hold
+    column = pa.concat_tables([request_record(body, None, 1) for body in [b"", *bodies]]).column("body").slice(1)
+    latest = [time.time_ns()] * len(bodies)
+    expected, read = reader.read(bodies, latest), reader.read(column, latest)
+    assert read.table.num_rows > 0 and read.fallback == expected.fallback == [1]
+    assert read.table.equals(expected.table)
+    assert (read.non_genai, read.not_model_calls) == (expected.non_genai, expected.not_model_calls)
 
 
 def test_a_smaller_batch_after_a_larger_one_reads_only_its_own_requests(reader: EngineReader) -> None:
