@@ -224,7 +224,8 @@ def _views(column: pa.ChunkedArray) -> list[memoryview]:
     views: list[memoryview] = []
     for chunk in column.chunks:
         _, offsets_buffer, data_buffer = chunk.buffers()
-        offsets = np.frombuffer(offsets_buffer, np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        offsets = np.frombuffer(offsets_buffer, width)[chunk.offset : chunk.offset + len(chunk) + 1]
         data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
         views.extend(data[start:end] for start, end in pairwise(offsets.tolist()))
     return views

@@ -213,6 +213,7 @@ def test_the_wal_column_of_bodies_reads_as_the_bodies(reader: EngineReader) -> N
     assert read.table.num_rows > 0 and read.fallback == expected.fallback == [1]
     assert read.table.equals(expected.table)
     assert (read.non_genai, read.not_model_calls) == (expected.non_genai, expected.not_model_calls)
+    assert reader.read(column.cast(pa.large_binary()), latest).table.equals(expected.table)  # 64-bit offsets
 
 
 def test_a_smaller_batch_after_a_larger_one_reads_only_its_own_requests(reader: EngineReader) -> None:
