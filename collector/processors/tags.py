@@ -220,9 +220,10 @@ def _with_tags(tags: pa.MapArray, additions: list[tuple[str, npt.NDArray[np.int6
 
 def _promoted(table: pa.Table, tags: pa.Array | pa.ChunkedArray) -> pa.Table:
     """`promote` on columns: `feature`, `user_id`, `session_id` from the tags that name them."""
+    joined = tags.combine_chunks() if isinstance(tags, pa.ChunkedArray) else tags  # once, not for each of 5 names
 
     def tag(name: str) -> pa.Array:
-        return map_lookup(tags, name)
+        return map_lookup(joined, name)
 
     def filled(value: pa.Array, otherwise: pa.Array) -> pa.Array:
         return pc.if_else(pc.fill_null(pc.not_equal(value, ""), False), value, otherwise)
