@@ -155,17 +155,15 @@ class EngineReader:
             stale.unlink(missing_ok=True)
 
     def read(self, requests: Sequence[bytes] | pa.ChunkedArray, latest_ns: Sequence[int]) -> EngineBatch:
-        """Rows of every request read by the engine; the others listed in `fallback`. `requests`: their bodies, or
-        the WAL's binary column of them, read where it is (no copy of a segment's bodies into bytes objects, nor
-        of those into one buffer to search)."""
+        """Rows of every request read by the engine; the others listed in `fallback`. `requests`: the WAL's binary
+        column of their bodies, read where it is (no copy of a segment's bodies into bytes objects, nor of those
+        into one buffer to search), or the bodies themselves."""
         if not len(requests):
             return EngineBatch(_EMPTY)
-        if isinstance(requests, pa.ChunkedArray):
-            array: pa.Array | pa.ChunkedArray = requests
-            bodies: Sequence[bytes | memoryview] = _views(requests)
-        else:
-            array, bodies = _bodies_array(requests), requests
-        active = self._active(array)
+        if not isinstance(requests, pa.ChunkedArray):
+            requests = pa.chunked_array([pa.array(requests, pa.large_binary())])
+        bodies = _views(requests)
+        active = self._active(requests)
         query = self._queries.get(active)
         if query is None:
             query = self._queries[active] = Query(self._config, self._conventions, active, self._read_keys).sql()
@@ -196,7 +194,7 @@ class EngineReader:
                 path.rename(slot)
         return _batch(result)
 
-    def _active(self, array: pa.Array | pa.ChunkedArray) -> tuple[int, ...]:
+    def _active(self, array: pa.ChunkedArray) -> tuple[int, ...]:
         """The conventions (1-based positions) some span of the batch may be read with: one of their probes (see
         `_probes`) occurs in its bytes. The others' SQL is left out of the query.
 
@@ -229,14 +227,6 @@ def _views(column: pa.ChunkedArray) -> list[memoryview]:
         data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
         views.extend(data[start:end] for start, end in pairwise(offsets.tolist()))
     return views
-
-
-def _bodies_array(bodies: Sequence[bytes]) -> pa.Array:
-    """The bodies as one Arrow array over a single buffer (the join of them): no copy per body."""
-    data = b"".join(bodies)
-    offsets = np.zeros(len(bodies) + 1, np.int64)
-    np.cumsum([len(body) for body in bodies], out=offsets[1:])
-    return pa.Array.from_buffers(pa.large_binary(), len(bodies), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _probes(names: Sequence[str]) -> tuple[bytes, ...]:
