@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 from ingest import chunks, encode_spans, make_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -118,7 +119,8 @@ def split(
     """The engine's CPU a span, taken apart: the query on request files written once, the protobuf parse alone,
     the analysis and plan of the query, and what `EngineReader.read` does in Python around the query."""
     client = engine._client
-    query = Query(config, engine._conventions, engine._active(bodies), engine._read_keys).sql()
+    active = engine._active(pa.chunked_array([pa.array(bodies, pa.large_binary())]))
+    query = Query(config, engine._conventions, active, engine._read_keys).sql()
     half = -(-len(bodies) // 2)
     for first in range(0, len(bodies), half):
         write_length_delimited(workdir / f"split-{first}.bin", bodies[first : first + half])
