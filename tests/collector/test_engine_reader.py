@@ -202,6 +202,30 @@ def test_all_conventions_in_one_batch(reader: EngineReader) -> None:
     assert batch.non_genai > 0 and batch.not_model_calls > 0
 
 
+def test_conventions_are_found_wherever_their_requests_sit_among_ordinary_ones(reader: EngineReader) -> None:
+    """The search for the batch's conventions goes on after the first body holding one: a convention whose only
+    request is first, next to another's, deep in the batch or last is still read (else its spans count as not
+    GenAI)."""
+    ordinary = sdk_request("app", [("GET /", {"http.request.method": "GET"})], {"service.name": "x"})
+    positions = [0, 1, 4, 5, 20, 21, 84, 85, 120]
+    bodies = [ordinary] * 130
+    requests = [convention_requests(convention)[0] for convention in CONVENTIONS]
+    for position, request in zip(positions, requests * 2, strict=False):
+        bodies[position] = request
+    bodies.append(requests[-1])
+    batch = compare(reader, bodies)
+    assert batch.fallback == []
+    read = set(batch.table.column("convention").to_pylist())
+    assert read == {convention.name for convention in CONVENTIONS}
+    # Every position of a batch, with one convention's request there and another's further on.
+    first, later = (CONVENTIONS.index(c) + 1 for c in (CONVENTIONS[0], CONVENTIONS[-1]))
+    for position in range(90):
+        bodies = [ordinary] * 100
+        bodies[position], bodies[position + 1 + position % 9] = requests[0], requests[-1]
+        found = reader._active(pa.chunked_array([pa.array(bodies, pa.binary())]))
+        assert {first, later} <= set(found), position
+
+
 def test_the_wal_column_of_bodies_reads_as_the_bodies(reader: EngineReader) -> None:
     """A segment's requests are handed over as the WAL's binary column (one chunk a record, or a slice of them),
     read in place: the same rows, counts and fallback as from the bodies as bytes."""
