@@ -2,7 +2,7 @@
 
 Prints the latest few calls, then every call stored after them, polling every `--interval`. It polls
 the store directly, or the API of the collector that holds the embedded store (`GET /v1/calls` with
-`after=`). A call shows up about `exporters.clickhouse.batch.max_age` (1 s by default) plus one
+`after=`). A call shows up about `exporters.clickhouse.batch.max_age` (5 s by default) plus one
 interval after its span reached the collector.
 """
 
