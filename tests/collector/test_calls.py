@@ -351,12 +351,12 @@ def test_tail_reading_the_store_shows_each_call_once(
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[ServeProcess, Path]]:
     raw = yaml.safe_load((REPO / "pipelines.yaml").read_text())
-    # Rows visible soon after their span arrives: segments sealed at 100 ms of age instead of the default 1 s,
+    # Rows visible soon after their span arrives: segments sealed at 100 ms of age instead of the default 5 s,
     # and small segments read by the Python reader as shipped (the suite's SPANMETER_ENGINE_MIN_SPANS=0 sends
     # every segment through the engine, whose planning alone took 1-2 s a segment on this busy 2-core host).
     overrides = {
         "exporters": {"clickhouse": {"batch": {"max_age": "100ms"}}},
-        "processors": {"genai": {"engine_min_spans": 2000}},
+        "processors": {"genai": {"engine_min_spans": 5000}},
     }
     raw = deep_merge(raw, overrides)
     config = tmp_path / "pipelines.yaml"

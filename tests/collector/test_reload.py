@@ -140,7 +140,7 @@ def test_sighup_applies_a_changed_tag_rule_without_dropping_a_request(tmp_path: 
     raw = yaml.safe_load((REPO / "pipelines.yaml").read_text())
     # One span a request: the Python reader reads such small segments (the engine plans ~0.3 s a segment); a reload
     # swaps the engine's stages and the Python reader alike.
-    raw = deep_merge(raw, {"processors": {"tags": {"rules": [TEAM_RULE]}, "genai": {"engine_min_spans": 2000}}})
+    raw = deep_merge(raw, {"processors": {"tags": {"rules": [TEAM_RULE]}, "genai": {"engine_min_spans": 5000}}})
     raw["exporters"]["clickhouse"]["batch"] = {"max_rows": 50000, "max_age": "100ms"}
     config = tmp_path / "pipelines.yaml"
     write(config, raw)
