@@ -93,6 +93,12 @@ def chunks(spans: Sequence[ReadableSpan], size: int) -> list[Sequence[ReadableSp
     return [spans[i : i + size] for i in range(0, len(spans), size)]
 
 
+THROUGHPUT: dict[str, Any] = {"exporters": {"clickhouse": {"batch": {"max_age": "1s"}}}}
+"""Set in every collector a throughput run measures (this and the baseline): under load segments fill to
+`batch.max_rows` first, but a run's last one, partly full, is sealed by age, and the shipped 5 s would add up to
+5 s of waiting to the few seconds a run stores in (stored 0.7-0.85x in such a run against a 1 s baseline)."""
+
+
 class Collector:
     """`spanmeter serve` in a child process, as a user runs it; from `source` (a checkout), this one by default."""
 
@@ -207,11 +213,17 @@ class Versions:
     of its own in `workdir`: a change's cost measured in one run."""
 
     def __init__(
-        self, workdir: Path, baseline: str | None, workers: int = 0, overrides: dict[str, Any] | None = None
+        self,
+        workdir: Path,
+        baseline: str | None,
+        workers: int = 0,
+        overrides: dict[str, Any] | None = None,
+        common: dict[str, Any] | None = None,
     ) -> None:
-        """`overrides`: pipelines.yaml keys set in this checkout's collector (not the baseline's)."""
+        """`overrides`: pipelines.yaml keys set in this checkout's collector (not the baseline's); `common`: keys
+        set in both, under `overrides`."""
         self._workdir, self._baseline, self._workers = workdir, baseline, workers
-        self._overrides = overrides
+        self._overrides, self._common = overrides, common or {}
         self.collectors: dict[str, Collector] = {}
 
     def start(self) -> dict[str, Collector]:
@@ -220,7 +232,7 @@ class Versions:
             sources = {self._baseline: checkout(self._baseline, self._workdir / "baseline"), **sources}
         for label, source in sources.items():
             (self._workdir / label).mkdir()
-            overrides = self._overrides if source == REPO else None
+            overrides = merged(self._common, self._overrides or {}) if source == REPO else self._common
             self.collectors[label] = Collector(self._workdir / label, self._workers, source, overrides)
         return self.collectors
 
@@ -368,7 +380,7 @@ def main() -> None:
     for setting in args.set:
         key, _, value = setting.partition("=")
         overrides = merged(overrides, dotted(key, yaml.safe_load(value)))
-    versions = Versions(workdir, args.baseline, args.workers, overrides or None)
+    versions = Versions(workdir, args.baseline, args.workers, overrides or None, THROUGHPUT)
     results: dict[str, list[float]] = {"decode": [], "encode": [], "minimal": []}
     minimal = MinimalServer()
     try:

@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import MODELS, Collector, Versions, decode_ceiling, minimal_rate, send_raw
+from ingest import MODELS, THROUGHPUT, Collector, Versions, decode_ceiling, minimal_rate, send_raw
 from minimal_server import MinimalServer
 
 ROUTES = ("/api/items/{id}", "/api/cart", "/api/users/{id}/orders", "/healthz")
@@ -143,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-mixed-"))
-    versions = Versions(workdir, args.baseline)
+    versions = Versions(workdir, args.baseline, common=THROUGHPUT)
     minimal = MinimalServer()
     results: dict[str, list[float]] = {}
     try:
