@@ -8,6 +8,8 @@ calls.py. Answers `{"calls": [...], "cursor": ..., "after": ...}`. A project key
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from .api import StoreReader, check_parameters, query_response, readable_database
@@ -17,13 +19,18 @@ from .calls import API_PARAMETERS, parse_calls_query, run_calls
 __all__ = ["add_calls_routes"]
 
 
-def add_calls_routes(app: web.Application, reader: StoreReader) -> None:
+def add_calls_routes(app: web.Application, reader: StoreReader, follow: Callable[[], None] | None = None) -> None:
+    """`follow`: called for each poll that follows new calls (`after`, as `spanmeter tail` asks), so that the
+    collector stores them sooner while someone watches (`ClickHouseExporter.follow`)."""
+
     async def calls(request: web.Request) -> web.Response:
         try:
             check_parameters(request.query, API_PARAMETERS)
             query = parse_calls_query(request.query)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        if follow is not None and "after" in request.query:
+            follow()
         principal = request.get(PRINCIPAL)
         try:
             query = query.with_project(readable_project(principal, query.filters.get("project", "")))

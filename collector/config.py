@@ -429,7 +429,8 @@ class BatchConfig(_Strict):
     max_age: Seconds = 5.0
     """Age at which a segment is read and inserted, however few spans it holds. Each insert costs ~0.13 s of CPU
     whatever its size (the rollups' views are planned for every insert): at 10 spans/s the collector used ~20 % of
-    a core with 1 s, ~8 % with 5 s (ClickHouse advises batched inserts). Lower it for a livelier `tail`."""
+    a core with 1 s, ~8 % with 5 s (ClickHouse advises batched inserts). While `spanmeter tail` follows calls
+    through the collector's API, segments are sealed at 1 s (`ClickHouseExporter.follow`)."""
 
 
 class QueueConfig(_Strict):

@@ -119,7 +119,7 @@ class Collector:
                 add_key_routes(http.app, self.reader, self._auth(http_config))
                 add_findings_routes(http.app, self.reader, config)
                 add_forecast_routes(http.app, self.reader)
-                add_calls_routes(http.app, self.reader)
+                add_calls_routes(http.app, self.reader, self.exporter.follow)
                 add_digest_routes(http.app, self.reader, config)
                 self.http_receivers.append(http)
 

@@ -3,7 +3,8 @@
 Prints the latest few calls, then every call stored after them, polling every `--interval`. It polls
 the store directly, or the API of the collector that holds the embedded store (`GET /v1/calls` with
 `after=`). A call shows up about `exporters.clickhouse.batch.max_age` (5 s by default) plus one
-interval after its span reached the collector.
+interval after its span reached the collector; through the collector's API, about 1 s plus one interval (its
+polls ask the collector to seal segments at 1 s of age while they last: `ClickHouseExporter.follow`).
 """
 
 from __future__ import annotations

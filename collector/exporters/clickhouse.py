@@ -43,7 +43,15 @@ from .wal import Segment, WalUnavailable, WriteAheadLog
 if TYPE_CHECKING:
     from ..rows import RowBuilder
 
-__all__ = ["ARROW_SCHEMA", "INSERT_SETTINGS", "ClickHouseExporter", "WalUnavailable", "to_arrow"]
+__all__ = [
+    "ARROW_SCHEMA",
+    "FOLLOWED_AGE",
+    "FOLLOWED_FOR",
+    "INSERT_SETTINGS",
+    "ClickHouseExporter",
+    "WalUnavailable",
+    "to_arrow",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +82,10 @@ ARROW_SCHEMA = pa.schema([(name, _TYPES.get(name, pa.string())) for name in COLU
 TABLE = "genai_spans"
 # A retried insert carries the same insert_deduplication_token; these make the rollups skip it too.
 INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+FOLLOWED_AGE = 1.0
+"""Seconds of age at which segments are sealed while someone follows the calls: a call shows ~1 s after its span."""
+FOLLOWED_FOR = 10.0
+"""Seconds a follower's poll keeps segments sealed at FOLLOWED_AGE (tail polls every second by default)."""
 
 
 def to_arrow(records: Sequence[SpanRecord]) -> pa.Table:
@@ -218,6 +230,11 @@ class ClickHouseExporter:
         return left
 
     # --- the receivers' side -----------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Someone follows the stored calls live (`spanmeter tail` through the API): for the next
+        `FOLLOWED_FOR` seconds, segments are sealed at `FOLLOWED_AGE` of age when `batch.max_age` is longer."""
+        self.wal.follow(FOLLOWED_AGE, FOLLOWED_FOR)
 
     async def offer(self, request: pa.Table) -> None:
         """`request`: one accepted request (`accepted.request_record`). Returns once it is durable in the WAL;

@@ -113,6 +113,8 @@ class WriteAheadLog:
         self.max_bytes = max_bytes
         self._segment_rows = segment_rows
         self._segment_age = segment_age
+        self._followed_age = segment_age
+        self._followed_until = 0.0
         self._schemas = (schema, *older)
         self._rows_of = rows_of
         self._cond = threading.Condition()
@@ -241,6 +243,15 @@ class WriteAheadLog:
                 return sealed[index + 1] if index + 1 < len(sealed) else None
         return sealed[0] if sealed else None
 
+    def follow(self, age: float, seconds: float) -> None:
+        """Seal segments at `age` of age (when shorter than the configured one) for the next `seconds`: someone is
+        following the stored calls live (`spanmeter tail`), and segments sealed sooner reach the tables sooner. A
+        long age costs less CPU (each insert's cost hardly depends on its rows) when nobody watches."""
+        with self._cond:
+            self._followed_age = age
+            self._followed_until = time.monotonic() + seconds
+            self._cond.notify_all()  # the writer thread recomputes how long it waits
+
     @property
     def drained(self) -> bool:
         """Closed, with every sealed segment released."""
@@ -278,12 +289,18 @@ class WriteAheadLog:
         segment = self._open
         if segment is None or not segment.rows:
             return False
-        return segment.rows >= self._segment_rows or time.monotonic() - segment.opened_at >= self._segment_age
+        return segment.rows >= self._segment_rows or time.monotonic() - segment.opened_at >= self._age()
 
     def _until_due(self) -> float | None:
         if self._open is None or not self._open.rows:
             return None
-        return max(0.0, self._segment_age - (time.monotonic() - self._open.opened_at))
+        return max(0.0, self._age() - (time.monotonic() - self._open.opened_at))
+
+    def _age(self) -> float:
+        """Under the lock: the age at which the open segment is sealed now."""
+        if time.monotonic() < self._followed_until:
+            return min(self._segment_age, self._followed_age)
+        return self._segment_age
 
     def _write(self, batch: list[_Append]) -> None:
         failure: OSError | None = None

@@ -31,6 +31,7 @@ from opentelemetry.trace import Status, StatusCode
 from spanmeter.calls import CallRow, parse_calls_query, run_calls
 from spanmeter.cli import main
 from spanmeter.cli.tail import Follower
+from spanmeter.exporters.clickhouse import FOLLOWED_AGE
 from spanmeter.keys import create_key
 from spanmeter.service import Collector
 
@@ -420,6 +421,46 @@ def test_tail_sees_a_call_within_two_seconds_of_its_span_being_sent(
     )
     assert top.returncode == 0, top.stderr
     assert "calls 4 " in top.stdout and "live-app" in top.stdout and "gpt-4o-mini" in top.stdout
+
+
+def test_a_followed_collector_stores_calls_sooner_than_its_segment_age(tmp_path: Path) -> None:
+    """Segments sealed at a long age cost less CPU; while `tail` follows the calls through the collector's API,
+    segments are sealed at FOLLOWED_AGE instead, so each call still shows within seconds (not the 60 s here)."""
+    raw = deep_merge(
+        yaml.safe_load((REPO / "pipelines.yaml").read_text()),
+        {
+            "exporters": {"clickhouse": {"batch": {"max_age": "60s"}}},
+            "processors": {"genai": {"engine_min_spans": 5000}},
+        },
+    )
+    config = tmp_path / "pipelines.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    serve = ServeProcess(config, tmp_path / "store")
+    base = f"http://127.0.0.1:{serve.http_port}"
+    store = ["--store", f"chdb://{tmp_path / 'store'}", "--collector", base]
+    command = [spanmeter_command(), "tail", "--config", str(config), *store, "--format", "json", "--interval", "0.5"]
+    tail = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    lines: queue.Queue[tuple[float, str]] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put((time.monotonic(), line)) for line in tail.stdout], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        assert tail.stderr is not None
+        assert "following calls" in tail.stderr.readline()
+        provider = TracerProvider(resource=Resource.create({"service.name": "followed-app"}))
+        provider.add_span_processor(SimpleSpanProcessor(HttpSpanExporter(endpoint=f"{base}/v1/traces")))
+        latencies = []
+        for _ in range(2):
+            sent = time.monotonic()
+            span_id = send_call(provider, "gpt-4o-mini", {"input": 7, "output": 3}, feature="followed")
+            seen_at, line = lines.get(timeout=15)
+            assert json.loads(line)["span_id"] == span_id
+            latencies.append(seen_at - sent)
+        print(f"followed tail latency, span sent -> line printed: {', '.join(f'{s:.2f} s' for s in latencies)}")
+        assert max(latencies) < FOLLOWED_AGE + 5.0, latencies
+    finally:
+        tail.terminate()
+        tail.wait(10)
+        code, log = serve.terminate()
+    assert code == 0, log
 
 
 def test_a_calls_time_is_its_start_to_the_microsecond_below() -> None:

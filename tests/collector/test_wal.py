@@ -390,3 +390,37 @@ def test_segments_are_handed_out_in_order_one_ahead_of_the_one_being_inserted(tm
     assert not wal.sealed_after(third)
     assert wal.take(0.05, after=third) is None
     wal.unlock()
+
+
+def test_a_followed_log_seals_its_segments_sooner_and_then_at_its_own_age_again(tmp_path: Path) -> None:
+    """While someone follows the stored calls (`follow`), the open segment is sealed at the follower's shorter
+    age; once the follow lapses, at the configured one again."""
+    wal = WriteAheadLog(
+        tmp_path, 2**20, segment_rows=1000, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
+    )
+    wal.open()
+
+    def append(body: bytes) -> None:
+        async def one() -> None:
+            await wal.append(request_record(body, None, 1))
+
+        asyncio.run(one())
+
+    append(b"unwatched")
+    assert wal.take(1.0) is None  # 60 s of age to go
+    started = time.monotonic()
+    wal.follow(0.3, 2.5)
+    first = wal.take(1.0)  # already older than 0.3 s: sealed at once
+    assert first is not None and time.monotonic() - started < 0.5
+    assert first.table().column("body")[0].as_py() == b"unwatched"
+    wal.release(first)
+    appended = time.monotonic()
+    append(b"watched")
+    second = wal.take(2.0)
+    assert second is not None and 0.25 < time.monotonic() - appended < 1.2
+    wal.release(second)
+    time.sleep(max(0.0, started + 2.6 - time.monotonic()))  # the follow lapses
+    append(b"after the follow")
+    assert wal.take(1.0) is None
+    wal.close()
+    wal.unlock()
