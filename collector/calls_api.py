@@ -29,14 +29,14 @@ def add_calls_routes(app: web.Application, reader: StoreReader, follow: Callable
             query = parse_calls_query(request.query)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        if follow is not None and "after" in request.query:
-            follow()
         principal = request.get(PRINCIPAL)
         try:
             query = query.with_project(readable_project(principal, query.filters.get("project", "")))
             database = readable_database(principal, request.query.get("database", reader.config.database), reader)
         except AuthError as exc:
             return web.json_response({"error": str(exc)}, status=403)
+        if follow is not None and "after" in request.query:  # a reader allowed to see them follows
+            follow()
         return await query_response(reader, lambda client: run_calls(client, database, query).to_json())
 
     app.router.add_get("/v1/calls", calls)
