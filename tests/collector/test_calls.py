@@ -368,6 +368,22 @@ def served(tmp_path: Path) -> Iterator[tuple[ServeProcess, Path]]:
     assert code == 0, log
 
 
+def start_tail(
+    config: Path, store: list[str], *flags: str
+) -> tuple[subprocess.Popen[str], queue.Queue[tuple[float, str]]]:
+    """`spanmeter tail --format json` running, once it says it follows; its lines as (when read, line)."""
+    command = [spanmeter_command(), "tail", "--config", str(config), *store, "--format", "json", *flags]
+    tail = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    lines: queue.Queue[tuple[float, str]] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put((time.monotonic(), line)) for line in tail.stdout], daemon=True).start()  # type: ignore[union-attr]
+    assert tail.stderr is not None
+    started = tail.stderr.readline()
+    if "following calls" not in started:
+        tail.kill()
+        raise AssertionError(started + tail.stderr.read())
+    return tail, lines
+
+
 def test_tail_sees_a_call_within_two_seconds_of_its_span_being_sent(
     served: tuple[ServeProcess, Path], tmp_path: Path
 ) -> None:
@@ -378,16 +394,8 @@ def test_tail_sees_a_call_within_two_seconds_of_its_span_being_sent(
     before = send_call(provider, "gpt-4o-mini", {"input": 5, "output": 5}, feature="warmup")
 
     store = ["--store", f"chdb://{tmp_path / 'store'}", "--collector", base]
-    command = [spanmeter_command(), "tail", "--config", str(config), *store, "--format", "json", "--interval", "0.2"]
-    tail = subprocess.Popen(
-        [*command, "--feature", "live"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
-    )
-    lines: queue.Queue[tuple[float, str]] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put((time.monotonic(), line)) for line in tail.stdout], daemon=True).start()  # type: ignore[union-attr]
+    tail, lines = start_tail(config, store, "--interval", "0.2", "--feature", "live")
     try:
-        assert tail.stderr is not None
-        started = tail.stderr.readline()
-        assert "following calls" in started, started + tail.stderr.read()
         latencies = []
         for _ in range(3):
             sent = time.monotonic()
@@ -438,13 +446,8 @@ def test_a_followed_collector_stores_calls_sooner_than_its_segment_age(tmp_path:
     serve = ServeProcess(config, tmp_path / "store")
     base = f"http://127.0.0.1:{serve.http_port}"
     store = ["--store", f"chdb://{tmp_path / 'store'}", "--collector", base]
-    command = [spanmeter_command(), "tail", "--config", str(config), *store, "--format", "json", "--interval", "0.5"]
-    tail = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
-    lines: queue.Queue[tuple[float, str]] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put((time.monotonic(), line)) for line in tail.stdout], daemon=True).start()  # type: ignore[union-attr]
+    tail, lines = start_tail(config, store, "--interval", "0.5")
     try:
-        assert tail.stderr is not None
-        assert "following calls" in tail.stderr.readline()
         provider = TracerProvider(resource=Resource.create({"service.name": "followed-app"}))
         provider.add_span_processor(SimpleSpanProcessor(HttpSpanExporter(endpoint=f"{base}/v1/traces")))
         latencies = []
