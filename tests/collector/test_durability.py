@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from spanmeter.config import GenAIProcessorConfig, PricingProcessorConfig
 from spanmeter.exporters.accepted import request_record
 from spanmeter.exporters.clickhouse import INSERT_SETTINGS, to_arrow
-from spanmeter.exporters.wal import MAGIC, encode_table
+from spanmeter.exporters.wal import RECORD_HEADER, SEGMENT_HEADER, encode_table
 from spanmeter.processors import GenAIProcessor, PricingProcessor
 from spanmeter.service import Collector, CollectorThread
 from spanmeter.store import insert_arrow
@@ -101,7 +101,7 @@ def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
 ) -> None:
     body, more, later = (encode_spans(make_spans(3)).SerializeToString() for _ in range(3))
     # Room for two requests in the WAL, not three.
-    room = len(MAGIC) + 2 * (8 + encoded_request(body)) + 100
+    room = SEGMENT_HEADER + 2 * (RECORD_HEADER.size + encoded_request(body)) + 100
     collector = start_collector(
         {"exporters": {"clickhouse": {**FAST_RETRY["exporters"]["clickhouse"], "queue": {"max_bytes": room}}}}
     )

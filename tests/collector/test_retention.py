@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from spanmeter.config import Config, ConfigError, GenAIProcessorConfig
 from spanmeter.exporters.clickhouse import to_arrow
-from spanmeter.exporters.wal import MAGIC, encode_table
+from spanmeter.exporters.wal import MAGIC_V1, RECORD_HEADER, SEGMENT_HEADER, encode_table
 from spanmeter.processors import GenAIProcessor
 from spanmeter.retention import ROLLUP_TABLES, current_ttls
 from spanmeter.service import Collector, CollectorThread
@@ -33,7 +33,7 @@ from .test_pricing_e2e import genai_attributes
 from .test_wal import HOLD
 
 DAY_NS = 86_400 * 10**9
-RECORD_HEADER = struct.Struct("<II")  # a WAL record's length and crc32 (wal.py)
+RECORD_HEADER_V1 = struct.Struct("<II")  # a record's length and crc32 in the first layout (wal.py)
 PROMPT = '[{"role": "user", "parts": [{"type": "text", "content": "what is my balance?"}]}]'
 ANSWER = '[{"role": "assistant", "parts": [{"type": "text", "content": "USD 12"}]}]'
 
@@ -146,8 +146,8 @@ def test_content_past_its_ttl_is_removed_and_the_row_stays(
 def test_rows_an_older_version_left_in_the_wal_are_stored_after_the_upgrade(
     make_config: Callable[..., Config], store: Client, database: str, tmp_path: Path
 ) -> None:
-    """Segments an older version wrote (rows, read before the acknowledgement, from before the `content` column
-    existed) are stored (content empty), not quarantined."""
+    """Segments an older version wrote (the WAL's first layout; rows, read before the acknowledgement, from before
+    the `content` column existed) are stored (content empty), not quarantined."""
     first = CollectorThread(make_config(HOLD))
     collector = first.start()
     store.command("DETACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
@@ -158,15 +158,15 @@ def test_rows_an_older_version_left_in_the_wal_are_stored_after_the_upgrade(
         store.command("ATTACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
     [segment] = (tmp_path / "wal" / database).glob("*.wal")
     data = segment.read_bytes()
-    offset, older = len(MAGIC), bytearray(MAGIC)
+    offset, older = SEGMENT_HEADER, bytearray(MAGIC_V1)
     reader = GenAIProcessor(GenAIProcessorConfig())
     while offset < len(data):  # each request's record rewritten as its rows, as older versions wrote them
-        length, _ = RECORD_HEADER.unpack_from(data, offset)
+        _, length, _ = RECORD_HEADER.unpack_from(data, offset)
         payload = data[offset + RECORD_HEADER.size : offset + RECORD_HEADER.size + length]
         [body] = pa.ipc.open_stream(payload).read_all().column("body").to_pylist()
         records = reader.decode(ExportTraceServiceRequest.FromString(body)).records
         rewritten = encode_table(to_arrow(records).drop_columns(["content", "sampling_threshold"])).to_pybytes()
-        older += RECORD_HEADER.pack(len(rewritten), zlib.crc32(rewritten)) + rewritten
+        older += RECORD_HEADER_V1.pack(len(rewritten), zlib.crc32(rewritten)) + rewritten
         offset += RECORD_HEADER.size + length
     segment.write_bytes(bytes(older))
 

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from spanmeter.cli import main
 from spanmeter.exporters.accepted import REQUESTS_SCHEMA, request_record, rows_in
 from spanmeter.exporters.clickhouse import by_month
-from spanmeter.exporters.wal import WriteAheadLog
+from spanmeter.exporters.wal import SPARE_SEGMENTS, WriteAheadLog
 from spanmeter.service import Collector, CollectorThread
 from spanmeter.store import insert_arrow
 
@@ -422,5 +422,62 @@ def test_a_followed_log_seals_its_segments_sooner_and_then_at_its_own_age_again(
     time.sleep(max(0.0, started + 4.1 - time.monotonic()))  # the follow lapses
     append(b"after the follow")
     assert wal.take(1.0) is None
+    wal.close()
+    wal.unlock()
+
+
+def test_a_released_segment_file_is_written_over_and_its_earlier_records_are_never_read_back(tmp_path: Path) -> None:
+    """A stored segment's file is kept and the next segment written over it. Read back after a stop, the new
+    segment gives its own records only, though the earlier use's lie whole beyond them (records of equal size,
+    so they line up where a record would start); a kept file is never read back as a segment; at most
+    SPARE_SEGMENTS files are kept."""
+
+    def log() -> WriteAheadLog:
+        wal = WriteAheadLog(
+            tmp_path, 2**24, segment_rows=3, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
+        )
+        assert wal.open() == []
+        return wal
+
+    def append(wal: WriteAheadLog, *bodies: bytes) -> None:
+        async def each() -> None:
+            for body in bodies:
+                await wal.append(request_record(body, None, 1))
+
+        asyncio.run(each())
+
+    wal = log()
+    append(wal, b"earlier 0", b"earlier 1", b"earlier 2")
+    earlier = wal.take(1.0)
+    assert earlier is not None and earlier.rows == 3
+    inode, size = earlier.path.stat().st_ino, earlier.path.stat().st_size
+    wal.release(earlier)
+    [spare] = tmp_path.glob("*.spare")
+    assert spare.stat().st_ino == inode and not list(tmp_path.glob("*.wal"))
+    wal.close()
+    wal.unlock()
+
+    wal = log()  # the kept file is not read back: its rows were stored
+    append(wal, b"current 0")  # as long as "earlier 0": the earlier use's second record starts right after it
+    wal.close()
+    [current] = tmp_path.glob("*.wal")
+    assert current.stat().st_ino == inode and current.stat().st_size == size
+    wal.unlock()
+
+    wal = WriteAheadLog(
+        tmp_path, 2**24, segment_rows=3, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
+    )
+    [recovered] = wal.open()
+    assert recovered.table().column("body").to_pylist() == [b"current 0"]
+    assert wal.quarantined == 0
+    wal.release(recovered)
+    append(wal, *(f"more {n:02d}".encode() for n in range(3 * (SPARE_SEGMENTS + 2))))
+    segments = [wal.take(1.0)]
+    while (segment := wal.take(1.0, after=segments[-1])) is not None:
+        segments.append(segment)
+    assert len(segments) == SPARE_SEGMENTS + 2
+    for segment in segments:
+        wal.release(segment)
+    assert len(list(tmp_path.glob("*.spare"))) == SPARE_SEGMENTS and not list(tmp_path.glob("*.wal"))
     wal.close()
     wal.unlock()
