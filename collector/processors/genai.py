@@ -41,6 +41,7 @@ from ..otlp_values import (
 )
 from ..privacy import Redactor, is_content
 from ..records import SpanRecord
+from .markers import MarkerSearch
 
 __all__ = [
     "DEFAULT_PROJECT",
@@ -367,16 +368,19 @@ class GenAIPrefilter:
 
     `GenAIProcessor` reads a span when its scope name starts with a convention's prefix or it carries a marker
     attribute. A marker key's UTF-8 bytes lie inside the bytes of the span carrying it, whatever the encoder, so
-    a span whose bytes hold no marker, in a scope no convention names, is not GenAI. Markers are looked for with
-    `bytes.find` (C) in each scope's bytes, then in each span's of a scope holding one; the scopes and spans are
-    located by their length prefixes alone. A marker in a value only makes a span a candidate: `GenAIProcessor`
-    still decides, so no GenAI span is missed. A scope holding the commonest marker (`gen_ai.operation.name`) at
-    least once per span is handed on whole without looking at its spans one by one (3.2 µs a span of Python on
-    all-GenAI traffic): each of its spans may be GenAI, and any that is not is counted as such by the processor.
+    a span whose bytes hold no marker, in a scope no convention names, is not GenAI. Markers are looked for in
+    one pass for all of them (`MarkerSearch`) in each scope's bytes, then in each span's of a scope holding one;
+    the scopes and spans are located by their length prefixes alone. A marker in a value only makes a span a
+    candidate: `GenAIProcessor` still decides, so no GenAI span is missed. A scope holding the commonest marker
+    (`gen_ai.operation.name`) at least once per span is handed on whole without looking at its spans one by one
+    (3.2 µs a span of Python on all-GenAI traffic): each of its spans may be GenAI, and any that is not is counted
+    as such by the processor.
     """
 
     def __init__(self, conventions: tuple[Convention, ...] = CONVENTIONS) -> None:
-        self._markers, self._scopes = detection_keys(conventions)
+        markers, self._scopes = detection_keys(conventions)
+        self._common = markers[0]
+        self._marked = MarkerSearch(markers)
 
     def split(self, request: ExportTraceServiceRequest, body: bytes) -> tuple[ExportTraceServiceRequest | None, int]:
         """(the request holding every span that may be GenAI, or None when there is none; how many spans were
@@ -394,7 +398,7 @@ class GenAIPrefilter:
             return request, 0
         picks: list[tuple[int, int, list[int] | None]] = []  # (resource, scope, spans: None for all)
         skipped = 0
-        marked, common = self._marked, self._markers[0]
+        marked, common = self._marked, self._common
         for r, (resource, (start, end)) in enumerate(zip(request.resource_spans, resource_ranges, strict=True)):
             scope_ranges = _length_delimited(body, start, end, 2)
             if scope_ranges is None or len(scope_ranges) != len(named[r]):
@@ -419,11 +423,6 @@ class GenAIPrefilter:
         if not skipped:
             return request, 0
         return (_subset(request, picks) if picks else None), skipped
-
-    def _marked(self, body: bytes, start: int, end: int) -> bool:
-        """Whether body[start:end] holds a marker key (searched in place: no copy)."""
-        find = body.find
-        return any(find(marker, start, end) >= 0 for marker in self._markers)
 
 
 def _length_delimited(body: bytes, start: int, end: int, number: int) -> list[tuple[int, int]] | None:
