@@ -46,6 +46,7 @@ from ..conventions.providers import PROVIDER_ALIASES
 from ..exporters.clickhouse import ARROW_SCHEMA
 from ..privacy import CONTENT_ATTRIBUTES, CONTENT_PREFIXES
 from ..processors.genai import _OPERATIONS, DEFAULT_PROJECT, MIN_TIMESTAMP_NS, PROJECT_ATTRIBUTE
+from ..processors.markers import MarkerSearch
 from ..sampling import THRESHOLD_PATTERN
 from . import sql
 from .sql import as_count, as_str, as_str_list, as_text, count_ok, cut, literal, literals, readable
@@ -151,6 +152,9 @@ class EngineReader:
         self._read_keys = sorted(frozenset().union(*(c.consumed for c in conventions)))
         self._queries: dict[tuple[int, ...], str] = {}
         self._probes = [_probes((*c.markers, *c.scopes)) for c in conventions]
+        owned = [(index, probe) for index, probes in enumerate(self._probes, 1) for probe in probes]
+        self._probe_owners = [index for index, _ in owned]
+        self._probe_search = MarkerSearch([probe for _, probe in owned])
         for stale in self._workdir.glob("requests-*.bin"):  # a batch's files a killed run left under its names
             stale.unlink(missing_ok=True)
 
@@ -198,9 +202,17 @@ class EngineReader:
         """The conventions (1-based positions) some span of the batch may be read with: one of their probes (see
         `_probes`) occurs in its bytes. The others' SQL is left out of the query.
 
-        One RE2 pass (Arrow's, in C) looks for all probes not found yet at once, body after body; the first body
-        holding one tells which conventions it holds, and the pass goes on after it for the others' probes: a
-        batch is read about once, not once per probe."""
+        One Hyperscan pass over each chunk's bytes finds every probe (~0.2 µs a span; a probe made of the end of
+        one body and the start of the next only makes the query longer); without Hyperscan, `_active_by_regex`."""
+        found = self._probe_search.occurring(_chunk_bytes(array))
+        if found is None:
+            return self._active_by_regex(array)
+        return tuple(sorted({self._probe_owners[index] for index in found}))
+
+    def _active_by_regex(self, array: pa.ChunkedArray) -> tuple[int, ...]:
+        """`_active` with Arrow's RE2 (~1.2 µs a span): one pass looks for all probes not found yet at once, body
+        after body; the first body holding one tells which conventions it holds, and the pass goes on after it
+        for the others' probes: a batch is read about once, not once per probe."""
         remaining = dict(enumerate(self._probes, 1))
         found: set[int] = set()
         while remaining and len(array):
@@ -221,19 +233,34 @@ def _views(column: pa.ChunkedArray) -> list[memoryview]:
     """Each value of a binary column as a view of its buffer."""
     views: list[memoryview] = []
     for chunk in column.chunks:
-        _, offsets_buffer, data_buffer = chunk.buffers()
-        width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
-        offsets = np.frombuffer(offsets_buffer, width)[chunk.offset : chunk.offset + len(chunk) + 1]
-        data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+        offsets, data = _layout(chunk)
         views.extend(data[start:end] for start, end in pairwise(offsets.tolist()))
     return views
+
+
+def _chunk_bytes(column: pa.ChunkedArray) -> list[memoryview]:
+    """The bytes of each chunk's values of a binary column, one view a chunk (no copy)."""
+    views = []
+    for chunk in column.chunks:
+        if len(chunk):
+            offsets, data = _layout(chunk)
+            views.append(data[int(offsets[0]) : int(offsets[-1])])
+    return views
+
+
+def _layout(chunk: pa.Array) -> tuple[np.ndarray, memoryview]:
+    """A binary chunk's value offsets (len + 1 of them, the chunk's slice) and its data buffer."""
+    _, offsets_buffer, data_buffer = chunk.buffers()
+    width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, width)[chunk.offset : chunk.offset + len(chunk) + 1]
+    return offsets, memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
 
 
 def _probes(names: Sequence[str]) -> tuple[bytes, ...]:
     """Substrings that every one of `names` contains one of: the common prefix of the names sharing a first dotted
     part (the scopes of OpenLLMetry's 15 instrumentations, one probe). A span carrying a name carries its probe, so
     a batch without any probe of a convention has none of its spans; a probe found without its name only makes the
-    query longer. Each probe is one pass over the batch's bytes."""
+    query longer."""
     groups: dict[str, list[str]] = {}
     for name in names:
         groups.setdefault(name.split(".", 1)[0], []).append(name)

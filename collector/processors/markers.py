@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 try:
     import hyperscan
@@ -40,15 +40,37 @@ class MarkerSearch:
         if self._database is None:
             find = body.find
             return any(find(marker, start, end) >= 0 for marker in self._markers)
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = self._local.scratch = hyperscan.Scratch(self._database)
-        view = memoryview(body)[start:end]  # scanned in place (the stub names only str and bytes)
         try:
-            self._database.scan(view, match_event_handler=_stop, scratch=scratch)  # type: ignore[type-var]
+            self._scan(memoryview(body)[start:end], _stop)
         except hyperscan.ScanTerminated:  # the handler stopped the scan at the first marker
             return True
         return False
+
+    def occurring(self, buffers: Iterable[memoryview]) -> set[int] | None:
+        """The positions (in `markers`) of the markers that occur in any of `buffers`, each scanned once (a marker
+        made of the end of one buffer and the start of the next is not found); None without Hyperscan."""
+        if self._database is None:
+            return None
+        found: set[int] = set()
+
+        def note(index: int, *_: object) -> bool:
+            found.add(index)
+            return len(found) == len(self._markers)  # all found: stop
+
+        for buffer in buffers:
+            try:
+                self._scan(buffer, note)
+            except hyperscan.ScanTerminated:
+                break
+        return found
+
+    def _scan(self, view: memoryview, handler: Callable[..., bool]) -> None:
+        """Scans `view` in place (the stub names only str and bytes), with this thread's scratch space."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._database)
+        assert self._database is not None
+        self._database.scan(view, match_event_handler=handler, scratch=scratch)  # type: ignore[type-var]
 
 
 def _compile(markers: tuple[bytes, ...]) -> hyperscan.Database:

@@ -217,13 +217,21 @@ def test_conventions_are_found_wherever_their_requests_sit_among_ordinary_ones(r
     assert batch.fallback == []
     read = set(batch.table.column("convention").to_pylist())
     assert read == {convention.name for convention in CONVENTIONS}
-    # Every position of a batch, with one convention's request there and another's further on.
+    # Every position of a batch, with one convention's request there and another's further on; the batch as
+    # one chunk, as a chunk a request (the WAL's records) and as a slice of chunks; Hyperscan's search and RE2's.
     first, later = 1, len(CONVENTIONS)  # `_active` numbers conventions from 1
+    assert reader._probe_search.accelerated
     for position in range(90):
         bodies = [ordinary] * 100
         bodies[position], bodies[position + 1 + position % 9] = requests[0], requests[-1]
-        found = reader._active(pa.chunked_array([pa.array(bodies, pa.binary())]))
-        assert {first, later} <= set(found), position
+        for column in (
+            pa.chunked_array([pa.array(bodies, pa.binary())]),
+            pa.chunked_array([pa.array([body], pa.large_binary()) for body in bodies]),
+            pa.chunked_array([pa.array([b"", *bodies, b""], pa.binary()).slice(1, len(bodies))]),
+        ):
+            assert {first, later} <= set(reader._active(column)), position
+            assert {first, later} <= set(reader._active_by_regex(column)), position
+    assert reader._active(pa.chunked_array([pa.array([ordinary] * 3, pa.binary())])) == ()
 
 
 def test_the_wal_column_of_bodies_reads_as_the_bodies(reader: EngineReader) -> None:
