@@ -314,21 +314,18 @@ class WriteAheadLog:
         """Its rows are stored: its file is kept to be written over by a later segment (or deleted when enough
         are kept). Renamed, not yet synced: after a crash the segment may be read back under its name and token,
         and its insert is then dropped as a retry, as when it was deleted."""
-        with self._cond:
-            keep = len(self._spares) < SPARE_SEGMENTS
-            spare = self.directory / f"{segment.token}{_SPARE_SUFFIX}"
-            if keep:
-                self._spares.append(spare)
+        spare = self.directory / f"{segment.token}{_SPARE_SUFFIX}"
         try:
-            if keep:
-                segment.path.rename(spare)
-            else:
-                segment.path.unlink(missing_ok=True)
+            segment.path.rename(spare)  # renamed before the writer may take it
         except OSError:
-            with self._cond:
-                if spare in self._spares:
-                    self._spares.remove(spare)
             segment.path.unlink(missing_ok=True)
+        else:
+            with self._cond:
+                keep = len(self._spares) < SPARE_SEGMENTS
+                if keep:
+                    self._spares.append(spare)
+            if not keep:
+                spare.unlink(missing_ok=True)
         with self._cond:
             if self._sealed and self._sealed[0] is segment:
                 self._sealed.popleft()
