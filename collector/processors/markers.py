@@ -22,8 +22,8 @@ __all__ = ["MarkerSearch"]
 
 
 class MarkerSearch:
-    """`search(body, start, end)`: whether body[start:end] holds one of `markers` (literal bytes), read in place.
-    Safe to call from several threads (each has its own Hyperscan scratch space)."""
+    """Called as `search(body, start, end)`: whether body[start:end] holds one of `markers` (literal bytes), read
+    in place. Safe to call from several threads (each has its own Hyperscan scratch space)."""
 
     def __init__(self, markers: Sequence[bytes], accelerated: bool = True) -> None:
         if not markers or not all(markers):
@@ -66,10 +66,10 @@ class MarkerSearch:
 
     def _scan(self, view: memoryview, handler: Callable[..., bool]) -> None:
         """Scans `view` in place (the stub names only str and bytes), with this thread's scratch space."""
+        assert self._database is not None
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = hyperscan.Scratch(self._database)
-        assert self._database is not None
         self._database.scan(view, match_event_handler=handler, scratch=scratch)  # type: ignore[type-var]
 
 
