@@ -397,8 +397,19 @@ class WriteAheadLog:
                 self._failed_bytes = sum(entry.payload.size + RECORD_HEADER.size for entry in batch)
                 self._bytes -= self._failed_bytes
                 logger.error("cannot write %d requests to the write-ahead log: %s", len(batch), self.write_error)
+        if failure is not None and failure.errno in (errno.ENOSPC, errno.EDQUOT):
+            self._drop_spares()
         for entry in batch:
             entry.loop.call_soon_threadsafe(_settle, entry.done, failure)
+
+    def _drop_spares(self) -> None:
+        """The disk is full: the kept files' space goes back to it (the next requests may fit then)."""
+        with self._cond:
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            spare.unlink(missing_ok=True)
+        if spares:
+            logger.warning("write-ahead log: the disk is full; deleted %d kept segment files to make room", len(spares))
 
     def _new_segment(self) -> Segment:
         """A segment file, a spare one written over when there is one. Its header (a new nonce) is synced

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -30,7 +31,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from spanmeter.cli import main
 from spanmeter.exporters.accepted import REQUESTS_SCHEMA, request_record, rows_in
 from spanmeter.exporters.clickhouse import by_month
-from spanmeter.exporters.wal import SPARE_SEGMENTS, WriteAheadLog
+from spanmeter.exporters.wal import SPARE_SEGMENTS, WalWriteError, WriteAheadLog
 from spanmeter.service import Collector, CollectorThread
 from spanmeter.store import insert_arrow
 
@@ -480,4 +481,39 @@ def test_a_released_segment_file_is_written_over_and_its_earlier_records_are_nev
         wal.release(segment)
     assert len(list(tmp_path.glob("*.spare"))) == SPARE_SEGMENTS and not list(tmp_path.glob("*.wal"))
     wal.close()
+    wal.unlock()
+
+
+def test_a_full_disk_gets_the_kept_files_space_back(small_disk: Path) -> None:
+    """Stored segments' files kept for reuse hold disk space: when a write finds the disk full, they are deleted,
+    and the request the sender retries fits."""
+    wal = WriteAheadLog(
+        small_disk, 2**30, segment_rows=1, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
+    )
+    wal.open()
+
+    def append(body: bytes) -> None:
+        async def one() -> None:
+            await wal.append(request_record(body, None, 1))
+
+        asyncio.run(one())
+
+    for _ in range(SPARE_SEGMENTS):  # a segment each (one row), all stored, all kept
+        append(os.urandom(400_000))
+    segments = [wal.take(1.0)]
+    while (segment := wal.take(1.0, after=segments[-1])) is not None:
+        segments.append(segment)
+    for segment in segments:
+        wal.release(segment)
+    assert len(list(small_disk.glob("*.spare"))) == SPARE_SEGMENTS
+    ballast = small_disk / "ballast"
+    ballast.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 100_000))
+    large = os.urandom(600_000)  # over a kept file's 400 KB: 200 KB more than the disk has
+    with pytest.raises(WalWriteError, match="No space left on device"):
+        append(large)
+    assert len(list(small_disk.glob("*.spare"))) == 0  # the one written over is the open segment now
+    append(large)  # retried: fits in what the kept files held
+    wal.close()
+    stored = wal.take(0.1)
+    assert stored is not None and stored.table().column("body").to_pylist() == [large]
     wal.unlock()
