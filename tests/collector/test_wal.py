@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from spanmeter.cli import main
 from spanmeter.exporters.accepted import REQUESTS_SCHEMA, request_record, rows_in
 from spanmeter.exporters.clickhouse import by_month
-from spanmeter.exporters.wal import SPARE_SEGMENTS, WalWriteError, WriteAheadLog
+from spanmeter.exporters.wal import SPARE_SEGMENTS, Segment, WalWriteError, WriteAheadLog
 from spanmeter.service import Collector, CollectorThread
 from spanmeter.store import insert_arrow
 
@@ -359,19 +359,39 @@ def test_an_insert_whose_spool_file_cannot_grow_goes_through_the_driver(
 # --- handing segments to the exporter ----------------------------------------------------------
 
 
+def request_log(directory: Path, segment_rows: int) -> WriteAheadLog:
+    """An opened WAL of requests (no collector) whose segments are sealed at `segment_rows` requests or 60 s."""
+    wal = WriteAheadLog(
+        directory, 2**24, segment_rows=segment_rows, segment_age=60.0, schema=REQUESTS_SCHEMA, rows_of=rows_in
+    )
+    assert wal.open() == []
+    return wal
+
+
+def append(wal: WriteAheadLog, *bodies: bytes) -> None:
+    """Each body as a request of one span, in order; returns once all are durable."""
+
+    async def each() -> None:
+        for body in bodies:
+            await wal.append(request_record(body, None, 1))
+
+    asyncio.run(each())
+
+
+def sealed(wal: WriteAheadLog) -> list[Segment]:
+    """Every sealed segment not yet released, oldest first."""
+    segments: list[Segment] = []
+    while (segment := wal.take(1.0, after=segments[-1] if segments else None)) is not None:
+        segments.append(segment)
+    return segments
+
+
 def test_segments_are_handed_out_in_order_one_ahead_of_the_one_being_inserted(tmp_path: Path) -> None:
     """The exporter reads a segment while the one before it is inserted (under a backlog): `take(after=)` gives
     the next sealed one, `sealed_after` says whether there is one, and a released `after` gives the oldest."""
-    wal = WriteAheadLog(
-        tmp_path, 2**20, segment_rows=1, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
-    )
-    wal.open()
-
-    async def append_three() -> None:
-        for index in range(3):
-            await wal.append(request_record(f"request {index}".encode(), None, 1))
-
-    asyncio.run(append_three())  # a segment is sealed at its first request: the writer seals before it writes on
+    wal = request_log(tmp_path, segment_rows=1)
+    # A segment is sealed at its first request: the writer seals before it writes on.
+    append(wal, *(f"request {index}".encode() for index in range(3)))
     first = wal.take(0.1)
     assert first is not None
     second = wal.take(0.1, after=first)
@@ -396,18 +416,8 @@ def test_segments_are_handed_out_in_order_one_ahead_of_the_one_being_inserted(tm
 def test_a_followed_log_seals_its_segments_sooner_and_then_at_its_own_age_again(tmp_path: Path) -> None:
     """While someone follows the stored calls (`follow`), the open segment is sealed at the follower's shorter
     age; once the follow lapses, at the configured one again."""
-    wal = WriteAheadLog(
-        tmp_path, 2**20, segment_rows=1000, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
-    )
-    wal.open()
-
-    def append(body: bytes) -> None:
-        async def one() -> None:
-            await wal.append(request_record(body, None, 1))
-
-        asyncio.run(one())
-
-    append(b"unwatched")
+    wal = request_log(tmp_path, segment_rows=1000)
+    append(wal, b"unwatched")
     assert wal.take(1.0) is None  # 60 s of age to go
     started = time.monotonic()
     wal.follow(0.3, 4.0)
@@ -416,12 +426,12 @@ def test_a_followed_log_seals_its_segments_sooner_and_then_at_its_own_age_again(
     assert first.table().column("body")[0].as_py() == b"unwatched"
     wal.release(first)
     appended = time.monotonic()
-    append(b"watched")
+    append(wal, b"watched")
     second = wal.take(3.0)
     assert second is not None and 0.25 < time.monotonic() - appended < 2.5  # not the 60 s of its own age
     wal.release(second)
     time.sleep(max(0.0, started + 4.1 - time.monotonic()))  # the follow lapses
-    append(b"after the follow")
+    append(wal, b"after the follow")
     assert wal.take(1.0) is None
     wal.close()
     wal.unlock()
@@ -433,21 +443,7 @@ def test_a_released_segment_file_is_written_over_and_its_earlier_records_are_nev
     so they line up where a record would start); a kept file is never read back as a segment; at most
     SPARE_SEGMENTS files are kept."""
 
-    def log() -> WriteAheadLog:
-        wal = WriteAheadLog(
-            tmp_path, 2**24, segment_rows=3, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
-        )
-        assert wal.open() == []
-        return wal
-
-    def append(wal: WriteAheadLog, *bodies: bytes) -> None:
-        async def each() -> None:
-            for body in bodies:
-                await wal.append(request_record(body, None, 1))
-
-        asyncio.run(each())
-
-    wal = log()
+    wal = request_log(tmp_path, segment_rows=3)
     append(wal, b"earlier 0", b"earlier 1", b"earlier 2")
     earlier = wal.take(1.0)
     assert earlier is not None and earlier.rows == 3
@@ -458,24 +454,20 @@ def test_a_released_segment_file_is_written_over_and_its_earlier_records_are_nev
     wal.close()
     wal.unlock()
 
-    wal = log()  # the kept file is not read back: its rows were stored
+    wal = request_log(tmp_path, segment_rows=3)  # the kept file is not read back: its rows were stored
     append(wal, b"current 0")  # as long as "earlier 0": the earlier use's second record starts right after it
     wal.close()
     [current] = tmp_path.glob("*.wal")
     assert current.stat().st_ino == inode and current.stat().st_size == size
     wal.unlock()
 
-    wal = WriteAheadLog(
-        tmp_path, 2**24, segment_rows=3, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
-    )
+    wal = WriteAheadLog(tmp_path, 2**24, segment_rows=3, segment_age=60.0, schema=REQUESTS_SCHEMA, rows_of=rows_in)
     [recovered] = wal.open()
     assert recovered.table().column("body").to_pylist() == [b"current 0"]
     assert wal.quarantined == 0
     wal.release(recovered)
     append(wal, *(f"more {n:02d}".encode() for n in range(3 * (SPARE_SEGMENTS + 2))))
-    segments = [wal.take(1.0)]
-    while (segment := wal.take(1.0, after=segments[-1])) is not None:
-        segments.append(segment)
+    segments = sealed(wal)
     assert len(segments) == SPARE_SEGMENTS + 2
     for segment in segments:
         wal.release(segment)
@@ -487,32 +479,18 @@ def test_a_released_segment_file_is_written_over_and_its_earlier_records_are_nev
 def test_a_full_disk_gets_the_kept_files_space_back(small_disk: Path) -> None:
     """Stored segments' files kept for reuse hold disk space: when a write finds the disk full, they are deleted,
     and the request the sender retries fits."""
-    wal = WriteAheadLog(
-        small_disk, 2**30, segment_rows=1, segment_age=60.0, schema=REQUESTS_SCHEMA, older=(), rows_of=rows_in
-    )
-    wal.open()
-
-    def append(body: bytes) -> None:
-        async def one() -> None:
-            await wal.append(request_record(body, None, 1))
-
-        asyncio.run(one())
-
-    for _ in range(SPARE_SEGMENTS):  # a segment each (one row), all stored, all kept
-        append(os.urandom(400_000))
-    segments = [wal.take(1.0)]
-    while (segment := wal.take(1.0, after=segments[-1])) is not None:
-        segments.append(segment)
-    for segment in segments:
+    wal = request_log(small_disk, segment_rows=1)
+    append(wal, *(os.urandom(400_000) for _ in range(SPARE_SEGMENTS)))  # a segment each, all stored, all kept
+    for segment in sealed(wal):
         wal.release(segment)
     assert len(list(small_disk.glob("*.spare"))) == SPARE_SEGMENTS
     ballast = small_disk / "ballast"
     ballast.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 100_000))
     large = os.urandom(600_000)  # over a kept file's 400 KB: 200 KB more than the disk has
     with pytest.raises(WalWriteError, match="No space left on device"):
-        append(large)
+        append(wal, large)
     assert len(list(small_disk.glob("*.spare"))) == 0  # the one written over is the open segment now
-    append(large)  # retried: fits in what the kept files held
+    append(wal, large)  # retried: fits in what the kept files held
     wal.close()
     stored = wal.take(0.1)
     assert stored is not None and stored.table().column("body").to_pylist() == [large]
