@@ -44,6 +44,11 @@ class CollectorMetrics:
         )
         self.queue_rows = Gauge("spanmeter_queue_rows", "Rows accepted and waiting to be stored", registry=r)
         self.wal_bytes = Gauge("spanmeter_wal_bytes", "Bytes of accepted rows in the write-ahead log", registry=r)
+        self.wal_disk_bytes = Gauge(
+            "spanmeter_wal_disk_bytes",
+            "Bytes the write-ahead log's files hold on disk, files kept for reuse included (at most its capacity)",
+            registry=r,
+        )
         self.wal_capacity = Gauge(
             "spanmeter_wal_capacity_bytes", "Bytes the write-ahead log may hold (queue.max_bytes)", registry=r
         )

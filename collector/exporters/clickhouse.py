@@ -265,6 +265,7 @@ class ClickHouseExporter:
     def _update_gauges(self) -> None:
         self._metrics.queue_rows.set(self.wal.rows)
         self._metrics.wal_bytes.set(self.wal.size)
+        self._metrics.wal_disk_bytes.set(self.wal.disk_bytes)
 
     # --- the worker thread -------------------------------------------------------------------
 

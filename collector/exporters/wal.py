@@ -67,7 +67,7 @@ RECORD_HEADER = struct.Struct("<III")
 _HEADER_V1 = struct.Struct("<II")
 SPARE_SEGMENTS = 4
 """Released segment files kept for the next segments to be written over (each as large as the largest segment it
-held): the disk they hold is not counted in `queue.max_bytes`."""
+held). The disk they hold counts in `max_bytes`: they are deleted when a request would not fit beside them."""
 _SUFFIX = ".wal"
 _SPARE_SUFFIX = ".spare"
 
@@ -110,7 +110,14 @@ class Segment:
     tables: list[pa.Table] = field(default_factory=list)
     rows: int = 0
     size: int = 0
+    extent: int = 0
+    """The file's size before this use (a kept file written over): it holds the larger of this and `size`."""
     opened_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def slack(self) -> int:
+        """Bytes of the file's earlier use beyond this one's records: disk held, not counted in `size`."""
+        return max(0, self.extent - self.size)
 
     def table(self) -> pa.Table:
         return pa.concat_tables(self.tables) if len(self.tables) != 1 else self.tables[0]
@@ -170,8 +177,10 @@ class WriteAheadLog:
         self._open: Segment | None = None
         self._fd = -1
         self._nonce = _Nonce(b"")
-        self._spares: list[Path] = []
-        self._bytes = 0  # on disk and reserved by waiting appends
+        self._spares: list[tuple[Path, int]] = []  # kept files and their sizes
+        self._spare_bytes = 0
+        self._slack = 0  # the segments' `slack`, on disk beside `_bytes`
+        self._bytes = 0  # in segments' records on disk and reserved by waiting appends
         self._rows = 0  # in segments not yet released
         self._sequence = 0
         self._closing = False
@@ -197,12 +206,11 @@ class WriteAheadLog:
             raise OSError(f"the write-ahead log {self.directory} is in use by another collector") from None
         read_back = (self._recover(path) for path in sorted(self.directory.glob(f"*{_SUFFIX}")))
         recovered = [segment for segment in read_back if segment is not None]
-        spares = sorted(self.directory.glob(f"*{_SPARE_SUFFIX}"))
-        for extra in spares[SPARE_SEGMENTS:]:
-            extra.unlink(missing_ok=True)
         with self._cond:
             self._sealed.extend(recovered)
-            self._spares = spares[:SPARE_SEGMENTS]
+            self._slack = sum(segment.slack for segment in recovered)
+        for spare in sorted(self.directory.glob(f"*{_SPARE_SUFFIX}")):
+            self._keep(spare, spare.stat().st_size)
         self._thread = threading.Thread(target=self._write_loop, name="spanmeter-wal-writer", daemon=True)
         self._thread.start()
         return recovered
@@ -231,16 +239,19 @@ class WriteAheadLog:
     async def append(self, table: pa.Table) -> None:
         """Returns once `table` is durable; raises WalUnavailable when it cannot be kept."""
         payload = encode_table(table)
+        need = payload.size + RECORD_HEADER.size
         loop = asyncio.get_running_loop()
         entry = _Append(table, payload, loop.create_future(), loop)
         with self._cond:
             if self._closing:
                 raise WalUnavailable("the collector is shutting down")
-            if self._bytes + payload.size + RECORD_HEADER.size > self.max_bytes:
+            if self._bytes + self._slack + self._spare_bytes + need > self.max_bytes:
+                self._delete_spares()  # the kept files make room first (a few unlinks, rarely)
+            if self._bytes + self._slack + need > self.max_bytes:
                 raise WalFull(
                     f"the write-ahead log is full ({self._bytes} of {self.max_bytes} bytes waiting for ClickHouse)"
                 )
-            self._bytes += payload.size + RECORD_HEADER.size
+            self._bytes += need
             self._waiting.append(entry)
             self._cond.notify_all()
         await entry.done
@@ -249,6 +260,12 @@ class WriteAheadLog:
     def size(self) -> int:
         with self._cond:
             return self._bytes
+
+    @property
+    def disk_bytes(self) -> int:
+        """What the log's files hold on disk, kept files included: at most `max_bytes`."""
+        with self._cond:
+            return self._bytes + self._slack + self._spare_bytes
 
     @property
     def rows(self) -> int:
@@ -315,24 +332,41 @@ class WriteAheadLog:
         are kept). Renamed, not yet synced: after a crash the segment may be read back under its name and token,
         and its insert is then dropped as a retry, as when it was deleted."""
         spare = self.directory / f"{segment.token}{_SPARE_SUFFIX}"
+        kept: Path | None = spare
         try:
             segment.path.rename(spare)  # renamed before the writer may take it
         except OSError:
             segment.path.unlink(missing_ok=True)
-        else:
-            with self._cond:
-                keep = len(self._spares) < SPARE_SEGMENTS
-                if keep:
-                    self._spares.append(spare)
-            if not keep:
-                spare.unlink(missing_ok=True)
+            kept = None
         with self._cond:
             if self._sealed and self._sealed[0] is segment:
                 self._sealed.popleft()
             self._bytes -= segment.size
+            self._slack -= segment.slack
             self._rows -= segment.rows
             segment.tables = []
             self._cond.notify_all()  # the exporter's thread may wait for the WAL to drain (released on another)
+        if kept is not None:
+            self._keep(kept, max(segment.size, segment.extent))
+
+    def _keep(self, spare: Path, size: int) -> None:
+        """Keep a file for reuse when fewer than SPARE_SEGMENTS are and it fits in `max_bytes`; else delete it."""
+        with self._cond:
+            keep = len(self._spares) < SPARE_SEGMENTS and (
+                self._bytes + self._slack + self._spare_bytes + size <= self.max_bytes
+            )
+            if keep:
+                self._spares.append((spare, size))
+                self._spare_bytes += size
+        if not keep:
+            spare.unlink(missing_ok=True)
+
+    def _delete_spares(self) -> int:
+        """Under the lock: delete the kept files; how many there were."""
+        spares, self._spares, self._spare_bytes = self._spares, [], 0
+        for spare, _ in spares:
+            spare.unlink(missing_ok=True)
+        return len(spares)
 
     # --- the writer thread -------------------------------------------------------------------
 
@@ -372,7 +406,7 @@ class WriteAheadLog:
         failure: OSError | None = None
         try:
             segment = self._open or self._new_segment()
-            start = segment.size
+            start, slack = segment.size, segment.slack
             try:
                 for entry in batch:
                     _write_all(self._fd, self._nonce.header(entry.payload))
@@ -392,6 +426,7 @@ class WriteAheadLog:
                     segment.rows += rows
                     segment.size += entry.payload.size + RECORD_HEADER.size
                     self._rows += rows
+                self._slack += segment.slack - slack  # records written over the earlier use's bytes
             else:
                 self.write_error = _describe(failure)
                 self._failed_bytes = sum(entry.payload.size + RECORD_HEADER.size for entry in batch)
@@ -405,11 +440,9 @@ class WriteAheadLog:
     def _drop_spares(self) -> None:
         """The disk is full: the kept files' space goes back to it (the next requests may fit then)."""
         with self._cond:
-            spares, self._spares = self._spares, []
-        for spare in spares:
-            spare.unlink(missing_ok=True)
-        if spares:
-            logger.warning("write-ahead log: the disk is full; deleted %d kept segment files to make room", len(spares))
+            deleted = self._delete_spares()
+        if deleted:
+            logger.warning("write-ahead log: the disk is full; deleted %d kept segment files to make room", deleted)
 
     def _new_segment(self) -> Segment:
         """A segment file, a spare one written over when there is one. Its header (a new nonce) is synced
@@ -420,13 +453,14 @@ class WriteAheadLog:
         path = self.directory / f"{time.time_ns():020d}-{self._sequence:06d}-{token}{_SUFFIX}"
         nonce = _Nonce(os.urandom(_NONCE))
         with self._cond:
-            spare = self._spares.pop() if self._spares else None
+            spare, extent = self._spares.pop() if self._spares else (None, 0)
+            self._spare_bytes -= extent
         try:
             fd = os.open(spare, os.O_WRONLY) if spare is not None else -1
         except OSError:
             fd = -1
         if fd < 0:
-            spare = None
+            spare, extent = None, 0
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             _write_all(fd, MAGIC + nonce.value)
@@ -441,9 +475,10 @@ class WriteAheadLog:
             raise
         self._fd = fd
         self._nonce = nonce
-        segment = Segment(path, token, size=SEGMENT_HEADER)
+        segment = Segment(path, token, size=SEGMENT_HEADER, extent=extent)
         with self._cond:
             self._bytes += SEGMENT_HEADER
+            self._slack += segment.slack
             self._open = segment
         return segment
 
@@ -457,6 +492,7 @@ class WriteAheadLog:
         else:
             self._open.path.unlink(missing_ok=True)
             self._bytes -= self._open.size
+            self._slack -= self._open.slack
         self._open = None
         self._cond.notify_all()
 
@@ -496,6 +532,7 @@ class WriteAheadLog:
                     segment.rows += self._rows_of(table)
                     offset += header.size + length
         segment.size = offset
+        segment.extent = len(data)  # an earlier use's records may lie beyond the last one read
         if damage is not None:
             self._quarantine(path, data[offset:], offset, damage)
         if not segment.rows:

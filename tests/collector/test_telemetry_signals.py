@@ -255,6 +255,8 @@ def test_prometheus_metrics_after_a_stored_span(collector: Collector) -> None:
         time.sleep(0.02)
     assert metric_value(collector, "spanmeter_queue_rows") == 0  # stored: out of the WAL
     assert metric_value(collector, "spanmeter_wal_bytes") == 0
+    # Its file is kept to be written over by the next segment: still on disk, counted against the capacity.
+    assert 0 < metric_value(collector, "spanmeter_wal_disk_bytes") <= 512 * 1024 * 1024
     assert samples["spanmeter_insert_duration_seconds_sum"] > 0
     assert metric_value(collector, "spanmeter_otlp_requests_total", signal="traces", transport="http") == 1
 

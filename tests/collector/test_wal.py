@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from spanmeter.cli import main
 from spanmeter.exporters.accepted import REQUESTS_SCHEMA, request_record, rows_in
 from spanmeter.exporters.clickhouse import by_month
-from spanmeter.exporters.wal import SPARE_SEGMENTS, Segment, WalWriteError, WriteAheadLog
+from spanmeter.exporters.wal import SPARE_SEGMENTS, Segment, WalFull, WalWriteError, WriteAheadLog
 from spanmeter.service import Collector, CollectorThread
 from spanmeter.store import insert_arrow
 
@@ -359,12 +359,13 @@ def test_an_insert_whose_spool_file_cannot_grow_goes_through_the_driver(
 # --- handing segments to the exporter ----------------------------------------------------------
 
 
-def request_log(directory: Path, segment_rows: int) -> WriteAheadLog:
-    """An opened WAL of requests (no collector) whose segments are sealed at `segment_rows` requests or 60 s."""
+def request_log(directory: Path, segment_rows: int, max_bytes: int = 2**24, recovered: int = 0) -> WriteAheadLog:
+    """An opened WAL of requests (no collector) whose segments are sealed at `segment_rows` requests or 60 s,
+    having read back `recovered` segments a previous run left."""
     wal = WriteAheadLog(
-        directory, 2**24, segment_rows=segment_rows, segment_age=60.0, schema=REQUESTS_SCHEMA, rows_of=rows_in
+        directory, max_bytes, segment_rows=segment_rows, segment_age=60.0, schema=REQUESTS_SCHEMA, rows_of=rows_in
     )
-    assert wal.open() == []
+    assert len(wal.open()) == recovered
     return wal
 
 
@@ -472,6 +473,46 @@ def test_a_released_segment_file_is_written_over_and_its_earlier_records_are_nev
     for segment in segments:
         wal.release(segment)
     assert len(list(tmp_path.glob("*.spare"))) == SPARE_SEGMENTS and not list(tmp_path.glob("*.wal"))
+    wal.close()
+    wal.unlock()
+
+
+def on_disk(directory: Path) -> int:
+    """What the WAL's segment files and the files it keeps for reuse hold."""
+    return sum(path.stat().st_size for pattern in ("*.wal", "*.spare") for path in directory.glob(pattern))
+
+
+def test_the_kept_files_count_in_max_bytes_and_make_room_first(tmp_path: Path) -> None:
+    """The files kept for reuse count in max_bytes: a request that fits only without them has them deleted, and
+    the WAL's files never hold more than max_bytes. The WAL's count of its disk bytes is what its files hold,
+    through a kept file larger than the segment written over it, and after a restart."""
+    limit = 1_000_000
+    wal = request_log(tmp_path, segment_rows=1, max_bytes=limit)
+    append(wal, *(os.urandom(250_000) for _ in range(3)))  # a segment each, all stored, all kept
+    for segment in sealed(wal):
+        wal.release(segment)
+    assert len(list(tmp_path.glob("*.spare"))) == 3
+    assert wal.disk_bytes == on_disk(tmp_path) > 750_000
+    append(wal, os.urandom(100_000))  # written over a kept file: 150 KB of its earlier use still held
+    [small] = sealed(wal)
+    assert small.path.stat().st_size > 250_000 and wal.disk_bytes == on_disk(tmp_path)
+    append(wal, os.urandom(500_000))  # fits only once the two other kept files are gone
+    assert not list(tmp_path.glob("*.spare"))
+    assert wal.disk_bytes == on_disk(tmp_path) <= limit
+    with pytest.raises(WalFull):
+        append(wal, os.urandom(500_000))
+    wal.close()
+    wal.unlock()
+
+    wal = request_log(tmp_path, segment_rows=1, max_bytes=limit, recovered=2)
+    assert wal.disk_bytes == on_disk(tmp_path) <= limit
+    for segment in sealed(wal):
+        wal.release(segment)
+    assert len(list(tmp_path.glob("*.spare"))) == 2 and wal.disk_bytes == on_disk(tmp_path)
+    wal.close()
+    wal.unlock()
+    wal = request_log(tmp_path, segment_rows=1, max_bytes=500_000)  # kept files beyond a smaller limit: deleted
+    assert len(list(tmp_path.glob("*.spare"))) == 1 and wal.disk_bytes == on_disk(tmp_path) <= 500_000
     wal.close()
     wal.unlock()
 
