@@ -249,7 +249,8 @@ class WriteAheadLog:
                 self._delete_spares()  # the kept files make room first (a few unlinks, rarely)
             if self._bytes + self._slack + need > self.max_bytes:
                 raise WalFull(
-                    f"the write-ahead log is full ({self._bytes} of {self.max_bytes} bytes waiting for ClickHouse)"
+                    f"the write-ahead log is full ({self._bytes + self._slack} of {self.max_bytes} bytes on disk, "
+                    f"{self._bytes} of them waiting for ClickHouse)"
                 )
             self._bytes += need
             self._waiting.append(entry)

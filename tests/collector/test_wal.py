@@ -499,7 +499,7 @@ def test_the_kept_files_count_in_max_bytes_and_make_room_first(tmp_path: Path) -
     append(wal, os.urandom(500_000))  # fits only once the two other kept files are gone
     assert not list(tmp_path.glob("*.spare"))
     assert wal.disk_bytes == on_disk(tmp_path) <= limit
-    with pytest.raises(WalFull):
+    with pytest.raises(WalFull, match=r"full \(\d+ of 1000000 bytes on disk, \d+ of them waiting"):
         append(wal, os.urandom(500_000))
     wal.close()
     wal.unlock()
