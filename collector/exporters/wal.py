@@ -179,6 +179,8 @@ class WriteAheadLog:
         self._nonce = _Nonce(b"")
         self._spares: list[tuple[Path, int]] = []  # kept files and their sizes
         self._spare_bytes = 0
+        self._doomed: list[tuple[Path, int]] = []  # kept files the writer deletes before it writes again
+        self._doomed_bytes = 0
         self._slack = 0  # the segments' `slack`, on disk beside `_bytes`
         self._bytes = 0  # in segments' records on disk and reserved by waiting appends
         self._rows = 0  # in segments not yet released
@@ -246,7 +248,7 @@ class WriteAheadLog:
             if self._closing:
                 raise WalUnavailable("the collector is shutting down")
             if self._bytes + self._slack + self._spare_bytes + need > self.max_bytes:
-                self._delete_spares()  # the kept files make room first (a few unlinks, rarely)
+                self._doom_spares()  # the kept files make room first: deleted before the next write
             if self._bytes + self._slack + need > self.max_bytes:
                 raise WalFull(
                     f"the write-ahead log is full ({self._bytes + self._slack} of {self.max_bytes} bytes on disk, "
@@ -266,7 +268,7 @@ class WriteAheadLog:
     def disk_bytes(self) -> int:
         """What the log's files hold on disk, kept files included: at most `max_bytes`."""
         with self._cond:
-            return self._bytes + self._slack + self._spare_bytes
+            return self._bytes + self._slack + self._spare_bytes + self._doomed_bytes
 
     @property
     def rows(self) -> int:
@@ -362,22 +364,37 @@ class WriteAheadLog:
         if not keep:
             spare.unlink(missing_ok=True)
 
-    def _delete_spares(self) -> int:
-        """Under the lock: delete the kept files; how many there were."""
-        spares, self._spares, self._spare_bytes = self._spares, [], 0
-        for spare, _ in spares:
+    def _doom_spares(self) -> None:
+        """Under the lock: the kept files are to be deleted, by the writer before it writes again (unlinks of
+        large files kept off the receivers' thread)."""
+        if self._spares:
+            self._doomed += self._spares
+            self._doomed_bytes += self._spare_bytes
+            self._spares, self._spare_bytes = [], 0
+            self._cond.notify_all()
+
+    def _delete_doomed(self) -> int:
+        """On the writer's thread: delete the files `_doom_spares` gave up; how many there were."""
+        with self._cond:
+            doomed, self._doomed = self._doomed, []
+        if not doomed:
+            return 0
+        for spare, _ in doomed:
             spare.unlink(missing_ok=True)
-        return len(spares)
+        with self._cond:
+            self._doomed_bytes -= sum(size for _, size in doomed)
+        return len(doomed)
 
     # --- the writer thread -------------------------------------------------------------------
 
     def _write_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._waiting and not self._closing and not self._open_is_due():
+                while not self._waiting and not self._doomed and not self._closing and not self._open_is_due():
                     self._cond.wait(self._until_due())
                 batch, self._waiting = self._waiting, []
                 closing = self._closing
+            self._delete_doomed()  # before the batch: the files' space is what lets it fit
             if batch:
                 self._write(batch)
             with self._cond:
@@ -441,7 +458,8 @@ class WriteAheadLog:
     def _drop_spares(self) -> None:
         """The disk is full: the kept files' space goes back to it (the next requests may fit then)."""
         with self._cond:
-            deleted = self._delete_spares()
+            self._doom_spares()
+        deleted = self._delete_doomed()
         if deleted:
             logger.warning("write-ahead log: the disk is full; deleted %d kept segment files to make room", deleted)
 
