@@ -9,7 +9,8 @@ token in its file name is the `insert_deduplication_token` it is always inserted
 segment replayed after a crash that happened after its insert landed is stored once.
 
 Segments are released only after their rows are stored (`release`). A released segment's file is kept
-for reuse (up to `SPARE_SEGMENTS` of them) and the next segment is written over it, as databases recycle
+for reuse (up to `SPARE_SEGMENTS` of them, within `max_bytes`: the bound counts every byte the log's files
+hold) and the next segment is written over it, as databases recycle
 their log files: writing over pages the file already has costs the kernel far less than filling a new
 file (no new pages to allocate, no blocks to allocate and journal before each `fdatasync`). At start,
 every segment left by a previous run is read back, record by record, up to the first damage (a torn tail
@@ -332,8 +333,9 @@ class WriteAheadLog:
 
     def release(self, segment: Segment) -> None:
         """Its rows are stored: its file is kept to be written over by a later segment (or deleted when enough
-        are kept). Renamed, not yet synced: after a crash the segment may be read back under its name and token,
-        and its insert is then dropped as a retry, as when it was deleted."""
+        are kept, or it would not fit in `max_bytes`: `_keep`). Renamed, not yet synced: after a crash the segment
+        may be read back under its name and token, and its insert is then dropped as a retry, as when it was
+        deleted."""
         spare = self.directory / f"{segment.token}{_SPARE_SUFFIX}"
         kept: Path | None = spare
         try:
