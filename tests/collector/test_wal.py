@@ -517,6 +517,25 @@ def test_the_kept_files_count_in_max_bytes_and_make_room_first(tmp_path: Path) -
     wal.unlock()
 
 
+def test_kept_files_given_up_for_a_request_that_still_does_not_fit_are_deleted_all_the_same(tmp_path: Path) -> None:
+    """The writer deletes the kept files a request asked room from even when that request is refused (no write
+    follows to trigger it): the log's files then hold only what waits to be stored."""
+    wal = request_log(tmp_path, segment_rows=1, max_bytes=1_000_000)
+    append(wal, os.urandom(250_000), os.urandom(600_000))
+    first, waiting = sealed(wal)
+    wal.release(first)
+    assert len(list(tmp_path.glob("*.spare"))) == 1
+    with pytest.raises(WalFull):
+        append(wal, os.urandom(500_000))  # over the bound beside the kept file, and without it too
+    deadline = time.monotonic() + 5
+    while list(tmp_path.glob("*.spare")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not list(tmp_path.glob("*.spare"))
+    assert wal.disk_bytes == on_disk(tmp_path) == waiting.path.stat().st_size
+    wal.close()
+    wal.unlock()
+
+
 def test_a_full_disk_gets_the_kept_files_space_back(small_disk: Path) -> None:
     """Stored segments' files kept for reuse hold disk space: when a write finds the disk full, they are deleted,
     and the request the sender retries fits."""
