@@ -424,6 +424,7 @@ class WriteAheadLog:
 
     def _write(self, batch: list[_Append]) -> None:
         failure: OSError | None = None
+        truncated = False
         try:
             segment = self._open or self._new_segment()
             start, slack = segment.size, segment.slack
@@ -433,7 +434,7 @@ class WriteAheadLog:
                     _write_all(self._fd, entry.payload)
                 os.fdatasync(self._fd)
             except OSError:
-                _truncate(self._fd, start)  # no half-written record left behind to be read back
+                truncated = _truncate(self._fd, start)  # no half-written record left behind to be read back
                 raise
         except OSError as exc:
             failure = exc
@@ -451,6 +452,9 @@ class WriteAheadLog:
                 self.write_error = _describe(failure)
                 self._failed_bytes = sum(entry.payload.size + RECORD_HEADER.size for entry in batch)
                 self._bytes -= self._failed_bytes
+                if truncated:  # a kept file's earlier use beyond the records went with the cut
+                    self._slack -= segment.slack
+                    segment.extent = min(segment.extent, segment.size)
                 logger.error("cannot write %d requests to the write-ahead log: %s", len(batch), self.write_error)
         if failure is not None and failure.errno in (errno.ENOSPC, errno.EDQUOT):
             self._drop_spares()
@@ -629,12 +633,14 @@ def _write_all(fd: int, data: bytes | pa.Buffer) -> None:
         view = view[written:]
 
 
-def _truncate(fd: int, size: int) -> None:
+def _truncate(fd: int, size: int) -> bool:
     try:
         os.ftruncate(fd, size)
         os.lseek(fd, size, os.SEEK_SET)
     except OSError as exc:  # the record stays half-written; recovery quarantines it
         logger.error("cannot truncate the write-ahead log after a failed write: %s", _describe(exc))
+        return False
+    return True
 
 
 def _sync_directory(directory: Path) -> None:

@@ -550,6 +550,7 @@ def test_a_full_disk_gets_the_kept_files_space_back(small_disk: Path) -> None:
     with pytest.raises(WalWriteError, match="No space left on device"):
         append(wal, large)
     assert len(list(small_disk.glob("*.spare"))) == 0  # the one written over is the open segment now
+    assert wal.disk_bytes == on_disk(small_disk)  # the failed write's cut took that file's earlier use with it
     append(wal, large)  # retried: fits in what the kept files held
     wal.close()
     stored = wal.take(0.1)
