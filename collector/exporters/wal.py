@@ -179,9 +179,7 @@ class WriteAheadLog:
         self._fd = -1
         self._nonce = _Nonce(b"")
         self._spares: list[tuple[Path, int]] = []  # kept files and their sizes
-        self._spare_bytes = 0
         self._doomed: list[tuple[Path, int]] = []  # kept files the writer deletes before it writes again
-        self._doomed_bytes = 0
         self._slack = 0  # the segments' `slack`, on disk beside `_bytes`
         self._bytes = 0  # in segments' records on disk and reserved by waiting appends
         self._rows = 0  # in segments not yet released
@@ -248,11 +246,11 @@ class WriteAheadLog:
         with self._cond:
             if self._closing:
                 raise WalUnavailable("the collector is shutting down")
-            if self._bytes + self._slack + self._spare_bytes + need > self.max_bytes:
+            if self._held() + need > self.max_bytes:
                 self._doom_spares()  # the kept files make room first: deleted before the next write
-            if self._bytes + self._slack + need > self.max_bytes:
+            if self._held() + need > self.max_bytes:
                 raise WalFull(
-                    f"the write-ahead log is full ({self._bytes + self._slack} of {self.max_bytes} bytes on disk, "
+                    f"the write-ahead log is full ({self._held()} of {self.max_bytes} bytes on disk, "
                     f"{self._bytes} of them waiting for ClickHouse)"
                 )
             self._bytes += need
@@ -269,7 +267,12 @@ class WriteAheadLog:
     def disk_bytes(self) -> int:
         """What the log's files hold on disk, kept files included: at most `max_bytes`."""
         with self._cond:
-            return self._bytes + self._slack + self._spare_bytes + self._doomed_bytes
+            return self._held() + sum(size for _, size in self._doomed)
+
+    def _held(self) -> int:
+        """Under the lock: the disk the log's segments and kept files hold (those given up not counted: they are
+        deleted before the next write)."""
+        return self._bytes + self._slack + sum(size for _, size in self._spares)
 
     @property
     def rows(self) -> int:
@@ -357,12 +360,9 @@ class WriteAheadLog:
     def _keep(self, spare: Path, size: int) -> None:
         """Keep a file for reuse when fewer than SPARE_SEGMENTS are and it fits in `max_bytes`; else delete it."""
         with self._cond:
-            keep = len(self._spares) < SPARE_SEGMENTS and (
-                self._bytes + self._slack + self._spare_bytes + size <= self.max_bytes
-            )
+            keep = len(self._spares) < SPARE_SEGMENTS and self._held() + size <= self.max_bytes
             if keep:
                 self._spares.append((spare, size))
-                self._spare_bytes += size
         if not keep:
             spare.unlink(missing_ok=True)
 
@@ -371,20 +371,20 @@ class WriteAheadLog:
         large files kept off the receivers' thread)."""
         if self._spares:
             self._doomed += self._spares
-            self._doomed_bytes += self._spare_bytes
-            self._spares, self._spare_bytes = [], 0
+            self._spares = []
             self._cond.notify_all()
 
     def _delete_doomed(self) -> int:
-        """On the writer's thread: delete the files `_doom_spares` gave up; how many there were."""
+        """On the writer's thread: delete the files `_doom_spares` gave up (counted until they are gone); how many
+        there were."""
         with self._cond:
-            doomed, self._doomed = self._doomed, []
+            doomed = list(self._doomed)
         if not doomed:
             return 0
         for spare, _ in doomed:
             spare.unlink(missing_ok=True)
         with self._cond:
-            self._doomed_bytes -= sum(size for _, size in doomed)
+            del self._doomed[: len(doomed)]  # any given up meanwhile were appended after them
         return len(doomed)
 
     # --- the writer thread -------------------------------------------------------------------
@@ -479,7 +479,6 @@ class WriteAheadLog:
         nonce = _Nonce(os.urandom(_NONCE))
         with self._cond:
             spare, extent = self._spares.pop() if self._spares else (None, 0)
-            self._spare_bytes -= extent
         try:
             fd = os.open(spare, os.O_WRONLY) if spare is not None else -1
         except OSError:
