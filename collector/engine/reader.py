@@ -49,6 +49,11 @@ from ..processors.genai import _OPERATIONS, DEFAULT_PROJECT, MIN_TIMESTAMP_NS, P
 from ..processors.markers import MarkerSearch
 from ..sampling import THRESHOLD_PATTERN
 from . import sql
+
+try:
+    from . import _flatten
+except ImportError:  # built without a C compiler: ClickHouse's Protobuf format reads the requests
+    _flatten = None  # type: ignore[assignment]
 from .sql import as_count, as_str, as_str_list, as_text, count_ok, cut, literal, literals, readable
 
 __all__ = ["BATCH_SCHEMA", "SCHEMA_FILE", "STRUCTURE", "EngineBatch", "EngineReader", "write_length_delimited"]
@@ -64,6 +69,29 @@ STRUCTURE = (
     f"start_time_unix_nano UInt64, end_time_unix_nano UInt64, attributes {_ATTRIBUTES}, status Tuple(code Int32)))))))"
 )
 """The columns ClickHouse reads each request into, matching `otlp_traces.proto`."""
+_SPAN = (
+    "Tuple(trace_id String, span_id String, trace_state String, parent_span_id String, name String, "
+    f"start_time_unix_nano UInt64, end_time_unix_nano UInt64, attributes {_ATTRIBUTES}, status Tuple(code Int32))"
+)
+FLAT_COLUMNS = (
+    ("request", "UInt64"),
+    ("resource_index", "UInt64"),
+    ("scope_index", "UInt64"),
+    ("span_index", "UInt64"),
+    ("span", _SPAN),
+    ("scope_name", "String"),
+    ("marked", "UInt8"),
+    ("scope_unmarked", "UInt64"),
+    ("decode_bad", "UInt8"),
+)
+"""The spans' Native block `_flatten` writes: a row per span (and one per scope without spans), positions 1-based
+as arrayEnumerate gives them; `marked`: the span has a marker key; `scope_unmarked`: its scope's spans without
+one; `decode_bad`: a request `_flatten` did not read (its one row), left to the Python reader. In this order."""
+FLAT_RESOURCE_COLUMNS = (("request", "UInt64"), ("resource_index", "UInt64"), ("resource_attributes_", _ATTRIBUTES))
+"""The resources' Native block: a row per resource, joined to its spans by the query (computed once a resource)."""
+_FLAT_HEADERS = tuple(
+    tuple((name.encode(), kind.encode()) for name, kind in columns) for columns in (FLAT_COLUMNS, FLAT_RESOURCE_COLUMNS)
+)
 
 EXTRA_COLUMNS = ("has_usage", "response_id", "request")
 _COMPUTED = tuple(
@@ -144,7 +172,13 @@ class EngineReader:
         client: Client,
         workdir: Path,
         conventions: tuple[Convention, ...] = CONVENTIONS,
+        flatten: bool | None = None,
     ) -> None:
+        """`flatten`: requests flattened to spans by `_flatten` (native code) before the query, rather than read
+        with ClickHouse's Protobuf format and flattened by the query; by default when `_flatten` is built."""
+        if flatten and _flatten is None:
+            raise RuntimeError("spanmeter.engine._flatten is not built (a C compiler is needed at install)")
+        self._flatten = _flatten is not None if flatten is None else flatten
         self._config = config
         self._client = client
         self._workdir = Path(workdir)
@@ -155,7 +189,8 @@ class EngineReader:
         owned = [(index, probe) for index, probes in enumerate(self._probes, 1) for probe in probes]
         self._probe_owners = [index for index, _ in owned]
         self._probe_search = MarkerSearch([probe for _, probe in owned])
-        for stale in self._workdir.glob("requests-*.bin"):  # a batch's files a killed run left under its names
+        stale_files = [*self._workdir.glob("requests-*.bin"), *self._workdir.glob("resources-*.bin")]
+        for stale in stale_files:  # a batch's files a killed run left under its names
             stale.unlink(missing_ok=True)
 
     def read(self, requests: Sequence[bytes] | pa.ChunkedArray, latest_ns: Sequence[int]) -> EngineBatch:
@@ -170,25 +205,35 @@ class EngineReader:
         active = self._active(requests)
         query = self._queries.get(active)
         if query is None:
-            query = self._queries[active] = Query(self._config, self._conventions, active, self._read_keys).sql()
+            query = Query(self._config, self._conventions, active, self._read_keys, self._flatten).sql()
+            self._queries[active] = query
         self._workdir.mkdir(parents=True, exist_ok=True)
         # One file per core, read in parallel (a file is one stream); each named by its first request's index.
         # The files are kept between batches and overwritten in place (renamed for the query): pages a file
         # already has in the page cache are reused, where a new file's are allocated and zeroed (costly on VMs).
         tag = uuid.uuid4().hex
-        size = -(-len(bodies) // min(_PARTS, len(bodies)))
         paths = []
+        size = -(-len(bodies) // min(_PARTS, len(bodies)))
+        markers = tuple(sorted({m.encode() for i in active for m in self._conventions[i - 1].markers}))
         for part, first in enumerate(range(0, len(bodies), size)):
             slot = self._workdir / f"part-{part}.bin"
-            write_length_delimited(slot, bodies[first : first + size])
-            path = self._workdir / f"requests-{tag}-{first}.bin"
+            if self._flatten:
+                resource_slot = self._workdir / f"part-{part}.resources.bin"
+                spans, resources = _FLAT_HEADERS
+                part_bodies = bodies[first : first + size]
+                _flatten.flatten(part_bodies, first, markers, spans, str(slot), resources, str(resource_slot))
+                paths.append((self._workdir / f"resources-{tag}-{first}.bin", resource_slot))
+            else:
+                write_length_delimited(slot, bodies[first : first + size])
+            paths.append((self._workdir / f"requests-{tag}-{first}.bin", slot))
+        for path, slot in paths:
             slot.rename(path)
-            paths.append((path, slot))
         try:
             result = self._client.query_arrow(
                 query,
                 parameters={
                     "path": str(self._workdir / f"requests-{tag}-*.bin"),
+                    "resources": str(self._workdir / f"resources-{tag}-*.bin"),
                     "latest": [int(latest) for latest in latest_ns],
                 },
                 use_strings=True,
@@ -350,11 +395,14 @@ class Query:
         conventions: tuple[Convention, ...],
         active: tuple[int, ...],
         read_keys: Sequence[str],
+        flat: bool = False,
     ) -> None:
+        """`flat`: the query reads `_flatten`'s Native files (FLAT_COLUMNS), not the requests themselves."""
         self._config = config
         self._conventions = conventions
         self._active = active
         self._read_keys = read_keys
+        self._flat = flat
 
     # --- per convention ------------------------------------------------------------------------
 
@@ -385,6 +433,8 @@ class Query:
 
     def _marked(self, span: str) -> str:
         """Whether the span carries a marker of an active convention."""
+        if self._flat:
+            return "(marked = 1)"  # the row's span: _flatten looked for the same markers
         markers = sorted({m for i in self._active for m in self._conventions[i - 1].markers})
         return f"hasAny(tupleElement(tupleElement({span}, 'attributes'), 'key'), {literals(markers)})"
 
@@ -501,6 +551,14 @@ class Query:
     def sql(self) -> str:
         """The SELECT, with its settings: in the query rather than the session's (a chDB client sets and restores
         session settings around every query it is given them for: ~70 ms)."""
+        settings = ", ".join(f"{name} = {literal(value)}" for name, value in _SETTINGS.items())
+        if self._flat:
+            flat = "SELECT *, {latest:Array(UInt64)}[request + 1] AS latest FROM file({path:String}, 'Native')"
+            resources = "SELECT * FROM file({resources:String}, 'Native')"
+            spans = f"""SELECT * FROM ({_staged(flat, self._scope_columns())}) AS spans_
+LEFT ANY JOIN ({_staged(resources, self._resource_columns())}) AS resources_ USING (request, resource_index)
+WHERE span_index <= 1 OR sconv > 0 OR marked = 1"""
+            return f"SELECT {', '.join(_RESULT)} FROM ({_staged(spans, self._span_columns())})\nSETTINGS {settings}"
         source = f"file({{path:String}}, 'Protobuf', {literal(STRUCTURE)})"
         # The latest time accepted, once per request (an array indexed per span would be copied for each).
         # A message's place in the batch: its file's first request (in the file's name) plus its place in the file.
@@ -517,15 +575,16 @@ ARRAY JOIN tupleElement(resource_, 'scope_spans') AS scope_spans_,
         spans = f"""SELECT *, span, span_index FROM ({_staged(scopes, self._resource_columns())})
 LEFT ARRAY JOIN scope_all_spans AS span, arrayEnumerate(scope_all_spans) AS span_index
 WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
-        settings = ", ".join(f"{name} = {literal(value)}" for name, value in _SETTINGS.items())
         return f"SELECT {', '.join(_RESULT)} FROM ({_staged(spans, self._span_columns())})\nSETTINGS {settings}"
 
     def _resource_columns(self) -> list[tuple[str, str]]:
         config = self._config
         most = config.max_attributes
         limit = config.max_attribute_value_length
-        rks = "tupleElement(tupleElement(tupleElement(resource_, 'resource'), 'attributes'), 'key')"
-        rvs = "tupleElement(tupleElement(tupleElement(resource_, 'resource'), 'attributes'), 'value')"
+        resource = "tupleElement(tupleElement(resource_, 'resource'), 'attributes')"
+        attributes = "resource_attributes_" if self._flat else resource
+        rks = f"tupleElement({attributes}, 'key')"
+        rvs = f"tupleElement({attributes}, 'value')"
 
         def text(key: str) -> str:
             return f"rtexts[indexOf(rks, {literal(key)})]"
@@ -534,22 +593,38 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
 
         current, deprecated = text("deployment.environment.name"), text("deployment.environment")
         environment = f"if({current} != '', {current}, {deprecated})"
+        scope = [] if self._flat else self._scope_columns()
+        return (
+            _aliased(
+                [
+                    f"{rks} AS rks",
+                    f"{rvs} AS rvs",
+                    f"arrayMap(v -> {as_str('v')}, rvs) AS rstrs",
+                    f"arrayMap((v, s) -> {as_text('v', 's')}, rvs, rstrs) AS rtexts",
+                    f"if({text('service.name')} != '', {text('service.name')}, 'unknown_service') AS service_name",
+                    f"{environment} AS environment",
+                    f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
+                    f"mapFromArrays(arrayMap(k -> {cut('k')}, arraySlice(rks, 1, {most})), "
+                    f"arrayMap(s -> {cut('s', limit)}, arraySlice(rstrs, 1, {most}))) AS resource_attributes",
+                    f"(NOT arrayAll(v -> {readable('v')}, rvs) OR {_unusual_keys('rks')}) AS resource_bad",
+                ]
+            )
+            + scope
+        )
+
+    def _scope_columns(self) -> list[tuple[str, str]]:
+        """The span's scope: its convention by name, and its count of ordinary spans."""
+        if self._flat:
+            return _aliased(
+                [f"{self._scope_convention()} AS sconv", "if(sconv > 0, 0, scope_unmarked) AS scope_non_genai"]
+            )
         return _aliased(
             [
-                f"{rks} AS rks",
-                f"{rvs} AS rvs",
-                f"arrayMap(v -> {as_str('v')}, rvs) AS rstrs",
-                f"arrayMap((v, s) -> {as_text('v', 's')}, rvs, rstrs) AS rtexts",
-                f"if({text('service.name')} != '', {text('service.name')}, 'unknown_service') AS service_name",
-                f"{environment} AS environment",
-                f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
-                f"mapFromArrays(arrayMap(k -> {cut('k')}, arraySlice(rks, 1, {most})), "
-                f"arrayMap(s -> {cut('s', limit)}, arraySlice(rstrs, 1, {most}))) AS resource_attributes",
-                f"(NOT arrayAll(v -> {readable('v')}, rvs) OR {_unusual_keys('rks')}) AS resource_bad",
                 "tupleElement(tupleElement(scope_spans_, 'scope'), 'name') AS scope_name",
                 f"{self._scope_convention()} AS sconv",
                 "tupleElement(scope_spans_, 'spans') AS scope_all_spans",
                 f"if(sconv > 0, 0, arrayCount(s -> NOT {self._marked('s')}, scope_all_spans)) AS scope_non_genai",
+                "0 AS decode_bad",
             ]
         )
 
@@ -691,7 +766,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
         return [
             *(f"{expression} AS {alias}" for alias, expression in reasons.items()),
             f"{span_bad} OR tokens_bad OR resource_bad AS span_bad",
-            "span_class > 0 AND (read_bad OR (span_class = 2 AND span_bad)) AS bad",
+            "decode_bad = 1 OR (span_class > 0 AND (read_bad OR (span_class = 2 AND span_bad))) AS bad",
         ]
 
     def _row(self, read: set[Field]) -> list[str]:

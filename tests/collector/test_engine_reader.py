@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from clickhouse_connect.driver.client import Client
+from google.protobuf.internal.encoder import _VarintBytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -76,9 +77,11 @@ def compare(reader: EngineReader, bodies: list[bytes], config: GenAIProcessorCon
     return batch
 
 
-@pytest.fixture
-def reader(store: Client, tmp_path: Path) -> EngineReader:
-    return EngineReader(CONFIG, store, tmp_path)
+@pytest.fixture(params=[pytest.param(True, id="flattened"), pytest.param(False, id="protobuf")])
+def reader(store: Client, tmp_path: Path, request: pytest.FixtureRequest) -> EngineReader:
+    """Each test through both ways the engine reads requests: flattened by `_flatten`, or by ClickHouse's Protobuf
+    format and the query's ARRAY JOINs."""
+    return EngineReader(CONFIG, store, tmp_path, flatten=request.param)
 
 
 # --- spans of every convention, from its table ---------------------------------------------------------------
@@ -260,14 +263,17 @@ def test_a_smaller_batch_after_a_larger_one_reads_only_its_own_requests(reader: 
 
 def test_a_killed_runs_request_files_are_removed(store: Client, tmp_path: Path) -> None:
     """A batch's files are renamed for its query; a run killed during one leaves them under those names."""
-    left = tmp_path / "requests-0123abcd-0.bin"
-    left.write_bytes(b"\x00" * 1000)
-    reader = EngineReader(CONFIG, store, tmp_path)
-    assert not left.exists()
+    left = [tmp_path / "requests-0123abcd-0.bin", tmp_path / "resources-0123abcd-0.bin"]
+    for path in left:
+        path.write_bytes(b"\x00" * 1000)
+    reader = EngineReader(CONFIG, store, tmp_path, flatten=True)
+    assert not any(path.exists() for path in left)
     bodies = convention_requests(CONVENTIONS[0])
     assert compare(reader, bodies).table.num_rows > 0
     kept = sorted(path.name for path in tmp_path.iterdir())
-    assert kept and kept == [f"part-{index}.bin" for index in range(len(kept))]  # only the files kept for reuse
+    parts = len(kept) // 2
+    expected = sorted(f"part-{index}{suffix}" for index in range(parts) for suffix in (".bin", ".resources.bin"))
+    assert parts and kept == expected  # only the files kept for reuse
 
 
 def test_an_empty_batch_and_a_batch_without_genai(reader: EngineReader) -> None:
@@ -564,3 +570,74 @@ def test_spans_of_the_sdks_consistent_sampler_carry_their_threshold(reader: Engi
     batch = compare(reader, [encode_spans(spans).SerializeToString()])
     assert batch.table.num_rows == len(spans) // 2
     assert set(batch.table.column("sampling_threshold").to_pylist()) == {2**55}
+
+
+# --- the flattener: what it does not read exactly is left to the Python reader -------------------------------
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, written by hand: these requests are valid protobuf that the SDK's
+    encoder never writes (a singular field twice, two members of a oneof)."""
+    return _VarintBytes(number << 3 | 2) + _VarintBytes(len(payload)) + payload
+
+
+def _request_with_span(span: bytes) -> bytes:
+    """A request of one GenAI scope holding `span` (its bytes as given), with the usual resource."""
+    good = ExportTraceServiceRequest.FromString(convention_requests(CONVENTIONS[0])[0])
+    resource_spans = good.resource_spans[0]
+    scope = resource_spans.scope_spans[0]
+    scope_bytes = _field(1, scope.scope.SerializeToString()) + _field(2, span)
+    return _field(1, _field(1, resource_spans.resource.SerializeToString()) + _field(2, scope_bytes))
+
+
+def _model_call() -> Span:
+    good = ExportTraceServiceRequest.FromString(convention_requests(CONVENTIONS[0])[0])
+    return next(span for span in good.resource_spans[0].scope_spans[0].spans if span.name != "parent")
+
+
+UNUSUAL: dict[str, Any] = {
+    # protobuf merges these (the last value wins); the flattener hands them back rather than choose
+    "a field given twice": lambda: _model_call().SerializeToString() + Span(name="renamed").SerializeToString(),
+    "a field of another wire type": lambda: _model_call().SerializeToString() + b"\x28\x07",  # name (5) as a varint
+}
+
+
+def _two_members() -> bytes:
+    value = AnyValue(string_value="model-a").SerializeToString() + AnyValue(int_value=3).SerializeToString()
+    return _model_call().SerializeToString() + _field(9, _field(1, b"user.id") + _field(2, value))
+
+
+UNUSUAL["two members of a value's oneof"] = _two_members
+
+
+@pytest.mark.parametrize("case", sorted(UNUSUAL))
+def test_what_the_flattener_does_not_read_exactly_falls_back(store: Client, tmp_path: Path, case: str) -> None:
+    good = convention_requests(CONVENTIONS[0])[0]
+    unusual = _request_with_span(UNUSUAL[case]())
+    ExportTraceServiceRequest.FromString(unusual)  # valid protobuf: the receiver accepts it
+    batch = compare(EngineReader(CONFIG, store, tmp_path, flatten=True), [good, unusual, good])
+    assert batch.fallback == [1]
+    assert set(batch.table.column("request").to_pylist()) == {0, 2}
+
+
+def test_a_request_the_flattener_cannot_parse_falls_back_alone(store: Client, tmp_path: Path) -> None:
+    good = convention_requests(CONVENTIONS[0])[0]
+    cut = good[: len(good) // 2]  # the WAL holds what the receiver parsed; this is the flattener's guard
+    batch = compare(EngineReader(CONFIG, store, tmp_path, flatten=True), [good, cut, good, b"\xff\xff"])
+    assert batch.fallback == [1, 3]
+    assert batch.table.num_rows > 0
+    assert set(batch.table.column("request").to_pylist()) == {0, 2}
+
+
+def test_the_flattener_reads_as_the_protobuf_format(store: Client, tmp_path: Path) -> None:
+    """The same rows and counts either way, for every convention in one batch and a scope without spans."""
+    bodies = [body for convention in CONVENTIONS for body in convention_requests(convention)]
+    empty = ExportTraceServiceRequest.FromString(bodies[0])
+    del empty.resource_spans[0].scope_spans[0].spans[:]
+    bodies.append(empty.SerializeToString())
+    flat = EngineReader(CONFIG, store, tmp_path / "flat", flatten=True).read(bodies, [LATEST] * len(bodies))
+    proto = EngineReader(CONFIG, store, tmp_path / "proto", flatten=False).read(bodies, [LATEST] * len(bodies))
+    assert flat.table.num_rows > 100
+    assert flat.table.equals(proto.table)
+    counts = [(batch.fallback, batch.non_genai, batch.not_model_calls) for batch in (flat, proto)]
+    assert counts[0] == counts[1]
