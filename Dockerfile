@@ -7,7 +7,10 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY collector ./collector
 COPY clickhouse ./clickhouse
-RUN pip install --no-cache-dir .
+# A C compiler for the install only: it builds the engine's OTLP flattener (collector/engine/_flatten.c).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir . \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 # The container's config: every interface, keys required on both receivers.
 COPY docker/pipelines.yaml /app/pipelines.yaml
 

@@ -1,9 +1,10 @@
-"""OTLP requests decoded by the ClickHouse engine instead of Python (the throughput work; not wired yet).
+"""OTLP requests decoded by the ClickHouse engine instead of Python.
 
-ClickHouse reads OTLP's protobuf natively with a message schema (`otlp_traces.proto`): the nested
-resource_spans -> scope_spans -> spans -> attributes become arrays of tuples, `ARRAY JOIN` flattens them
-to spans, and each GenAI span is read into the columns of a `genai_spans` row by SQL generated from the
-convention tables (`collector/conventions/`), which stay the single source of truth. The Python reader
+A small C module (`_flatten.c`) walks the protobuf wire format of the fields the engine reads and writes one
+row per span (and one per resource) in ClickHouse's Native format; where it is not built, ClickHouse reads the
+requests itself with a message schema (`otlp_traces.proto`) and `ARRAY JOIN`s flatten them. Either way each GenAI
+span is read into the columns of a `genai_spans` row by SQL generated from the convention tables
+(`collector/conventions/`), which stay the single source of truth. The Python reader
 (`processors/genai.py`) stays the reference: what the engine does not read exactly as it does, it hands back.
 """
 
