@@ -153,16 +153,22 @@ typedef struct {
     size_t rows, resources;
 } Columns;
 
-static void all_bufs(Columns *c, Buf **out) {
-    /* Every buffer, for truncating back to a request's start. */
+/* Every buffer, for truncating back to a request's start: the spans' block's first, then the resources'.
+ * Returns how many are the spans'. */
+static int all_bufs(Columns *c, Buf **out) {
     int n = 0;
-    Buf *simple[] = {&c->request, &c->resource_index, &c->scope_index, &c->span_index, &c->trace_id, &c->span_id,
-                     &c->trace_state, &c->parent_span_id, &c->name, &c->start, &c->end, &c->status,
-                     &c->scope_name, &c->marked, &c->scope_unmarked, &c->decode_bad, &c->resource_request,
-                     &c->resource_number};
-    for (size_t i = 0; i < sizeof simple / sizeof *simple; i++) out[n++] = simple[i];
+    Buf *spans[] = {&c->request, &c->resource_index, &c->scope_index, &c->span_index, &c->trace_id, &c->span_id,
+                    &c->trace_state, &c->parent_span_id, &c->name, &c->start, &c->end, &c->status,
+                    &c->scope_name, &c->marked, &c->scope_unmarked, &c->decode_bad};
+    for (size_t i = 0; i < sizeof spans / sizeof *spans; i++) out[n++] = spans[i];
     Attributes *lists[] = {&c->attributes, &c->resource_attributes};
+    int span_bufs = 0;
     for (int i = 0; i < 2; i++) {
+        if (i == 1) {
+            span_bufs = n;
+            out[n++] = &c->resource_request;
+            out[n++] = &c->resource_number;
+        }
         out[n++] = &lists[i]->offsets;
         out[n++] = &lists[i]->keys;
         for (Values *v = &lists[i]->values; v; v = v->elements) {
@@ -171,6 +177,7 @@ static void all_bufs(Columns *c, Buf **out) {
         }
     }
     out[n] = NULL;
+    return span_bufs;
 }
 
 #define MAX_BUFS 80
@@ -214,15 +221,16 @@ static void rewind_to(Columns *c, const Mark *m) {
     c->resources = m->resources;
 }
 
-static void reset(Columns *c) {
+/* Empty buffers for the next spans' block (and, with `resources`, the resources'): offsets start again at 0. */
+static void reset(Columns *c, int resources) {
     Buf *bufs[MAX_BUFS + 1];
     size_t *counts[8];
-    all_bufs(c, bufs);
-    for (int i = 0; bufs[i]; i++) bufs[i]->len = 0;
+    int span_bufs = all_bufs(c, bufs);
+    for (int i = 0; bufs[i] && (resources || i < span_bufs); i++) bufs[i]->len = 0;
     counters(c, counts);
-    for (int i = 0; i < 8; i++) *counts[i] = 0;
+    for (int i = 0; i < (resources ? 8 : 4); i++) *counts[i] = 0;
     c->rows = 0;
-    c->resources = 0;
+    if (resources) c->resources = 0;
 }
 
 static void link_levels(Columns *c) {
@@ -523,6 +531,10 @@ static int write_header(int fd, PyObject *column) {
 
 enum { SPAN_COLUMNS = 9, RESOURCE_COLUMNS = 3 };
 
+/* Rows a spans' block holds at most: ClickHouse processes a block at a time, and blocks of a few MiB cost it
+ * less than larger ones; the buffers stay as small. */
+enum { BLOCK_ROWS = 4096 };
+
 static int write_count(int fd, uint64_t columns, uint64_t rows) {
     Buf head = {0};
     int failed = put_varint(&head, columns) || put_varint(&head, rows) || write_all(fd, head.data, head.len);
@@ -558,11 +570,11 @@ static int write_resources(int fd, Columns *c, PyObject *columns) {
            write_header(fd, PyTuple_GET_ITEM(columns, 2)) || write_attributes(fd, &c->resource_attributes);
 }
 
-/* `block` written over `path` (not truncated first: pages the file has in the page cache are reused). */
-static int write_file(const char *path, int (*block)(int, Columns *, PyObject *), Columns *c, PyObject *columns) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return -1;
-    int failed = block(fd, c, columns);
+/* A file written over from its start (not truncated first: pages it has in the page cache are reused). */
+static int open_over(const char *path) { return open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600); }
+
+/* The file cut to what was written, and closed. */
+static int finish_file(int fd, int failed) {
     off_t size = lseek(fd, 0, SEEK_CUR);
     failed = failed || size < 0 || ftruncate(fd, size) != 0;
     return close(fd) != 0 || failed;
@@ -621,34 +633,39 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
         if (!c) PyErr_NoMemory();
     }
     int failed = taken < count || !c, io_error = 0;
+    size_t rows = 0;
     if (!failed) {
         Py_BEGIN_ALLOW_THREADS
         link_levels(c);
-        reset(c);
+        reset(c, 1);
+        int spans_fd = open_over(path);
+        if (spans_fd < 0) io_error = 1;
         Mark at;
-        for (Py_ssize_t i = 0; i < count && !failed; i++) {
+        for (Py_ssize_t i = 0; i < count && !failed && !io_error; i++) {
             mark(c, &at);
             if (add_request(c, first + (uint64_t)i, views[i].buf, (size_t)views[i].len, markers)) {
                 rewind_to(c, &at);
                 Place place = {.request = first + (uint64_t)i};
                 if (add_empty_row(c, &place, 1) || put_u64(&c->scope_unmarked, 0)) failed = 1;
             }
+            if (c->rows >= BLOCK_ROWS || (i == count - 1 && (c->rows || !rows))) {
+                /* the last block even if empty: the file names its columns for ClickHouse */
+                rows += c->rows;
+                io_error = write_spans(spans_fd, c, columns);
+                reset(c, 0);
+            }
         }
-        if (!failed) {
-            const char *failed_path = NULL;
-            if (write_file(path, write_spans, c, columns))
-                failed_path = path;
-            else if (write_file(resources_path, write_resources, c, resource_columns))
-                failed_path = resources_path;
-            io_error = failed_path != NULL;
-            if (io_error) path = failed_path;
+        if (spans_fd >= 0) io_error = finish_file(spans_fd, io_error) || io_error;
+        if (!failed && !io_error) {
+            int resources_fd = open_over(resources_path);
+            io_error = resources_fd < 0 || finish_file(resources_fd, write_resources(resources_fd, c, resource_columns));
+            if (io_error) path = resources_path;
         }
         Py_END_ALLOW_THREADS
     }
     for (Py_ssize_t i = 0; i < taken; i++) PyBuffer_Release(&views[i]);
     PyMem_Free(views);
     Py_DECREF(seq);
-    size_t rows = c ? c->rows : 0;
     if (c) {
         if (spare) {
             /* another thread's buffers came back first: keep one set */

@@ -620,6 +620,12 @@ def test_what_the_flattener_does_not_read_exactly_falls_back(store: Client, tmp_
     assert set(batch.table.column("request").to_pylist()) == {0, 2}
 
 
+def test_requests_without_spans_flatten_to_no_rows(store: Client, tmp_path: Path) -> None:
+    empty = ExportTraceServiceRequest().SerializeToString()
+    batch = EngineReader(CONFIG, store, tmp_path, flatten=True).read([empty, empty], [LATEST] * 2)
+    assert (batch.table.num_rows, batch.fallback, batch.non_genai) == (0, [], 0)
+
+
 def test_a_request_the_flattener_cannot_parse_falls_back_alone(store: Client, tmp_path: Path) -> None:
     good = convention_requests(CONVENTIONS[0])[0]
     cut = good[: len(good) // 2]  # the WAL holds what the receiver parsed; this is the flattener's guard
@@ -630,14 +636,15 @@ def test_a_request_the_flattener_cannot_parse_falls_back_alone(store: Client, tm
 
 
 def test_the_flattener_reads_as_the_protobuf_format(store: Client, tmp_path: Path) -> None:
-    """The same rows and counts either way, for every convention in one batch and a scope without spans."""
-    bodies = [body for convention in CONVENTIONS for body in convention_requests(convention)]
+    """The same rows and counts either way, for every convention in one batch and a scope without spans, over
+    more rows than one of the flattener's blocks holds."""
+    bodies = [body for convention in CONVENTIONS for body in convention_requests(convention)] * 30
     empty = ExportTraceServiceRequest.FromString(bodies[0])
     del empty.resource_spans[0].scope_spans[0].spans[:]
     bodies.append(empty.SerializeToString())
     flat = EngineReader(CONFIG, store, tmp_path / "flat", flatten=True).read(bodies, [LATEST] * len(bodies))
     proto = EngineReader(CONFIG, store, tmp_path / "proto", flatten=False).read(bodies, [LATEST] * len(bodies))
-    assert flat.table.num_rows > 100
+    assert flat.table.num_rows > 4096
     assert flat.table.equals(proto.table)
     counts = [(batch.fallback, batch.non_genai, batch.not_model_calls) for batch in (flat, proto)]
     assert counts[0] == counts[1]

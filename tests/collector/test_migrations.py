@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,7 +61,9 @@ def test_two_collectors_starting_together_apply_each_migration_once(
     for runner in runners:
         runner.join(60)
     try:
-        assert started == [None, None]
+        assert started == [None, None], "".join(
+            line for exc in started if exc is not None for line in traceback.format_exception(exc)
+        )
         versions = [migration.version for migration in migrations()]
         assert done_versions(store, database) == versions  # each once, in order
         claims = [version for version, state, _ in recorded(store, database) if state == "claimed"]
