@@ -128,6 +128,22 @@ static int seen_once(uint32_t *seen, uint32_t number) {
     return 0;
 }
 
+/* A message's singular field `number` (of wire type `wire`) into `out`: 1 when present, 0 when absent, -1 when
+ * the message does not parse or holds it twice or with another wire type. */
+static int singular(const uint8_t *bytes, size_t size, uint32_t number, int wire, Field *out) {
+    Reader r = {bytes, bytes + size};
+    Field f;
+    int found = 0;
+    while (r.p < r.end) {
+        if (next_field(&r, &f)) return -1;
+        if (f.number != number) continue;
+        if (f.wire != wire || found) return -1;
+        *out = f;
+        found = 1;
+    }
+    return found;
+}
+
 /* ---- columns ---- */
 
 /* An AnyValue's columns (sql.VALUE): at depth 0 and 1 every member, at depth 2 only its kind. */
@@ -338,11 +354,19 @@ typedef struct {
     size_t scope_name_size;
 } Place;
 
-static int add_row_head(Columns *c, const Place *at, uint64_t span_index) {
+/* A row's columns but the span's attributes (added before it) and `scope_unmarked` (after its scope). `strings`:
+ * the span's string fields by field number (1-5). */
+static int put_row(Columns *c, const Place *at, uint64_t span_index, const uint8_t *const strings[6],
+                   const size_t sizes[6], uint64_t start, uint64_t end, int32_t status, uint8_t marked, uint8_t bad) {
+    Buf *by_number[6] = {NULL, &c->trace_id, &c->span_id, &c->trace_state, &c->parent_span_id, &c->name};
+    for (int i = 1; i <= 5; i++)
+        if (put_str(by_number[i], strings[i], sizes[i])) return -1;
     c->rows++;
-    return put_u64(&c->request, at->request) || put_u64(&c->resource_index, at->resource_index) ||
+    return put_u64(&c->attributes.offsets, c->attributes.count) || put(&c->start, &start, 8) ||
+           put(&c->end, &end, 8) || put(&c->status, &status, 4) || put_u8(&c->marked, marked) ||
+           put_u64(&c->request, at->request) || put_u64(&c->resource_index, at->resource_index) ||
            put_u64(&c->scope_index, at->scope_index) || put_u64(&c->span_index, span_index) ||
-           put_str(&c->scope_name, at->scope_name, at->scope_name_size) || put_u8(&c->decode_bad, 0);
+           put_str(&c->scope_name, at->scope_name, at->scope_name_size) || put_u8(&c->decode_bad, bad);
 }
 
 static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint8_t *bytes, size_t size,
@@ -371,71 +395,37 @@ static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint
             if (f.wire != LEN || add_attribute(&c->attributes, f.bytes, f.size, markers, is_marked)) return -1;
             break;
         case 15: {
-            if (f.wire != LEN || seen_once(&seen, f.number)) return -1;
-            Reader s = {f.bytes, f.bytes + f.size};
-            Field g;
-            uint32_t status_seen = 0;
-            while (s.p < s.end) {
-                if (next_field(&s, &g)) return -1;
-                if (g.number != 3) continue;
-                if (g.wire != VARINT || seen_once(&status_seen, 3)) return -1;
-                status = (int32_t)(uint32_t)g.value;
-            }
+            Field code;
+            int found;
+            if (f.wire != LEN || seen_once(&seen, f.number) || (found = singular(f.bytes, f.size, 3, VARINT, &code)) < 0)
+                return -1;
+            if (found) status = (int32_t)(uint32_t)code.value;
             break;
         }
         default:
             break;
         }
     }
-    for (int i = 1; i <= 5; i++) {
-        Buf *to[6] = {NULL, &c->trace_id, &c->span_id, &c->trace_state, &c->parent_span_id, &c->name};
-        if (put_str(to[i], strings[i], sizes[i])) return -1;
-    }
-    return put_u64(&c->attributes.offsets, c->attributes.count) || put(&c->start, &start, 8) ||
-           put(&c->end, &end, 8) || put(&c->status, &status, 4) || put_u8(&c->marked, (uint8_t)*is_marked) ||
-           add_row_head(c, at, span_index);
+    return put_row(c, at, span_index, strings, sizes, start, end, status, (uint8_t)*is_marked, 0);
 }
 
 /* A span-less row: a scope without spans, as LEFT ARRAY JOIN gives it, or a request not read (`bad`). */
 static int add_empty_row(Columns *c, const Place *at, int bad) {
-    static const uint8_t nothing = 0;
-    uint64_t zero = 0;
-    int32_t status = 0;
-    for (int i = 0; i < 5; i++) {
-        Buf *to[5] = {&c->trace_id, &c->span_id, &c->trace_state, &c->parent_span_id, &c->name};
-        if (put_str(to[i], &nothing, 0)) return -1;
-    }
-    if (put_u64(&c->attributes.offsets, c->attributes.count) || put(&c->start, &zero, 8) || put(&c->end, &zero, 8) ||
-        put(&c->status, &status, 4) || put_u8(&c->marked, 0) || add_row_head(c, at, 0))
-        return -1;
-    c->decode_bad.data[c->decode_bad.len - 1] = (char)bad;
-    return 0;
+    const uint8_t *strings[6] = {0};
+    size_t sizes[6] = {0};
+    return put_row(c, at, 0, strings, sizes, 0, 0, 0, 0, (uint8_t)bad);
 }
 
 static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size, PyObject *markers) {
+    Field scope, name;
+    int found = singular(bytes, size, 1, LEN, &scope); /* first: the fields may come in any order */
+    if (found < 0 || (found && (found = singular(scope.bytes, scope.size, 1, LEN, &name)) < 0)) return -1;
+    at->scope_name = found ? name.bytes : NULL;
+    at->scope_name_size = found ? name.size : 0;
     Reader r = {bytes, bytes + size};
     Field f;
-    uint32_t seen = 0;
-    at->scope_name = NULL;
-    at->scope_name_size = 0;
-    while (r.p < r.end) { /* the scope first: the fields may come in any order */
-        if (next_field(&r, &f)) return -1;
-        if (f.number != 1) continue;
-        if (f.wire != LEN || seen_once(&seen, 1)) return -1;
-        Reader s = {f.bytes, f.bytes + f.size};
-        Field g;
-        uint32_t name_seen = 0;
-        while (s.p < s.end) {
-            if (next_field(&s, &g)) return -1;
-            if (g.number != 1) continue;
-            if (g.wire != LEN || seen_once(&name_seen, 1)) return -1;
-            at->scope_name = g.bytes;
-            at->scope_name_size = g.size;
-        }
-    }
     size_t first_row = c->rows;
     uint64_t spans = 0, unmarked = 0;
-    r.p = bytes;
     while (r.p < r.end) {
         if (next_field(&r, &f)) return -1;
         if (f.number != 2) continue;
@@ -450,21 +440,14 @@ static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size, P
 }
 
 static int add_resource_spans(Columns *c, Place *at, const uint8_t *bytes, size_t size, PyObject *markers) {
+    Field resource;
+    int found = singular(bytes, size, 1, LEN, &resource);
+    if (found < 0 || add_resource(c, at->request, at->resource_index, found ? resource.bytes : NULL,
+                                  found ? resource.size : 0))
+        return -1;
     Reader r = {bytes, bytes + size};
     Field f;
-    uint32_t seen = 0;
-    const uint8_t *resource = NULL;
-    size_t resource_size = 0;
-    while (r.p < r.end) {
-        if (next_field(&r, &f)) return -1;
-        if (f.number != 1) continue;
-        if (f.wire != LEN || seen_once(&seen, 1)) return -1;
-        resource = f.bytes;
-        resource_size = f.size;
-    }
-    if (add_resource(c, at->request, at->resource_index, resource, resource_size)) return -1;
     at->scope_index = 0;
-    r.p = bytes;
     while (r.p < r.end) {
         if (next_field(&r, &f)) return -1;
         if (f.number != 2) continue;

@@ -575,7 +575,8 @@ ARRAY JOIN tupleElement(resource_, 'scope_spans') AS scope_spans_,
   arrayEnumerate(tupleElement(resource_, 'scope_spans')) AS scope_index"""
         # One row per GenAI span, and the first row of each scope (or an empty one): it carries the scope's count
         # of ordinary spans. Files are read in parallel; `_batch` puts rows back in order.
-        spans = f"""SELECT *, span, span_index FROM ({_staged(scopes, self._resource_columns())})
+        resource_and_scope = self._resource_columns() + self._scope_columns()
+        spans = f"""SELECT *, span, span_index FROM ({_staged(scopes, resource_and_scope)})
 LEFT ARRAY JOIN scope_all_spans AS span, arrayEnumerate(scope_all_spans) AS span_index
 WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
         return f"SELECT {', '.join(_RESULT)} FROM ({_staged(spans, self._span_columns())})\nSETTINGS {settings}"
@@ -596,23 +597,19 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
 
         current, deprecated = text("deployment.environment.name"), text("deployment.environment")
         environment = f"if({current} != '', {current}, {deprecated})"
-        scope = [] if self._flat else self._scope_columns()
-        return (
-            _aliased(
-                [
-                    f"{rks} AS rks",
-                    f"{rvs} AS rvs",
-                    f"arrayMap(v -> {as_str('v')}, rvs) AS rstrs",
-                    f"arrayMap((v, s) -> {as_text('v', 's')}, rvs, rstrs) AS rtexts",
-                    f"if({text('service.name')} != '', {text('service.name')}, 'unknown_service') AS service_name",
-                    f"{environment} AS environment",
-                    f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
-                    f"mapFromArrays(arrayMap(k -> {cut('k')}, arraySlice(rks, 1, {most})), "
-                    f"arrayMap(s -> {cut('s', limit)}, arraySlice(rstrs, 1, {most}))) AS resource_attributes",
-                    f"(NOT arrayAll(v -> {readable('v')}, rvs) OR {_unusual_keys('rks')}) AS resource_bad",
-                ]
-            )
-            + scope
+        return _aliased(
+            [
+                f"{rks} AS rks",
+                f"{rvs} AS rvs",
+                f"arrayMap(v -> {as_str('v')}, rvs) AS rstrs",
+                f"arrayMap((v, s) -> {as_text('v', 's')}, rvs, rstrs) AS rtexts",
+                f"if({text('service.name')} != '', {text('service.name')}, 'unknown_service') AS service_name",
+                f"{environment} AS environment",
+                f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
+                f"mapFromArrays(arrayMap(k -> {cut('k')}, arraySlice(rks, 1, {most})), "
+                f"arrayMap(s -> {cut('s', limit)}, arraySlice(rstrs, 1, {most}))) AS resource_attributes",
+                f"(NOT arrayAll(v -> {readable('v')}, rvs) OR {_unusual_keys('rks')}) AS resource_bad",
+            ]
         )
 
     def _scope_columns(self) -> list[tuple[str, str]]:

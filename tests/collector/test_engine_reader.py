@@ -603,19 +603,17 @@ def _model_call() -> Span:
     return next(span for span in good.resource_spans[0].scope_spans[0].spans if span.name != "parent")
 
 
-UNUSUAL: dict[str, Any] = {
-    # protobuf merges these (the last value wins); the flattener hands them back rather than choose
-    "a field given twice": lambda: _model_call().SerializeToString() + Span(name="renamed").SerializeToString(),
-    "a field of another wire type": lambda: _model_call().SerializeToString() + b"\x28\x07",  # name (5) as a varint
-}
-
-
 def _two_members() -> bytes:
     value = AnyValue(string_value="model-a").SerializeToString() + AnyValue(int_value=3).SerializeToString()
     return _model_call().SerializeToString() + _field(9, _field(1, b"user.id") + _field(2, value))
 
 
-UNUSUAL["two members of a value's oneof"] = _two_members
+UNUSUAL: dict[str, Any] = {
+    # protobuf merges these (the last value wins); the flattener hands them back rather than choose
+    "a field given twice": lambda: _model_call().SerializeToString() + Span(name="renamed").SerializeToString(),
+    "a field of another wire type": lambda: _model_call().SerializeToString() + b"\x28\x07",  # name (5) as a varint
+    "two members of a value's oneof": _two_members,
+}
 
 
 @NOT_BUILT
