@@ -9,11 +9,18 @@
  * AnyValue with two members set, a wire type other than the field's) becomes one row with `decode_bad` = 1:
  * the engine then leaves the whole request to the Python reader, which produces its rows or its rejection.
  *
+ * It also reads what the query would otherwise compute per attribute with lambdas (the costliest part of its
+ * analysis, which every batch pays): each attribute's value as a token count (`attribute_counts`, -1 where the
+ * engine does not read it as Python does, as sql.count_ok), and whether a span's or resource's attributes are
+ * all spelled by the engine as Python spells them (`unread`, `resource_unread`: sql.readable, and keys a dict
+ * would merge).
+ *
  * Column buffers are kept between calls (new memory is costly to touch on the VMs this runs on).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,6 +151,95 @@ static int singular(const uint8_t *bytes, size_t size, uint32_t number, int wire
     return found;
 }
 
+/* ---- what the engine reads as Python does ---- */
+
+/* A double Python prints without an exponent, and finite: the ones the engine spells (sql._double_ok). */
+static int double_plain(double d) { return isfinite(d) && (d == 0 || (fabs(d) >= 1e-4 && fabs(d) < 1e16)); }
+
+/* A string json.dumps writes without escapes (sql._JSON_UNSAFE). */
+static int json_plain(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] == '"' || s[i] == '\\') return 0;
+    return 1;
+}
+
+/* An AnyValue's members as parsed (the scalar ones), and whether the engine spells it as Python does. */
+typedef struct {
+    uint8_t kind;
+    uint64_t integer;
+    double dbl;
+    const uint8_t *str;
+    size_t str_size;
+    int unread;
+} Parsed;
+
+/* The value as a token count where the engine reads it as Python does (sql.count_ok, sql.as_count), else -1. */
+static int64_t count_of(const Parsed *v) {
+    switch (v->kind) {
+    case 3:
+        return (int64_t)v->integer >= 0 ? (int64_t)v->integer : -1;
+    case 4:
+        return v->dbl >= 0 && v->dbl < 1e18 && v->dbl == trunc(v->dbl) ? (int64_t)v->dbl : -1;
+    case 1: {
+        if (v->str_size < 1 || v->str_size > 18) return -1;
+        int64_t n = 0;
+        for (size_t i = 0; i < v->str_size; i++) {
+            if (v->str[i] < '0' || v->str[i] > '9') return -1;
+            n = n * 10 + (v->str[i] - '0');
+        }
+        return n;
+    }
+    default:
+        return -1;
+    }
+}
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+} Key;
+
+static int key_order(const void *a, const void *b) {
+    const Key *x = a, *y = b;
+    if (x->n != y->n) return x->n < y->n ? -1 : 1;
+    return memcmp(x->p, y->p, x->n);
+}
+
+/* One span's (or resource's) keys, to find what Python's dicts would merge: a repeated key, or two keys of 1024
+ * bytes or more (Python cuts them to one length). Scratch, not a column. */
+typedef struct {
+    Key *keys;
+    size_t count, cap;
+} Keys;
+
+static int keys_add(Keys *k, const uint8_t *p, size_t n) {
+    if (k->count == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        Key *keys = realloc(k->keys, cap * sizeof(Key));
+        if (!keys) return -1;
+        k->keys = keys;
+        k->cap = cap;
+    }
+    k->keys[k->count++] = (Key){p, n};
+    return 0;
+}
+
+static int keys_merge(Keys *k) {
+    size_t long_keys = 0;
+    for (size_t i = 0; i < k->count; i++) long_keys += k->keys[i].n >= 1024;
+    if (long_keys > 1) return 1;
+    if (k->count <= 32) {
+        for (size_t i = 0; i < k->count; i++)
+            for (size_t j = i + 1; j < k->count; j++)
+                if (key_order(&k->keys[i], &k->keys[j]) == 0) return 1;
+        return 0;
+    }
+    qsort(k->keys, k->count, sizeof(Key), key_order);
+    for (size_t i = 1; i < k->count; i++)
+        if (key_order(&k->keys[i - 1], &k->keys[i]) == 0) return 1;
+    return 0;
+}
+
 /* ---- columns ---- */
 
 /* An AnyValue's columns (sql.VALUE): at depth 0 and 1 every member, at depth 2 only its kind. */
@@ -163,9 +259,10 @@ typedef struct {
     Buf request, resource_index, scope_index, span_index;
     Buf trace_id, span_id, trace_state, parent_span_id, name, start, end, status;
     Attributes attributes, resource_attributes;
-    Buf scope_name, marked, scope_unmarked, decode_bad;
-    Buf resource_request, resource_number; /* the resources' rows: resource_attributes has one per resource */
+    Buf scope_name, marked, scope_unmarked, decode_bad, counts, unread;
+    Buf resource_request, resource_number, resource_unread; /* the resources' rows: one per resource */
     Values depth1, depth2, rdepth1, rdepth2;
+    Keys keys;
     size_t rows, resources;
 } Columns;
 
@@ -175,7 +272,7 @@ static int all_bufs(Columns *c, Buf **out) {
     int n = 0;
     Buf *spans[] = {&c->request, &c->resource_index, &c->scope_index, &c->span_index, &c->trace_id, &c->span_id,
                     &c->trace_state, &c->parent_span_id, &c->name, &c->start, &c->end, &c->status,
-                    &c->scope_name, &c->marked, &c->scope_unmarked, &c->decode_bad};
+                    &c->scope_name, &c->marked, &c->scope_unmarked, &c->decode_bad, &c->counts, &c->unread};
     for (size_t i = 0; i < sizeof spans / sizeof *spans; i++) out[n++] = spans[i];
     Attributes *lists[] = {&c->attributes, &c->resource_attributes};
     int span_bufs = 0;
@@ -184,6 +281,7 @@ static int all_bufs(Columns *c, Buf **out) {
             span_bufs = n;
             out[n++] = &c->resource_request;
             out[n++] = &c->resource_number;
+            out[n++] = &c->resource_unread;
         }
         out[n++] = &lists[i]->offsets;
         out[n++] = &lists[i]->keys;
@@ -258,8 +356,9 @@ static void link_levels(Columns *c) {
     c->rdepth2.elements = NULL;
 }
 
-/* One AnyValue into `v` (`depth` 2: its kind only). */
-static int add_value(Values *v, const uint8_t *bytes, size_t size, int depth) {
+/* One AnyValue into `v` (`depth` 2: its kind only); at depth 0 and 1 its scalar members and whether the engine
+ * spells it as Python does into `out`. */
+static int add_value(Values *v, const uint8_t *bytes, size_t size, int depth, Parsed *out) {
     Reader r = {bytes, bytes + size};
     Field f;
     uint8_t kind = 0;
@@ -288,20 +387,33 @@ static int add_value(Values *v, const uint8_t *bytes, size_t size, int depth) {
     if (put_str(&v->str, str, str_size) || put_u8(&v->boolean, boolean) || put(&v->integer, &integer, 8) ||
         put(&v->dbl, &dbl, 8) || put_str(&v->bytes, raw, raw_size))
         return -1;
+    out->kind = kind;
+    out->integer = integer;
+    memcpy(&out->dbl, &dbl, 8);
+    out->str = str;
+    out->str_size = str_size;
+    /* sql.readable: a map or bytes is not spelled, a nested array neither; doubles without an exponent; in an
+     * array, strings json.dumps writes as they are */
+    out->unread = kind >= 6 || (kind == 4 && !double_plain(out->dbl)) || (depth == 1 && kind == 5) ||
+                  (depth == 1 && kind == 1 && !json_plain(str, str_size));
     if (array) {
         Reader a = {array, array + array_size};
         while (a.p < a.end) {
             if (next_field(&a, &f)) return -1;
             if (f.number != 1) continue;
-            if (f.wire != LEN || add_value(v->elements, f.bytes, f.size, depth + 1)) return -1;
+            Parsed element = {0};
+            if (f.wire != LEN || add_value(v->elements, f.bytes, f.size, depth + 1, &element)) return -1;
+            out->unread |= element.unread;
             v->count++;
         }
     }
     return put_u64(&v->offsets, v->count);
 }
 
-/* One KeyValue into `list`; `*is_marker` set when its key is one of `markers`. */
-static int add_attribute(Attributes *list, const uint8_t *bytes, size_t size, PyObject *markers, int *is_marker) {
+/* One KeyValue into `list`, its key into `keys`, its value as a count into `counts` (when given); `*unread` set
+ * when the engine does not spell its value as Python does, `*is_marker` when its key is one of `markers`. */
+static int add_attribute(Attributes *list, Keys *keys, Buf *counts, const uint8_t *bytes, size_t size,
+                         PyObject *markers, int *is_marker, int *unread) {
     Reader r = {bytes, bytes + size};
     Field f;
     uint32_t seen = 0;
@@ -319,7 +431,13 @@ static int add_attribute(Attributes *list, const uint8_t *bytes, size_t size, Py
             value_size = f.size;
         }
     }
-    if (put_str(&list->keys, key, key_size) || add_value(&list->values, value, value_size, 0)) return -1;
+    Parsed parsed;
+    if (put_str(&list->keys, key, key_size) || add_value(&list->values, value, value_size, 0, &parsed) ||
+        keys_add(keys, key, key_size))
+        return -1;
+    int64_t count = count_of(&parsed);
+    if (counts && put(counts, &count, 8)) return -1;
+    *unread |= parsed.unread;
     list->count++;
     if (is_marker && !*is_marker) {
         Py_ssize_t n = PyTuple_GET_SIZE(markers);
@@ -340,12 +458,18 @@ static int add_resource(Columns *c, uint64_t request, uint64_t number, const uin
     if (put_u64(&c->resource_request, request) || put_u64(&c->resource_number, number)) return -1;
     Reader r = {bytes, bytes + size};
     Field f;
+    int unread = 0;
+    c->keys.count = 0;
     while (r.p < r.end) {
         if (next_field(&r, &f)) return -1;
         if (f.number != 1) continue;
-        if (f.wire != LEN || add_attribute(&c->resource_attributes, f.bytes, f.size, NULL, NULL)) return -1;
+        if (f.wire != LEN ||
+            add_attribute(&c->resource_attributes, &c->keys, NULL, f.bytes, f.size, NULL, NULL, &unread))
+            return -1;
     }
-    return put_u64(&c->resource_attributes.offsets, c->resource_attributes.count);
+    unread |= keys_merge(&c->keys);
+    return put_u64(&c->resource_attributes.offsets, c->resource_attributes.count) ||
+           put_u8(&c->resource_unread, (uint8_t)unread);
 }
 
 typedef struct {
@@ -357,7 +481,8 @@ typedef struct {
 /* A row's columns but the span's attributes (added before it) and `scope_unmarked` (after its scope). `strings`:
  * the span's string fields by field number (1-5). */
 static int put_row(Columns *c, const Place *at, uint64_t span_index, const uint8_t *const strings[6],
-                   const size_t sizes[6], uint64_t start, uint64_t end, int32_t status, uint8_t marked, uint8_t bad) {
+                   const size_t sizes[6], uint64_t start, uint64_t end, int32_t status, uint8_t marked, uint8_t bad,
+                   uint8_t unread) {
     Buf *by_number[6] = {NULL, &c->trace_id, &c->span_id, &c->trace_state, &c->parent_span_id, &c->name};
     for (int i = 1; i <= 5; i++)
         if (put_str(by_number[i], strings[i], sizes[i])) return -1;
@@ -366,7 +491,8 @@ static int put_row(Columns *c, const Place *at, uint64_t span_index, const uint8
            put(&c->end, &end, 8) || put(&c->status, &status, 4) || put_u8(&c->marked, marked) ||
            put_u64(&c->request, at->request) || put_u64(&c->resource_index, at->resource_index) ||
            put_u64(&c->scope_index, at->scope_index) || put_u64(&c->span_index, span_index) ||
-           put_str(&c->scope_name, at->scope_name, at->scope_name_size) || put_u8(&c->decode_bad, bad);
+           put_str(&c->scope_name, at->scope_name, at->scope_name_size) || put_u8(&c->decode_bad, bad) ||
+           put_u8(&c->unread, unread);
 }
 
 static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint8_t *bytes, size_t size,
@@ -378,7 +504,9 @@ static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint
     size_t sizes[6] = {0};
     uint64_t start = 0, end = 0;
     int32_t status = 0;
+    int unread = 0;
     *is_marked = 0;
+    c->keys.count = 0;
     while (r.p < r.end) {
         if (next_field(&r, &f)) return -1;
         switch (f.number) {
@@ -392,7 +520,9 @@ static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint
             if (f.number == 7) start = f.value; else end = f.value;
             break;
         case 9:
-            if (f.wire != LEN || add_attribute(&c->attributes, f.bytes, f.size, markers, is_marked)) return -1;
+            if (f.wire != LEN ||
+                add_attribute(&c->attributes, &c->keys, &c->counts, f.bytes, f.size, markers, is_marked, &unread))
+                return -1;
             break;
         case 15: {
             Field code;
@@ -406,14 +536,15 @@ static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint
             break;
         }
     }
-    return put_row(c, at, span_index, strings, sizes, start, end, status, (uint8_t)*is_marked, 0);
+    unread |= keys_merge(&c->keys);
+    return put_row(c, at, span_index, strings, sizes, start, end, status, (uint8_t)*is_marked, 0, (uint8_t)unread);
 }
 
 /* A span-less row: a scope without spans, as LEFT ARRAY JOIN gives it, or a request not read (`bad`). */
 static int add_empty_row(Columns *c, const Place *at, int bad) {
     const uint8_t *strings[6] = {0};
     size_t sizes[6] = {0};
-    return put_row(c, at, 0, strings, sizes, 0, 0, 0, 0, (uint8_t)bad);
+    return put_row(c, at, 0, strings, sizes, 0, 0, 0, 0, (uint8_t)bad, 0);
 }
 
 static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size, PyObject *markers) {
@@ -512,7 +643,7 @@ static int write_header(int fd, PyObject *column) {
     return failed;
 }
 
-enum { SPAN_COLUMNS = 9, RESOURCE_COLUMNS = 3 };
+enum { SPAN_COLUMNS = 11, RESOURCE_COLUMNS = 4 };
 
 /* Rows a spans' block holds at most: ClickHouse processes a block at a time, and blocks of a few MiB cost it
  * less than larger ones; the buffers stay as small. */
@@ -541,7 +672,11 @@ static int write_spans(int fd, Columns *c, PyObject *columns) {
     for (int i = 0; i < 4; i++)
         if (write_header(fd, PyTuple_GET_ITEM(columns, 5 + i)) || write_all(fd, after[i]->data, after[i]->len))
             return -1;
-    return 0;
+    /* attribute_counts: one per attribute, so the attributes' offsets are its own */
+    return write_header(fd, PyTuple_GET_ITEM(columns, 9)) ||
+           write_all(fd, c->attributes.offsets.data, c->attributes.offsets.len) ||
+           write_all(fd, c->counts.data, c->counts.len) || write_header(fd, PyTuple_GET_ITEM(columns, 10)) ||
+           write_all(fd, c->unread.data, c->unread.len);
 }
 
 /* The resources' block: RESOURCE_COLUMNS in their order. */
@@ -550,7 +685,9 @@ static int write_resources(int fd, Columns *c, PyObject *columns) {
            write_all(fd, c->resource_request.data, c->resource_request.len) ||
            write_header(fd, PyTuple_GET_ITEM(columns, 1)) ||
            write_all(fd, c->resource_number.data, c->resource_number.len) ||
-           write_header(fd, PyTuple_GET_ITEM(columns, 2)) || write_attributes(fd, &c->resource_attributes);
+           write_header(fd, PyTuple_GET_ITEM(columns, 2)) || write_attributes(fd, &c->resource_attributes) ||
+           write_header(fd, PyTuple_GET_ITEM(columns, 3)) ||
+           write_all(fd, c->resource_unread.data, c->resource_unread.len);
 }
 
 /* A file written over from its start (not truncated first: pages it has in the page cache are reused). */
@@ -655,6 +792,7 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
             Buf *bufs[MAX_BUFS + 1];
             all_bufs(c, bufs);
             for (int i = 0; bufs[i]; i++) free(bufs[i]->data);
+            free(c->keys.keys);
             free(c);
         } else {
             spare = c;

@@ -86,12 +86,23 @@ FLAT_COLUMNS = (
     ("marked", "UInt8"),
     ("scope_unmarked", "UInt64"),
     ("decode_bad", "UInt8"),
+    ("attribute_counts", "Array(Int64)"),
+    ("unread", "UInt8"),
 )
 """The spans' Native block `_flatten` writes: a row per span (and one per scope without spans), positions 1-based
 as arrayEnumerate gives them; `marked`: the span has a marker key; `scope_unmarked`: its scope's spans without
-one; `decode_bad`: a request `_flatten` did not read (its one row), left to the Python reader. In this order."""
-FLAT_RESOURCE_COLUMNS = (("request", "UInt64"), ("resource_index", "UInt64"), ("resource_attributes_", _ATTRIBUTES))
-"""The resources' Native block: a row per resource, joined to its spans by the query (computed once a resource)."""
+one; `decode_bad`: a request `_flatten` did not read (its one row), left to the Python reader;
+`attribute_counts`: each attribute's value as `as_count` reads it where `count_ok`, else -1; `unread`: some
+attribute is not spelled by the engine as by Python (not `readable`, or keys Python's dict would merge). In this
+order."""
+FLAT_RESOURCE_COLUMNS = (
+    ("request", "UInt64"),
+    ("resource_index", "UInt64"),
+    ("resource_attributes_", _ATTRIBUTES),
+    ("resource_unread", "UInt8"),
+)
+"""The resources' Native block: a row per resource, joined to its spans by the query (computed once a resource);
+`resource_unread` as the spans' `unread`."""
 _FLAT_HEADERS = tuple(
     tuple((name.encode(), kind.encode()) for name, kind in columns) for columns in (FLAT_COLUMNS, FLAT_RESOURCE_COLUMNS)
 )
@@ -461,9 +472,19 @@ class Query:
             f"if({_present(key)}, transform({_text(key)}, {literals(mapping)}, {literals(mapping.values())}, ''), '')"
         )
 
-    @staticmethod
-    def _count(index: str) -> str:
+    def _count(self, index: str) -> str:
+        if self._flat:  # -1 where not count_ok: the span falls back (counts_bad)
+            return f"if({index} > 0, toInt128(attribute_counts[{index}]), 0)"
         return f"if({index} > 0, {as_count(f'vs[{index}]')}, 0)"
+
+    def _count_ok(self, index: str) -> str:
+        return f"attribute_counts[{index}] >= 0" if self._flat else count_ok(f"vs[{index}]")
+
+    def _unread(self, values: str, keys: str) -> str:
+        """Some attribute the engine does not spell as Python does (see `readable`), or keys a dict would merge."""
+        if self._flat:  # _flatten looked
+            return "(resource_unread = 1)" if values == "rvs" else "(unread = 1)"
+        return f"(NOT arrayAll(v -> {readable('v')}, {values}) OR {_unusual_keys(keys)})"
 
     def _field_index(self, name: Field) -> str:
         """Position in the span's attributes of the first plain attribute present for the field (0: none)."""
@@ -608,7 +629,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
                 f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
                 f"mapFromArrays(arrayMap(k -> {cut('k')}, arraySlice(rks, 1, {most})), "
                 f"arrayMap(s -> {cut('s', limit)}, arraySlice(rstrs, 1, {most}))) AS resource_attributes",
-                f"(NOT arrayAll(v -> {readable('v')}, rvs) OR {_unusual_keys('rks')}) AS resource_bad",
+                f"{self._unread('rvs', 'rks')} AS resource_bad",
             ]
         )
 
@@ -737,12 +758,10 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
         """Why a span's request goes to the Python reader (see the module's docstring), one column each:
         ClickHouse's logical-expression pass costs seconds on one OR of them all."""
         by = self._by_convention
-        tokens_ok = " AND ".join(
-            f"({_field(n)} = 0 OR {count_ok(f'vs[{_field(n)}]')})" for n in TOKEN_FIELDS if n in read
-        )
+        tokens_ok = " AND ".join(f"({_field(n)} = 0 OR {self._count_ok(_field(n))})" for n in TOKEN_FIELDS if n in read)
         finish = _field(Field.FINISH_REASONS)
         reasons = {
-            "read_bad": f"NOT arrayAll(v -> {readable('v')}, vs) OR {_unusual_keys('ks')}",
+            "read_bad": self._unread("vs", "ks"),
             "ids_bad": f"length({_TRACE_ID}) != 16 OR length({_SPAN_ID}) != 8 OR length({_PARENT}) NOT IN (0, 8)",
             "times_bad": f"{_START} < {MIN_TIMESTAMP_NS} OR greatest({_START}, {_END}) > latest",
             "counts_bad": f"NOT ({tokens_ok or '1'})",

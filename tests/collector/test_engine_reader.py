@@ -4,6 +4,7 @@ to the Python reader; and random attribute values (hypothesis)."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from pathlib import Path
@@ -295,14 +296,25 @@ def test_an_empty_batch_and_a_batch_without_genai(reader: EngineReader) -> None:
 
 
 def otel_request(**changes: Any) -> ExportTraceServiceRequest:
+    """Two spans of the OTel convention; the first changed: `attribute:KEY` sets that attribute's value (the one
+    of that key, else a new one), `attribute+:KEY` adds one more of that key, other names set span fields."""
     spans = [s for s in convention_spans(CONVENTIONS[-1], 0)[:2]]
     request = ExportTraceServiceRequest.FromString(sdk_request("app", spans, {"service.name": "x"}))
     span = request.resource_spans[0].scope_spans[0].spans[0]
-    for key, value in changes.items():
-        if key.startswith("attribute:"):
-            span.attributes.append(KeyValue(key=key.removeprefix("attribute:"), value=value))
+    for change, value in changes.items():
+        kind, _, key = change.partition(":")
+        existing = [attribute for attribute in span.attributes if attribute.key == key]
+        if kind == "attribute" and existing:
+            existing[0].value.CopyFrom(value)
+        elif kind in ("attribute", "attribute+"):
+            span.attributes.append(KeyValue(key=key, value=value))
         else:
-            setattr(span, key, value)
+            setattr(span, change, value)
+    return request
+
+
+def with_resource(request: ExportTraceServiceRequest, key: str, value: AnyValue) -> ExportTraceServiceRequest:
+    request.resource_spans[0].resource.attributes.append(KeyValue(key=key, value=value))
     return request
 
 
@@ -317,6 +329,10 @@ INVALID = {
     "count as words": otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(string_value="many")}),
     "cache above input": otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(int_value=10**6)}),
     "too many tokens": otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(int_value=10**12)}),
+    "19 digits": otel_request(**{"attribute:gen_ai.usage.input_tokens": AnyValue(string_value="1" * 19)}),
+    "a count that is not a number": otel_request(
+        **{"attribute:gen_ai.usage.output_tokens": AnyValue(double_value=math.nan)}
+    ),
 }
 """Spans the Python reader rejects: they fall back so that its message is the one answered."""
 UNREAD = {
@@ -330,12 +346,20 @@ UNREAD = {
     "a quote in a list": otel_request(
         **{"attribute:app.list": AnyValue(array_value=ArrayValue(values=[AnyValue(string_value='a"b')]))}
     ),
-    "a duplicate key": otel_request(**{"attribute:server.port": AnyValue(int_value=1)}),
+    "a duplicate key": otel_request(**{"attribute+:server.port": AnyValue(int_value=1)}),
+    "a count with spaces": otel_request(
+        **{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(string_value=" 12")}
+    ),
     "two long keys": otel_request(
         **{f"attribute:{'k' * 1030}{n}": AnyValue(string_value="v") for n in range(2)},
     ),
     "a JSON list with escapes": otel_request(
         **{"attribute:gen_ai.response.finish_reasons": AnyValue(string_value='["st\\u006fp"]')}
+    ),
+    "a map in the resource": with_resource(otel_request(), "app.map", AnyValue(kvlist_value=KeyValueList())),
+    "a resource key twice": with_resource(otel_request(), "service.name", AnyValue(string_value="y")),
+    "a long double in a resource list": with_resource(
+        otel_request(), "app.list", AnyValue(array_value=ArrayValue(values=[AnyValue(double_value=1e-9)]))
     ),
 }
 """Spans the Python reader reads but the engine does not spell exactly: they fall back too."""
@@ -351,6 +375,24 @@ def test_what_sql_does_not_read_exactly_falls_back(reader: EngineReader, case: s
     assert set(batch.table.column("request").to_pylist()) == {0, 2}
     rejected = GenAIProcessor(CONFIG).decode(request, latest=LATEST).rejected
     assert rejected == (1 if case in INVALID else 0)
+
+
+COUNTS = {
+    "an int": (AnyValue(int_value=7), 7),
+    "zero": (AnyValue(int_value=0), 0),
+    "a whole double": (AnyValue(double_value=3.0), 3),
+    "negative zero": (AnyValue(double_value=-0.0), 0),
+    "digits": (AnyValue(string_value="007"), 7),
+}
+
+
+@pytest.mark.parametrize("case", COUNTS)
+def test_counts_as_senders_spell_them_are_read_by_the_engine(reader: EngineReader, case: str) -> None:
+    value, count = COUNTS[case]
+    request = otel_request(**{"attribute:gen_ai.usage.cache_read.input_tokens": value})
+    batch = compare(reader, [request.SerializeToString()])
+    assert batch.fallback == []
+    assert batch.table.column("cache_read_tokens")[0].as_py() == count
 
 
 def test_json_members_and_tag_objects_fall_back(reader: EngineReader) -> None:
