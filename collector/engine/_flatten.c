@@ -21,6 +21,8 @@
 #include <Python.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -194,6 +196,68 @@ static int64_t count_of(const Parsed *v) {
     }
 }
 
+/* An integer in decimal (printf's is several times slower, and counts are most of an attribute's numbers). */
+static int put_integer_text(Buf *b, int64_t value) {
+    char text[24];
+    int n = sizeof text;
+    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+    do {
+        text[--n] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0) text[--n] = '-';
+    return put(b, text + n, sizeof text - (size_t)n);
+}
+
+/* A plain double (double_plain) as Python's repr spells it: the fewest digits that read back as the same double
+ * (as printf rounds them), laid out without an exponent, ".0" on whole numbers. */
+static int put_double_text(Buf *b, double d) {
+    if (d == 0) return signbit(d) ? put(b, "-0.0", 4) : put(b, "0.0", 3);
+    if (d == trunc(d)) /* below 1e16: exact as an integer, which is its shortest spelling */
+        return put_integer_text(b, (int64_t)d) || put(b, ".0", 2);
+    char sci[40], out[64], digits[24];
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf(sci, sizeof sci, "%.*e", precision - 1, d);
+        if (strtod(sci, NULL) == d) break;
+    }
+    const char *c = sci;
+    int n = 0, count = 0;
+    if (*c == '-') out[n++] = *c++;
+    for (; *c && *c != 'e'; c++)
+        if (*c != '.') digits[count++] = *c;
+    int exponent = atoi(c + 1); /* -4..15: double_plain */
+    if (exponent >= 0) {
+        for (int i = 0; i <= exponent; i++) out[n++] = i < count ? digits[i] : '0';
+        out[n++] = '.';
+        if (count <= exponent + 1) out[n++] = '0';
+        for (int i = exponent + 1; i < count; i++) out[n++] = digits[i];
+    } else {
+        out[n++] = '0';
+        out[n++] = '.';
+        for (int i = 0; i < -exponent - 1; i++) out[n++] = '0';
+        for (int i = 0; i < count; i++) out[n++] = digits[i];
+    }
+    return put(b, out, (size_t)n);
+}
+
+/* A scalar as otlp_values.as_str spells it (sql.as_str): what the engine does not spell (unread) as "". */
+static int put_scalar_text(Buf *b, const Parsed *v) {
+    switch (v->kind) {
+    case 1: return put(b, v->str, v->str_size);
+    case 2: return v->integer ? put(b, "true", 4) : put(b, "false", 5);
+    case 3: return put_integer_text(b, (int64_t)v->integer);
+    case 4: return double_plain(v->dbl) ? put_double_text(b, v->dbl) : 0;
+    default: return 0;
+    }
+}
+
+/* An array's element as json.dumps writes it (strings that need no escape: others are unread). */
+static int put_json(Buf *b, const Parsed *v) {
+    if (v->kind == 1) return put_u8(b, '"') || put(b, v->str, v->str_size) || put_u8(b, '"');
+    if (v->kind == 0) return put(b, "null", 4);
+    return put_scalar_text(b, v);
+}
+
 typedef struct {
     const uint8_t *p;
     size_t n;
@@ -245,6 +309,7 @@ static int keys_merge(Keys *k) {
 /* An AnyValue's columns (sql.VALUE): at depth 0 and 1 every member, at depth 2 only its kind. */
 typedef struct Values {
     Buf kind, str, boolean, integer, dbl, bytes, offsets;
+    Buf text; /* scratch: an array's text before it is written */
     struct Values *elements;
     size_t count; /* elements written into `elements`: the array offsets are cumulative */
 } Values;
@@ -357,7 +422,9 @@ static void link_levels(Columns *c) {
 }
 
 /* One AnyValue into `v` (`depth` 2: its kind only); at depth 0 and 1 its scalar members and whether the engine
- * spells it as Python does into `out`. */
+ * spells it as Python does into `out`. At depth 0 its `string_value` column holds its as_str text, whatever its
+ * kind (the query's expressions read a string only where the kind is one): an attribute's text is then the
+ * column itself, with no expression per attribute. */
 static int add_value(Values *v, const uint8_t *bytes, size_t size, int depth, Parsed *out) {
     Reader r = {bytes, bytes + size};
     Field f;
@@ -384,11 +451,11 @@ static int add_value(Values *v, const uint8_t *bytes, size_t size, int depth, Pa
     }
     if (put_u8(&v->kind, kind)) return -1;
     if (depth == 2) return 0;
-    if (put_str(&v->str, str, str_size) || put_u8(&v->boolean, boolean) || put(&v->integer, &integer, 8) ||
-        put(&v->dbl, &dbl, 8) || put_str(&v->bytes, raw, raw_size))
+    if (put_u8(&v->boolean, boolean) || put(&v->integer, &integer, 8) || put(&v->dbl, &dbl, 8) ||
+        put_str(&v->bytes, raw, raw_size))
         return -1;
     out->kind = kind;
-    out->integer = integer;
+    out->integer = kind == 2 ? boolean : integer;
     memcpy(&out->dbl, &dbl, 8);
     out->str = str;
     out->str_size = str_size;
@@ -396,17 +463,26 @@ static int add_value(Values *v, const uint8_t *bytes, size_t size, int depth, Pa
      * array, strings json.dumps writes as they are */
     out->unread = kind >= 6 || (kind == 4 && !double_plain(out->dbl)) || (depth == 1 && kind == 5) ||
                   (depth == 1 && kind == 1 && !json_plain(str, str_size));
+    Buf *text = &v->text;
+    text->len = 0;
     if (array) {
         Reader a = {array, array + array_size};
-        while (a.p < a.end) {
+        if (put_u8(text, '[')) return -1;
+        for (size_t n = 0; a.p < a.end;) {
             if (next_field(&a, &f)) return -1;
             if (f.number != 1) continue;
             Parsed element = {0};
             if (f.wire != LEN || add_value(v->elements, f.bytes, f.size, depth + 1, &element)) return -1;
             out->unread |= element.unread;
             v->count++;
+            if (depth == 0 && ((n++ && put_u8(text, ',')) || put_json(text, &element))) return -1;
         }
+        if (put_u8(text, ']')) return -1;
+    } else if (depth == 0 && kind != 1 && put_scalar_text(text, out)) {
+        return -1;
     }
+    int own = depth == 1 || kind == 1; /* the string itself */
+    if (put_str(&v->str, own ? str : (const uint8_t *)text->data, own ? str_size : text->len)) return -1;
     return put_u64(&v->offsets, v->count);
 }
 
@@ -792,6 +868,8 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
             Buf *bufs[MAX_BUFS + 1];
             all_bufs(c, bufs);
             for (int i = 0; bufs[i]; i++) free(bufs[i]->data);
+            Values *scratch[] = {&c->attributes.values, &c->depth1, &c->resource_attributes.values, &c->rdepth1};
+            for (int i = 0; i < 4; i++) free(scratch[i]->text.data);
             free(c->keys.keys);
             free(c);
         } else {

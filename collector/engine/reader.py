@@ -477,6 +477,12 @@ class Query:
             return f"if({index} > 0, toInt128(attribute_counts[{index}]), 0)"
         return f"if({index} > 0, {as_count(f'vs[{index}]')}, 0)"
 
+    def _as_strs(self, values: str) -> str:
+        """Each attribute's `as_str` text."""
+        if self._flat:  # _flatten wrote it as the value's string_value
+            return f"tupleElement({values}, 'string_value')"
+        return f"arrayMap(v -> {as_str('v')}, {values})"
+
     def _count_ok(self, index: str) -> str:
         return f"attribute_counts[{index}] >= 0" if self._flat else count_ok(f"vs[{index}]")
 
@@ -622,7 +628,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             [
                 f"{rks} AS rks",
                 f"{rvs} AS rvs",
-                f"arrayMap(v -> {as_str('v')}, rvs) AS rstrs",
+                f"{self._as_strs('rvs')} AS rstrs",
                 f"arrayMap((v, s) -> {as_text('v', 's')}, rvs, rstrs) AS rtexts",
                 f"if({text('service.name')} != '', {text('service.name')}, 'unknown_service') AS service_name",
                 f"{environment} AS environment",
@@ -669,7 +675,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
         return [
             "tupleElement(tupleElement(span, 'attributes'), 'key') AS ks",
             "tupleElement(tupleElement(span, 'attributes'), 'value') AS vs",
-            f"arrayMap(v -> {as_str('v')}, vs) AS strs",
+            f"{self._as_strs('vs')} AS strs",
             f"arrayMap((v, s) -> {as_text('v', 's')}, vs, strs) AS texts",
             f"if(sconv > 0, sconv, {self._marker_convention()}) AS conv",
             f"span_index > 0 AND (sconv > 0 OR {self._marked('span')}) AS genai",

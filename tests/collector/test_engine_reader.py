@@ -437,6 +437,27 @@ def test_doubles_are_spelled_as_python_repr(reader: EngineReader) -> None:
     assert batch.fallback == []
 
 
+PLAIN_DOUBLES = st.floats(min_value=1e-4, max_value=1e16, exclude_max=True).flatmap(
+    lambda d: st.sampled_from([d, -d, float(int(d))])
+)
+"""Doubles Python prints without an exponent: the engine spells them itself (`_flatten` or SQL)."""
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doubles=st.lists(PLAIN_DOUBLES, min_size=1, max_size=12))
+def test_random_plain_doubles_are_spelled_as_python_repr(reader: EngineReader, doubles: list[float]) -> None:
+    request = otel_request(**{f"attribute:app.d{n}": AnyValue(double_value=d) for n, d in enumerate(doubles)})
+    array = AnyValue(array_value=ArrayValue(values=[AnyValue(double_value=d) for d in doubles]))
+    listed = otel_request(
+        **{
+            "attribute:app.doubles": array,
+            "attribute:app.one": AnyValue(array_value=ArrayValue(values=[AnyValue(double_value=doubles[0])])),
+        }
+    )
+    batch = compare(reader, [request.SerializeToString(), listed.SerializeToString()])
+    assert batch.fallback == []
+
+
 # --- random values --------------------------------------------------------------------------------------------
 
 KEYS = sorted(
