@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -200,12 +201,36 @@ def remove_checkout(path: Path) -> None:
 
 def package_of(source: Path, lib: Path) -> Path:
     """The `spanmeter` package of a checkout laid out as pyproject.toml installs it (collector/ is the
-    package, clickhouse/schema/ its `schema` subpackage), for PYTHONPATH; its dependencies are this venv's."""
+    package, clickhouse/schema/ its `schema` subpackage, its native modules built), for PYTHONPATH; its
+    dependencies are this venv's."""
     package = lib / "spanmeter"
     if not package.exists():
-        shutil.copytree(source / "collector", package)
+        shutil.copytree(source / "collector", package, ignore=shutil.ignore_patterns("*.so"))
         shutil.copytree(source / "clickhouse" / "schema", package / "schema", dirs_exist_ok=True)
+        build_extensions(source, lib)
     return lib
+
+
+def build_extensions(source: Path, lib: Path) -> None:
+    """The checkout's native modules (its pyproject's `ext-modules`, their flags) built into `lib` as `pip install`
+    builds them: without them a revision's engine reads with the Protobuf format, and a comparison with it
+    measures that. A module that does not build is left out, as an optional one is at install."""
+    from setuptools import Distribution, Extension
+
+    config = tomllib.loads((source / "pyproject.toml").read_text())
+    for module in config["tool"]["setuptools"].get("ext-modules", []):
+        extension = Extension(
+            module["name"],
+            [str(source / path) for path in module["sources"]],
+            extra_compile_args=module.get("extra-compile-args", []),
+        )
+        command = Distribution({"ext_modules": [extension]}).get_command_obj("build_ext")
+        command.build_lib, command.build_temp = str(lib), str(lib / "build")
+        try:
+            command.ensure_finalized()
+            command.run()
+        except Exception as exc:  # setuptools raises several kinds; the module is optional
+            print(f"{module['name']} not built for {source}: {exc}", file=sys.stderr)
 
 
 class Versions:
