@@ -13,7 +13,8 @@
  * analysis, which every batch pays): each attribute's value as a token count (`attribute_counts`, -1 where the
  * engine does not read it as Python does, as sql.count_ok), and whether a span's or resource's attributes are
  * all spelled by the engine as Python spells them (`unread`, `resource_unread`: sql.readable, and keys a dict
- * would merge).
+ * would merge), and each attribute's text as the query reads fields from it (`attribute_texts`,
+ * `resource_texts`: sql.as_text).
  *
  * Column buffers are kept between calls (new memory is costly to touch on the VMs this runs on).
  */
@@ -173,6 +174,8 @@ typedef struct {
     const uint8_t *str;
     size_t str_size;
     int unread;
+    const uint8_t *text; /* depth 0: as_text, before it is cut */
+    size_t text_size;
 } Parsed;
 
 /* The value as a token count where the engine reads it as Python does (sql.count_ok, sql.as_count), else -1. */
@@ -309,7 +312,7 @@ static int keys_merge(Keys *k) {
 /* An AnyValue's columns (sql.VALUE): at depth 0 and 1 every member, at depth 2 only its kind. */
 typedef struct Values {
     Buf kind, str, boolean, integer, dbl, bytes, offsets;
-    Buf text; /* scratch: an array's text before it is written */
+    Buf text, single; /* scratch: an array's text before it is written; a one-element array's as_text */
     struct Values *elements;
     size_t count; /* elements written into `elements`: the array offsets are cumulative */
 } Values;
@@ -324,8 +327,8 @@ typedef struct {
     Buf request, resource_index, scope_index, span_index;
     Buf trace_id, span_id, trace_state, parent_span_id, name, start, end, status;
     Attributes attributes, resource_attributes;
-    Buf scope_name, marked, scope_unmarked, decode_bad, counts, unread;
-    Buf resource_request, resource_number, resource_unread; /* the resources' rows: one per resource */
+    Buf scope_name, marked, scope_unmarked, decode_bad, counts, unread, texts;
+    Buf resource_request, resource_number, resource_unread, resource_texts; /* the resources' rows */
     Values depth1, depth2, rdepth1, rdepth2;
     Keys keys;
     size_t rows, resources;
@@ -337,7 +340,7 @@ static int all_bufs(Columns *c, Buf **out) {
     int n = 0;
     Buf *spans[] = {&c->request, &c->resource_index, &c->scope_index, &c->span_index, &c->trace_id, &c->span_id,
                     &c->trace_state, &c->parent_span_id, &c->name, &c->start, &c->end, &c->status,
-                    &c->scope_name, &c->marked, &c->scope_unmarked, &c->decode_bad, &c->counts, &c->unread};
+                    &c->scope_name, &c->marked, &c->scope_unmarked, &c->decode_bad, &c->counts, &c->unread, &c->texts};
     for (size_t i = 0; i < sizeof spans / sizeof *spans; i++) out[n++] = spans[i];
     Attributes *lists[] = {&c->attributes, &c->resource_attributes};
     int span_bufs = 0;
@@ -347,6 +350,7 @@ static int all_bufs(Columns *c, Buf **out) {
             out[n++] = &c->resource_request;
             out[n++] = &c->resource_number;
             out[n++] = &c->resource_unread;
+            out[n++] = &c->resource_texts;
         }
         out[n++] = &lists[i]->offsets;
         out[n++] = &lists[i]->keys;
@@ -468,27 +472,49 @@ static int add_value(Values *v, const uint8_t *bytes, size_t size, int depth, Pa
     if (array) {
         Reader a = {array, array + array_size};
         if (put_u8(text, '[')) return -1;
-        for (size_t n = 0; a.p < a.end;) {
+        size_t n = 0;
+        Parsed first = {0};
+        while (a.p < a.end) {
             if (next_field(&a, &f)) return -1;
             if (f.number != 1) continue;
             Parsed element = {0};
             if (f.wire != LEN || add_value(v->elements, f.bytes, f.size, depth + 1, &element)) return -1;
             out->unread |= element.unread;
             v->count++;
+            if (!n) first = element;
             if (depth == 0 && ((n++ && put_u8(text, ',')) || put_json(text, &element))) return -1;
         }
         if (put_u8(text, ']')) return -1;
+        if (depth == 0 && n == 1) { /* as_text: a one-element array reads as its element */
+            v->single.len = 0;
+            if (put_scalar_text(&v->single, &first)) return -1;
+        }
+        out->text = (const uint8_t *)(depth == 0 && n == 1 ? v->single.data : text->data);
+        out->text_size = depth == 0 && n == 1 ? v->single.len : text->len;
     } else if (depth == 0 && kind != 1 && put_scalar_text(text, out)) {
         return -1;
     }
     int own = depth == 1 || kind == 1; /* the string itself */
+    if (!array) {
+        out->text = own ? str : (const uint8_t *)text->data;
+        out->text_size = own ? str_size : text->len;
+    }
     if (put_str(&v->str, own ? str : (const uint8_t *)text->data, own ? str_size : text->len)) return -1;
     return put_u64(&v->offsets, v->count);
 }
 
-/* One KeyValue into `list`, its key into `keys`, its value as a count into `counts` (when given); `*unread` set
- * when the engine does not spell its value as Python does, `*is_marker` when its key is one of `markers`. */
-static int add_attribute(Attributes *list, Keys *keys, Buf *counts, const uint8_t *bytes, size_t size,
+/* The bytes of the first `chars` characters of UTF-8 text (Python's `text[:chars]`, sql.cut). */
+static size_t utf8_prefix(const uint8_t *s, size_t size, size_t chars) {
+    size_t count = 0;
+    for (size_t i = 0; i < size; i++)
+        if ((s[i] & 0xc0) != 0x80 && count++ == chars) return i;
+    return size;
+}
+
+/* One KeyValue into `list`, its key into `keys`, its as_text into `texts`, its value as a count into `counts`
+ * (when given); `*unread` set when the engine does not spell its value as Python does, `*is_marker` when its key
+ * is one of `markers`. */
+static int add_attribute(Attributes *list, Keys *keys, Buf *texts, Buf *counts, const uint8_t *bytes, size_t size,
                          PyObject *markers, int *is_marker, int *unread) {
     Reader r = {bytes, bytes + size};
     Field f;
@@ -512,7 +538,9 @@ static int add_attribute(Attributes *list, Keys *keys, Buf *counts, const uint8_
         keys_add(keys, key, key_size))
         return -1;
     int64_t count = count_of(&parsed);
-    if (counts && put(counts, &count, 8)) return -1;
+    if ((counts && put(counts, &count, 8)) ||
+        put_str(texts, parsed.text, utf8_prefix(parsed.text, parsed.text_size, 1024)))
+        return -1;
     *unread |= parsed.unread;
     list->count++;
     if (is_marker && !*is_marker) {
@@ -540,7 +568,8 @@ static int add_resource(Columns *c, uint64_t request, uint64_t number, const uin
         if (next_field(&r, &f)) return -1;
         if (f.number != 1) continue;
         if (f.wire != LEN ||
-            add_attribute(&c->resource_attributes, &c->keys, NULL, f.bytes, f.size, NULL, NULL, &unread))
+            add_attribute(&c->resource_attributes, &c->keys, &c->resource_texts, NULL, f.bytes, f.size, NULL, NULL,
+                          &unread))
             return -1;
     }
     unread |= keys_merge(&c->keys);
@@ -597,7 +626,8 @@ static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint
             break;
         case 9:
             if (f.wire != LEN ||
-                add_attribute(&c->attributes, &c->keys, &c->counts, f.bytes, f.size, markers, is_marked, &unread))
+                add_attribute(&c->attributes, &c->keys, &c->texts, &c->counts, f.bytes, f.size, markers, is_marked,
+                              &unread))
                 return -1;
             break;
         case 15: {
@@ -719,7 +749,7 @@ static int write_header(int fd, PyObject *column) {
     return failed;
 }
 
-enum { SPAN_COLUMNS = 11, RESOURCE_COLUMNS = 4 };
+enum { SPAN_COLUMNS = 12, RESOURCE_COLUMNS = 5 };
 
 /* Rows a spans' block holds at most: ClickHouse processes a block at a time, and blocks of a few MiB cost it
  * less than larger ones; the buffers stay as small. */
@@ -752,7 +782,9 @@ static int write_spans(int fd, Columns *c, PyObject *columns) {
     return write_header(fd, PyTuple_GET_ITEM(columns, 9)) ||
            write_all(fd, c->attributes.offsets.data, c->attributes.offsets.len) ||
            write_all(fd, c->counts.data, c->counts.len) || write_header(fd, PyTuple_GET_ITEM(columns, 10)) ||
-           write_all(fd, c->unread.data, c->unread.len);
+           write_all(fd, c->unread.data, c->unread.len) || write_header(fd, PyTuple_GET_ITEM(columns, 11)) ||
+           write_all(fd, c->attributes.offsets.data, c->attributes.offsets.len) ||
+           write_all(fd, c->texts.data, c->texts.len);
 }
 
 /* The resources' block: RESOURCE_COLUMNS in their order. */
@@ -763,7 +795,10 @@ static int write_resources(int fd, Columns *c, PyObject *columns) {
            write_all(fd, c->resource_number.data, c->resource_number.len) ||
            write_header(fd, PyTuple_GET_ITEM(columns, 2)) || write_attributes(fd, &c->resource_attributes) ||
            write_header(fd, PyTuple_GET_ITEM(columns, 3)) ||
-           write_all(fd, c->resource_unread.data, c->resource_unread.len);
+           write_all(fd, c->resource_unread.data, c->resource_unread.len) ||
+           write_header(fd, PyTuple_GET_ITEM(columns, 4)) ||
+           write_all(fd, c->resource_attributes.offsets.data, c->resource_attributes.offsets.len) ||
+           write_all(fd, c->resource_texts.data, c->resource_texts.len);
 }
 
 /* A file written over from its start (not truncated first: pages it has in the page cache are reused). */
@@ -869,7 +904,7 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
             all_bufs(c, bufs);
             for (int i = 0; bufs[i]; i++) free(bufs[i]->data);
             Values *scratch[] = {&c->attributes.values, &c->depth1, &c->resource_attributes.values, &c->rdepth1};
-            for (int i = 0; i < 4; i++) free(scratch[i]->text.data);
+            for (int i = 0; i < 4; i++) free(scratch[i]->text.data), free(scratch[i]->single.data);
             free(c->keys.keys);
             free(c);
         } else {

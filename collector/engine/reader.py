@@ -88,21 +88,23 @@ FLAT_COLUMNS = (
     ("decode_bad", "UInt8"),
     ("attribute_counts", "Array(Int64)"),
     ("unread", "UInt8"),
+    ("attribute_texts", "Array(String)"),
 )
 """The spans' Native block `_flatten` writes: a row per span (and one per scope without spans), positions 1-based
 as arrayEnumerate gives them; `marked`: the span has a marker key; `scope_unmarked`: its scope's spans without
 one; `decode_bad`: a request `_flatten` did not read (its one row), left to the Python reader;
 `attribute_counts`: each attribute's value as `as_count` reads it where `count_ok`, else -1; `unread`: some
-attribute is not spelled by the engine as by Python (not `readable`, or keys Python's dict would merge). In this
-order."""
+attribute is not spelled by the engine as by Python (not `readable`, or keys Python's dict would merge);
+`attribute_texts`: each attribute's `as_text`. In this order."""
 FLAT_RESOURCE_COLUMNS = (
     ("request", "UInt64"),
     ("resource_index", "UInt64"),
     ("resource_attributes_", _ATTRIBUTES),
     ("resource_unread", "UInt8"),
+    ("resource_texts", "Array(String)"),
 )
 """The resources' Native block: a row per resource, joined to its spans by the query (computed once a resource);
-`resource_unread` as the spans' `unread`."""
+`resource_unread`, `resource_texts` as the spans' `unread`, `attribute_texts`."""
 _FLAT_HEADERS = tuple(
     tuple((name.encode(), kind.encode()) for name, kind in columns) for columns in (FLAT_COLUMNS, FLAT_RESOURCE_COLUMNS)
 )
@@ -483,6 +485,12 @@ class Query:
             return f"tupleElement({values}, 'string_value')"
         return f"arrayMap(v -> {as_str('v')}, {values})"
 
+    def _as_texts(self, values: str, strs: str) -> str:
+        """Each attribute's `as_text`, given their `as_str` texts."""
+        if self._flat:  # _flatten wrote them
+            return "resource_texts" if values == "rvs" else "attribute_texts"
+        return f"arrayMap((v, s) -> {as_text('v', 's')}, {values}, {strs})"
+
     def _count_ok(self, index: str) -> str:
         return f"attribute_counts[{index}] >= 0" if self._flat else count_ok(f"vs[{index}]")
 
@@ -629,7 +637,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
                 f"{rks} AS rks",
                 f"{rvs} AS rvs",
                 f"{self._as_strs('rvs')} AS rstrs",
-                f"arrayMap((v, s) -> {as_text('v', 's')}, rvs, rstrs) AS rtexts",
+                f"{self._as_texts('rvs', 'rstrs')} AS rtexts",
                 f"if({text('service.name')} != '', {text('service.name')}, 'unknown_service') AS service_name",
                 f"{environment} AS environment",
                 f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
@@ -676,7 +684,7 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
             "tupleElement(tupleElement(span, 'attributes'), 'key') AS ks",
             "tupleElement(tupleElement(span, 'attributes'), 'value') AS vs",
             f"{self._as_strs('vs')} AS strs",
-            f"arrayMap((v, s) -> {as_text('v', 's')}, vs, strs) AS texts",
+            f"{self._as_texts('vs', 'strs')} AS texts",
             f"if(sconv > 0, sconv, {self._marker_convention()}) AS conv",
             f"span_index > 0 AND (sconv > 0 OR {self._marked('span')}) AS genai",
             f"if(NOT genai, 0, if({by(self._model_call, '0')}, 2, 1)) AS span_class",

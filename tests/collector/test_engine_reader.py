@@ -395,6 +395,29 @@ def test_counts_as_senders_spell_them_are_read_by_the_engine(reader: EngineReade
     assert batch.table.column("cache_read_tokens")[0].as_py() == count
 
 
+def test_texts_of_lists_and_long_values_are_read_as_the_python_reader(reader: EngineReader) -> None:
+    def listed(*values: AnyValue) -> AnyValue:
+        return AnyValue(array_value=ArrayValue(values=list(values)))
+
+    long_text = AnyValue(string_value="é模" * 700)
+    request = otel_request(
+        **{
+            "attribute:gen_ai.request.model": listed(AnyValue(string_value="gpt-x")),
+            "attribute:gen_ai.response.model": listed(AnyValue(double_value=2.5)),
+            "attribute:gen_ai.conversation.id": long_text,
+            "attribute:user.id": listed(AnyValue(string_value="u"), AnyValue(int_value=3)),
+        }
+    )
+    with_resource(request, "deployment.environment.name", listed(AnyValue(string_value="prod")))
+    service = next(a for a in request.resource_spans[0].resource.attributes if a.key == "service.name")
+    service.value.CopyFrom(long_text)
+    batch = compare(reader, [request.SerializeToString()])
+    assert batch.fallback == []
+    first = batch.table.slice(0, 1).to_pylist()[0]
+    assert (first["request_model"], first["response_model"], first["environment"]) == ("gpt-x", "2.5", "prod")
+    assert first["service_name"] == long_text.string_value[:1024]
+
+
 def test_json_members_and_tag_objects_fall_back(reader: EngineReader) -> None:
     langsmith = next(c for c in CONVENTIONS if c.name == "langsmith")
     openinference = next(c for c in CONVENTIONS if c.name == "openinference")
