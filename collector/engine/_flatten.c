@@ -11,10 +11,11 @@
  *
  * It also reads what the query would otherwise compute per attribute with lambdas (the costliest part of its
  * analysis, which every batch pays): each attribute's value as a token count (`attribute_counts`, -1 where the
- * engine does not read it as Python does, as sql.count_ok), and whether a span's or resource's attributes are
+ * engine does not read it as Python does, as sql.count_ok), whether a span's or its resource's attributes are
  * all spelled by the engine as Python spells them (`unread`, `resource_unread`: sql.readable, and keys a dict
- * would merge), and each attribute's text as the query reads fields from it (`attribute_texts`,
- * `resource_texts`: sql.as_text).
+ * would merge), and each attribute's text as the query reads fields from it (`attribute_texts`: sql.as_text).
+ * A resource is read once, and its columns (its attributes as the row keeps them, cut; the texts of the keys
+ * the query asks for) are copied into each of its spans' rows: the query needs no join.
  *
  * Column buffers are kept between calls (new memory is costly to touch on the VMs this runs on).
  */
@@ -176,6 +177,8 @@ typedef struct {
     int unread;
     const uint8_t *text; /* depth 0: as_text, before it is cut */
     size_t text_size;
+    const uint8_t *string; /* depth 0: as_str */
+    size_t string_size;
 } Parsed;
 
 /* The value as a token count where the engine reads it as Python does (sql.count_ok, sql.as_count), else -1. */
@@ -323,52 +326,76 @@ typedef struct {
     size_t count;
 } Attributes;
 
+enum { MAX_RESOURCE_FIELDS = 8 };
+
+/* A resource's columns as its spans' rows carry them, each a run of Native strings. */
+typedef struct {
+    Buf keys, values; /* its first `most` attributes: keys cut at 1024 characters, as_str texts at `limit` */
+    size_t entries;
+    Buf field[MAX_RESOURCE_FIELDS]; /* scratch: the as_text of each key asked for, as found */
+    Buf fields;                     /* then all of them in order ("" for a key not there) */
+    uint8_t unread;
+} Resource;
+
 typedef struct {
     Buf request, resource_index, scope_index, span_index;
     Buf trace_id, span_id, trace_state, parent_span_id, name, start, end, status;
-    Attributes attributes, resource_attributes;
+    Attributes attributes;
     Buf scope_name, marked, scope_unmarked, decode_bad, counts, unread, texts;
-    Buf resource_request, resource_number, resource_unread, resource_texts; /* the resources' rows */
-    Values depth1, depth2, rdepth1, rdepth2;
+    Buf resource_offsets, resource_keys, resource_values, field_offsets, resource_fields, resource_unread;
+    size_t resource_entries, field_entries; /* the resource columns' offsets: cumulative in a block */
+    Values depth1, depth2;
+    Attributes resource_attributes; /* scratch: a resource's attributes as they are read */
+    Values rdepth1, rdepth2;
+    Resource resource; /* the current resource's columns */
+    PyObject *resource_keys_asked; /* bytes: the keys whose texts `fields` holds */
+    size_t most, limit;
     Keys keys;
-    size_t rows, resources;
+    size_t rows;
 } Columns;
 
-/* Every buffer, for truncating back to a request's start: the spans' block's first, then the resources'.
- * Returns how many are the spans'. */
-static int all_bufs(Columns *c, Buf **out) {
+/* Every buffer of the spans' block, for truncating back to a request's start. */
+static void all_bufs(Columns *c, Buf **out) {
     int n = 0;
     Buf *spans[] = {&c->request, &c->resource_index, &c->scope_index, &c->span_index, &c->trace_id, &c->span_id,
                     &c->trace_state, &c->parent_span_id, &c->name, &c->start, &c->end, &c->status,
-                    &c->scope_name, &c->marked, &c->scope_unmarked, &c->decode_bad, &c->counts, &c->unread, &c->texts};
+                    &c->scope_name, &c->marked, &c->scope_unmarked, &c->decode_bad, &c->counts, &c->unread, &c->texts,
+                    &c->resource_offsets, &c->resource_keys, &c->resource_values, &c->field_offsets,
+                    &c->resource_fields, &c->resource_unread, &c->attributes.offsets, &c->attributes.keys};
     for (size_t i = 0; i < sizeof spans / sizeof *spans; i++) out[n++] = spans[i];
-    Attributes *lists[] = {&c->attributes, &c->resource_attributes};
-    int span_bufs = 0;
-    for (int i = 0; i < 2; i++) {
-        if (i == 1) {
-            span_bufs = n;
-            out[n++] = &c->resource_request;
-            out[n++] = &c->resource_number;
-            out[n++] = &c->resource_unread;
-            out[n++] = &c->resource_texts;
-        }
-        out[n++] = &lists[i]->offsets;
-        out[n++] = &lists[i]->keys;
-        for (Values *v = &lists[i]->values; v; v = v->elements) {
-            Buf *members[] = {&v->kind, &v->str, &v->boolean, &v->integer, &v->dbl, &v->bytes, &v->offsets};
-            for (int m = 0; m < 7; m++) out[n++] = members[m];
-        }
+    for (Values *v = &c->attributes.values; v; v = v->elements) {
+        Buf *members[] = {&v->kind, &v->str, &v->boolean, &v->integer, &v->dbl, &v->bytes, &v->offsets};
+        for (int m = 0; m < 7; m++) out[n++] = members[m];
     }
     out[n] = NULL;
-    return span_bufs;
+}
+
+/* A resource's scratch buffers, every one (to free them). */
+static int resource_bufs(Columns *c, Buf **out) {
+    int n = 0;
+    out[n++] = &c->resource_attributes.offsets;
+    out[n++] = &c->resource_attributes.keys;
+    for (Values *v = &c->resource_attributes.values; v; v = v->elements) {
+        Buf *members[] = {&v->kind, &v->str, &v->boolean, &v->integer, &v->dbl, &v->bytes, &v->offsets,
+                          &v->text, &v->single};
+        for (int m = 0; m < 9; m++) out[n++] = members[m];
+    }
+    Values *spans[] = {&c->attributes.values, &c->depth1};
+    for (int i = 0; i < 2; i++) out[n++] = &spans[i]->text, out[n++] = &spans[i]->single;
+    out[n++] = &c->resource.keys;
+    out[n++] = &c->resource.values;
+    out[n++] = &c->resource.fields;
+    for (int i = 0; i < MAX_RESOURCE_FIELDS; i++) out[n++] = &c->resource.field[i];
+    out[n] = NULL;
+    return n;
 }
 
 #define MAX_BUFS 80
 
 typedef struct {
     size_t lens[MAX_BUFS];
-    size_t counts[8];
-    size_t rows, resources;
+    size_t counts[6];
+    size_t rows;
 } Mark;
 
 static void counters(Columns *c, size_t **out) {
@@ -376,44 +403,39 @@ static void counters(Columns *c, size_t **out) {
     out[1] = &c->attributes.values.count;
     out[2] = &c->depth1.count;
     out[3] = &c->depth2.count;
-    out[4] = &c->resource_attributes.count;
-    out[5] = &c->resource_attributes.values.count;
-    out[6] = &c->rdepth1.count;
-    out[7] = &c->rdepth2.count;
+    out[4] = &c->resource_entries;
+    out[5] = &c->field_entries;
 }
 
 static void mark(Columns *c, Mark *m) {
     Buf *bufs[MAX_BUFS + 1];
-    size_t *counts[8];
+    size_t *counts[6];
     all_bufs(c, bufs);
     for (int i = 0; bufs[i]; i++) m->lens[i] = bufs[i]->len;
     counters(c, counts);
-    for (int i = 0; i < 8; i++) m->counts[i] = *counts[i];
+    for (int i = 0; i < 6; i++) m->counts[i] = *counts[i];
     m->rows = c->rows;
-    m->resources = c->resources;
 }
 
 static void rewind_to(Columns *c, const Mark *m) {
     Buf *bufs[MAX_BUFS + 1];
-    size_t *counts[8];
+    size_t *counts[6];
     all_bufs(c, bufs);
     for (int i = 0; bufs[i]; i++) bufs[i]->len = m->lens[i];
     counters(c, counts);
-    for (int i = 0; i < 8; i++) *counts[i] = m->counts[i];
+    for (int i = 0; i < 6; i++) *counts[i] = m->counts[i];
     c->rows = m->rows;
-    c->resources = m->resources;
 }
 
-/* Empty buffers for the next spans' block (and, with `resources`, the resources'): offsets start again at 0. */
-static void reset(Columns *c, int resources) {
+/* Empty buffers for the next spans' block: offsets start again at 0. */
+static void reset(Columns *c) {
     Buf *bufs[MAX_BUFS + 1];
-    size_t *counts[8];
-    int span_bufs = all_bufs(c, bufs);
-    for (int i = 0; bufs[i] && (resources || i < span_bufs); i++) bufs[i]->len = 0;
+    size_t *counts[6];
+    all_bufs(c, bufs);
+    for (int i = 0; bufs[i]; i++) bufs[i]->len = 0;
     counters(c, counts);
-    for (int i = 0; i < (resources ? 8 : 4); i++) *counts[i] = 0;
+    for (int i = 0; i < 6; i++) *counts[i] = 0;
     c->rows = 0;
-    if (resources) c->resources = 0;
 }
 
 static void link_levels(Columns *c) {
@@ -499,7 +521,9 @@ static int add_value(Values *v, const uint8_t *bytes, size_t size, int depth, Pa
         out->text = own ? str : (const uint8_t *)text->data;
         out->text_size = own ? str_size : text->len;
     }
-    if (put_str(&v->str, own ? str : (const uint8_t *)text->data, own ? str_size : text->len)) return -1;
+    out->string = own ? str : (const uint8_t *)text->data;
+    out->string_size = own ? str_size : text->len;
+    if (put_str(&v->str, out->string, out->string_size)) return -1;
     return put_u64(&v->offsets, v->count);
 }
 
@@ -511,70 +535,107 @@ static size_t utf8_prefix(const uint8_t *s, size_t size, size_t chars) {
     return size;
 }
 
-/* One KeyValue into `list`, its key into `keys`, its as_text into `texts`, its value as a count into `counts`
- * (when given); `*unread` set when the engine does not spell its value as Python does, `*is_marker` when its key
- * is one of `markers`. */
-static int add_attribute(Attributes *list, Keys *keys, Buf *texts, Buf *counts, const uint8_t *bytes, size_t size,
-                         PyObject *markers, int *is_marker, int *unread) {
+/* One KeyValue into `list` and its key into `keys`; the key and the parsed value into `key`, `value` (pointers
+ * valid until the next attribute of `list`). */
+static int add_attribute(Attributes *list, Keys *keys, const uint8_t *bytes, size_t size, Key *key, Parsed *value) {
     Reader r = {bytes, bytes + size};
     Field f;
     uint32_t seen = 0;
-    const uint8_t *key = NULL, *value = NULL;
-    size_t key_size = 0, value_size = 0;
+    const uint8_t *value_bytes = NULL;
+    size_t value_size = 0;
+    *key = (Key){NULL, 0};
     while (r.p < r.end) {
         if (next_field(&r, &f)) return -1;
         if (f.number != 1 && f.number != 2) continue;
         if (f.wire != LEN || seen_once(&seen, f.number)) return -1;
         if (f.number == 1) {
-            key = f.bytes;
-            key_size = f.size;
+            *key = (Key){f.bytes, f.size};
         } else {
-            value = f.bytes;
+            value_bytes = f.bytes;
             value_size = f.size;
         }
     }
-    Parsed parsed;
-    if (put_str(&list->keys, key, key_size) || add_value(&list->values, value, value_size, 0, &parsed) ||
-        keys_add(keys, key, key_size))
+    if (put_str(&list->keys, key->p, key->n) || add_value(&list->values, value_bytes, value_size, 0, value) ||
+        keys_add(keys, key->p, key->n))
         return -1;
-    int64_t count = count_of(&parsed);
-    if ((counts && put(counts, &count, 8)) ||
-        put_str(texts, parsed.text, utf8_prefix(parsed.text, parsed.text_size, 1024)))
-        return -1;
-    *unread |= parsed.unread;
     list->count++;
-    if (is_marker && !*is_marker) {
-        Py_ssize_t n = PyTuple_GET_SIZE(markers);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *m = PyTuple_GET_ITEM(markers, i);
-            if ((size_t)PyBytes_GET_SIZE(m) == key_size && memcmp(PyBytes_AS_STRING(m), key, key_size) == 0) {
-                *is_marker = 1;
-                break;
-            }
-        }
-    }
     return 0;
 }
 
-/* A Resource message's attributes: one row of the resources' block. */
-static int add_resource(Columns *c, uint64_t request, uint64_t number, const uint8_t *bytes, size_t size) {
-    c->resources++;
-    if (put_u64(&c->resource_request, request) || put_u64(&c->resource_number, number)) return -1;
+/* The position of `key` in a tuple of bytes, or -1. */
+static Py_ssize_t position(PyObject *names, const Key *key) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if ((size_t)PyBytes_GET_SIZE(name) == key->n && memcmp(PyBytes_AS_STRING(name), key->p, key->n) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* A span's attribute: its columns, its count and text, whether it is a marker and what the engine cannot spell. */
+static int add_span_attribute(Columns *c, const uint8_t *bytes, size_t size, PyObject *markers, int *is_marker,
+                              int *unread) {
+    Key key;
+    Parsed value;
+    if (add_attribute(&c->attributes, &c->keys, bytes, size, &key, &value)) return -1;
+    int64_t count = count_of(&value);
+    if (put(&c->counts, &count, 8) || put_str(&c->texts, value.text, utf8_prefix(value.text, value.text_size, 1024)))
+        return -1;
+    *unread |= value.unread;
+    if (!*is_marker) *is_marker = position(markers, &key) >= 0;
+    return 0;
+}
+
+/* A Resource message read into `c->resource`, the columns each of its spans' rows carry (the query's
+ * resource_attributes, and the texts it reads fields from). */
+static int add_resource(Columns *c, const uint8_t *bytes, size_t size) {
+    Resource *res = &c->resource;
+    Attributes *scratch = &c->resource_attributes;
+    Buf *bufs[MAX_BUFS + 1];
+    resource_bufs(c, bufs);
+    for (int i = 0; bufs[i]; i++) bufs[i]->len = 0;
+    scratch->count = scratch->values.count = c->rdepth1.count = c->rdepth2.count = 0;
+    res->entries = 0;
+    c->keys.count = 0;
+    Py_ssize_t asked = PyTuple_GET_SIZE(c->resource_keys_asked);
+    int found[MAX_RESOURCE_FIELDS] = {0}, unread = 0;
     Reader r = {bytes, bytes + size};
     Field f;
-    int unread = 0;
-    c->keys.count = 0;
     while (r.p < r.end) {
         if (next_field(&r, &f)) return -1;
         if (f.number != 1) continue;
-        if (f.wire != LEN ||
-            add_attribute(&c->resource_attributes, &c->keys, &c->resource_texts, NULL, f.bytes, f.size, NULL, NULL,
-                          &unread))
-            return -1;
+        Key key;
+        Parsed value;
+        if (f.wire != LEN || add_attribute(scratch, &c->keys, f.bytes, f.size, &key, &value)) return -1;
+        unread |= value.unread;
+        if (res->entries < c->most) {
+            res->entries++;
+            if (put_str(&res->keys, key.p, utf8_prefix(key.p, key.n, 1024)) ||
+                put_str(&res->values, value.string, utf8_prefix(value.string, value.string_size, c->limit)))
+                return -1;
+        }
+        Py_ssize_t i = position(c->resource_keys_asked, &key);
+        if (i >= 0 && !found[i]) { /* the first: with a repeated key the resource is unread anyway */
+            found[i] = 1;
+            if (put(&res->field[i], value.text, utf8_prefix(value.text, value.text_size, 1024))) return -1;
+        }
     }
-    unread |= keys_merge(&c->keys);
-    return put_u64(&c->resource_attributes.offsets, c->resource_attributes.count) ||
-           put_u8(&c->resource_unread, (uint8_t)unread);
+    for (Py_ssize_t i = 0; i < asked; i++)
+        if (put_str(&res->fields, (const uint8_t *)res->field[i].data, res->field[i].len)) return -1;
+    res->unread = (uint8_t)(unread | keys_merge(&c->keys));
+    return 0;
+}
+
+/* A row's resource columns: its resource's, or none (a request not read). */
+static int put_resource(Columns *c, const Resource *res) {
+    Py_ssize_t fields = res ? PyTuple_GET_SIZE(c->resource_keys_asked) : 0;
+    c->resource_entries += res ? res->entries : 0;
+    c->field_entries += (size_t)fields;
+    return put_u64(&c->resource_offsets, c->resource_entries) || put_u64(&c->field_offsets, c->field_entries) ||
+           (res && (put(&c->resource_keys, res->keys.data, res->keys.len) ||
+                    put(&c->resource_values, res->values.data, res->values.len) ||
+                    put(&c->resource_fields, res->fields.data, res->fields.len))) ||
+           put_u8(&c->resource_unread, res ? res->unread : 0);
 }
 
 typedef struct {
@@ -597,7 +658,7 @@ static int put_row(Columns *c, const Place *at, uint64_t span_index, const uint8
            put_u64(&c->request, at->request) || put_u64(&c->resource_index, at->resource_index) ||
            put_u64(&c->scope_index, at->scope_index) || put_u64(&c->span_index, span_index) ||
            put_str(&c->scope_name, at->scope_name, at->scope_name_size) || put_u8(&c->decode_bad, bad) ||
-           put_u8(&c->unread, unread);
+           put_u8(&c->unread, unread) || put_resource(c, bad ? NULL : &c->resource);
 }
 
 static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint8_t *bytes, size_t size,
@@ -625,10 +686,7 @@ static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint
             if (f.number == 7) start = f.value; else end = f.value;
             break;
         case 9:
-            if (f.wire != LEN ||
-                add_attribute(&c->attributes, &c->keys, &c->texts, &c->counts, f.bytes, f.size, markers, is_marked,
-                              &unread))
-                return -1;
+            if (f.wire != LEN || add_span_attribute(c, f.bytes, f.size, markers, is_marked, &unread)) return -1;
             break;
         case 15: {
             Field code;
@@ -679,9 +737,7 @@ static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size, P
 static int add_resource_spans(Columns *c, Place *at, const uint8_t *bytes, size_t size, PyObject *markers) {
     Field resource;
     int found = singular(bytes, size, 1, LEN, &resource);
-    if (found < 0 || add_resource(c, at->request, at->resource_index, found ? resource.bytes : NULL,
-                                  found ? resource.size : 0))
-        return -1;
+    if (found < 0 || add_resource(c, found ? resource.bytes : NULL, found ? resource.size : 0)) return -1;
     Reader r = {bytes, bytes + size};
     Field f;
     at->scope_index = 0;
@@ -749,7 +805,7 @@ static int write_header(int fd, PyObject *column) {
     return failed;
 }
 
-enum { SPAN_COLUMNS = 12, RESOURCE_COLUMNS = 5 };
+enum { SPAN_COLUMNS = 16 };
 
 /* Rows a spans' block holds at most: ClickHouse processes a block at a time, and blocks of a few MiB cost it
  * less than larger ones; the buffers stay as small. */
@@ -778,27 +834,18 @@ static int write_spans(int fd, Columns *c, PyObject *columns) {
     for (int i = 0; i < 4; i++)
         if (write_header(fd, PyTuple_GET_ITEM(columns, 5 + i)) || write_all(fd, after[i]->data, after[i]->len))
             return -1;
-    /* attribute_counts: one per attribute, so the attributes' offsets are its own */
-    return write_header(fd, PyTuple_GET_ITEM(columns, 9)) ||
-           write_all(fd, c->attributes.offsets.data, c->attributes.offsets.len) ||
-           write_all(fd, c->counts.data, c->counts.len) || write_header(fd, PyTuple_GET_ITEM(columns, 10)) ||
-           write_all(fd, c->unread.data, c->unread.len) || write_header(fd, PyTuple_GET_ITEM(columns, 11)) ||
-           write_all(fd, c->attributes.offsets.data, c->attributes.offsets.len) ||
-           write_all(fd, c->texts.data, c->texts.len);
-}
-
-/* The resources' block: RESOURCE_COLUMNS in their order. */
-static int write_resources(int fd, Columns *c, PyObject *columns) {
-    return write_count(fd, RESOURCE_COLUMNS, c->resources) || write_header(fd, PyTuple_GET_ITEM(columns, 0)) ||
-           write_all(fd, c->resource_request.data, c->resource_request.len) ||
-           write_header(fd, PyTuple_GET_ITEM(columns, 1)) ||
-           write_all(fd, c->resource_number.data, c->resource_number.len) ||
-           write_header(fd, PyTuple_GET_ITEM(columns, 2)) || write_attributes(fd, &c->resource_attributes) ||
-           write_header(fd, PyTuple_GET_ITEM(columns, 3)) ||
-           write_all(fd, c->resource_unread.data, c->resource_unread.len) ||
-           write_header(fd, PyTuple_GET_ITEM(columns, 4)) ||
-           write_all(fd, c->resource_attributes.offsets.data, c->resource_attributes.offsets.len) ||
-           write_all(fd, c->resource_texts.data, c->resource_texts.len);
+    /* attribute_counts and attribute_texts: one per attribute, so the attributes' offsets are theirs; the
+     * resource's keys and values share theirs too */
+    Buf *arrays[][2] = {{&c->attributes.offsets, &c->counts},       {NULL, &c->unread},
+                        {&c->attributes.offsets, &c->texts},        {&c->resource_offsets, &c->resource_keys},
+                        {&c->resource_offsets, &c->resource_values}, {&c->field_offsets, &c->resource_fields},
+                        {NULL, &c->resource_unread}};
+    for (int i = 0; i < 7; i++)
+        if (write_header(fd, PyTuple_GET_ITEM(columns, 9 + i)) ||
+            (arrays[i][0] && write_all(fd, arrays[i][0]->data, arrays[i][0]->len)) ||
+            write_all(fd, arrays[i][1]->data, arrays[i][1]->len))
+            return -1;
+    return 0;
 }
 
 /* A file written over from its start (not truncated first: pages it has in the page cache are reused). */
@@ -831,21 +878,30 @@ static int check_columns(PyObject *columns, Py_ssize_t count, const char *what) 
     return 0;
 }
 
-static PyObject *flatten(PyObject *self, PyObject *args) {
-    PyObject *bodies, *markers, *columns, *resource_columns;
-    unsigned long long first;
-    const char *path, *resources_path;
-    if (!PyArg_ParseTuple(args, "OKO!O!sO!s", &bodies, &first, &PyTuple_Type, &markers, &PyTuple_Type, &columns,
-                          &path, &PyTuple_Type, &resource_columns, &resources_path))
-        return NULL;
-    if (check_columns(columns, SPAN_COLUMNS, "columns") ||
-        check_columns(resource_columns, RESOURCE_COLUMNS, "resource_columns"))
-        return NULL;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(markers); i++)
-        if (!PyBytes_Check(PyTuple_GET_ITEM(markers, i))) {
-            PyErr_SetString(PyExc_TypeError, "markers: bytes expected");
-            return NULL;
+static int check_names(PyObject *names, const char *what) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++)
+        if (!PyBytes_Check(PyTuple_GET_ITEM(names, i))) {
+            PyErr_Format(PyExc_TypeError, "%s: bytes expected", what);
+            return -1;
         }
+    return 0;
+}
+
+static PyObject *flatten(PyObject *self, PyObject *args) {
+    PyObject *bodies, *markers, *resource_keys, *columns;
+    unsigned long long first;
+    Py_ssize_t most, limit;
+    const char *path;
+    if (!PyArg_ParseTuple(args, "OKO!O!nnO!s", &bodies, &first, &PyTuple_Type, &markers, &PyTuple_Type,
+                          &resource_keys, &most, &limit, &PyTuple_Type, &columns, &path))
+        return NULL;
+    if (check_columns(columns, SPAN_COLUMNS, "columns") || check_names(markers, "markers") ||
+        check_names(resource_keys, "resource_keys"))
+        return NULL;
+    if (PyTuple_GET_SIZE(resource_keys) > MAX_RESOURCE_FIELDS || most < 0 || limit < 0) {
+        PyErr_Format(PyExc_ValueError, "resource_keys: at most %d; most, limit: not negative", MAX_RESOURCE_FIELDS);
+        return NULL;
+    }
     PyObject *seq = PySequence_Fast(bodies, "bodies: a sequence of buffers expected");
     if (!seq) return NULL;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
@@ -868,7 +924,10 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
     if (!failed) {
         Py_BEGIN_ALLOW_THREADS
         link_levels(c);
-        reset(c, 1);
+        reset(c);
+        c->resource_keys_asked = resource_keys;
+        c->most = (size_t)most;
+        c->limit = (size_t)limit;
         int spans_fd = open_over(path);
         if (spans_fd < 0) io_error = 1;
         Mark at;
@@ -883,15 +942,10 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
                 /* the last block even if empty: the file names its columns for ClickHouse */
                 rows += c->rows;
                 io_error = write_spans(spans_fd, c, columns);
-                reset(c, 0);
+                reset(c);
             }
         }
         if (spans_fd >= 0) io_error = finish_file(spans_fd, io_error) || io_error;
-        if (!failed && !io_error) {
-            int resources_fd = open_over(resources_path);
-            io_error = resources_fd < 0 || finish_file(resources_fd, write_resources(resources_fd, c, resource_columns));
-            if (io_error) path = resources_path;
-        }
         Py_END_ALLOW_THREADS
     }
     for (Py_ssize_t i = 0; i < taken; i++) PyBuffer_Release(&views[i]);
@@ -903,8 +957,8 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
             Buf *bufs[MAX_BUFS + 1];
             all_bufs(c, bufs);
             for (int i = 0; bufs[i]; i++) free(bufs[i]->data);
-            Values *scratch[] = {&c->attributes.values, &c->depth1, &c->resource_attributes.values, &c->rdepth1};
-            for (int i = 0; i < 4; i++) free(scratch[i]->text.data), free(scratch[i]->single.data);
+            resource_bufs(c, bufs);
+            for (int i = 0; bufs[i]; i++) free(bufs[i]->data);
             free(c->keys.keys);
             free(c);
         } else {
@@ -919,10 +973,10 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"flatten", flatten, METH_VARARGS,
-     "flatten(bodies, first, markers, columns, path, resource_columns, resources_path) -> rows\n\n"
+     "flatten(bodies, first, markers, resource_keys, most, limit, columns, path) -> rows\n\n"
      "Writes the spans of `bodies` (OTLP ExportTraceServiceRequest messages, the first numbered `first`) to\n"
-     "`path` as one ClickHouse Native block, one row per span, and their resources to `resources_path`;\n"
-     "`columns`, `resource_columns`: each block's (name, type) pairs, as bytes."},
+     "`path` as ClickHouse Native blocks, one row per span, with its resource's first `most` attributes (values\n"
+     "cut at `limit` characters) and the texts of its `resource_keys`; `columns`: (name, type) pairs, as bytes."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,8 +6,9 @@ def flatten(
     bodies: Sequence[bytes | memoryview],
     first: int,
     markers: tuple[bytes, ...],
+    resource_keys: tuple[bytes, ...],
+    most: int,
+    limit: int,
     columns: Columns,
     path: str,
-    resource_columns: Columns,
-    resources_path: str,
 ) -> int: ...

@@ -76,6 +76,8 @@ _SPAN = (
     "Tuple(trace_id String, span_id String, trace_state String, parent_span_id String, name String, "
     f"start_time_unix_nano UInt64, end_time_unix_nano UInt64, attributes {_ATTRIBUTES}, status Tuple(code Int32))"
 )
+RESOURCE_KEYS = ("service.name", "deployment.environment.name", "deployment.environment", PROJECT_ATTRIBUTE)
+"""The resource attributes the query reads fields from: `_flatten` hands their texts to each span's row."""
 FLAT_COLUMNS = (
     ("request", "UInt64"),
     ("resource_index", "UInt64"),
@@ -89,25 +91,21 @@ FLAT_COLUMNS = (
     ("attribute_counts", "Array(Int64)"),
     ("unread", "UInt8"),
     ("attribute_texts", "Array(String)"),
-)
-"""The spans' Native block `_flatten` writes: a row per span (and one per scope without spans), positions 1-based
-as arrayEnumerate gives them; `marked`: the span has a marker key; `scope_unmarked`: its scope's spans without
-one; `decode_bad`: a request `_flatten` did not read (its one row), left to the Python reader;
-`attribute_counts`: each attribute's value as `as_count` reads it where `count_ok`, else -1; `unread`: some
-attribute is not spelled by the engine as by Python (not `readable`, or keys Python's dict would merge);
-`attribute_texts`: each attribute's `as_text`. In this order."""
-FLAT_RESOURCE_COLUMNS = (
-    ("request", "UInt64"),
-    ("resource_index", "UInt64"),
-    ("resource_attributes_", _ATTRIBUTES),
+    ("resource_keys", "Array(String)"),
+    ("resource_values", "Array(String)"),
+    ("resource_fields", "Array(String)"),
     ("resource_unread", "UInt8"),
-    ("resource_texts", "Array(String)"),
 )
-"""The resources' Native block: a row per resource, joined to its spans by the query (computed once a resource);
-`resource_unread`, `resource_texts` as the spans' `unread`, `attribute_texts`."""
-_FLAT_HEADERS = tuple(
-    tuple((name.encode(), kind.encode()) for name, kind in columns) for columns in (FLAT_COLUMNS, FLAT_RESOURCE_COLUMNS)
-)
+"""The Native blocks `_flatten` writes: a row per span (and one per scope without spans), positions 1-based as
+arrayEnumerate gives them; `marked`: the span has a marker key; `scope_unmarked`: its scope's spans without one;
+`decode_bad`: a request `_flatten` did not read (its one row), left to the Python reader; `attribute_counts`: each
+attribute's value as `as_count` reads it where `count_ok`, else -1; `unread`: some attribute is not spelled by the
+engine as by Python (not `readable`, or keys Python's dict would merge); `attribute_texts`: each attribute's
+`as_text`. Then the span's resource, read once and copied into each of its spans' rows: its first `max_attributes`
+keys and `as_str` values, cut as resource_attributes keeps them; the texts of RESOURCE_KEYS; `resource_unread` as
+`unread`. In this order."""
+_FLAT_HEADER = tuple((name.encode(), kind.encode()) for name, kind in FLAT_COLUMNS)
+_RESOURCE_KEY_BYTES = tuple(key.encode() for key in RESOURCE_KEYS)
 
 EXTRA_COLUMNS = ("has_usage", "response_id", "request")
 _COMPUTED = tuple(
@@ -205,8 +203,7 @@ class EngineReader:
         owned = [(index, probe) for index, probes in enumerate(self._probes, 1) for probe in probes]
         self._probe_owners = [index for index, _ in owned]
         self._probe_search = MarkerSearch([probe for _, probe in owned])
-        stale_files = [*self._workdir.glob("requests-*.bin"), *self._workdir.glob("resources-*.bin")]
-        for stale in stale_files:  # a batch's files a killed run left under its names
+        for stale in self._workdir.glob("requests-*.bin"):  # a batch's files a killed run left under its names
             stale.unlink(missing_ok=True)
 
     def read(self, requests: Sequence[bytes] | pa.ChunkedArray, latest_ns: Sequence[int]) -> EngineBatch:
@@ -234,11 +231,10 @@ class EngineReader:
         for part, first in enumerate(range(0, len(bodies), size)):
             slot = self._workdir / f"part-{part}.bin"
             if self._flatten:
-                resource_slot = self._workdir / f"part-{part}.resources.bin"
-                spans, resources = _FLAT_HEADERS
                 part_bodies = bodies[first : first + size]
-                _flatten.flatten(part_bodies, first, markers, spans, str(slot), resources, str(resource_slot))
-                paths.append((self._workdir / f"resources-{tag}-{first}.bin", resource_slot))
+                config = self._config
+                limits = (config.max_attributes, config.max_attribute_value_length)
+                _flatten.flatten(part_bodies, first, markers, _RESOURCE_KEY_BYTES, *limits, _FLAT_HEADER, str(slot))
             else:
                 write_length_delimited(slot, bodies[first : first + size])
             paths.append((self._workdir / f"requests-{tag}-{first}.bin", slot))
@@ -249,7 +245,6 @@ class EngineReader:
                 query,
                 parameters={
                     "path": str(self._workdir / f"requests-{tag}-*.bin"),
-                    "resources": str(self._workdir / f"resources-{tag}-*.bin"),
                     "latest": [int(latest) for latest in latest_ns],
                 },
                 use_strings=True,
@@ -479,26 +474,8 @@ class Query:
             return f"if({index} > 0, toInt128(attribute_counts[{index}]), 0)"
         return f"if({index} > 0, {as_count(f'vs[{index}]')}, 0)"
 
-    def _as_strs(self, values: str) -> str:
-        """Each attribute's `as_str` text."""
-        if self._flat:  # _flatten wrote it as the value's string_value
-            return f"tupleElement({values}, 'string_value')"
-        return f"arrayMap(v -> {as_str('v')}, {values})"
-
-    def _as_texts(self, values: str, strs: str) -> str:
-        """Each attribute's `as_text`, given their `as_str` texts."""
-        if self._flat:  # _flatten wrote them
-            return "resource_texts" if values == "rvs" else "attribute_texts"
-        return f"arrayMap((v, s) -> {as_text('v', 's')}, {values}, {strs})"
-
     def _count_ok(self, index: str) -> str:
         return f"attribute_counts[{index}] >= 0" if self._flat else count_ok(f"vs[{index}]")
-
-    def _unread(self, values: str, keys: str) -> str:
-        """Some attribute the engine does not spell as Python does (see `readable`), or keys a dict would merge."""
-        if self._flat:  # _flatten looked
-            return "(resource_unread = 1)" if values == "rvs" else "(unread = 1)"
-        return f"(NOT arrayAll(v -> {readable('v')}, {values}) OR {_unusual_keys(keys)})"
 
     def _field_index(self, name: Field) -> str:
         """Position in the span's attributes of the first plain attribute present for the field (0: none)."""
@@ -592,10 +569,10 @@ class Query:
         settings = ", ".join(f"{name} = {literal(value)}" for name, value in _SETTINGS.items())
         if self._flat:
             flat = "SELECT *, {latest:Array(UInt64)}[request + 1] AS latest FROM file({path:String}, 'Native')"
-            resources = "SELECT * FROM file({resources:String}, 'Native')"
-            spans = f"""SELECT * FROM ({_staged(flat, self._scope_columns())}) AS spans_
-LEFT ANY JOIN ({_staged(resources, self._resource_columns())}) AS resources_ USING (request, resource_index)
-WHERE span_index <= 1 OR sconv > 0 OR marked = 1"""
+            resource_and_scope = self._resource_columns() + self._scope_columns()
+            spans = (
+                f"SELECT * FROM ({_staged(flat, resource_and_scope)}) WHERE span_index <= 1 OR sconv > 0 OR marked = 1"
+            )
             return f"SELECT {', '.join(_RESULT)} FROM ({_staged(spans, self._span_columns())})\nSETTINGS {settings}"
         source = f"file({{path:String}}, 'Protobuf', {literal(STRUCTURE)})"
         # The latest time accepted, once per request (an array indexed per span would be copied for each).
@@ -617,35 +594,42 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
         return f"SELECT {', '.join(_RESULT)} FROM ({_staged(spans, self._span_columns())})\nSETTINGS {settings}"
 
     def _resource_columns(self) -> list[tuple[str, str]]:
+        """The span's resource: its attributes as the row keeps them, and the fields read from them."""
         config = self._config
         most = config.max_attributes
         limit = config.max_attribute_value_length
-        resource = "tupleElement(tupleElement(resource_, 'resource'), 'attributes')"
-        attributes = "resource_attributes_" if self._flat else resource
-        rks = f"tupleElement({attributes}, 'key')"
-        rvs = f"tupleElement({attributes}, 'value')"
+        if self._flat:  # _flatten read the resource (once) into the span's row
 
-        def text(key: str) -> str:
-            return f"rtexts[indexOf(rks, {literal(key)})]"
+            def text(key: str) -> str:
+                return f"resource_fields[{RESOURCE_KEYS.index(key) + 1}]"
 
-        project = text(PROJECT_ATTRIBUTE)
+            columns = [
+                "mapFromArrays(resource_keys, resource_values) AS resource_attributes",
+                "resource_unread = 1 AS resource_bad",
+            ]
+        else:
 
-        current, deprecated = text("deployment.environment.name"), text("deployment.environment")
-        environment = f"if({current} != '', {current}, {deprecated})"
-        return _aliased(
-            [
-                f"{rks} AS rks",
-                f"{rvs} AS rvs",
-                f"{self._as_strs('rvs')} AS rstrs",
-                f"{self._as_texts('rvs', 'rstrs')} AS rtexts",
-                f"if({text('service.name')} != '', {text('service.name')}, 'unknown_service') AS service_name",
-                f"{environment} AS environment",
-                f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
+            def text(key: str) -> str:
+                return f"rtexts[indexOf(rks, {literal(key)})]"
+
+            attributes = "tupleElement(tupleElement(resource_, 'resource'), 'attributes')"
+            columns = [
+                f"tupleElement({attributes}, 'key') AS rks",
+                f"tupleElement({attributes}, 'value') AS rvs",
+                f"arrayMap(v -> {as_str('v')}, rvs) AS rstrs",
+                f"arrayMap((v, s) -> {as_text('v', 's')}, rvs, rstrs) AS rtexts",
                 f"mapFromArrays(arrayMap(k -> {cut('k')}, arraySlice(rks, 1, {most})), "
                 f"arrayMap(s -> {cut('s', limit)}, arraySlice(rstrs, 1, {most}))) AS resource_attributes",
-                f"{self._unread('rvs', 'rks')} AS resource_bad",
+                f"(NOT arrayAll(v -> {readable('v')}, rvs) OR {_unusual_keys('rks')}) AS resource_bad",
             ]
-        )
+        service, project = text("service.name"), text(PROJECT_ATTRIBUTE)
+        current, deprecated = text("deployment.environment.name"), text("deployment.environment")
+        columns += [
+            f"if({service} != '', {service}, 'unknown_service') AS service_name",
+            f"if({current} != '', {current}, {deprecated}) AS environment",
+            f"if({project} != '', {project}, {literal(DEFAULT_PROJECT)}) AS project",
+        ]
+        return _aliased(columns)
 
     def _scope_columns(self) -> list[tuple[str, str]]:
         """The span's scope: its convention by name, and its count of ordinary spans."""
@@ -683,8 +667,9 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
         return [
             "tupleElement(tupleElement(span, 'attributes'), 'key') AS ks",
             "tupleElement(tupleElement(span, 'attributes'), 'value') AS vs",
-            f"{self._as_strs('vs')} AS strs",
-            f"{self._as_texts('vs', 'strs')} AS texts",
+            # _flatten wrote each attribute's as_str as its string_value, and its as_text
+            "tupleElement(vs, 'string_value') AS strs" if self._flat else f"arrayMap(v -> {as_str('v')}, vs) AS strs",
+            "attribute_texts AS texts" if self._flat else f"arrayMap((v, s) -> {as_text('v', 's')}, vs, strs) AS texts",
             f"if(sconv > 0, sconv, {self._marker_convention()}) AS conv",
             f"span_index > 0 AND (sconv > 0 OR {self._marked('span')}) AS genai",
             f"if(NOT genai, 0, if({by(self._model_call, '0')}, 2, 1)) AS span_class",
@@ -775,7 +760,10 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
         tokens_ok = " AND ".join(f"({_field(n)} = 0 OR {self._count_ok(_field(n))})" for n in TOKEN_FIELDS if n in read)
         finish = _field(Field.FINISH_REASONS)
         reasons = {
-            "read_bad": self._unread("vs", "ks"),
+            # _flatten looked at every attribute
+            "read_bad": "unread = 1"
+            if self._flat
+            else f"NOT arrayAll(v -> {readable('v')}, vs) OR {_unusual_keys('ks')}",
             "ids_bad": f"length({_TRACE_ID}) != 16 OR length({_SPAN_ID}) != 8 OR length({_PARENT}) NOT IN (0, 8)",
             "times_bad": f"{_START} < {MIN_TIMESTAMP_NS} OR greatest({_START}, {_END}) > latest",
             "counts_bad": f"NOT ({tokens_ok or '1'})",

@@ -272,7 +272,7 @@ def test_a_smaller_batch_after_a_larger_one_reads_only_its_own_requests(reader: 
 @NOT_BUILT
 def test_a_killed_runs_request_files_are_removed(store: Client, tmp_path: Path) -> None:
     """A batch's files are renamed for its query; a run killed during one leaves them under those names."""
-    left = [tmp_path / "requests-0123abcd-0.bin", tmp_path / "resources-0123abcd-0.bin"]
+    left = [tmp_path / "requests-0123abcd-0.bin", tmp_path / "requests-0123abcd-512.bin"]
     for path in left:
         path.write_bytes(b"\x00" * 1000)
     reader = EngineReader(CONFIG, store, tmp_path, flatten=True)
@@ -280,9 +280,7 @@ def test_a_killed_runs_request_files_are_removed(store: Client, tmp_path: Path) 
     bodies = convention_requests(CONVENTIONS[0])
     assert compare(reader, bodies).table.num_rows > 0
     kept = sorted(path.name for path in tmp_path.iterdir())
-    parts = len(kept) // 2
-    expected = sorted(f"part-{index}{suffix}" for index in range(parts) for suffix in (".bin", ".resources.bin"))
-    assert parts and kept == expected  # only the files kept for reuse
+    assert kept and kept == [f"part-{index}.bin" for index in range(len(kept))]  # only the files kept for reuse
 
 
 def test_an_empty_batch_and_a_batch_without_genai(reader: EngineReader) -> None:
@@ -437,7 +435,10 @@ def test_content_falls_back_only_when_captured(store: Client, tmp_path: Path) ->
     assert compare(EngineReader(config, store, tmp_path), bodies, config).fallback == [0]
 
 
-def test_bounds_on_attributes_as_the_python_reader(store: Client, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "flatten", [pytest.param(True, marks=NOT_BUILT, id="flattened"), pytest.param(False, id="protobuf")]
+)
+def test_bounds_on_attributes_as_the_python_reader(store: Client, tmp_path: Path, flatten: bool) -> None:
     config = GenAIProcessorConfig.model_validate(
         {"max_attributes": 3, "max_attribute_value_length": 5, "redaction": {"attributes": False}}
     )
@@ -446,8 +447,12 @@ def test_bounds_on_attributes_as_the_python_reader(store: Client, tmp_path: Path
         ("chat", {**convention_spans(CONVENTIONS[-1], 0)[0][1], long_key: "v" * 2000, "spanmeter.tag.x": "y" * 2000})
     ]
     bodies = [sdk_request("app", spans, {"service.name": "s" * 2000, "a": 1, "b": 2, "c": 3, "d": 4})]
-    batch = compare(EngineReader(config, store, tmp_path), bodies, config)
-    assert batch.fallback == [] and batch.table.num_rows == 1
+    request = ExportTraceServiceRequest.FromString(bodies[0])
+    resource = request.resource_spans[0].resource.attributes
+    resource.insert(0, KeyValue(key="é" * 1100, value=AnyValue(string_value="模" * 10)))  # among the 3 kept
+    bodies.append(request.SerializeToString())
+    batch = compare(EngineReader(config, store, tmp_path, flatten=flatten), bodies, config)
+    assert batch.fallback == [] and batch.table.num_rows == 2
 
 
 def test_doubles_are_spelled_as_python_repr(reader: EngineReader) -> None:
