@@ -370,8 +370,8 @@ static void all_bufs(Columns *c, Buf **out) {
     out[n] = NULL;
 }
 
-/* A resource's scratch buffers, every one (to free them). */
-static int resource_bufs(Columns *c, Buf **out) {
+/* Every scratch buffer (not a column): a resource's as it is read, and the values' texts (to empty or free). */
+static int scratch_bufs(Columns *c, Buf **out) {
     int n = 0;
     out[n++] = &c->resource_attributes.offsets;
     out[n++] = &c->resource_attributes.keys;
@@ -592,7 +592,7 @@ static int add_resource(Columns *c, const uint8_t *bytes, size_t size) {
     Resource *res = &c->resource;
     Attributes *scratch = &c->resource_attributes;
     Buf *bufs[MAX_BUFS + 1];
-    resource_bufs(c, bufs);
+    scratch_bufs(c, bufs);
     for (int i = 0; bufs[i]; i++) bufs[i]->len = 0;
     scratch->count = scratch->values.count = c->rdepth1.count = c->rdepth2.count = 0;
     res->entries = 0;
@@ -957,7 +957,7 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
             Buf *bufs[MAX_BUFS + 1];
             all_bufs(c, bufs);
             for (int i = 0; bufs[i]; i++) free(bufs[i]->data);
-            resource_bufs(c, bufs);
+            scratch_bufs(c, bufs);
             for (int i = 0; bufs[i]; i++) free(bufs[i]->data);
             free(c->keys.keys);
             free(c);
