@@ -1,13 +1,14 @@
 """The ClickHouse engine reading whole GenAI rows from OTLP trace requests, as `GenAIProcessor.decode` does.
 
-A batch of requests is flattened by `_flatten` (native code) to files of span rows and of resource rows in
-ClickHouse's Native format, or, where that module is not built, written to files of length-delimited messages
-that ClickHouse's Protobuf format reads; one file per core, read in parallel, by ONE query generated from the
-convention tables (the single source of truth) for the conventions whose markers or scopes occur in the batch's
-bytes. Each span carries its position (request, resource, scope, span: the flattener's columns, or the ARRAY
-JOINs' enumerations), so rows are put back in the reference's order. Ordinary spans are counted per scope and
-dropped; each GenAI span is classified (model call or not) and read into the row's columns. The flattener also
-hands back what it does not read exactly (see `_flatten.c`).
+A batch of requests is flattened by `_flatten` (native code) to files of span rows in ClickHouse's Native format
+(each row with its resource's columns, and each attribute's count and texts, read once in native code rather
+than by an expression per attribute), or, where that module is not built, written to files of length-delimited
+messages that ClickHouse's Protobuf format reads; one file per core, read in parallel, by ONE query generated
+from the convention tables (the single source of truth) for the conventions whose markers or scopes occur in the
+batch's bytes. Each span carries its position (request, resource, scope, span: the flattener's columns, or the
+ARRAY JOINs' enumerations), so rows are put back in the reference's order. Ordinary spans are counted per scope
+and dropped; each GenAI span is classified (model call or not) and read into the row's columns. The flattener
+also hands back what it does not read exactly (see `_flatten.c`).
 
 A span the reference reads marks its whole request for the Python reader (`EngineBatch.fallback`), which then
 produces the exact rows or rejection messages, when:
