@@ -230,7 +230,7 @@ static int put_double_text(Buf *b, double d) {
     int n = 0, count = 0;
     if (*c == '-') out[n++] = *c++;
     for (; *c && *c != 'e'; c++)
-        if (*c != '.') digits[count++] = *c;
+        if (*c >= '0' && *c <= '9') digits[count++] = *c; /* not the decimal point, whatever the locale's */
     int exponent = atoi(c + 1); /* -4..15: double_plain */
     if (exponent >= 0) {
         for (int i = 0; i <= exponent; i++) out[n++] = i < count ? digits[i] : '0';
