@@ -134,3 +134,36 @@ def test_genai_spans_merges_at_base_20_and_the_rollups_at_the_default(store: Cli
         ).result_rows
     )
     assert settings == dict.fromkeys(written, "") | {"genai_spans": "20"}
+
+
+def test_inserts_make_compact_parts_and_merges_past_the_threshold_wide(
+    collector: Collector, store: Client, database: str
+) -> None:
+    """033: an insert's part is compact (one data file, not one per column stream); a merge whose result is
+    larger than min_bytes_for_wide_part writes a wide part, so large parts are read column by column."""
+    provider = tracer_provider(collector)
+    for index in range(3):
+        emit(provider, "chat", genai_attributes("openai", "gpt-4o", {"input": 10 + index, "output": 5}), AT_NS)
+        wait_for_rows(collector, index + 1)  # one insert each: three parts to merge
+
+    def parts() -> list[tuple[str, int]]:
+        return store.query(
+            "SELECT part_type, rows FROM system.parts"
+            " WHERE database = {db:String} AND table = 'genai_spans' AND active ORDER BY name",
+            parameters={"db": database},
+        ).result_rows
+
+    setting = store.query(
+        "SELECT extract(engine_full, 'min_bytes_for_wide_part = (\\d+)') FROM system.tables"
+        " WHERE database = {db:String} AND name = 'genai_spans'",
+        parameters={"db": database},
+    ).first_row[0]
+    assert setting == str(256 * 1024 * 1024)
+    assert [part_type for part_type, _ in parts()] == ["Compact"] * 3
+    # A merge decides the part type from the merged size; a threshold below it stands for a part past 256 MiB.
+    store.command(
+        "ALTER TABLE {db:Identifier}.genai_spans MODIFY SETTING min_bytes_for_wide_part = 1",
+        parameters={"db": database},
+    )
+    store.command("OPTIMIZE TABLE {db:Identifier}.genai_spans FINAL", parameters={"db": database})
+    assert parts() == [("Wide", 3)]
