@@ -1,0 +1,112 @@
+"""What a stored row costs the embedded store, inserts and merges together, with a schema change and without.
+
+Each run is a fresh process and store with today's schema: the rows of 50,000 GenAI spans (as `bench/ingest.py`
+makes them, read and priced by the collector's own stages, not timed) are inserted into genai_spans again and
+again, through every view, a pause between inserts as a collector under load leaves, and the process's CPU is
+counted from the first insert until some seconds after the last, so the merges those inserts cause count too
+(they cost about as much as the inserts). `--variant` is SQL run on the store before the inserts (`{db}` names
+its database); runs with and without it alternate, and the medians and their ratio are printed.
+
+    python bench/inserts.py --variant "ALTER TABLE {db}.genai_spans MODIFY SETTING ..." [--runs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # ingest.make_spans
+
+DATABASE = "bench"
+
+
+def run_once(root: Path, variant: str, rows: int, inserts: int, pause: float, settle: float) -> dict[str, object]:
+    import pyarrow as pa
+    from ingest import chunks, make_spans
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from spanmeter.config import GenAIProcessorConfig, PricingProcessorConfig
+    from spanmeter.decoding import InlineReader
+    from spanmeter.exporters.accepted import request_record
+    from spanmeter.exporters.clickhouse import INSERT_SETTINGS, TABLE
+    from spanmeter.rows import ColumnStages, RowBuilder
+    from spanmeter.store import apply_schema, connect, insert_arrow
+    from spanmeter.telemetry import CollectorMetrics
+
+    bodies = [encode_spans(batch).SerializeToString() for batch in chunks(make_spans(rows), 512)]
+    requests = pa.concat_tables([request_record(body, None, 512, time.time_ns()) for body in bodies])
+    client = connect(f"chdb://{root / 'store'}")
+    apply_schema(client, DATABASE)
+    for statement in filter(None, (part.strip() for part in variant.split(";"))):
+        client.command(statement.format(db=DATABASE))
+    genai, pricing = GenAIProcessorConfig.model_validate({}), PricingProcessorConfig.model_validate({})
+    (root / "scratch").mkdir()
+    columns = ColumnStages(genai, pricing, None, root / "scratch", lambda: client)
+    table = (
+        RowBuilder(InlineReader(genai, [pricing]), [], CollectorMetrics(), columns=columns).build(requests, False).table
+    )
+    spool = root / "spool"
+    spool.mkdir()
+    start = _cpu()
+    for _ in range(inserts):
+        settings = INSERT_SETTINGS | {"insert_deduplication_token": uuid.uuid4().hex}
+        insert_arrow(client, f"{DATABASE}.{TABLE}", table, settings, spool)
+        time.sleep(pause)
+    time.sleep(settle)
+    used = _cpu() - start
+    parts = client.query(
+        "SELECT part_type, count(), sum(rows) FROM system.parts"
+        " WHERE database = {db:String} AND table = {table:String} AND active GROUP BY part_type ORDER BY part_type",
+        parameters={"db": DATABASE, "table": TABLE},
+    ).result_rows
+    return {"us_per_row": used / (inserts * table.num_rows) * 1e6, "parts": [list(part) for part in parts]}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", required=True, help="SQL run before the inserts; {db} is the database")
+    parser.add_argument("--runs", type=int, default=4, help="runs of each, alternated")
+    parser.add_argument("--rows", type=int, default=50_000, help="rows an insert (batch.max_rows)")
+    parser.add_argument("--inserts", type=int, default=40)
+    parser.add_argument("--pause", type=float, default=0.5, help="seconds between inserts")
+    parser.add_argument("--settle", type=float, default=8.0, help="seconds counted after the last insert")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        with tempfile.TemporaryDirectory(prefix="spanmeter-inserts-") as root:
+            result = run_once(Path(root), args.child, args.rows, args.inserts, args.pause, args.settle)
+        print(json.dumps(result))
+        return
+    figures: dict[str, list[float]] = {"schema": [], "variant": []}
+    for run in range(args.runs):
+        order = ("schema", "variant") if run % 2 == 0 else ("variant", "schema")
+        for name in order:
+            sql = args.variant if name == "variant" else ""
+            command = [sys.executable, __file__, "--variant", args.variant, "--child", sql]
+            command += ["--rows", str(args.rows), "--inserts", str(args.inserts)]
+            command += ["--pause", str(args.pause), "--settle", str(args.settle)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+            figures[name].append(result["us_per_row"])
+            print(f"run {run + 1}: {name:7} {result['us_per_row']:6.2f} µs a row  active parts {result['parts']}")
+    schema, variant = statistics.median(figures["schema"]), statistics.median(figures["variant"])
+    print(f"{args.inserts} inserts of {args.rows:,} rows, {args.runs} runs each (medians)")
+    print(f"  schema   {schema:6.2f} µs of CPU a row, inserts and merges")
+    print(f"  variant  {variant:6.2f} µs of CPU a row   ({variant / schema:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
