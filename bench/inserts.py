@@ -2,10 +2,12 @@
 
 Each run is a fresh process and store with today's schema: the rows of 50,000 GenAI spans (as `bench/ingest.py`
 makes them, read and priced by the collector's own stages, not timed) are inserted into genai_spans again and
-again, through every view, a pause between inserts as a collector under load leaves, and the process's CPU is
-counted from the first insert until some seconds after the last, so the merges those inserts cause count too
-(they cost about as much as the inserts). `--variant` is SQL run on the store before the inserts (`{db}` names
-its database); runs with and without it alternate, and the medians and their ratio are printed.
+again as new calls (fresh trace and span ids, a second later each time: the same rows again would sort next to
+their copies and compress and merge as no traffic does), through every view, a pause between inserts as a
+collector under load leaves. The process's CPU is counted from the first insert until some seconds after the
+last, so the merges those inserts cause count too (they cost about as much as the inserts). `--variant` is SQL
+run on the store before the inserts (`{db}` names its database); runs with and without it alternate, and the
+medians and their ratio are printed.
 
     python bench/inserts.py --variant "ALTER TABLE {db}.genai_spans MODIFY SETTING ..." [--runs 4]
 """
@@ -22,6 +24,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ingest.make_spans
 
@@ -55,19 +61,38 @@ def run_once(root: Path, variant: str, rows: int, inserts: int, pause: float, se
     )
     spool = root / "spool"
     spool.mkdir()
-    start = _cpu()
-    for _ in range(inserts):
+    start, making = _cpu(), 0.0
+    for index in range(inserts):
+        made = time.thread_time()
+        fresh = _fresh(table, index)
+        making += time.thread_time() - made  # this thread's, not the engine's: not the store's cost
         settings = INSERT_SETTINGS | {"insert_deduplication_token": uuid.uuid4().hex}
-        insert_arrow(client, f"{DATABASE}.{TABLE}", table, settings, spool)
+        insert_arrow(client, f"{DATABASE}.{TABLE}", fresh, settings, spool)
         time.sleep(pause)
     time.sleep(settle)
-    used = _cpu() - start
+    used = _cpu() - start - making
     parts = client.query(
-        "SELECT part_type, count(), sum(rows) FROM system.parts"
+        "SELECT part_type, count(), sum(rows), sum(bytes_on_disk) FROM system.parts"
         " WHERE database = {db:String} AND table = {table:String} AND active GROUP BY part_type ORDER BY part_type",
         parameters={"db": DATABASE, "table": TABLE},
     ).result_rows
     return {"us_per_row": used / (inserts * table.num_rows) * 1e6, "parts": [list(part) for part in parts]}
+
+
+def _fresh(table: pa.Table, index: int) -> pa.Table:
+    """The rows as another batch of calls: new trace and span ids, `index` seconds later. The same rows inserted
+    again would sort next to their copies and compress (and merge) as no real traffic does."""
+    rng = np.random.default_rng(index)
+    count = table.num_rows
+    traces, spans = rng.bytes(16 * count).hex(), rng.bytes(8 * count).hex()
+    columns = {
+        "trace_id": pa.array([traces[i * 32 : i * 32 + 32] for i in range(count)]),
+        "span_id": pa.array([spans[i * 16 : i * 16 + 16] for i in range(count)]),
+        "timestamp": pc.add(table.column("timestamp"), pa.scalar(index * 10**9, pa.duration("ns"))),
+    }
+    for name, column in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table
 
 
 def _cpu() -> float:
@@ -101,7 +126,11 @@ def main() -> None:
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             result = json.loads(output.strip().splitlines()[-1])
             figures[name].append(result["us_per_row"])
-            print(f"run {run + 1}: {name:7} {result['us_per_row']:6.2f} µs a row  active parts {result['parts']}")
+            parts = ", ".join(
+                f"{count} {kind} ({rows:,} rows, {size / rows:.0f} B a row)"
+                for kind, count, rows, size in result["parts"]
+            )
+            print(f"run {run + 1}: {name:7} {result['us_per_row']:6.2f} µs a row  active parts: {parts}")
     schema, variant = statistics.median(figures["schema"]), statistics.median(figures["variant"])
     print(f"{args.inserts} inserts of {args.rows:,} rows, {args.runs} runs each (medians)")
     print(f"  schema   {schema:6.2f} µs of CPU a row, inserts and merges")
