@@ -10,6 +10,7 @@ run on the store before the inserts (`{db}` names its database); runs with and w
 medians and their ratio are printed.
 
     python bench/inserts.py --variant "ALTER TABLE {db}.genai_spans MODIFY SETTING ..." [--runs 4]
+    python bench/inserts.py --variant @bench/variants/rollup_feed.sql
 """
 
 from __future__ import annotations
@@ -102,7 +103,11 @@ def _cpu() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", required=True, help="SQL run before the inserts; {db} is the database")
+    parser.add_argument(
+        "--variant",
+        required=True,
+        help="SQL statements, separated by ;, run before the inserts ({db} is the database), or @FILE holding them",
+    )
     parser.add_argument("--runs", type=int, default=4, help="runs of each, alternated")
     parser.add_argument("--rows", type=int, default=50_000, help="rows an insert (batch.max_rows)")
     parser.add_argument("--inserts", type=int, default=40)
@@ -110,6 +115,8 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=8.0, help="seconds counted after the last insert")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.variant.startswith("@"):
+        args.variant = Path(args.variant[1:]).read_text()
     if args.child is not None:
         with tempfile.TemporaryDirectory(prefix="spanmeter-inserts-") as root:
             result = run_once(Path(root), args.child, args.rows, args.inserts, args.pause, args.settle)
@@ -123,7 +130,10 @@ def main() -> None:
             command = [sys.executable, __file__, "--variant", args.variant, "--child", sql]
             command += ["--rows", str(args.rows), "--inserts", str(args.inserts)]
             command += ["--pause", str(args.pause), "--settle", str(args.settle)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            child = subprocess.run(command, capture_output=True, text=True)
+            if child.returncode:
+                raise SystemExit(f"the {name} run failed:\n" + "\n".join(child.stderr.splitlines()[-5:]))
+            output = child.stdout
             result = json.loads(output.strip().splitlines()[-1])
             figures[name].append(result["us_per_row"])
             parts = ", ".join(
