@@ -36,7 +36,6 @@ DATABASE = "bench"
 
 
 def run_once(root: Path, variant: str, rows: int, inserts: int, pause: float, settle: float) -> dict[str, object]:
-    import pyarrow as pa
     from ingest import chunks, make_spans
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
@@ -133,8 +132,7 @@ def main() -> None:
             child = subprocess.run(command, capture_output=True, text=True)
             if child.returncode:
                 raise SystemExit(f"the {name} run failed:\n" + "\n".join(child.stderr.splitlines()[-5:]))
-            output = child.stdout
-            result = json.loads(output.strip().splitlines()[-1])
+            result = json.loads(child.stdout.strip().splitlines()[-1])
             figures[name].append(result["us_per_row"])
             parts = ", ".join(
                 f"{count} {kind} ({rows:,} rows, {size / rows:.0f} B a row)"

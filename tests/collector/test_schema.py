@@ -126,14 +126,19 @@ def test_genai_spans_merges_at_base_20_and_the_rollups_at_the_default(store: Cli
 
     written = reached("genai_spans")
     assert len(written) == 15, written
-    settings = dict(
+    settings = table_settings(store, database, "merge_selector_base", written)
+    assert settings == dict.fromkeys(written, "") | {"genai_spans": "20"}
+
+
+def table_settings(store: Client, database: str, setting: str, tables: set[str]) -> dict[str, str]:
+    """Each table's value of a MergeTree `setting` as its definition sets it; "" where it keeps the default."""
+    return dict(
         store.query(
-            "SELECT name, extract(engine_full, 'merge_selector_base = (\\d+)') FROM system.tables"
+            "SELECT name, extract(engine_full, concat({setting:String}, ' = (\\d+)')) FROM system.tables"
             " WHERE database = {db:String} AND has({tables:Array(String)}, name)",
-            parameters={"db": database, "tables": sorted(written)},
+            parameters={"db": database, "setting": setting, "tables": sorted(tables)},
         ).result_rows
     )
-    assert settings == dict.fromkeys(written, "") | {"genai_spans": "20"}
 
 
 def test_inserts_make_compact_parts_and_merges_past_the_threshold_wide(
@@ -153,12 +158,8 @@ def test_inserts_make_compact_parts_and_merges_past_the_threshold_wide(
             parameters={"db": database},
         ).result_rows
 
-    setting = store.query(
-        "SELECT extract(engine_full, 'min_bytes_for_wide_part = (\\d+)') FROM system.tables"
-        " WHERE database = {db:String} AND name = 'genai_spans'",
-        parameters={"db": database},
-    ).first_row[0]
-    assert setting == str(256 * 1024 * 1024)
+    settings = table_settings(store, database, "min_bytes_for_wide_part", {"genai_spans", "genai_spans_hourly"})
+    assert settings == {"genai_spans": str(256 * 1024 * 1024), "genai_spans_hourly": ""}
     assert [part_type for part_type, _ in parts()] == ["Compact"] * 3
     # A merge decides the part type from the merged size; a threshold below it stands for a part past 256 MiB.
     store.command(
