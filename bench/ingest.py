@@ -318,7 +318,17 @@ def send_raw(port: int, bodies: list[bytes], senders: int) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             export = channel.unary_unary(path)
             for body in mine:
-                export(body, timeout=60)
+                backoff = 0.05
+                while True:
+                    try:
+                        export(body, timeout=60)
+                        break
+                    except grpc.RpcError as exc:
+                        # A full WAL answers UNAVAILABLE: retried after a backoff, as the SDK's exporters do.
+                        if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                            raise
+                        time.sleep(backoff)
+                        backoff = min(backoff * 2, 1.0)
 
     in_threads(worker, [bodies[i::senders] for i in range(senders)])
 
