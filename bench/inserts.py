@@ -7,10 +7,12 @@ their copies and compress and merge as no traffic does), through every view, a p
 collector under load leaves. The process's CPU is counted from the first insert until some seconds after the
 last, so the merges those inserts cause count too (they cost about as much as the inserts). `--variant` is SQL
 run on the store before the inserts (`{db}` names its database); runs with and without it alternate, and the
-medians and their ratio are printed.
+medians and their ratio are printed. `--base` is SQL run before both (e.g. every view dropped, to measure
+genai_spans alone).
 
     python bench/inserts.py --variant "ALTER TABLE {db}.genai_spans MODIFY SETTING ..." [--runs 4]
     python bench/inserts.py --variant @bench/variants/rollup_feed.sql
+    python bench/inserts.py --base @bench/variants/no_views.sql --variant "SYSTEM STOP MERGES {db}.genai_spans"
 """
 
 from __future__ import annotations
@@ -95,6 +97,10 @@ def _fresh(table: pa.Table, index: int) -> pa.Table:
     return table
 
 
+def _sql(argument: str) -> str:
+    return Path(argument[1:]).read_text() if argument.startswith("@") else argument
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -107,6 +113,9 @@ def main() -> None:
         required=True,
         help="SQL statements, separated by ;, run before the inserts ({db} is the database), or @FILE holding them",
     )
+    parser.add_argument(
+        "--base", default="", help="SQL (or @FILE) run before the inserts of both runs, e.g. every view dropped"
+    )
     parser.add_argument("--runs", type=int, default=4, help="runs of each, alternated")
     parser.add_argument("--rows", type=int, default=50_000, help="rows an insert (batch.max_rows)")
     parser.add_argument("--inserts", type=int, default=40)
@@ -114,8 +123,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=8.0, help="seconds counted after the last insert")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.variant.startswith("@"):
-        args.variant = Path(args.variant[1:]).read_text()
+    args.variant, args.base = _sql(args.variant), _sql(args.base)
     if args.child is not None:
         with tempfile.TemporaryDirectory(prefix="spanmeter-inserts-") as root:
             result = run_once(Path(root), args.child, args.rows, args.inserts, args.pause, args.settle)
@@ -125,7 +133,7 @@ def main() -> None:
     for run in range(args.runs):
         order = ("schema", "variant") if run % 2 == 0 else ("variant", "schema")
         for name in order:
-            sql = args.variant if name == "variant" else ""
+            sql = args.base + ";" + (args.variant if name == "variant" else "")
             command = [sys.executable, __file__, "--variant", args.variant, "--child", sql]
             command += ["--rows", str(args.rows), "--inserts", str(args.inserts)]
             command += ["--pause", str(args.pause), "--settle", str(args.settle)]
