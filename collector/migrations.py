@@ -26,11 +26,11 @@ right after claiming.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +60,8 @@ _FIRST_POLL = 0.01
 """Seconds before the first look at a migration another collector is applying: most take tens of milliseconds, so
 a collector starting beside another would otherwise wait a whole poll_interval at each of them. Each look waits
 twice as long as the one before, up to poll_interval."""
+_MIGRATOR_NUMBERS = itertools.count(1)
+"""Numbers the Migrators of this process, each a claimant of its own."""
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,9 @@ class Migrator:
         self._client = client
         self._database = database
         self._cluster = cluster
-        # Unique per Migrator even within one process: two collectors in one process are two claimants.
-        self.collector = collector or f"{default_collector_name()}-{threading.get_ident():x}-{id(self):x}"
+        # Unique per Migrator even within one process: two collectors in one process are two claimants. Not id(self):
+        # a Migrator made after another was freed may get its address, and would take that one's claim for its own.
+        self.collector = collector or f"{default_collector_name()}-{next(_MIGRATOR_NUMBERS)}"
         self._claim_timeout = claim_timeout
         self._poll = poll_interval
         self.applied: list[int] = []

@@ -161,6 +161,13 @@ def test_baseline_files_only_hold_statements_safe_to_run_on_an_existing_store() 
                 assert safe.match(statement), (migration.name, statement[:80])
 
 
+def test_each_migrator_claims_under_its_own_name_even_after_another_is_freed(store: Client, database: str) -> None:
+    """A Migrator made after another was freed (CPython may give it the same address) is another claimant: were it
+    named as the freed one, it would take that one's claim for its own and apply the migration at once."""
+    names = [Migrator(store, database).collector for _ in range(20)]
+    assert len(set(names)) == len(names)
+
+
 def test_a_stale_claim_is_taken_over_and_a_live_one_waited_for(store: Client, database: str) -> None:
     Migrator(store, database).migrate()
     newest = migrations()[-1]
