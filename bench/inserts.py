@@ -7,12 +7,12 @@ their copies and compress and merge as no traffic does), through every view, a p
 collector under load leaves. The process's CPU is counted from the first insert until some seconds after the
 last, so the merges those inserts cause count too (they cost about as much as the inserts). `--variant` is SQL
 run on the store before the inserts (`{db}` names its database); runs with and without it alternate, and the
-medians and their ratio are printed. `--base` is SQL run before both (e.g. every view dropped, to measure
-genai_spans alone).
+medians and their ratio are printed. `--without-views` drops every materialized view the schema made, in both
+runs, to measure genai_spans alone.
 
     python bench/inserts.py --variant "ALTER TABLE {db}.genai_spans MODIFY SETTING ..." [--runs 4]
     python bench/inserts.py --variant @bench/variants/rollup_feed.sql
-    python bench/inserts.py --base @bench/variants/no_views.sql --variant "SYSTEM STOP MERGES {db}.genai_spans"
+    python bench/inserts.py --without-views --variant "SYSTEM STOP MERGES {db}.genai_spans"
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # ingest.make_spans
 DATABASE = "bench"
 
 
-def run_once(root: Path, variant: str, rows: int, inserts: int, pause: float, settle: float) -> dict[str, object]:
+def run_once(
+    root: Path, variant: str, without_views: bool, rows: int, inserts: int, pause: float, settle: float
+) -> dict[str, object]:
     from ingest import chunks, make_spans
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
@@ -53,6 +55,13 @@ def run_once(root: Path, variant: str, rows: int, inserts: int, pause: float, se
     requests = pa.concat_tables([request_record(body, None, 512, time.time_ns()) for body in bodies])
     client = connect(f"chdb://{root / 'store'}")
     apply_schema(client, DATABASE)
+    if without_views:
+        views = client.query(
+            "SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView'",
+            parameters={"db": DATABASE},
+        ).result_columns
+        for view in views[0] if views else ():
+            client.command("DROP VIEW {db:Identifier}.{view:Identifier}", parameters={"db": DATABASE, "view": view})
     for statement in filter(None, (part.strip() for part in variant.split(";"))):
         client.command(statement.format(db=DATABASE))
     genai, pricing = GenAIProcessorConfig.model_validate({}), PricingProcessorConfig.model_validate({})
@@ -97,10 +106,6 @@ def _fresh(table: pa.Table, index: int) -> pa.Table:
     return table
 
 
-def _sql(argument: str) -> str:
-    return Path(argument[1:]).read_text() if argument.startswith("@") else argument
-
-
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -113,9 +118,7 @@ def main() -> None:
         required=True,
         help="SQL statements, separated by ;, run before the inserts ({db} is the database), or @FILE holding them",
     )
-    parser.add_argument(
-        "--base", default="", help="SQL (or @FILE) run before the inserts of both runs, e.g. every view dropped"
-    )
+    parser.add_argument("--without-views", action="store_true", help="every materialized view dropped, in both runs")
     parser.add_argument("--runs", type=int, default=4, help="runs of each, alternated")
     parser.add_argument("--rows", type=int, default=50_000, help="rows an insert (batch.max_rows)")
     parser.add_argument("--inserts", type=int, default=40)
@@ -123,18 +126,22 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=8.0, help="seconds counted after the last insert")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.variant, args.base = _sql(args.variant), _sql(args.base)
+    if args.variant.startswith("@"):
+        args.variant = Path(args.variant[1:]).read_text()
     if args.child is not None:
         with tempfile.TemporaryDirectory(prefix="spanmeter-inserts-") as root:
-            result = run_once(Path(root), args.child, args.rows, args.inserts, args.pause, args.settle)
+            result = run_once(
+                Path(root), args.child, args.without_views, args.rows, args.inserts, args.pause, args.settle
+            )
         print(json.dumps(result))
         return
     figures: dict[str, list[float]] = {"schema": [], "variant": []}
     for run in range(args.runs):
         order = ("schema", "variant") if run % 2 == 0 else ("variant", "schema")
         for name in order:
-            sql = args.base + ";" + (args.variant if name == "variant" else "")
+            sql = args.variant if name == "variant" else ""
             command = [sys.executable, __file__, "--variant", args.variant, "--child", sql]
+            command += ["--without-views"] if args.without_views else []
             command += ["--rows", str(args.rows), "--inserts", str(args.inserts)]
             command += ["--pause", str(args.pause), "--settle", str(args.settle)]
             child = subprocess.run(command, capture_output=True, text=True)
