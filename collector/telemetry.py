@@ -93,7 +93,7 @@ class CollectorMetrics:
             "spanmeter_batch_rows",
             "Rows per insert",
             registry=r,
-            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000),
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 200000, 500000),
         )
         self.insert_seconds = Histogram(
             "spanmeter_insert_duration_seconds",

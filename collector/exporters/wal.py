@@ -8,6 +8,12 @@ first record is `segment_age` seconds old; a sealed segment is one insert batch,
 token in its file name is the `insert_deduplication_token` it is always inserted under, so a
 segment replayed after a crash that happened after its insert landed is stored once.
 
+Under a backlog the exporter inserts the rows of consecutive segments together, under one token: the group's
+members are recorded first, fsync'd, in a file of their own (`record_group`), so that after a crash the same
+segments are inserted together under the same token again, and a retry of a group that did land is dropped. A
+group's record is deleted after all its members are released; a record left with some members gone means the
+group was stored (members are released only after its insert), and the members left are deleted at start.
+
 Segments are released only after their rows are stored (`release`). A released segment's file is kept
 for reuse (up to `SPARE_SEGMENTS` of them, within `max_bytes`: the bound counts every byte the log's files
 hold) and the next segment is written over it, as databases recycle
@@ -43,11 +49,13 @@ from pathlib import Path
 import pyarrow as pa
 
 __all__ = [
+    "GROUP_SUFFIX",
     "MAGIC",
     "MAGIC_V1",
     "RECORD_HEADER",
     "SEGMENT_HEADER",
     "SPARE_SEGMENTS",
+    "Group",
     "Segment",
     "WalFull",
     "WalUnavailable",
@@ -71,6 +79,8 @@ SPARE_SEGMENTS = 4
 held). The disk they hold counts in `max_bytes`: they are deleted when a request would not fit beside them."""
 _SUFFIX = ".wal"
 _SPARE_SUFFIX = ".spare"
+GROUP_SUFFIX = ".group"
+"""A group's record: its members' tokens, one a line, in order; the file's stem is the group's token."""
 
 
 class WalUnavailable(Exception):
@@ -100,14 +110,25 @@ def _row_count(table: pa.Table) -> int:
     return table.num_rows
 
 
+@dataclass(frozen=True)
+class Group:
+    """Consecutive segments inserted together under `token`, as their record in the WAL's directory says."""
+
+    token: str
+    members: tuple[str, ...]
+    """The segments' tokens, in order."""
+
+
 @dataclass
 class Segment:
-    """One segment file: the rows of the requests it holds, inserted together under `token`."""
+    """One segment file: the rows of the requests it holds, inserted under `token`, or its group's."""
 
     path: Path
     token: str
     recovered: bool = False
     """Left by a previous run (its rows were never counted by this run's budgets)."""
+    group: Group | None = None
+    """Set once recorded (`record_group`): the segment is then only ever inserted with its group."""
     tables: list[pa.Table] = field(default_factory=list)
     rows: int = 0
     size: int = 0
@@ -205,8 +226,17 @@ class WriteAheadLog:
             os.close(self._lock_fd)
             self._lock_fd = -1
             raise OSError(f"the write-ahead log {self.directory} is in use by another collector") from None
-        read_back = (self._recover(path) for path in sorted(self.directory.glob(f"*{_SUFFIX}")))
-        recovered = [segment for segment in read_back if segment is not None]
+        paths = sorted(self.directory.glob(f"*{_SUFFIX}"))
+        groups, stored = self._recorded_groups({_token(path) for path in paths})
+        recovered = []
+        for path in paths:
+            if _token(path) in stored:
+                path.unlink()
+                continue
+            segment = self._recover(path)
+            if segment is not None:
+                segment.group = groups.get(segment.token)
+                recovered.append(segment)
         with self._cond:
             self._sealed.extend(recovered)
             self._slack = sum(segment.slack for segment in recovered)
@@ -333,6 +363,35 @@ class WriteAheadLog:
     def drained(self) -> bool:
         """Closed, with every sealed segment released."""
         return self._closing and not self.writer_alive and not self._sealed
+
+    def record_group(self, segments: list[Segment]) -> Group:
+        """Record that `segments` (consecutive, not yet stored) are inserted together from now on: durable before
+        it returns (written, fsync'd, renamed into place, the directory fsync'd), so a crash leaves either no
+        record or a whole one. Raises OSError when the disk refuses it (the segments are then inserted one by
+        one, as before)."""
+        group = Group(uuid.uuid4().hex, tuple(segment.token for segment in segments))
+        path = self.directory / f"{group.token}{GROUP_SUFFIX}"
+        partial = path.with_name(path.name + ".partial")
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(fd, "".join(f"{member}\n" for member in group.members).encode())
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            os.rename(partial, path)
+            _sync_directory(self.directory)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            raise
+        for segment in segments:
+            segment.group = group
+        return group
+
+    def forget_group(self, group: Group) -> None:
+        """Every member is released: the record goes (not synced: a record found with its members gone is
+        deleted at the next start)."""
+        (self.directory / f"{group.token}{GROUP_SUFFIX}").unlink(missing_ok=True)
 
     def release(self, segment: Segment) -> None:
         """Its rows are stored: its file is kept to be written over by a later segment (or deleted when enough
@@ -523,7 +582,7 @@ class WriteAheadLog:
     # --- recovery ----------------------------------------------------------------------------
 
     def _recover(self, path: Path) -> Segment | None:
-        token = path.stem.rsplit("-", 1)[-1]
+        token = _token(path)
         data = memoryview(path.read_bytes())
         magic = bytes(data[: len(MAGIC)])
         nonce = _Nonce(bytes(data[len(MAGIC) : SEGMENT_HEADER])) if magic == MAGIC else None
@@ -567,6 +626,31 @@ class WriteAheadLog:
         logger.info("write-ahead log: %d rows to store from %s, left by a previous run", segment.rows, path.name)
         return segment
 
+    def _recorded_groups(self, present: set[str]) -> tuple[dict[str, Group], set[str]]:
+        """The groups a previous run recorded, by member token, and the members whose rows are stored. A group
+        whose members' files are all `present` may or may not have been stored: it is inserted again, under its
+        token. One with a member gone was stored (members are released only after its insert): the members left
+        are. Records of stored groups, and unfinished ones, are deleted."""
+        groups: dict[str, Group] = {}
+        stored: set[str] = set()
+        for partial in self.directory.glob(f"*{GROUP_SUFFIX}.partial"):
+            partial.unlink(missing_ok=True)  # never renamed into place: its group was never inserted
+        for path in sorted(self.directory.glob(f"*{GROUP_SUFFIX}")):
+            group = Group(path.stem, tuple(path.read_text().split()))
+            left = [member for member in group.members if member in present]
+            if len(left) == len(group.members):
+                groups.update(dict.fromkeys(group.members, group))
+                continue
+            stored.update(left)
+            if left:
+                logger.info(
+                    "write-ahead log: %d segments of group %s were stored before a restart; deleted",
+                    len(left),
+                    group.token,
+                )
+            path.unlink()
+        return groups, stored
+
     def _quarantine(self, path: Path, damaged: memoryview, offset: int, why: str) -> None:
         folder = self.directory / "quarantine"
         folder.mkdir(exist_ok=True)
@@ -582,6 +666,11 @@ class WriteAheadLog:
             len(damaged),
             target,
         )
+
+
+def _token(path: Path) -> str:
+    """A segment file's token, the last part of its name."""
+    return path.stem.rsplit("-", 1)[-1]
 
 
 def _tag(data: memoryview, offset: int) -> int:

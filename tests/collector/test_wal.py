@@ -556,3 +556,67 @@ def test_a_full_disk_gets_the_kept_files_space_back(small_disk: Path) -> None:
     stored = wal.take(0.1)
     assert stored is not None and stored.table().column("body").to_pylist() == [large]
     wal.unlock()
+
+
+# --- groups of segments inserted together ------------------------------------------------------
+
+
+def bodies_of(segment: Segment) -> list[bytes]:
+    return segment.table().column("body").to_pylist()
+
+
+def test_a_recorded_group_is_read_back_whole_and_a_partly_released_one_as_stored(tmp_path: Path) -> None:
+    """A group's record outlives a crash: with every member still in the log, the members are read back in the
+    same group (inserted again under its token, dropped as a retry if it had landed); with a member released,
+    the group's insert had completed (members are released only after it), so the others are deleted unread.
+    A record never renamed into place (a crash while writing it) is deleted, its segments left single."""
+    wal = request_log(tmp_path, segment_rows=1)
+    append(wal, *(f"request {index}".encode() for index in range(7)))
+    wal.close()
+    segments = sealed(wal)
+    assert len(segments) == 7
+    whole = wal.record_group(segments[0:2])
+    partly = wal.record_group(segments[2:5])
+    assert [segment.group for segment in segments[:5]] == [whole, whole, partly, partly, partly]
+    assert whole.members == (segments[0].token, segments[1].token) and whole.token != partly.token
+    assert (tmp_path / f"{whole.token}.group").read_text().split() == list(whole.members)
+    # `partly`'s first member released (its file kept as a spare), a crash before the others were.
+    wal.release(segments[2])
+    (tmp_path / "unfinished.group.partial").write_text(f"{segments[5].token}\n{segments[6].token}\n")
+    wal.unlock()
+
+    wal = WriteAheadLog(tmp_path, 2**24, segment_rows=1, segment_age=60.0, schema=REQUESTS_SCHEMA, rows_of=rows_in)
+    recovered = wal.open()
+    assert [bodies_of(segment) for segment in recovered] == [
+        [b"request 0"],
+        [b"request 1"],
+        [b"request 5"],
+        [b"request 6"],
+    ]
+    assert recovered[0].group == whole and recovered[1].group is recovered[0].group
+    assert recovered[2].group is None and recovered[3].group is None
+    assert wal.rows == 4
+    names = sorted(path.name for path in tmp_path.iterdir() if path.suffix in (".wal", ".group", ".partial"))
+    assert names == sorted([*(segment.path.name for segment in recovered), f"{whole.token}.group"])
+    for segment in recovered[:2]:
+        wal.release(segment)
+    wal.forget_group(whole)
+    assert not list(tmp_path.glob("*.group"))
+    wal.close()
+    wal.unlock()
+
+
+def test_a_group_whose_members_are_all_gone_leaves_no_record(tmp_path: Path) -> None:
+    """Released members, then a crash before the record was deleted: the record goes at the next start."""
+    wal = request_log(tmp_path, segment_rows=1)
+    append(wal, b"a", b"b")
+    wal.close()
+    segments = sealed(wal)
+    wal.record_group(segments)
+    for segment in segments:
+        wal.release(segment)
+    wal.unlock()
+    wal = request_log(tmp_path, segment_rows=1)
+    assert not list(tmp_path.glob("*.group"))
+    wal.close()
+    wal.unlock()
