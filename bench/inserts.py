@@ -8,9 +8,11 @@ collector under load leaves. The process's CPU is counted from the first insert 
 last, so the merges those inserts cause count too (they cost about as much as the inserts). `--variant` is SQL
 run on the store before the inserts (`{db}` names its database); runs with and without it alternate, and the
 medians and their ratio are printed. `--without-views` drops every materialized view the schema made, in both
-runs, to measure genai_spans alone.
+runs, to measure genai_spans alone. `--grouped N`: the variant inserts the same rows N batches at a time (a group
+of WAL segments under a backlog, `batch.max_insert_rows`), a pause N times as long between its inserts.
 
     python bench/inserts.py --variant "ALTER TABLE {db}.genai_spans MODIFY SETTING ..." [--runs 4]
+    python bench/inserts.py --grouped 4
     python bench/inserts.py --variant @bench/variants/rollup_feed.sql
     python bench/inserts.py --without-views --variant "SYSTEM STOP MERGES {db}.genai_spans"
 """
@@ -38,7 +40,7 @@ DATABASE = "bench"
 
 
 def run_once(
-    root: Path, variant: str, without_views: bool, rows: int, inserts: int, pause: float, settle: float
+    root: Path, variant: str, without_views: bool, rows: int, inserts: int, pause: float, settle: float, grouped: int
 ) -> dict[str, object]:
     from ingest import chunks, make_spans
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -73,13 +75,13 @@ def run_once(
     spool = root / "spool"
     spool.mkdir()
     start, making = _cpu(), 0.0
-    for index in range(inserts):
+    for first in range(0, inserts, grouped):
         made = time.thread_time()
-        fresh = _fresh(table, index)
+        fresh = pa.concat_tables([_fresh(table, index) for index in range(first, min(first + grouped, inserts))])
         making += time.thread_time() - made  # this thread's, not the engine's: not the store's cost
         settings = INSERT_SETTINGS | {"insert_deduplication_token": uuid.uuid4().hex}
         insert_arrow(client, f"{DATABASE}.{TABLE}", fresh, settings, spool)
-        time.sleep(pause)
+        time.sleep(pause * grouped)
     time.sleep(settle)
     used = _cpu() - start - making
     parts = client.query(
@@ -115,12 +117,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--variant",
-        required=True,
+        default="",
         help="SQL statements, separated by ;, run before the inserts ({db} is the database), or @FILE holding them",
     )
     parser.add_argument("--without-views", action="store_true", help="every materialized view dropped, in both runs")
     parser.add_argument("--runs", type=int, default=4, help="runs of each, alternated")
     parser.add_argument("--rows", type=int, default=50_000, help="rows an insert (batch.max_rows)")
+    parser.add_argument("--grouped", type=int, default=1, help="the variant inserts this many batches at once")
     parser.add_argument("--inserts", type=int, default=40)
     parser.add_argument("--pause", type=float, default=0.5, help="seconds between inserts")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds counted after the last insert")
@@ -131,8 +134,9 @@ def main() -> None:
     if args.child is not None:
         with tempfile.TemporaryDirectory(prefix="spanmeter-inserts-") as root:
             result = run_once(
-                Path(root), args.child, args.without_views, args.rows, args.inserts, args.pause, args.settle
-            )
+                Path(root), args.child, args.without_views, args.rows, args.inserts, args.pause, args.settle,
+                args.grouped,
+            )  # fmt: skip
         print(json.dumps(result))
         return
     figures: dict[str, list[float]] = {"schema": [], "variant": []}
@@ -144,6 +148,7 @@ def main() -> None:
             command += ["--without-views"] if args.without_views else []
             command += ["--rows", str(args.rows), "--inserts", str(args.inserts)]
             command += ["--pause", str(args.pause), "--settle", str(args.settle)]
+            command += ["--grouped", str(args.grouped if name == "variant" else 1)]
             child = subprocess.run(command, capture_output=True, text=True)
             if child.returncode:
                 raise SystemExit(f"the {name} run failed:\n" + "\n".join(child.stderr.splitlines()[-5:]))
