@@ -638,7 +638,7 @@ class WriteAheadLog:
         for path in sorted(self.directory.glob(f"*{GROUP_SUFFIX}")):
             group = Group(path.stem, tuple(path.read_text().split()))
             left = [member for member in group.members if member in present]
-            if len(left) == len(group.members):
+            if group.members and len(left) == len(group.members):
                 groups.update(dict.fromkeys(group.members, group))
                 continue
             stored.update(left)

@@ -607,7 +607,8 @@ def test_a_recorded_group_is_read_back_whole_and_a_partly_released_one_as_stored
 
 
 def test_a_group_whose_members_are_all_gone_leaves_no_record(tmp_path: Path) -> None:
-    """Released members, then a crash before the record was deleted: the record goes at the next start."""
+    """Released members, then a crash before the record was deleted: the record goes at the next start (as
+    does a record naming no member)."""
     wal = request_log(tmp_path, segment_rows=1)
     append(wal, b"a", b"b")
     wal.close()
@@ -616,6 +617,7 @@ def test_a_group_whose_members_are_all_gone_leaves_no_record(tmp_path: Path) -> 
     for segment in segments:
         wal.release(segment)
     wal.unlock()
+    (tmp_path / "empty.group").write_text("")  # no member at all: nothing to insert under it
     wal = request_log(tmp_path, segment_rows=1)
     assert not list(tmp_path.glob("*.group"))
     wal.close()
