@@ -426,7 +426,7 @@ class BatchConfig(_Strict):
     max_rows: PositiveInt = 50_000
     """Spans a write-ahead-log segment holds before it is read and inserted: the engine reads a segment with one
     query whose planning costs ~0.3 s however small the segment, so large segments read faster."""
-    max_insert_rows: PositiveInt = 200_000
+    max_insert_rows: PositiveInt = 100_000
     """Under a backlog (segments sealed and waiting), consecutive segments holding up to this many spans in all are
     inserted together, under one token recorded in the write-ahead log first: fewer inserts, each paying the
     views' planning and a part in every rollup once, and larger parts to merge. Reading stays a segment at a time,
