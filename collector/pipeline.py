@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from .exporters import ClickHouseExporter, OtlpForwarder
 from .exporters.accepted import request_record
 from .exporters.wal import WalUnavailable, WalWriteError
 from .keys import Principal
-from .processors.genai import GenAIPrefilter
+from .processors.prefilter import GenAIPrefilter, Split
 from .telemetry import CollectorMetrics
 
 __all__ = ["Backpressure", "TelemetryRouter", "TracesPipeline"]
@@ -36,23 +34,19 @@ class TracesPipeline:
         self._exporter = exporter
         self._forwarders = forwarders
         self._metrics = metrics
-        self._prefilter = GenAIPrefilter()
+        self.prefilter = GenAIPrefilter()
+        """What receivers split each request with, before `consume`."""
 
-    async def consume(
-        self, request: ExportTraceServiceRequest, body: bytes | None = None, principal: Principal | None = None
-    ) -> None:
+    async def consume(self, split: Split, body: bytes, principal: Principal | None = None) -> None:
         """Returns once the request's GenAI spans are durable; raises Backpressure when they cannot be kept now
-        (the sender retries). `principal`: the sender's key, when keys are required."""
-        if body is None:  # OTLP/JSON: markers are looked for in the protobuf encoding, also forwarded
-            body = request.SerializeToString()
-        spans = sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+        (the sender retries). `split`: the request (`body`, protobuf-encoded) parted by `prefilter`; `principal`:
+        the sender's key, when keys are required."""
         metrics = self._metrics
-        subset, skipped = self._prefilter.split(request, body)
-        if subset is not None:
-            kept = body if subset is request else subset.SerializeToString()
+        spans, skipped = split.spans, split.skipped
+        if split.kept is not None:
             project = principal.project if principal is not None and not principal.admin else None
             try:
-                await self._exporter.offer(request_record(kept, project, spans - skipped))
+                await self._exporter.offer(request_record(split.kept, project, spans - skipped))
             except WalUnavailable as exc:
                 reason = "wal_write_error" if isinstance(exc, WalWriteError) else "queue_full"
                 metrics.spans_refused.labels(reason).inc(spans)

@@ -29,107 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-} Buf;
-
-static int buf_reserve(Buf *b, size_t more) {
-    if (b->len + more <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more) cap *= 2;
-    char *data = realloc(b->data, cap);
-    if (!data) return -1;
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
-
-static int put(Buf *b, const void *src, size_t n) {
-    if (buf_reserve(b, n)) return -1;
-    memcpy(b->data + b->len, src, n);
-    b->len += n;
-    return 0;
-}
-
-static int put_u8(Buf *b, uint8_t v) { return put(b, &v, 1); }
-static int put_u64(Buf *b, uint64_t v) { return put(b, &v, 8); }
-
-static int put_varint(Buf *b, uint64_t v) {
-    uint8_t tmp[10];
-    int n = 0;
-    do {
-        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
-    return put(b, tmp, n);
-}
-
-/* A Native String value: its length as a varint, then its bytes. */
-static int put_str(Buf *b, const uint8_t *s, size_t n) {
-    return put_varint(b, n) || put(b, s, n);
-}
-
-/* ---- the wire format ---- */
-
-typedef struct {
-    const uint8_t *p, *end;
-} Reader;
-
-static int read_varint(Reader *r, uint64_t *out) {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
-        uint8_t byte = *r->p++;
-        v |= (uint64_t)(byte & 0x7f) << shift;
-        if (!(byte & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* The next field: its number, wire type and, for LEN fields, its bytes; for VARINT and I64, its value. */
-typedef struct {
-    uint32_t number;
-    int wire;
-    uint64_t value;
-    const uint8_t *bytes;
-    size_t size;
-} Field;
-
-enum { VARINT = 0, I64 = 1, LEN = 2, I32 = 5 };
-
-static int next_field(Reader *r, Field *f) {
-    uint64_t tag;
-    if (read_varint(r, &tag)) return -1;
-    f->number = (uint32_t)(tag >> 3);
-    f->wire = (int)(tag & 7);
-    if (f->number == 0 || (tag >> 3) > 0x1fffffff) return -1;
-    switch (f->wire) {
-    case VARINT:
-        return read_varint(r, &f->value);
-    case I64:
-        if (r->end - r->p < 8) return -1;
-        memcpy(&f->value, r->p, 8);
-        r->p += 8;
-        return 0;
-    case LEN: {
-        uint64_t n;
-        if (read_varint(r, &n) || n > (uint64_t)(r->end - r->p)) return -1;
-        f->bytes = r->p;
-        f->size = (size_t)n;
-        r->p += n;
-        return 0;
-    }
-    case I32:
-        if (r->end - r->p < 4) return -1;
-        r->p += 4;
-        return 0;
-    default:
-        return -1; /* groups: not in OTLP */
-    }
-}
+#include "_wire.h"
 
 /* A singular field seen twice: protobuf would merge or replace, which the engine does not do. */
 static int seen_once(uint32_t *seen, uint32_t number) {
@@ -137,6 +37,14 @@ static int seen_once(uint32_t *seen, uint32_t number) {
     if (*seen & bit) return -1;
     *seen |= bit;
     return 0;
+}
+
+static int put_u8(Buf *b, uint8_t v) { return put(b, &v, 1); }
+static int put_u64(Buf *b, uint64_t v) { return put(b, &v, 8); }
+
+/* A Native String value: its length as a varint, then its bytes. */
+static int put_str(Buf *b, const uint8_t *s, size_t n) {
+    return put_varint(b, n) || put(b, s, n);
 }
 
 /* A message's singular field `number` (of wire type `wire`) into `out`: 1 when present, 0 when absent, -1 when

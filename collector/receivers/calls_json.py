@@ -348,7 +348,7 @@ class CallsJsonReceiver:
         except (UnicodeEncodeError, ValueError) as exc:  # a string protobuf cannot carry
             return _error(400, f"a value cannot be stored: {exc}")
         try:
-            await self._traces.consume(otlp, raw, principal)
+            await self._traces.consume(self._traces.prefilter.split(otlp, raw), raw, principal)
         except Backpressure as exc:
             reply = _error(503, str(exc))
             reply.headers["Retry-After"] = str(exc.retry_after)

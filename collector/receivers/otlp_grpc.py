@@ -18,7 +18,7 @@ from ..config import GrpcProtocolConfig
 from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
 from ..tls import describe_tls, grpc_server_credentials
-from .otlp_codec import SIGNALS, BadRequest, count_items, parse_protobuf
+from .otlp_codec import SIGNALS, BadRequest, count_items, parse_protobuf, split_traces
 
 __all__ = ["OtlpGrpcReceiver"]
 
@@ -105,11 +105,14 @@ class OtlpGrpcReceiver:
                     code = grpc.StatusCode.PERMISSION_DENIED if exc.forbidden else grpc.StatusCode.UNAUTHENTICATED
                     await context.abort(code, str(exc))
             try:
-                request = parse_protobuf(spec, body)
+                if signal == "traces":
+                    split, _ = split_traces(self._traces.prefilter, body)
+                    items = split.spans
+                else:
+                    items = count_items(signal, parse_protobuf(spec, body))
             except BadRequest as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             if principal is not None and self._authenticator is not None:
-                items = count_items(signal, request)
                 wait = self._authenticator.throttle(principal, items)
                 if wait:
                     self._metrics.spans_refused.labels("rate_limited").inc(items)
@@ -120,14 +123,14 @@ class OtlpGrpcReceiver:
                         f"the key {principal.key_id} is over its rate limit; retry in {wait:.2f}s",
                         trailing_metadata=(("google.rpc.retryinfo-bin", retry.SerializeToString()),),
                     )
-            response = spec.response()
             if signal == "traces":
                 try:
-                    await self._traces.consume(request, body, principal)  # type: ignore[arg-type]
+                    await self._traces.consume(split, body, principal)
                 except Backpressure as exc:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             else:
-                self._telemetry.consume(signal, count_items(signal, request), body)
+                self._telemetry.consume(signal, items, body)
+            response = spec.response()
             return response.SerializeToString()
 
         return export

@@ -23,7 +23,16 @@ from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
 from ..tls import ReloadingSslContext, describe_tls
 from .calls_json import CallsJsonReceiver
-from .otlp_codec import SIGNALS, BadRequest, BodyTooLarge, count_items, gunzip, parse_json, parse_protobuf
+from .otlp_codec import (
+    SIGNALS,
+    BadRequest,
+    BodyTooLarge,
+    count_items,
+    gunzip,
+    parse_json,
+    parse_protobuf,
+    split_traces,
+)
 
 __all__ = ["OtlpHttpReceiver"]
 
@@ -165,7 +174,13 @@ class OtlpHttpReceiver:
                     return _status(
                         415, content_type, _GRPC_INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding!r}"
                     )
-                message = parse_protobuf(spec, body) if content_type == PROTOBUF else parse_json(spec, body)
+                if signal == "traces":
+                    split, raw = split_traces(self._traces.prefilter, body, json=content_type == JSON)
+                    items = split.spans
+                else:
+                    message = parse_protobuf(spec, body) if content_type == PROTOBUF else parse_json(spec, body)
+                    raw = body if content_type == PROTOBUF else message.SerializeToString()
+                    items = count_items(signal, message)
             except web.HTTPRequestEntityTooLarge:
                 return _status(413, content_type, _GRPC_RESOURCE_EXHAUSTED, f"body exceeds {self._limit} bytes")
             except BodyTooLarge as exc:
@@ -175,7 +190,6 @@ class OtlpHttpReceiver:
 
             principal = request.get(PRINCIPAL)
             if principal is not None and self._authenticator is not None:
-                items = count_items(signal, message)
                 wait = self._authenticator.throttle(principal, items)
                 if wait:
                     self._metrics.spans_refused.labels("rate_limited").inc(items)
@@ -187,18 +201,16 @@ class OtlpHttpReceiver:
                     )
                     reply.headers["Retry-After"] = str(max(1, math.ceil(wait)))
                     return reply
-            response = spec.response()
             if signal == "traces":
                 try:
-                    raw = body if content_type == PROTOBUF else None
-                    await self._traces.consume(message, raw, principal)  # type: ignore[arg-type]
+                    await self._traces.consume(split, raw, principal)
                 except Backpressure as exc:
                     reply = _status(503, content_type, _GRPC_UNAVAILABLE, str(exc))
                     reply.headers["Retry-After"] = str(exc.retry_after)
                     return reply
             else:
-                raw = body if content_type == PROTOBUF else message.SerializeToString()
-                self._telemetry.consume(signal, count_items(signal, message), raw)
+                self._telemetry.consume(signal, items, raw)
+            response = spec.response()
             return _encode(200, content_type, response)
 
         return export

@@ -23,7 +23,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from spanmeter.config import GenAIProcessorConfig
 from spanmeter.engine import EngineBatch, EngineReader
 from spanmeter.processors import DecodeResult, GenAIProcessor
-from spanmeter.processors.genai import GenAIPrefilter
+from spanmeter.processors.prefilter import GenAIPrefilter, Split
+from spanmeter.receivers import otlp_codec, otlp_grpc, otlp_http
 from spanmeter.records import COLUMNS
 from spanmeter.service import Collector
 
@@ -100,20 +101,31 @@ def columns(result: DecodeResult) -> list[dict[str, Any]]:
     return [{name: getattr(record, name) for name in COLUMNS} for record in result.records]
 
 
-def assert_same_reading(request: ExportTraceServiceRequest, body: bytes | None = None) -> tuple[int, int]:
-    """The processor reading only what the prefilter keeps gives the rows and counts of reading everything;
-    (spans set aside, spans handed on)."""
+def assert_same_reading(request: ExportTraceServiceRequest, body: bytes | None = None) -> dict[str, tuple[int, int]]:
+    """The processor reading only what the prefilter keeps gives the rows and counts of reading everything, with
+    the request split by native code (`scan`) and in Python (`split`); for each, (spans set aside, handed on)."""
+    body = body if body is not None else request.SerializeToString()
     processor = GenAIProcessor(GenAIProcessorConfig())
     whole = processor.decode(request)
-    subset, skipped = GenAIPrefilter().split(request, body if body is not None else request.SerializeToString())
-    kept = processor.decode(subset) if subset is not None else DecodeResult()
-    assert columns(kept) == columns(whole)
-    assert (kept.non_genai + skipped, kept.not_model_calls, kept.rejected) == (
-        whole.non_genai,
-        whole.not_model_calls,
-        whole.rejected,
-    )
-    return skipped, span_count(subset) if subset is not None else 0
+    native = GenAIPrefilter().scan(body)
+    assert native is not None, "a well-formed request the native scan does not read"
+    found = {}
+    for name, split in (("native", native), ("python", GenAIPrefilter(native=False).split(request, body))):
+        assert split.spans == span_count(request)
+        subset = ExportTraceServiceRequest.FromString(split.kept) if split.kept is not None else None
+        kept = processor.decode(subset) if subset is not None else DecodeResult()
+        assert columns(kept) == columns(whole), name
+        assert (kept.non_genai + split.skipped, kept.not_model_calls, kept.rejected) == (
+            whole.non_genai,
+            whole.not_model_calls,
+            whole.rejected,
+        ), name
+        found[name] = (split.skipped, span_count(subset) if subset is not None else 0)
+    return found
+
+
+def both(skipped: int, kept: int) -> dict[str, tuple[int, int]]:
+    return {"native": (skipped, kept), "python": (skipped, kept)}
 
 
 # --- the prefilter against the processor reading everything ------------------------------------------------
@@ -121,12 +133,12 @@ def assert_same_reading(request: ExportTraceServiceRequest, body: bytes | None =
 
 def test_ordinary_scopes_are_set_aside_and_every_genai_span_kept() -> None:
     request, genai = mixed(200)
-    assert assert_same_reading(request) == (200 - len(genai), len(genai))
+    assert assert_same_reading(request) == both(200 - len(genai), len(genai))
 
 
 def test_one_scope_mixing_ordinary_and_genai_spans_is_split_per_span() -> None:
     spans = [("app", f"span {i}", chat(i) if i % 7 == 0 else http_attributes(i)) for i in range(70)]
-    assert assert_same_reading(request_of(spans)) == (60, 10)
+    assert assert_same_reading(request_of(spans)) == both(60, 10)
 
 
 def test_a_marker_in_a_value_only_hands_that_span_on() -> None:
@@ -134,8 +146,9 @@ def test_a_marker_in_a_value_only_hands_that_span_on() -> None:
         (HTTP_SCOPE, "GET /docs", http_attributes(1, url="https://docs.example.com/?q=gen_ai.operation.name")),
         (HTTP_SCOPE, "GET /", http_attributes(2)),
     ]
-    # Handed on, then found not GenAI by the processor: still counted as not GenAI, nothing stored.
-    assert assert_same_reading(request_of(spans)) == (1, 1)
+    # In Python handed on, then found not GenAI by the processor: still counted as not GenAI, nothing stored. The
+    # native scan compares attribute keys: set aside.
+    assert assert_same_reading(request_of(spans)) == {"native": (2, 0), "python": (1, 1)}
 
 
 def test_a_scope_with_the_commonest_marker_once_a_span_is_handed_on_whole() -> None:
@@ -143,9 +156,9 @@ def test_a_scope_with_the_commonest_marker_once_a_span_is_handed_on_whole() -> N
     ordinary one through, which the processor then counts as not GenAI (the same counts as reading everything)."""
     twice = chat(1) | {"app.note": "gen_ai.operation.name"}
     spans = [("app", "chat", twice), ("app", "GET /", http_attributes(2))]
-    assert assert_same_reading(request_of(spans)) == (0, 2)
+    assert assert_same_reading(request_of(spans)) == {"native": (1, 1), "python": (0, 2)}
     spans = [("app", "chat", chat(1)), ("app", "GET /", http_attributes(2))]
-    assert assert_same_reading(request_of(spans)) == (1, 1)
+    assert assert_same_reading(request_of(spans)) == both(1, 1)
 
 
 def test_spans_of_a_scope_a_convention_names_are_kept_without_markers() -> None:
@@ -153,7 +166,7 @@ def test_spans_of_a_scope_a_convention_names_are_kept_without_markers() -> None:
         ("openlit.instrumentation.openai", "chat", {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 5}),
         (DB_SCOPE, "SELECT", DB),
     ]
-    assert assert_same_reading(request_of(spans)) == (1, 1)
+    assert assert_same_reading(request_of(spans)) == both(1, 1)
 
 
 def test_every_convention_marker_and_scope_is_looked_for() -> None:
@@ -166,19 +179,21 @@ def test_every_convention_marker_and_scope_is_looked_for() -> None:
             ("app", f"{convention.name} {m}", {m: "llm", "gen_ai.usage.input_tokens": 3}) for m in convention.markers
         ]
         spans += [(scope, f"{convention.name} scope", {"gen_ai.usage.input_tokens": 3}) for scope in convention.scopes]
-    skipped, kept = assert_same_reading(request_of(spans))
-    assert (skipped, kept) == (1, len(spans) - 1)
+    assert assert_same_reading(request_of(spans)) == both(1, len(spans) - 1)
 
 
 def test_no_marker_and_no_named_scope_decodes_nothing() -> None:
     request = request_of([(HTTP_SCOPE, "GET /", http_attributes(i)) for i in range(30)])
-    assert GenAIPrefilter().split(request, request.SerializeToString()) == (None, 30)
+    body = request.SerializeToString()
+    assert GenAIPrefilter().scan(body) == Split(30, 30, None)
+    assert GenAIPrefilter().split(request, body) == Split(30, 30, None)
 
 
 def test_all_genai_request_is_handed_on_as_it_is() -> None:
     request = request_of([(GENAI_SCOPE, "chat", chat(i)) for i in range(10)])
-    subset, skipped = GenAIPrefilter().split(request, request.SerializeToString())
-    assert subset is request and skipped == 0
+    body = request.SerializeToString()
+    for split in (GenAIPrefilter().scan(body), GenAIPrefilter().split(request, body)):
+        assert split is not None and split.kept is body and (split.spans, split.skipped) == (10, 0)
 
 
 def _field(number: int, payload: bytes, length: bytes | None = None) -> bytes:
@@ -204,7 +219,7 @@ def test_a_marker_key_with_a_non_minimal_length_varint_is_found() -> None:
     body = _field(1, _field(1, resource) + _field(2, scope))
     request = ExportTraceServiceRequest.FromString(body)
     assert {a.key for a in request.resource_spans[0].scope_spans[0].spans[0].attributes} >= {key.decode()}
-    assert assert_same_reading(request, body) == (1, 1)
+    assert assert_same_reading(request, body) == both(1, 1)
     assert len(GenAIProcessor(GenAIProcessorConfig()).decode(request).records) == 1
 
 
@@ -213,7 +228,8 @@ def test_bytes_it_does_not_walk_hand_everything_on() -> None:
     request, _ = mixed(40)
     body = request.SerializeToString() + b"\x7b\x08\x01\x7c"  # field 15: start group, a varint, end group
     parsed = ExportTraceServiceRequest.FromString(body)
-    assert GenAIPrefilter().split(parsed, body) == (parsed, 0)
+    assert GenAIPrefilter().scan(body) is None  # outside what the native scan reads: parsed, then split in Python
+    assert GenAIPrefilter().split(parsed, body) == Split(40, 0, body)
 
 
 # --- through a real collector ------------------------------------------------------------------------------
@@ -239,8 +255,25 @@ def decoded_spans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return handed
 
 
+@pytest.fixture
+def parsed_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The signals of the requests receivers parse with protobuf (the native scan reads well-formed traces)."""
+    parsed: list[str] = []
+    parse = otlp_codec.parse_protobuf
+
+    def counting(signal: otlp_codec.Signal, body: bytes) -> Any:
+        parsed.append(signal.name)
+        return parse(signal, body)
+
+    for module in (otlp_codec, otlp_grpc, otlp_http):
+        monkeypatch.setattr(module, "parse_protobuf", counting)
+    return parsed
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_a_mixed_request_stores_exactly_its_genai_spans(since: Since, transport: str, decoded_spans: list[int]) -> None:
+def test_a_mixed_request_stores_exactly_its_genai_spans(
+    since: Since, transport: str, decoded_spans: list[int], parsed_requests: list[str]
+) -> None:
     request, genai = mixed(120)
     response = export(since.collector, transport, request)
     assert not response.HasField("partial_success")
@@ -250,6 +283,7 @@ def test_a_mixed_request_stores_exactly_its_genai_spans(since: Since, transport:
     assert since.metric("spanmeter_spans_received_total") == 120
     assert since.metric("spanmeter_spans_dropped_total", reason="not_genai") == 120 - len(genai)
     assert decoded_spans == [len(genai)]  # the ordinary spans never reached the processor
+    assert parsed_requests == []  # read by the native scan (OTLP/JSON by json_format)
 
 
 def test_a_request_without_markers_is_answered_counted_and_not_decoded(since: Since, decoded_spans: list[int]) -> None:

@@ -1,0 +1,3 @@
+def split(
+    body: bytes | memoryview, markers: tuple[bytes, ...], scopes: tuple[bytes, ...]
+) -> tuple[int, int, bytes | None] | None: ...
