@@ -74,12 +74,12 @@ def parse_protobuf(signal: Signal, body: bytes) -> Message:
     return message
 
 
-def split_traces(prefilter: GenAIPrefilter, body: bytes, json: bool = False) -> tuple[Split, bytes]:
-    """A trace request parted by `prefilter`, and its protobuf encoding; BadRequest when the body is not one.
-    Protobuf is read by native code that checks it as protobuf's parser does, without building the messages
-    (parsing them was half of what answering a request of ordinary spans cost); a body that code does not read
-    exactly as protobuf would is parsed."""
-    if json:
+def split_traces(prefilter: GenAIPrefilter, body: bytes, as_json: bool = False) -> tuple[Split, bytes]:
+    """A trace request (OTLP/JSON with `as_json`) parted by `prefilter`, and its protobuf encoding; BadRequest when
+    the body is not one. Protobuf is read by native code that checks it as protobuf's parser does, without building
+    the messages (parsing them was half of what answering a request of ordinary spans cost); a body that code does
+    not read exactly as protobuf would is parsed."""
+    if as_json:
         request = parse_json(SIGNALS["traces"], body)
         body = request.SerializeToString()
         return prefilter.split(request, body), body  # type: ignore[arg-type]

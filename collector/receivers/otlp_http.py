@@ -175,7 +175,7 @@ class OtlpHttpReceiver:
                         415, content_type, _GRPC_INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding!r}"
                     )
                 if signal == "traces":
-                    split, raw = split_traces(self._traces.prefilter, body, json=content_type == JSON)
+                    split, raw = split_traces(self._traces.prefilter, body, as_json=content_type == JSON)
                     items = split.spans
                 else:
                     message = parse_protobuf(spec, body) if content_type == PROTOBUF else parse_json(spec, body)
