@@ -431,6 +431,9 @@ class BatchConfig(_Strict):
     inserted together, under one token recorded in the write-ahead log first: fewer inserts, each paying the
     views' planning and a part in every rollup once, and larger parts to merge. Reading stays a segment at a time,
     so this bounds only the rows held for an insert (~1 KiB a span). At most `max_rows` inserts each segment alone."""
+    max_insert_bytes: ByteSize = ByteSize(256 * 1024 * 1024)
+    """...and while the rows read for the group so far (as Arrow) take less than this: spans with large attribute
+    maps or captured content make larger rows. A group's rows are at most this plus one segment's."""
     max_age: Seconds = 5.0
     """Age at which a segment is read and inserted, however few spans it holds. Each insert costs ~0.13 s of CPU
     whatever its size (the rollups' views are planned for every insert): at 10 spans/s the collector used ~20 % of

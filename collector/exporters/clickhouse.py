@@ -351,8 +351,9 @@ class ClickHouseExporter:
     def _joins(self, batch: list[tuple[Segment, pa.Table]], following: Segment | None) -> bool:
         """Whether the segment sealed after the batch's last one is inserted with the batch: a member of the same
         recorded group; or, under a backlog, a segment of this run not in a group, while the batch's segments hold
-        at most `batch.max_insert_rows` spans with it. Each insert costs ~0.13 s of CPU however small (the views
-        planned, a part in each rollup), and larger parts are merged less often."""
+        at most `batch.max_insert_rows` spans with it and their rows less than `batch.max_insert_bytes`. Each insert
+        costs ~0.13 s of CPU however small (the views planned, a part in each rollup), and larger parts are merged
+        less often."""
         if following is None:
             return False
         first = batch[0][0]
@@ -360,8 +361,10 @@ class ClickHouseExporter:
             return following.group is first.group
         if first.recovered or following.recovered:
             return False  # a previous run may have inserted it alone, under its own token
-        spans = sum(segment.rows for segment, _ in batch) + following.rows
-        return spans <= self._config.batch.max_insert_rows
+        limits = self._config.batch
+        if sum(rows.nbytes for _, rows in batch) >= limits.max_insert_bytes:
+            return False
+        return sum(segment.rows for segment, _ in batch) + following.rows <= limits.max_insert_rows
 
     def _rows_of_segment(self, segment: Segment) -> pa.Table:
         table = segment.table()

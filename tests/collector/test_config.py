@@ -77,7 +77,13 @@ def test_shipped_pipelines_yaml_loads_with_an_empty_environment() -> None:
     store = config.exporters["clickhouse"]
     assert store.endpoint == "chdb://./.spanmeter"
     assert (store.database, store.username, store.password) == ("spanmeter", "default", "")
-    assert (store.batch.max_rows, store.batch.max_insert_rows, store.batch.max_age) == (50_000, 100_000, 5.0)
+    batch = store.batch
+    assert (batch.max_rows, batch.max_insert_rows, batch.max_insert_bytes, batch.max_age) == (
+        50_000,
+        100_000,
+        2**28,
+        5.0,
+    )
     assert (store.retry.initial_interval, store.retry.max_interval, store.shutdown_timeout) == (0.5, 30.0, 10.0)
     traces = config.service.pipelines.traces
     assert (traces.receivers, traces.processors, traces.exporters) == (

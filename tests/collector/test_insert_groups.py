@@ -17,7 +17,7 @@ from spanmeter.exporters.accepted import request_record
 from spanmeter.exporters.wal import GROUP_SUFFIX
 from spanmeter.service import Collector, CollectorThread
 
-from .conftest import metric_value, span_exporter, wait_for_rows
+from .conftest import deep_merge, metric_value, span_exporter, wait_for_rows
 from .test_durability import FAST_RETRY, count_rows, make_spans
 from .test_wal import request_log, sealed
 
@@ -53,6 +53,21 @@ def test_a_backlog_of_segments_is_inserted_in_groups_each_stored_once(
     while list(collector.exporter.wal.directory.glob(f"*{GROUP_SUFFIX}")) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not list(collector.exporter.wal.directory.glob(f"*{GROUP_SUFFIX}"))
+
+
+def test_a_group_takes_no_more_segments_once_its_rows_reach_max_insert_bytes(
+    start_collector: Callable[..., Collector], store: Client, database: str
+) -> None:
+    """The same backlog with a group's rows bounded to less than one segment's: each segment goes in alone."""
+    bounded = {"exporters": {"clickhouse": {"batch": {**BATCH, "max_insert_bytes": "1KiB"}}}}
+    collector = start_collector(deep_merge(GROUPED, bounded))
+    exporter = span_exporter(collector, "http-protobuf")
+    with collector.exporter.insert_lock:
+        for _ in range(7):
+            exporter.export(make_spans(SEGMENT))
+    wait_for_rows(collector, 7 * SEGMENT, timeout=60)
+    assert count_rows(store, database) == (70, 70, 70)
+    assert inserts(collector) == (7, 70)
 
 
 def write_log(directory: Path, requests: int) -> list[str]:
