@@ -7,6 +7,7 @@ and waits until the collector reports all of them stored. In the same run it tim
 rounds and the ratio, since these machines are shared and noisy.
 
     python bench/ingest.py [--spans 100000] [--batch 512] [--senders 4] [--rounds 3] [--baseline REV]
+        [--end-to-end grpc,http] [--raw grpc,http]
 
 With `--baseline REV` the collector of that git revision (a worktree) runs beside this one, round by round,
 and the ratios are printed: a change's cost measured in one run.
@@ -93,6 +94,10 @@ def make_spans(count: int) -> list[ReadableSpan]:
 def chunks(spans: Sequence[ReadableSpan], size: int) -> list[Sequence[ReadableSpan]]:
     return [spans[i : i + size] for i in range(0, len(spans), size)]
 
+
+RAW_NAMES = {"grpc": "gRPC", "http": "HTTP/protobuf"}
+RAW_SUFFIX = {"grpc": "", "http": " http"}
+"""Pre-encoded sends (`--raw`): their names in the report, and in the results' keys."""
 
 THROUGHPUT: dict[str, Any] = {"exporters": {"clickhouse": {"batch": {"max_age": "1s"}}}}
 """Set in every collector a throughput run measures (this and the baseline): under load segments fill to
@@ -333,17 +338,47 @@ def send_raw(port: int, bodies: list[bytes], senders: int) -> None:
     in_threads(worker, [bodies[i::senders] for i in range(senders)])
 
 
+def send_raw_http(port: int, bodies: list[bytes], senders: int) -> None:
+    """Already encoded requests POSTed as OTLP/HTTP protobuf, each sender thread on a keep-alive connection of its
+    own; a 503 (the WAL full) is retried after a backoff, as the SDK's exporters do."""
+    import http.client
+
+    def worker(mine: list[bytes]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            for body in mine:
+                backoff = 0.05
+                while True:
+                    connection.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
+                    response = connection.getresponse()
+                    response.read()
+                    if response.status == 200:
+                        break
+                    if response.status != 503:
+                        raise RuntimeError(f"the collector answered HTTP {response.status}")
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 1.0)
+        finally:
+            connection.close()
+
+    in_threads(worker, [bodies[i::senders] for i in range(senders)])
+
+
 def collector_only(
-    collector: Collector, bodies: list[bytes], spans: int, senders: int
+    collector: Collector, bodies: list[bytes], spans: int, senders: int, transport: str = "grpc"
 ) -> tuple[float, float, float, float]:
-    """The same requests, already encoded, sent over gRPC by raw channels: the collector's own rate, without the
-    SDK's encoding competing for the 2 cores. (spans/s until every request is answered, i.e. durable in the WAL;
-    spans/s until every span is in the store; the collector's CPU µs a span over that time, which other work on a
-    shared machine changes far less than the rates; the kernel's share of that CPU.)"""
+    """The same requests, already encoded, sent over gRPC by raw channels (or OTLP/HTTP on keep-alive
+    connections): the collector's own rate, without the SDK's encoding competing for the 2 cores. (spans/s until
+    every request is answered, i.e. durable in the WAL; spans/s until every span is in the store; the collector's
+    CPU µs a span over that time, which other work on a shared machine changes far less than the rates; the
+    kernel's share of that CPU.)"""
     before = collector.stored()
     cpu, system = collector.cpu_seconds()
     started = time.perf_counter()
-    send_raw(collector.grpc_port, bodies, senders)
+    if transport == "grpc":
+        send_raw(collector.grpc_port, bodies, senders)
+    else:
+        send_raw_http(collector.http_port, bodies, senders)
     answered = time.perf_counter() - started
     collector.wait_stored(before + spans)
     elapsed = time.perf_counter() - started
@@ -398,8 +433,16 @@ def main() -> None:
         default="grpc,http",
         help="the SDK exporters to run end to end, comma-separated; empty: the pre-encoded collector-alone run only",
     )
+    parser.add_argument(
+        "--raw",
+        default="grpc",
+        help="how the pre-encoded requests are sent to the collector alone, comma-separated: grpc, http",
+    )
     args = parser.parse_args()
     transports = [name for name in args.end_to_end.split(",") if name]
+    raw = [name for name in args.raw.split(",") if name]
+    if not raw or set(raw) - set(RAW_NAMES):
+        parser.error("--raw takes grpc, http or both")
 
     print(f"building {args.spans} spans...", file=sys.stderr)
     spans = make_spans(args.spans)
@@ -431,19 +474,21 @@ def main() -> None:
                         f"round {round_index + 1}: {label} {transport:4s} end to end {rate:>10,.0f} spans/s",
                         file=sys.stderr,
                     )
-                encoded = [
-                    encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.batch)
-                ]
-                answered, rate, cpu, kernel = collector_only(collector, encoded, args.spans, args.senders)
-                results.setdefault(f"{label} raw", []).append(rate)
-                results.setdefault(f"{label} answered", []).append(answered)
-                results.setdefault(f"{label} cpu", []).append(cpu)
-                results.setdefault(f"{label} kernel", []).append(kernel)
-                print(
-                    f"round {round_index + 1}: {label} pre-encoded gRPC {rate:>10,.0f} spans/s stored, "
-                    f"{answered:>10,.0f} answered, {cpu:.1f} µs CPU a span ({kernel:.0%} in the kernel)",
-                    file=sys.stderr,
-                )
+                for kind in raw:
+                    encoded = [
+                        encode_spans(batch).SerializeToString() for batch in chunks(make_spans(args.spans), args.batch)
+                    ]
+                    answered, rate, cpu, kernel = collector_only(collector, encoded, args.spans, args.senders, kind)
+                    suffix = RAW_SUFFIX[kind]
+                    results.setdefault(f"{label} raw{suffix}", []).append(rate)
+                    results.setdefault(f"{label} answered{suffix}", []).append(answered)
+                    results.setdefault(f"{label} cpu{suffix}", []).append(cpu)
+                    results.setdefault(f"{label} kernel{suffix}", []).append(kernel)
+                    print(
+                        f"round {round_index + 1}: {label} pre-encoded {RAW_NAMES[kind]} {rate:>10,.0f} spans/s "
+                        f"stored, {answered:>10,.0f} answered, {cpu:.1f} µs CPU a span ({kernel:.0%} in the kernel)",
+                        file=sys.stderr,
+                    )
             results["minimal"].append(minimal_rate(minimal, bodies, len(spans), args.senders))
             results["decode"].append(decode_ceiling(bodies, len(spans)))
             results["encode"].append(client_encode_rate(batches, len(spans)))
@@ -467,22 +512,27 @@ def main() -> None:
             ratio = median[f"{label} {transport}"] / median["decode"]
             rate = median[f"{label} {transport}"]
             print(f"  {prefix}end to end, OTLP/{transport:4s}     {rate:>10,.0f} spans/s   {ratio:6.1%} of ceiling")
-        rate = median[f"{label} raw"]
-        ratio = rate / median["decode"]
-        print(f"  {prefix}collector alone, pre-encoded gRPC {rate:>10,.0f} spans/s   {ratio:6.1%} of ceiling")
-        answered = median[f"{label} answered"]
-        print(
-            f"  {prefix}  of which answered (durable in the WAL) {answered:>10,.0f} spans/s   "
-            f"{answered / median['minimal']:6.1%} of the minimal server"
-        )
-        cpu = median[f"{label} cpu"]
-        print(
-            f"  {prefix}  collector CPU a span stored          {cpu:>10.1f} µs      "
-            f"(2 cores at most {2e6 / cpu:,.0f} spans/s; {median[f'{label} kernel']:.0%} in the kernel)"
-        )
+        for kind in raw:
+            suffix = RAW_SUFFIX[kind]
+            rate = median[f"{label} raw{suffix}"]
+            ratio = rate / median["decode"]
+            print(
+                f"  {prefix}collector alone, pre-encoded {RAW_NAMES[kind]:<13s} {rate:>10,.0f} spans/s   "
+                f"{ratio:6.1%} of ceiling"
+            )
+            answered = median[f"{label} answered{suffix}"]
+            print(
+                f"  {prefix}  of which answered (durable in the WAL) {answered:>10,.0f} spans/s   "
+                f"{answered / median['minimal']:6.1%} of the minimal server"
+            )
+            cpu = median[f"{label} cpu{suffix}"]
+            print(
+                f"  {prefix}  collector CPU a span stored          {cpu:>10.1f} µs      "
+                f"(2 cores at most {2e6 / cpu:,.0f} spans/s; {median[f'{label} kernel{suffix}']:.0%} in the kernel)"
+            )
         print(f"  {prefix}collector peak memory (VmHWM)     {memory[label] / 2**20:>10,.0f} MiB")
     if args.baseline:
-        for kind in (*transports, "raw", "cpu"):
+        for kind in (*transports, *(f"{name}{RAW_SUFFIX[k]}" for k in raw for name in ("raw", "cpu"))):
             ratio = median[f"this {kind}"] / median[f"{args.baseline} {kind}"]
             print(f"  this / {args.baseline}, {kind:4s}: {ratio:.2f}")
     print(f"  sender-side SDK encoding (client)    {median['encode']:>10,.0f} spans/s")
