@@ -41,7 +41,7 @@ from ..keys import Principal
 from ..pipeline import Backpressure, TracesPipeline
 from ..processors.genai import PROJECT_ATTRIBUTE
 from ..telemetry import CollectorMetrics
-from .otlp_codec import BadRequest, BodyTooLarge, gunzip
+from .otlp_codec import BadRequest, BodyTooLarge, gunzip, split_traces
 
 __all__ = ["CallIn", "CallsJsonReceiver", "CallsRefused", "calls_request", "parse_calls"]
 
@@ -348,7 +348,8 @@ class CallsJsonReceiver:
         except (UnicodeEncodeError, ValueError) as exc:  # a string protobuf cannot carry
             return _error(400, f"a value cannot be stored: {exc}")
         try:
-            await self._traces.consume(self._traces.prefilter.split(otlp, raw), raw, principal)
+            split, _ = split_traces(self._traces.prefilter, raw)
+            await self._traces.consume(split, raw, principal)
         except Backpressure as exc:
             reply = _error(503, str(exc))
             reply.headers["Retry-After"] = str(exc.retry_after)

@@ -79,13 +79,15 @@ def split_traces(prefilter: GenAIPrefilter, body: bytes, as_json: bool = False) 
     the body is not one. Protobuf is read by native code that checks it as protobuf's parser does, without building
     the messages (parsing them was half of what answering a request of ordinary spans cost); a body that code does
     not read exactly as protobuf would is parsed."""
+    request = None
     if as_json:
         request = parse_json(SIGNALS["traces"], body)
         body = request.SerializeToString()
-        return prefilter.split(request, body), body  # type: ignore[arg-type]
     split = prefilter.scan(body)
     if split is None:
-        split = prefilter.split(parse_protobuf(SIGNALS["traces"], body), body)  # type: ignore[arg-type]
+        if request is None:
+            request = parse_protobuf(SIGNALS["traces"], body)
+        split = prefilter.split(request, body)  # type: ignore[arg-type]
     return split, body
 
 

@@ -257,7 +257,8 @@ def decoded_spans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.fixture
 def parsed_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The signals of the requests receivers parse with protobuf (the native scan reads well-formed traces)."""
+    """The signals of the requests receivers parse with protobuf, and the requests split in Python (the native
+    scan reads well-formed trace requests, and OTLP/JSON ones once json_format has parsed them)."""
     parsed: list[str] = []
     parse = otlp_codec.parse_protobuf
 
@@ -267,6 +268,13 @@ def parsed_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     for module in (otlp_codec, otlp_grpc, otlp_http):
         monkeypatch.setattr(module, "parse_protobuf", counting)
+    split = GenAIPrefilter.split
+
+    def splitting(self: GenAIPrefilter, request: ExportTraceServiceRequest, body: bytes) -> Split:
+        parsed.append("split in Python")
+        return split(self, request, body)
+
+    monkeypatch.setattr(GenAIPrefilter, "split", splitting)
     return parsed
 
 
@@ -283,7 +291,7 @@ def test_a_mixed_request_stores_exactly_its_genai_spans(
     assert since.metric("spanmeter_spans_received_total") == 120
     assert since.metric("spanmeter_spans_dropped_total", reason="not_genai") == 120 - len(genai)
     assert decoded_spans == [len(genai)]  # the ordinary spans never reached the processor
-    assert parsed_requests == []  # read by the native scan (OTLP/JSON by json_format)
+    assert parsed_requests == []  # read by the native scan (OTLP/JSON parsed by json_format first)
 
 
 def test_a_request_without_markers_is_answered_counted_and_not_decoded(since: Since, decoded_spans: list[int]) -> None:
