@@ -1,5 +1,6 @@
-/* OTLP trace requests read from their bytes on the receiving thread: checked, their spans counted, and the spans
- * that cannot be GenAI set aside, with no protobuf objects built.
+/* OTLP requests read from their bytes on the receiving thread, with no protobuf objects built: trace requests
+ * checked, their spans counted, and the spans that cannot be GenAI set aside; metrics and logs requests checked
+ * and their metrics or log records counted (all the collector needs of them: a count, and their bytes forwarded).
  *
  * Parsing a request with protobuf builds an object for every attribute, key and value of every span; on mixed
  * traffic (most spans ordinary, then dropped) that parse halved what a minimal OTLP server answers. This walks
@@ -119,9 +120,11 @@ typedef struct Message Message;
 
 /* What a field holds. ATTRIBUTE_FIELD: a span's attribute, whose MARKER_KEY (a string, once) is compared with the
  * markers; SCOPE_FIELD: ScopeSpans' scope (once), whose SCOPE_NAME (a string, once) is kept; SPAN_FIELD: a span,
- * flagged. */
+ * flagged; ITEM: a metric or log record, counted. REPEATED_I64 and REPEATED_VARINT: repeated numbers, packed (one
+ * LEN field) or not (a field each), both of which protobuf's parser accepts. */
 typedef enum {
-    NONE, VARINT_, I64_, I32_, BYTES, STRING, MESSAGE, ATTRIBUTE_FIELD, MARKER_KEY, SCOPE_FIELD, SCOPE_NAME, SPAN_FIELD
+    NONE, VARINT_, I64_, I32_, BYTES, STRING, MESSAGE, ATTRIBUTE_FIELD, MARKER_KEY, SCOPE_FIELD, SCOPE_NAME, SPAN_FIELD,
+    ITEM, REPEATED_I64, REPEATED_VARINT
 } Kind;
 
 typedef struct {
@@ -134,13 +137,23 @@ struct Message {
     const FieldKind *fields;
 };
 
-/* What the walk notes on its way: the span's marker, the scope's name, and the flags of the request. */
+/* What the walk notes on its way: the span's marker, the scope's name, the flags of the request, the items. */
 typedef struct {
     Scan *scan;
     int marked, key_seen, scope_seen, name_seen;
     const uint8_t *name;
     size_t name_size;
+    size_t items;
 } Walk;
+
+/* Packed varints: each one whole, the last ending where the field does. */
+static int packed_varints(const uint8_t *bytes, size_t size) {
+    Reader r = {bytes, bytes + size};
+    uint64_t value;
+    while (r.p < r.end)
+        if (read_varint(&r, &value)) return OUTSIDE;
+    return OK;
+}
 
 static int walk(Walk *w, const Message *m, const uint8_t *bytes, size_t size, int depth) {
     if (depth > MAX_DEPTH) return OUTSIDE;
@@ -180,6 +193,12 @@ static int walk(Walk *w, const Message *m, const uint8_t *bytes, size_t size, in
             status = walk(w, kind->message, f.bytes, f.size, depth + 1);
             if (status == OK) status = flag(&w->scan->spans, (uint8_t)w->marked);
             break;
+        case ITEM:
+            status = f.wire != LEN || walk(w, kind->message, f.bytes, f.size, depth + 1);
+            w->items++;
+            break;
+        case REPEATED_I64: status = f.wire != I64 && (f.wire != LEN || f.size % 8); break;
+        case REPEATED_VARINT: status = f.wire != VARINT && (f.wire != LEN || packed_varints(f.bytes, f.size)); break;
         default: return OUTSIDE;
         }
         if (status) return status < 0 ? NO_MEMORY : OUTSIDE;
@@ -216,10 +235,53 @@ static const Message SPAN = {17, (const FieldKind[]){K(NONE), K(BYTES), K(BYTES)
 static const Message SCOPE_SPANS = {4, (const FieldKind[]){K(NONE), M(SCOPE_FIELD, INSTRUMENTATION_SCOPE), M(SPAN_FIELD, SPAN),
                                                            K(STRING)}};
 
+/* OTLP's metrics and logs messages (opentelemetry/proto/metrics/v1, logs/v1), by field number: their metrics and
+ * log records are ITEMs, counted. A field number a message reserves (Metric's 4, 6 and 8) is NONE: not read. */
+static const Message SCOPE = {5, (const FieldKind[]){K(NONE), K(STRING), K(STRING), M(MESSAGE, KEY_VALUE),
+                                                     K(VARINT_)}}; /* InstrumentationScope */
+static const Message EXEMPLAR = {8, (const FieldKind[]){K(NONE), K(NONE), K(I64_), K(I64_), K(BYTES), K(BYTES),
+                                                        K(I64_), M(MESSAGE, KEY_VALUE)}};
+static const Message NUMBER_POINT = {9, (const FieldKind[]){K(NONE), K(NONE), K(I64_), K(I64_), K(I64_),
+                                                            M(MESSAGE, EXEMPLAR), K(I64_), M(MESSAGE, KEY_VALUE),
+                                                            K(VARINT_)}};
+static const Message HISTOGRAM_POINT = {13, (const FieldKind[]){K(NONE), K(NONE), K(I64_), K(I64_), K(I64_), K(I64_),
+                                                                K(REPEATED_I64), K(REPEATED_I64), M(MESSAGE, EXEMPLAR),
+                                                                M(MESSAGE, KEY_VALUE), K(VARINT_), K(I64_), K(I64_)}};
+static const Message BUCKETS = {3, (const FieldKind[]){K(NONE), K(VARINT_), K(REPEATED_VARINT)}};
+static const Message EXPONENTIAL_POINT = {15, (const FieldKind[]){K(NONE), M(MESSAGE, KEY_VALUE), K(I64_), K(I64_),
+                                                                  K(I64_), K(I64_), K(VARINT_), K(I64_),
+                                                                  M(MESSAGE, BUCKETS), M(MESSAGE, BUCKETS), K(VARINT_),
+                                                                  M(MESSAGE, EXEMPLAR), K(I64_), K(I64_), K(I64_)}};
+static const Message QUANTILE = {3, (const FieldKind[]){K(NONE), K(I64_), K(I64_)}}; /* ValueAtQuantile */
+static const Message SUMMARY_POINT = {9, (const FieldKind[]){K(NONE), K(NONE), K(I64_), K(I64_), K(I64_), K(I64_),
+                                                             M(MESSAGE, QUANTILE), M(MESSAGE, KEY_VALUE),
+                                                             K(VARINT_)}};
+static const Message GAUGE = {2, (const FieldKind[]){K(NONE), M(MESSAGE, NUMBER_POINT)}};
+static const Message SUM = {4, (const FieldKind[]){K(NONE), M(MESSAGE, NUMBER_POINT), K(VARINT_), K(VARINT_)}};
+static const Message HISTOGRAM = {3, (const FieldKind[]){K(NONE), M(MESSAGE, HISTOGRAM_POINT), K(VARINT_)}};
+static const Message EXPONENTIAL_HISTOGRAM = {3, (const FieldKind[]){K(NONE), M(MESSAGE, EXPONENTIAL_POINT),
+                                                                     K(VARINT_)}};
+static const Message SUMMARY = {2, (const FieldKind[]){K(NONE), M(MESSAGE, SUMMARY_POINT)}};
+static const Message METRIC = {13, (const FieldKind[]){K(NONE), K(STRING), K(STRING), K(STRING), K(NONE),
+                                                       M(MESSAGE, GAUGE), K(NONE), M(MESSAGE, SUM), K(NONE),
+                                                       M(MESSAGE, HISTOGRAM), M(MESSAGE, EXPONENTIAL_HISTOGRAM),
+                                                       M(MESSAGE, SUMMARY), M(MESSAGE, KEY_VALUE)}};
+static const Message SCOPE_METRICS = {4, (const FieldKind[]){K(NONE), M(MESSAGE, SCOPE), M(ITEM, METRIC), K(STRING)}};
+static const Message RESOURCE_METRICS = {4, (const FieldKind[]){K(NONE), M(MESSAGE, RESOURCE),
+                                                                M(MESSAGE, SCOPE_METRICS), K(STRING)}};
+static const Message METRICS_REQUEST = {2, (const FieldKind[]){K(NONE), M(MESSAGE, RESOURCE_METRICS)}};
+static const Message LOG_RECORD = {13, (const FieldKind[]){K(NONE), K(I64_), K(VARINT_), K(STRING), K(NONE),
+                                                           M(MESSAGE, ANY_VALUE), M(MESSAGE, KEY_VALUE), K(VARINT_),
+                                                           K(I32_), K(BYTES), K(BYTES), K(I64_), K(STRING)}};
+static const Message SCOPE_LOGS = {4, (const FieldKind[]){K(NONE), M(MESSAGE, SCOPE), M(ITEM, LOG_RECORD), K(STRING)}};
+static const Message RESOURCE_LOGS = {4, (const FieldKind[]){K(NONE), M(MESSAGE, RESOURCE), M(MESSAGE, SCOPE_LOGS),
+                                                             K(STRING)}};
+static const Message LOGS_REQUEST = {2, (const FieldKind[]){K(NONE), M(MESSAGE, RESOURCE_LOGS)}};
+
 /* A ScopeSpans: its spans flagged (kept: marked, or in a named scope), then the scope (named). */
 static int scope_spans(Scan *scan, const uint8_t *bytes, size_t size) {
     size_t first = scan->spans.len;
-    Walk w = {scan, 0, 0, 0, 0, (const uint8_t *)"", 0};
+    Walk w = {.scan = scan, .name = (const uint8_t *)""};
     int status = walk(&w, &SCOPE_SPANS, bytes, size, 3);
     if (status) return status;
     int named = starts_with_one(&scan->scopes, w.name, w.name_size);
@@ -233,7 +295,7 @@ static int resource_spans(Scan *scan, const uint8_t *bytes, size_t size) {
     while (r.p < r.end) {
         if (next_field(&r, &f) || f.wire != LEN) return OUTSIDE;
         int status;
-        Walk w = {scan, 0, 0, 0, 0, NULL, 0};
+        Walk w = {.scan = scan};
         switch (f.number) {
         case 1: status = walk(&w, &RESOURCE, f.bytes, f.size, 3); break;
         case 2: status = scope_spans(scan, f.bytes, f.size); break;
@@ -413,8 +475,37 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(count_doc,
+    "count(body, signal) -> int | None\n\n"
+    "The metrics (`signal` \"metrics\") or log records (\"logs\") of an ExportMetricsServiceRequest's or\n"
+    "ExportLogsServiceRequest's protobuf encoding. None when the body is outside what this reads exactly as protobuf\n"
+    "would: parse it with protobuf.");
+
+static PyObject *count(PyObject *module, PyObject *args) {
+    Py_buffer body;
+    const char *signal;
+    if (!PyArg_ParseTuple(args, "y*s", &body, &signal)) return NULL;
+    const Message *request = strcmp(signal, "metrics") == 0 ? &METRICS_REQUEST
+                             : strcmp(signal, "logs") == 0  ? &LOGS_REQUEST
+                                                            : NULL;
+    if (request == NULL) {
+        PyBuffer_Release(&body);
+        return PyErr_Format(PyExc_ValueError, "signal must be \"metrics\" or \"logs\", got %R",
+                            PyTuple_GET_ITEM(args, 1));
+    }
+    Walk w = {0};
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = walk(&w, request, body.buf, (size_t)body.len, 0);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&body);
+    if (status) Py_RETURN_NONE;
+    return PyLong_FromSize_t(w.items);
+}
+
 static PyMethodDef methods[] = {
     {"split", split, METH_VARARGS, split_doc},
+    {"count", count, METH_VARARGS, count_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,7 +18,7 @@ from ..config import GrpcProtocolConfig
 from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
 from ..tls import describe_tls, grpc_server_credentials
-from .otlp_codec import SIGNALS, BadRequest, count_items, parse_protobuf, split_traces
+from .otlp_codec import SIGNALS, BadRequest, count_protobuf, split_traces
 
 __all__ = ["OtlpGrpcReceiver"]
 
@@ -109,7 +109,7 @@ class OtlpGrpcReceiver:
                     split, _ = split_traces(self._traces.prefilter, body)
                     items = split.spans
                 else:
-                    items = count_items(signal, parse_protobuf(spec, body))
+                    items = count_protobuf(spec, body)
             except BadRequest as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             if principal is not None and self._authenticator is not None:

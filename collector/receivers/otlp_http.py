@@ -28,9 +28,9 @@ from .otlp_codec import (
     BadRequest,
     BodyTooLarge,
     count_items,
+    count_protobuf,
     gunzip,
     parse_json,
-    parse_protobuf,
     split_traces,
 )
 
@@ -177,9 +177,12 @@ class OtlpHttpReceiver:
                 if signal == "traces":
                     split, raw = split_traces(self._traces.prefilter, body, as_json=content_type == JSON)
                     items = split.spans
+                elif content_type == PROTOBUF:
+                    raw = body
+                    items = count_protobuf(spec, body)
                 else:
-                    message = parse_protobuf(spec, body) if content_type == PROTOBUF else parse_json(spec, body)
-                    raw = body if content_type == PROTOBUF else message.SerializeToString()
+                    message = parse_json(spec, body)
+                    raw = message.SerializeToString()
                     items = count_items(signal, message)
             except web.HTTPRequestEntityTooLarge:
                 return _status(413, content_type, _GRPC_RESOURCE_EXHAUSTED, f"body exceeds {self._limit} bytes")

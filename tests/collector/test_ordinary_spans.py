@@ -24,7 +24,7 @@ from spanmeter.config import GenAIProcessorConfig
 from spanmeter.engine import EngineBatch, EngineReader
 from spanmeter.processors import DecodeResult, GenAIProcessor
 from spanmeter.processors.prefilter import GenAIPrefilter, Split
-from spanmeter.receivers import otlp_codec, otlp_grpc, otlp_http
+from spanmeter.receivers import otlp_codec
 from spanmeter.records import COLUMNS
 from spanmeter.service import Collector
 
@@ -266,8 +266,7 @@ def parsed_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         parsed.append(signal.name)
         return parse(signal, body)
 
-    for module in (otlp_codec, otlp_grpc, otlp_http):
-        monkeypatch.setattr(module, "parse_protobuf", counting)
+    monkeypatch.setattr(otlp_codec, "parse_protobuf", counting)  # the receivers parse through otlp_codec only
     split = GenAIPrefilter.split
 
     def splitting(self: GenAIPrefilter, request: ExportTraceServiceRequest, body: bytes) -> Split:

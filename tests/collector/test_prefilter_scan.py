@@ -154,7 +154,12 @@ def test_a_well_formed_request_is_read_and_split_exactly(request: ExportTraceSer
 @st.composite
 def mutated(draw: Any) -> bytes:
     """A well-formed request's bytes with a few bytes changed, cut, or put in."""
-    body = bytearray(draw(requests()).SerializeToString())
+    return mutation(draw, draw(requests()).SerializeToString())
+
+
+def mutation(draw: Any, well_formed: bytes) -> bytes:
+    """`well_formed` with a few bytes changed, cut, or put in."""
+    body = bytearray(well_formed)
     for _ in range(draw(st.integers(1, 3))):
         action = draw(st.sampled_from(["flip", "cut", "insert"]))
         at = draw(st.integers(0, len(body)))
