@@ -16,19 +16,22 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .auth import PRINCIPAL, AuthError, readable_project
-from .config import ClickHouseExporterConfig, Config
 from .exporters import ClickHouseExporter
+from .exporters.config import ClickHouseExporterConfig
 from .keys import Principal
 from .report import ReportRequest, parse_what_if, run_report
 from .store import StoreError, connect, describe_endpoint, first_line
 from .telemetry import CollectorMetrics
+
+if TYPE_CHECKING:
+    from .config import Config
 
 __all__ = [
     "ADVERT_FILE",

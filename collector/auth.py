@@ -18,8 +18,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
+from pydantic import Field, PositiveInt, field_validator
 
-from .config import ClickHouseExporterConfig, KeyAuthConfig
+from .config_types import Seconds, StrictModel
+from .exporters.config import ClickHouseExporterConfig
 from .keys import KeyRecord, Principal, hash_key, key_id_of, read_keys
 from .ratelimit import RateLimiter
 from .store import connect, first_line
@@ -28,7 +30,9 @@ __all__ = [
     "BOOTSTRAP",
     "PRINCIPAL",
     "AuthError",
+    "KeyAuthConfig",
     "KeyAuthenticator",
+    "RateLimitConfig",
     "bearer_token",
     "readable_project",
     "require_reader",
@@ -41,6 +45,34 @@ BOOTSTRAP = Principal("bootstrap", "bootstrap", "*", "admin")
 PRINCIPAL = web.RequestKey("principal", Principal)
 """Where the HTTP receiver leaves the caller's principal for the API's handlers."""
 _MISS_REFRESH = 1.0  # seconds between store reads caused by unknown keys
+
+
+class RateLimitConfig(StrictModel):
+    spans_per_second: float = Field(gt=0)
+    burst: PositiveInt | None = None
+    """Spans a key may send at once after a quiet spell (default: one second's worth)."""
+
+    @property
+    def bucket(self) -> int:
+        return self.burst or max(1, int(self.spans_per_second))
+
+
+class KeyAuthConfig(StrictModel):
+    """`spanmeter_keys`: project keys, stored hashed in the ClickHouse store (see `spanmeter keys`)."""
+
+    bootstrap_key: str = Field(default="", repr=False)
+    """An admin key accepted without the store: a fresh install's way to run its first `keys create`."""
+    refresh_interval: Seconds = 10.0
+    """Keys are re-read from the store this often: a revoked key is refused everywhere within it."""
+    rate_limit: RateLimitConfig | None = None
+    """Spans per second each key may send (a token bucket); none: unlimited."""
+
+    @field_validator("bootstrap_key")
+    @classmethod
+    def _long_enough(cls, key: str) -> str:
+        if key and len(key) < 32:
+            raise ValueError(f"must be at least 32 characters (a generated secret), got {len(key)}")
+        return key
 
 
 class AuthError(Exception):

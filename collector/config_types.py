@@ -1,4 +1,4 @@
-"""Value types every component's config model uses: durations and day counts.
+"""What every component's config model uses: its base model, an error naming a key, durations and day counts.
 
 Kept apart from `config.py` so a component can define its own config model next to its code and
 `config.py` can import it to wire the file together, without an import cycle.
@@ -7,11 +7,28 @@ Kept apart from `config.py` so a component can define its own config model next 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-__all__ = ["Days", "Seconds", "parse_duration"]
+__all__ = ["Days", "KeyedError", "Seconds", "StrictModel", "parse_duration"]
+
+
+class StrictModel(BaseModel):
+    """A section of pipelines.yaml: an unknown key is an error (a typo is not silently ignored); frozen once
+    loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyedError(ValueError):
+    """Carries a key path out of pydantic's validators so the message can name it."""
+
+    def __init__(self, path: tuple[Any, ...], detail: str | ValidationError) -> None:
+        super().__init__(str(detail))
+        self.path = path
+        self.detail = detail
+
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}

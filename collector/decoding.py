@@ -15,8 +15,8 @@ from typing import Any, Protocol
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pydantic import BaseModel
 
-from .config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorConfig
 from .processors import DecodeResult, GenAIProcessor, PricingProcessor, TagsProcessor
+from .processors.config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorConfig
 from .records import SpanRecord
 
 __all__ = ["InlineReader", "RecordProcessor", "SpanReader", "WorkerPoolReader", "is_row_processor"]

@@ -13,9 +13,11 @@ composition and `service.workers`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import Config
+if TYPE_CHECKING:
+    from .config import Config
+
 
 __all__ = ["RESTART_SECTIONS", "reloadable", "restart_changes"]
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from clickhouse_connect.driver.client import Client
 
 from .cluster import bind, cluster_statements, local_name
-from .config import RetentionConfig
+
+if TYPE_CHECKING:
+    from .exporters.config import RetentionConfig
 
 __all__ = [
     "DAILY_ROLLUPS",

@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
-from .config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorConfig
 from .decoding import SpanReader
 from .engine import EngineReader
 from .engine.reader import BATCH_SCHEMA, EXTRA_COLUMNS
@@ -38,6 +37,7 @@ from .exporters.clickhouse import to_arrow
 from .processors import DecodeResult, GenAIProcessor, PricingProcessor, TagsProcessor
 from .processors.columnar_pricing import ColumnarPricer
 from .processors.columnar_redaction import redact_map_column
+from .processors.config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorConfig
 from .processors.dedupe import CallDeduplicator
 from .processors.genai import ATTRIBUTE_REDACTION_LENGTH, DEFAULT_PROJECT, PROJECT_ATTRIBUTE
 from .records import SpanRecord

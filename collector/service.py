@@ -9,36 +9,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from .api import ApiAdvert, StoreReader, add_api_routes, advertise_api, api_base_url
-from .auth import KeyAuthenticator
+from .auth import KeyAuthConfig, KeyAuthenticator
 from .budgets import BudgetProcessor, add_budget_routes
+from .budgets.config import BudgetProcessorConfig
 from .budgets.windows import Clock
 from .calls_api import add_calls_routes
-from .config import (
-    BudgetProcessorConfig,
-    ClickHouseExporterConfig,
-    Config,
-    GenAIProcessorConfig,
-    GrpcProtocolConfig,
-    HttpProtocolConfig,
-    KeyAuthConfig,
-    OtlpExporterConfig,
-    OtlpReceiverConfig,
-    PricingProcessorConfig,
-    TagsProcessorConfig,
-    component_type,
-    unused_components,
-)
+from .config import Config, component_type, unused_components
 from .decoding import InlineReader, RecordProcessor, SpanReader, WorkerPoolReader, is_row_processor
 from .digest.api import add_digest_routes
 from .digest.scheduler import digest_schedulers
 from .exporters import ClickHouseExporter, OtlpForwarder
+from .exporters.config import ClickHouseExporterConfig, OtlpExporterConfig
 from .findings.api import add_findings_routes, pricing_config
 from .findings.store import FindingsWriter
 from .forecast_api import add_forecast_routes
 from .health import add_health_routes
 from .keys_api import add_key_routes
 from .pipeline import TelemetryRouter, TracesPipeline
+from .processors.config import GenAIProcessorConfig, PricingProcessorConfig, TagsProcessorConfig
 from .receivers import OtlpGrpcReceiver, OtlpHttpReceiver
+from .receivers.config import GrpcProtocolConfig, HttpProtocolConfig, OtlpReceiverConfig
 from .reload import reloadable, restart_changes
 from .rows import ColumnStages, RowBuilder
 from .telemetry import CollectorMetrics

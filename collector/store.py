@@ -13,13 +13,16 @@ import threading
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import clickhouse_connect
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from .config import RetentionConfig
+if TYPE_CHECKING:
+    from .exporters.config import RetentionConfig
+
 
 __all__ = [
     "StoreBusy",

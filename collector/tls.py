@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 if TYPE_CHECKING:
-    from .config import TlsServerConfig
+    from .receivers.config import TlsServerConfig
 
 __all__ = [
     "CertificateFiles",

@@ -5,22 +5,25 @@ change budgets and blocks at runtime are in runtime_api.py."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
 from ..api import StoreReader, query_response
 from ..auth import PRINCIPAL, AuthError, require_reader
-from ..config import BudgetProcessorConfig, Config
 from ..keys import Principal
 from ..report import parse_since
+from .config import BudgetProcessorConfig
 from .model import iso
 from .processor import BudgetProcessor
 from .runtime import configured_budgets
 from .runtime_api import add_runtime_routes
 from .store import read_events
 from .visibility import scope_values, visible_to
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["add_budget_routes", "no_budgets_reason"]
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ..config import BudgetConfig
 from ..sampling import rounded_cost, rounded_count
+from .config import BudgetConfig
 from .ledger import Totals
 from .scope import Scope
 from .windows import Window

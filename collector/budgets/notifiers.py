@@ -22,7 +22,7 @@ from email.message import EmailMessage
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from ..config import EmailChannelConfig, SlackChannelConfig, WebhookChannelConfig
+from .config import EmailChannelConfig, SlackChannelConfig, WebhookChannelConfig
 from .model import Crossing
 
 __all__ = [

@@ -27,12 +27,13 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import Counter
 
 from .. import sampling
-from ..config import BudgetConfig, BudgetProcessorConfig, ClickHouseExporterConfig
 from ..exporters import ClickHouseExporter
+from ..exporters.config import ClickHouseExporterConfig
 from ..forecast import store_weekday_factors
 from ..records import SpanRecord
 from ..store import connect, first_line
 from ..telemetry import CollectorMetrics
+from .config import BudgetConfig, BudgetProcessorConfig
 from .ledger import Buckets, Key, Ledger, Totals
 from .model import Budget, BudgetStatus, Crossing
 from .notifiers import deliver, make_notifier

@@ -19,16 +19,19 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clickhouse_connect.driver.client import Client
 from pydantic import ValidationError
 
-from ..config import BUDGET_SCOPE_KEYS, BudgetConfig, BudgetProcessorConfig, Config
 from ..keys import Principal
 from ..report import parse_since
+from .config import BUDGET_SCOPE_KEYS, BudgetConfig, BudgetProcessorConfig
 from .model import iso
 from .scope import EACH
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = [
     "Block",

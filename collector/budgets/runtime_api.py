@@ -25,9 +25,9 @@ from clickhouse_connect.driver.client import Client
 
 from ..api import StoreReader
 from ..auth import PRINCIPAL, AuthError, require_reader
-from ..config import BudgetConfig
 from ..keys import Principal
 from ..store import StoreError, first_line
+from .config import BudgetConfig
 from .processor import BudgetProcessor
 from .runtime import (
     InvalidRequest,

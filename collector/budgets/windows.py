@@ -16,8 +16,8 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
-from ..config import BUDGET_WINDOW
 from ..forecast import seasonal_share
+from .config import BUDGET_WINDOW
 
 __all__ = ["Clock", "Window", "system_clock"]
 

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
+from ..auth import KeyAuthConfig
+from ..budgets.config import BudgetProcessorConfig
 from ..budgets.model import format_usd
 from ..budgets.processor import BudgetProcessor
 from ..budgets.runtime import (
@@ -37,7 +39,7 @@ from ..budgets.runtime import (
 )
 from ..budgets.runtime_api import USER_HEADER
 from ..budgets.store import BudgetStore, read_events
-from ..config import BudgetProcessorConfig, Config, KeyAuthConfig
+from ..config import Config
 from ..report import parse_since
 from ..telemetry import CollectorMetrics
 from .common import (

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 from clickhouse_connect.driver.client import Client
 
 from ..api import api_base_url, read_advert, store_identity
-from ..config import ClickHouseExporterConfig, Config, ConfigError, component_type, load_config
+from ..config import Config, ConfigError, component_type, load_config
+from ..exporters.config import ClickHouseExporterConfig
 from ..store import StoreBusy, StoreError, connect, database_exists, describe_endpoint, first_line
 
 T = TypeVar("T")

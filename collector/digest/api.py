@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
@@ -13,11 +13,13 @@ from pydantic import ValidationError
 
 from ..api import StoreReader, check_parameters, query_response, readable_database
 from ..auth import PRINCIPAL, AuthError, readable_project
-from ..config import Config
 from .config import DigestConfig
 from .content import Digest, FindingLine, FindingsSource, build_digest
 from .period import DigestPeriod, latest_due
 from .render import render_html, render_json, render_text
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["FINDINGS_HISTORY", "add_digest_routes", "configured_digest", "digest_document", "findings_source"]
 

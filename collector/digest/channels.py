@@ -8,8 +8,8 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import make_msgid
 
+from ..budgets.config import EmailChannelConfig, SlackChannelConfig, WebhookChannelConfig
 from ..budgets.notifiers import post_json, send_email
-from ..config import EmailChannelConfig, SlackChannelConfig, WebhookChannelConfig
 from .content import Digest
 from .render import chart_png, render_html, render_json, render_text, subject
 

@@ -13,16 +13,20 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from clickhouse_connect.driver.client import Client
 
+from ..budgets.config import BudgetProcessorConfig
 from ..budgets.notifiers import deliver
 from ..cluster import CLUSTER_INSERT_SETTINGS
-from ..config import BudgetProcessorConfig, Config
 from .channels import ChannelConfig, digest_sender
 from .config import DigestConfig
 from .content import Digest, FindingsSource, build_digest
 from .period import DigestPeriod, latest_due
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["DigestScheduler", "DigestStore", "digest_schedulers"]
 

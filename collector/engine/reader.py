@@ -43,12 +43,12 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from google.protobuf.internal.encoder import _VarintBytes  # the varint OTLP's own length prefix uses
 
-from ..config import GenAIProcessorConfig
 from ..conventions import CONVENTIONS, Convention, Field
 from ..conventions.base import AGGREGATE_OPERATIONS, JSON_PATH, TOKEN_FIELDS, base_attribute
 from ..conventions.providers import PROVIDER_ALIASES
 from ..exporters.clickhouse import ARROW_SCHEMA
 from ..privacy import CONTENT_ATTRIBUTES, CONTENT_PREFIXES
+from ..processors.config import GenAIProcessorConfig
 from ..processors.genai import _OPERATIONS, DEFAULT_PROJECT, MIN_TIMESTAMP_NS, PROJECT_ATTRIBUTE
 from ..processors.markers import MarkerSearch
 from ..sampling import THRESHOLD_PATTERN

@@ -33,12 +33,12 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from ..cluster import CLUSTER_INSERT_SETTINGS
-from ..config import ClickHouseExporterConfig
 from ..prices import refresh as refresh_prices
 from ..records import COLUMNS, SpanRecord
 from ..store import StoreError, apply_schema, caused_by_data, connect, describe_endpoint, first_line, insert_arrow
 from ..telemetry import CollectorMetrics
 from .accepted import REQUESTS_SCHEMA, rows_in
+from .config import ClickHouseExporterConfig
 from .dead_letter import DeadLetters
 from .wal import Segment, WalUnavailable, WriteAheadLog
 

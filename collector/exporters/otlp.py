@@ -18,9 +18,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from ..config import OtlpExporterConfig
 from ..privacy import CONTENT_ATTRIBUTES, CONTENT_PREFIXES, is_content, url_for_log
 from ..telemetry import CollectorMetrics
+from .config import OtlpExporterConfig
 
 __all__ = ["OtlpForwarder", "without_content"]
 

@@ -5,15 +5,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..api import StoreReader, check_parameters, query_response, readable_database
 from ..auth import PRINCIPAL, AuthError, readable_project
-from ..config import Config, PricingProcessorConfig
+from ..processors.config import PricingProcessorConfig
 from ..report import parse_since
 from .model import Period
 from .runner import run_findings
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["add_findings_routes", "pricing_config"]
 

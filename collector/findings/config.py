@@ -10,9 +10,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat, PositiveInt, field_validator
+from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveInt, field_validator
 
-from ..config_types import parse_duration
+from ..config_types import StrictModel, parse_duration
 
 __all__ = [
     "AnomaliesConfig",
@@ -29,11 +29,7 @@ Seconds = Annotated[int, BeforeValidator(parse_duration), Field(ge=0)]
 Usd = Annotated[Decimal, Field(ge=0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Rule(_Strict):
+class _Rule(StrictModel):
     enabled: bool = True
     min_savings_usd: Usd = Decimal("1")
     """A finding is reported only when it would save at least this much a month."""
@@ -96,7 +92,7 @@ class PromptGrowthConfig(_Rule):
 class AnomaliesConfig(_Rule):
     """Calls, tokens and spend per service, feature and user above the band of the same weekday's history."""
 
-    dimensions: list[str] = ["service", "feature", "user"]
+    dimensions: list[str] = Field(default_factory=lambda: ["service", "feature", "user"])
     recent_days: PositiveInt = 7
     """Complete UTC days before the end of the period that are checked."""
     history_weeks: Annotated[int, Field(ge=3, le=12)] = 4
@@ -118,7 +114,7 @@ class AnomaliesConfig(_Rule):
         return value
 
 
-class FindingsConfig(_Strict):
+class FindingsConfig(StrictModel):
     """`findings:` in pipelines.yaml."""
 
     interval: Seconds = 3600

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, calc_unit_price
 
-from ..config import PricingProcessorConfig
+from ..processors.config import PricingProcessorConfig
 from ..processors.pricing import UNPRICED, PricingProcessor, RateCard
 
 __all__ = ["Prices", "Tokens"]

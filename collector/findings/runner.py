@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from clickhouse_connect.driver.client import Client
 
-from ..config import PricingProcessorConfig
+from ..processors.config import PricingProcessorConfig
 from . import anomalies, cache_unused, paid_failures, prompt_growth, repeated_calls, right_size
 from .config import FindingsConfig
 from .context import Context

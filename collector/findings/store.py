@@ -15,7 +15,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from ..config import ClickHouseExporterConfig, PricingProcessorConfig
+from ..exporters.config import ClickHouseExporterConfig
+from ..processors.config import PricingProcessorConfig
 from ..store import connect, first_line
 from .config import FindingsConfig
 from .model import Finding, Period

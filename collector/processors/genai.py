@@ -24,7 +24,6 @@ from opentelemetry.semconv._incubating.attributes import deployment_attributes a
 from opentelemetry.semconv.attributes import service_attributes as service
 
 from .. import sampling
-from ..config import GenAIProcessorConfig
 from ..conventions import CONVENTIONS, Convention, Field, normalize_provider
 from ..conventions.base import AGGREGATE_OPERATIONS, JSON_PATH, TOKEN_FIELDS
 from ..otlp_values import (
@@ -41,6 +40,7 @@ from ..otlp_values import (
 )
 from ..privacy import Redactor, is_content
 from ..records import SpanRecord
+from .config import GenAIProcessorConfig
 
 __all__ = [
     "DEFAULT_PROJECT",

@@ -16,11 +16,11 @@ from genai_prices.data_units import unit_data
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, calc_unit_price
 from genai_prices.units import UnitRegistry
 
-from ..config import PriceOverride, PricingProcessorConfig
 from ..conventions import PRICING_PROVIDERS, SELF_HOSTED_PROVIDERS, normalize_provider
 from ..conventions.models import model_candidates
 from ..otlp_values import preview
 from ..records import SpanRecord
+from .config import PriceOverride, PricingProcessorConfig
 
 __all__ = ["MAX_COST", "PricingProcessor", "RateCard", "TokenPrice"]
 

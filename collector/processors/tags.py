@@ -23,11 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..arrow_maps import map_lookup
-from ..config import GenAIProcessorConfig, TagsProcessorConfig
 from ..conventions import CONVENTIONS, Convention
 from ..otlp_values import as_str
 from ..privacy import is_content
 from ..records import SpanRecord
+from .config import GenAIProcessorConfig, TagsProcessorConfig
 from .genai import MAX_COLUMN_LENGTH
 
 __all__ = ["TagsProcessor"]

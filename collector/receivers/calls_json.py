@@ -35,12 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from pydantic_core import from_json
 
 from ..auth import PRINCIPAL, AuthError, KeyAuthenticator, require_sender
-from ..config import HttpProtocolConfig
 from ..conventions.otel_genai import TAG_PREFIX
 from ..keys import Principal
 from ..pipeline import Backpressure, TracesPipeline
 from ..processors.genai import PROJECT_ATTRIBUTE
 from ..telemetry import CollectorMetrics
+from .config import HttpProtocolConfig
 from .otlp_codec import BadRequest, BodyTooLarge, gunzip, split_traces
 
 __all__ = ["CallIn", "CallsJsonReceiver", "CallsRefused", "calls_request", "parse_calls"]

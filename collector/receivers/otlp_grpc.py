@@ -14,10 +14,10 @@ import grpc
 from google.rpc.error_details_pb2 import RetryInfo
 
 from ..auth import AuthError, KeyAuthenticator, bearer_token, require_sender
-from ..config import GrpcProtocolConfig
 from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
 from ..tls import describe_tls, grpc_server_credentials
+from .config import GrpcProtocolConfig
 from .otlp_codec import SIGNALS, BadRequest, count_protobuf, split_traces
 
 __all__ = ["OtlpGrpcReceiver"]

@@ -18,11 +18,11 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from ..auth import PRINCIPAL, AuthError, KeyAuthenticator, bearer_token, require_sender
-from ..config import HttpProtocolConfig
 from ..pipeline import Backpressure, TelemetryRouter, TracesPipeline
 from ..telemetry import CollectorMetrics
 from ..tls import ReloadingSslContext, describe_tls
 from .calls_json import CallsJsonReceiver
+from .config import HttpProtocolConfig
 from .otlp_codec import (
     SIGNALS,
     BadRequest,
