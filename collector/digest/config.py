@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator
 
-from ..config_types import Seconds
+from ..config_types import Seconds, StrictModel
 
 __all__ = ["WEEKDAYS", "DigestConfig"]
 
@@ -16,10 +16,8 @@ WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
-class DigestConfig(BaseModel):
+class DigestConfig(StrictModel):
     """A daily or weekly spend digest to the budget processor's channels, sent once per period per store."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     schedule: Literal["daily", "weekly"] = "weekly"
     """`daily` covers the day before the send day; `weekly` the seven days before it."""
