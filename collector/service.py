@@ -131,7 +131,7 @@ class Collector:
             genai_config,
             by_type[PricingProcessorConfig],
             by_type.get(TagsProcessorConfig),
-            self.exporter.wal.directory / "engine",
+            self.exporter.scratch.path("engine"),
             self.exporter.engine_client,
         )
         return reader, columns

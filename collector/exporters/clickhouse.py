@@ -40,6 +40,7 @@ from ..telemetry import CollectorMetrics
 from .accepted import REQUESTS_SCHEMA, rows_in
 from .config import ClickHouseExporterConfig
 from .dead_letter import DeadLetters
+from .scratch import Scratch
 from .wal import Segment, WalUnavailable, WriteAheadLog
 
 if TYPE_CHECKING:
@@ -157,8 +158,11 @@ class ClickHouseExporter:
         # and `stored_rows` as of one moment: stored rows are then exactly the first `stored_rows` queued.
         self.insert_lock = threading.Lock()
         self._embedded = config.endpoint.startswith("chdb://")
+        self.scratch = Scratch(self.wal.directory, config.scratch_directory)
+        """Where the engine's and the inserts' files go (exporters/scratch.py)."""
         # An embedded store reads inserts from files here (store.insert_arrow).
-        self._spool = self.wal.directory / "inserts" if self._embedded else None
+        self._spool = self.scratch.path("inserts") if self._embedded else None
+        self._opened = False
         # On a cluster genai_spans is a Distributed table: the insert must reach the shards, token and all.
         self._insert_settings: dict[str, int | str] = {
             **INSERT_SETTINGS,
@@ -179,9 +183,11 @@ class ClickHouseExporter:
         # Arrow loads its time-zone data on first use (~0.3 s): not while the first request waits.
         pa.array([0], type=pa.int64()).cast(_TIMESTAMP)
         recovered = self.wal.open()
+        self._opened = True  # the log's directory is locked: its scratch directory is this collector's
         if self._spool is not None:
             shutil.rmtree(self._spool, ignore_errors=True)  # a killed run's insert files: their rows are in the WAL
-            self._spool.mkdir()
+            self._spool.mkdir(parents=True)
+        logger.info("scratch files in %s", self.scratch.directory)
         if self.wal.quarantined:
             self._metrics.wal_quarantined.inc(self.wal.quarantined)
         if recovered:
@@ -216,6 +222,8 @@ class ClickHouseExporter:
             self._abort.set()
             self._thread.join(5)
         if self._thread is None or not self._thread.is_alive():  # else an insert still hangs: keep the lock
+            if self._opened:
+                self.scratch.remove()
             self.wal.unlock()
         left = self.wal.rows
         if left:

@@ -76,6 +76,10 @@ class ClickHouseExporterConfig(StrictModel):
     unavailable_grace: Seconds = 60.0
     """How long the store may fail before `/readyz` says the collector is not ready."""
     retention: RetentionConfig = RetentionConfig()
+    scratch_directory: str | None = None
+    """Where the engine's flattened requests and an embedded store's insert files are written, for every segment
+    (they need not survive a crash: the write-ahead log holds the requests). Default: a directory under
+    `/dev/shm` when that is a memory filesystem with 2 GiB free, else the write-ahead log's (exporters/scratch.py)."""
     cluster: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
     """A cluster of the server's `remote_servers`: the schema is created ON CLUSTER, each table replicated per
     shard (`<name>_local`) behind a Distributed table of its own name (cluster.py). Server endpoints only."""
