@@ -162,7 +162,6 @@ class ClickHouseExporter:
         """Where the engine's and the inserts' files go (exporters/scratch.py)."""
         # An embedded store reads inserts from files here (store.insert_arrow).
         self._spool = self.scratch.path("inserts") if self._embedded else None
-        self._opened = False
         # On a cluster genai_spans is a Distributed table: the insert must reach the shards, token and all.
         self._insert_settings: dict[str, int | str] = {
             **INSERT_SETTINGS,
@@ -183,7 +182,6 @@ class ClickHouseExporter:
         # Arrow loads its time-zone data on first use (~0.3 s): not while the first request waits.
         pa.array([0], type=pa.int64()).cast(_TIMESTAMP)
         recovered = self.wal.open()
-        self._opened = True  # the log's directory is locked: its scratch directory is this collector's
         if self._spool is not None:
             shutil.rmtree(self._spool, ignore_errors=True)  # a killed run's insert files: their rows are in the WAL
             self._spool.mkdir(parents=True)
@@ -222,7 +220,7 @@ class ClickHouseExporter:
             self._abort.set()
             self._thread.join(5)
         if self._thread is None or not self._thread.is_alive():  # else an insert still hangs: keep the lock
-            if self._opened:
+            if self.wal.locked:  # the log's directory, and so its scratch directory, is this collector's
                 self.scratch.remove()
             self.wal.unlock()
         left = self.wal.rows

@@ -255,6 +255,11 @@ class WriteAheadLog:
         if self._thread is not None:
             self._thread.join()
 
+    @property
+    def locked(self) -> bool:
+        """This collector holds the log's directory: from `open` until `unlock`."""
+        return self._lock_fd >= 0
+
     def unlock(self) -> None:
         """Let another collector take the directory: only once nothing of this one touches its segments."""
         if self._lock_fd >= 0:
