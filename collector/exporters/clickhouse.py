@@ -35,7 +35,16 @@ from clickhouse_connect.driver.client import Client
 from ..cluster import CLUSTER_INSERT_SETTINGS
 from ..prices import refresh as refresh_prices
 from ..records import COLUMNS, SpanRecord
-from ..store import StoreError, apply_schema, caused_by_data, connect, describe_endpoint, first_line, insert_arrow
+from ..store import (
+    InsertSpool,
+    StoreError,
+    apply_schema,
+    caused_by_data,
+    connect,
+    describe_endpoint,
+    first_line,
+    insert_arrow,
+)
 from ..telemetry import CollectorMetrics
 from .accepted import REQUESTS_SCHEMA, rows_in
 from .config import ClickHouseExporterConfig
@@ -160,8 +169,8 @@ class ClickHouseExporter:
         self._embedded = config.endpoint.startswith("chdb://")
         self.scratch = Scratch(self.wal.directory, config.scratch_directory)
         """Where the engine's and the inserts' files go (exporters/scratch.py)."""
-        # An embedded store reads inserts from files here (store.insert_arrow).
-        self._spool = self.scratch.path("inserts") if self._embedded else None
+        # An embedded store reads inserts from files here (store.InsertSpool).
+        self._spool = InsertSpool(self.scratch.path("inserts")) if self._embedded else None
         # On a cluster genai_spans is a Distributed table: the insert must reach the shards, token and all.
         self._insert_settings: dict[str, int | str] = {
             **INSERT_SETTINGS,
@@ -183,8 +192,9 @@ class ClickHouseExporter:
         pa.array([0], type=pa.int64()).cast(_TIMESTAMP)
         recovered = self.wal.open()
         if self._spool is not None:
-            shutil.rmtree(self._spool, ignore_errors=True)  # a killed run's insert files: their rows are in the WAL
-            self._spool.mkdir(parents=True)
+            # a killed run's insert files: their rows are in the WAL
+            shutil.rmtree(self._spool.directory, ignore_errors=True)
+            self._spool.directory.mkdir(parents=True)
         logger.info("scratch files in %s", self.scratch.directory)
         if self.wal.quarantined:
             self._metrics.wal_quarantined.inc(self.wal.quarantined)

@@ -36,7 +36,7 @@ from spanmeter.exporters.clickhouse import INSERT_SETTINGS, to_arrow
 from spanmeter.exporters.wal import RECORD_HEADER, SEGMENT_HEADER, encode_table
 from spanmeter.processors import GenAIProcessor, PricingProcessor
 from spanmeter.service import Collector, CollectorThread
-from spanmeter.store import insert_arrow
+from spanmeter.store import InsertSpool, insert_arrow
 
 from .conftest import REPO, emit, span_exporter, wait_for_rows
 from .test_pricing_e2e import AT_NS, genai_attributes
@@ -159,8 +159,8 @@ def test_a_retried_batch_is_stored_once(store: Client, database: str, make_confi
 def test_an_insert_read_from_a_spool_file_stores_what_insert_arrow_stores(
     store: Client, database: str, make_config: Callable[..., Any], tmp_path: Path
 ) -> None:
-    """An embedded store's inserts go through an Arrow file kept in a spool directory and overwritten by the
-    next one (store.insert_arrow): the rows are those the driver's own insert stores, a retried token is stored
+    """An embedded store's inserts go through a Native file kept in a spool directory and overwritten by the
+    next one (store.InsertSpool): the rows are those the driver's own insert stores, a retried token is stored
     once, and a smaller insert over a larger file stores its own rows only."""
     with CollectorThread(make_config()):  # a collector applies the schema at start
         pass
@@ -170,8 +170,8 @@ def test_an_insert_read_from_a_spool_file_stores_what_insert_arrow_stores(
     copy = f"{database}.genai_spans_driver"
     store.command(f"CREATE TABLE {copy} AS {database}.genai_spans")
     store.insert_arrow(copy, table, settings=INSERT_SETTINGS | {"insert_deduplication_token": "driver"})
-    spans, spool = f"{database}.genai_spans", tmp_path / "spool"
-    spool.mkdir()
+    spans, spool = f"{database}.genai_spans", InsertSpool(tmp_path / "spool")
+    spool.directory.mkdir()
     for _ in range(2):
         insert_arrow(store, spans, table, INSERT_SETTINGS | {"insert_deduplication_token": "a"}, spool)
     small = table.slice(3, 2)
@@ -188,7 +188,7 @@ def test_an_insert_read_from_a_spool_file_stores_what_insert_arrow_stores(
     ).result_rows
     assert [row[0] for row in twice] == sorted(small.column("span_id").to_pylist())
     assert rows(f"{database}.genai_spans") == rows(copy)
-    assert [path.name for path in spool.iterdir()] == [f"insert-{threading.get_ident()}.arrow"]
+    assert [path.name for path in spool.directory.iterdir()] == [f"insert-{threading.get_ident()}.native"]
 
 
 # --- SIGTERM and restart -----------------------------------------------------------------------

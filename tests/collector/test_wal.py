@@ -33,7 +33,7 @@ from spanmeter.exporters.accepted import REQUESTS_SCHEMA, request_record, rows_i
 from spanmeter.exporters.clickhouse import by_month
 from spanmeter.exporters.wal import SPARE_SEGMENTS, Segment, WalFull, WalWriteError, WriteAheadLog
 from spanmeter.service import Collector, CollectorThread
-from spanmeter.store import insert_arrow
+from spanmeter.store import InsertSpool, insert_arrow
 
 from .conftest import emit, http_request, metric_value, span_exporter, wait_for_rows
 from .test_durability import FAST_RETRY, count_rows, make_spans, post
@@ -344,13 +344,14 @@ def test_an_insert_whose_spool_file_cannot_grow_goes_through_the_driver(
         parameters={"db": database},
     )
     small = pa.table({"n": pa.array([1], pa.uint32()), "text": ["small"]})
-    insert_arrow(store, f"{database}.probe", small, {}, small_disk)  # the spool file exists, one row's size
-    spooled = small_disk / f"insert-{threading.get_ident()}.arrow"
+    spool = InsertSpool(small_disk)
+    insert_arrow(store, f"{database}.probe", small, {}, spool)  # the spool file exists, one row's size
+    spooled = small_disk / f"insert-{threading.get_ident()}.native"
     assert spooled.exists()
     ballast = small_disk / "ballast"
     ballast.write_bytes(b"\0" * shutil.disk_usage(small_disk).free)
     large = pa.table({"n": pa.array(range(2, 20_002), pa.uint32()), "text": ["x" * 100] * 20_000})
-    insert_arrow(store, f"{database}.probe", large, {}, small_disk)
+    insert_arrow(store, f"{database}.probe", large, {}, spool)
     assert store.query(
         "SELECT count(), countIf(text = 'small') FROM {db:Identifier}.probe", parameters={"db": database}
     ).result_rows == [(20_001, 1)]
