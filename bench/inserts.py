@@ -10,11 +10,13 @@ run on the store before the inserts (`{db}` names its database); runs with and w
 medians and their ratio are printed. `--without-views` drops every materialized view the schema made, in both
 runs, to measure genai_spans alone. `--grouped N`: the variant inserts the same rows N batches at a time (a group
 of WAL segments under a backlog, `batch.max_insert_rows`), a pause N times as long between its inserts.
+`--arrow-files`: the variant's inserts are read from Arrow files, not Native ones (store.InsertSpool).
 
     python bench/inserts.py --variant "ALTER TABLE {db}.genai_spans MODIFY SETTING ..." [--runs 4]
     python bench/inserts.py --grouped 4
     python bench/inserts.py --variant @bench/variants/rollup_feed.sql
     python bench/inserts.py --without-views --variant "SYSTEM STOP MERGES {db}.genai_spans"
+    python bench/inserts.py --arrow-files --rows 100000 --inserts 20
 """
 
 from __future__ import annotations
@@ -40,17 +42,26 @@ DATABASE = "bench"
 
 
 def run_once(
-    root: Path, variant: str, without_views: bool, rows: int, inserts: int, pause: float, settle: float, grouped: int
+    root: Path,
+    variant: str,
+    without_views: bool,
+    rows: int,
+    inserts: int,
+    pause: float,
+    settle: float,
+    grouped: int,
+    arrow_files: bool,
 ) -> dict[str, object]:
     from ingest import chunks, make_spans
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
+    from spanmeter import native
     from spanmeter.config import GenAIProcessorConfig, PricingProcessorConfig
     from spanmeter.decoding import InlineReader
     from spanmeter.exporters.accepted import request_record
     from spanmeter.exporters.clickhouse import INSERT_SETTINGS, TABLE
     from spanmeter.rows import ColumnStages, RowBuilder
-    from spanmeter.store import apply_schema, connect, insert_arrow
+    from spanmeter.store import InsertSpool, apply_schema, connect, insert_arrow
     from spanmeter.telemetry import CollectorMetrics
 
     bodies = [encode_spans(batch).SerializeToString() for batch in chunks(make_spans(rows), 512)]
@@ -72,8 +83,10 @@ def run_once(
     table = (
         RowBuilder(InlineReader(genai, [pricing]), [], CollectorMetrics(), columns=columns).build(requests, False).table
     )
-    spool = root / "spool"
-    spool.mkdir()
+    if arrow_files:
+        native._native = None  # type: ignore[assignment]  # as a collector built without it: Arrow insert files
+    spool = InsertSpool(root / "spool")
+    spool.directory.mkdir()
     start, making = _cpu(), 0.0
     for first in range(0, inserts, grouped):
         made = time.thread_time()
@@ -124,6 +137,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4, help="runs of each, alternated")
     parser.add_argument("--rows", type=int, default=50_000, help="rows an insert (batch.max_rows)")
     parser.add_argument("--grouped", type=int, default=1, help="the variant inserts this many batches at once")
+    parser.add_argument("--arrow-files", action="store_true", help="the variant inserts from Arrow files")
     parser.add_argument("--inserts", type=int, default=40)
     parser.add_argument("--pause", type=float, default=0.5, help="seconds between inserts")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds counted after the last insert")
@@ -135,7 +149,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="spanmeter-inserts-") as root:
             result = run_once(
                 Path(root), args.child, args.without_views, args.rows, args.inserts, args.pause, args.settle,
-                args.grouped,
+                args.grouped, args.arrow_files,
             )  # fmt: skip
         print(json.dumps(result))
         return
@@ -149,6 +163,7 @@ def main() -> None:
             command += ["--rows", str(args.rows), "--inserts", str(args.inserts)]
             command += ["--pause", str(args.pause), "--settle", str(args.settle)]
             command += ["--grouped", str(args.grouped if name == "variant" else 1)]
+            command += ["--arrow-files"] if args.arrow_files and name == "variant" else []
             child = subprocess.run(command, capture_output=True, text=True)
             if child.returncode:
                 raise SystemExit(f"the {name} run failed:\n" + "\n".join(child.stderr.splitlines()[-5:]))

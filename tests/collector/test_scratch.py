@@ -79,7 +79,7 @@ def test_a_collector_writes_its_scratch_files_where_configured_not_beside_the_lo
     )
     store_some(collector)
     assert list((tmp_path / "scratch" / "engine").glob("part-*.bin")), "the engine read no segment"
-    assert list((tmp_path / "scratch" / "inserts").glob("insert-*.arrow")), "no insert went through a file"
+    assert list((tmp_path / "scratch" / "inserts").glob("insert-*.native")), "no insert went through a file"
     wal = collector.exporter.wal.directory
     assert not (wal / "engine").exists() and not (wal / "inserts").exists()
 
@@ -93,7 +93,7 @@ def test_a_memory_filesystem_directory_is_removed_when_the_collector_stops(
     try:
         store_some(collector)
         assert directory.parent == memory_filesystem
-        assert list((directory / "engine").glob("part-*.bin")) and list((directory / "inserts").glob("*.arrow"))
+        assert list((directory / "engine").glob("part-*.bin")) and list((directory / "inserts").glob("*.native"))
     finally:
         thread.stop()
     assert not directory.exists()
