@@ -140,6 +140,9 @@ _SETTINGS: dict[str, str | int] = {
     # Reading runs behind answering: the query's threads (the exporter's own while it waits, with no GIL held)
     # at a lower OS priority, so on busy cores the receivers' thread is scheduled first.
     "os_thread_priority": 10,
+    # The rows come back to this process, not over a network: compressing them (LZ4, Arrow's default here) and
+    # decompressing them again cost ~0.9 µs a span (bench/README.md), more than reading ~3x the bytes in memory.
+    "output_format_arrow_compression_method": "none",
 }
 _EMPTY_TEXT = "''"
 _TRACE_ID, _SPAN_ID, _PARENT, _START, _END = (
