@@ -234,7 +234,7 @@ typedef struct {
     size_t count;
 } Attributes;
 
-enum { MAX_RESOURCE_FIELDS = 8 };
+enum { MAX_RESOURCE_FIELDS = 8, MAX_NAMES = 256, MAX_MARKER_LENGTH = 128 };
 
 /* A resource's columns as its spans' rows carry them, each a run of Native strings. */
 typedef struct {
@@ -260,6 +260,14 @@ typedef struct {
     size_t most, limit;
     Keys keys;
     size_t rows;
+    /* The conventions found (bit i: the i-th of the caller's): those of the markers among spans' keys and of the
+     * prefixes scopes' names start with. */
+    uint64_t marker_masks[MAX_NAMES], scope_masks[MAX_NAMES], found;
+    PyObject *scope_prefixes; /* bytes */
+    /* Every key is looked up among the markers: by its length first (bit j: the j-th marker has that length),
+     * when there are at most 64 markers of at most MAX_MARKER_LENGTH bytes (`by_length`). */
+    uint64_t markers_of_length[MAX_MARKER_LENGTH + 1];
+    int by_length;
 } Columns;
 
 /* Every buffer of the spans' block, for truncating back to a request's start. */
@@ -480,6 +488,26 @@ static Py_ssize_t position(PyObject *names, const Key *key) {
     return -1;
 }
 
+static void index_markers(Columns *c, PyObject *markers) {
+    memset(c->markers_of_length, 0, sizeof c->markers_of_length);
+    c->by_length = PyTuple_GET_SIZE(markers) <= 64;
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(markers) && c->by_length; j++) {
+        Py_ssize_t n = PyBytes_GET_SIZE(PyTuple_GET_ITEM(markers, j));
+        if (n > MAX_MARKER_LENGTH) c->by_length = 0;
+        else c->markers_of_length[n] |= (uint64_t)1 << j;
+    }
+}
+
+static Py_ssize_t marker_position(const Columns *c, PyObject *markers, const Key *key) {
+    if (!c->by_length) return position(markers, key);
+    if (key->n > MAX_MARKER_LENGTH) return -1;
+    for (uint64_t candidates = c->markers_of_length[key->n]; candidates; candidates &= candidates - 1) {
+        int j = __builtin_ctzll(candidates);
+        if (memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(markers, j)), key->p, key->n) == 0) return j;
+    }
+    return -1;
+}
+
 /* A span's attribute: its columns, its count and text, whether it is a marker and what the engine cannot spell. */
 static int add_span_attribute(Columns *c, const uint8_t *bytes, size_t size, PyObject *markers, int *is_marker,
                               int *unread) {
@@ -490,7 +518,11 @@ static int add_span_attribute(Columns *c, const uint8_t *bytes, size_t size, PyO
     if (put(&c->counts, &count, 8) || put_str(&c->texts, value.text, utf8_prefix(value.text, value.text_size, 1024)))
         return -1;
     *unread |= value.unread;
-    if (!*is_marker) *is_marker = position(markers, &key) >= 0;
+    Py_ssize_t marker = marker_position(c, markers, &key);
+    if (marker >= 0) {
+        *is_marker = 1;
+        c->found |= c->marker_masks[marker];
+    }
     return 0;
 }
 
@@ -625,6 +657,12 @@ static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size, P
     if (found < 0 || (found && (found = singular(scope.bytes, scope.size, 1, LEN, &name)) < 0)) return -1;
     at->scope_name = found ? name.bytes : NULL;
     at->scope_name_size = found ? name.size : 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(c->scope_prefixes); i++) {
+        PyObject *prefix = PyTuple_GET_ITEM(c->scope_prefixes, i);
+        size_t n = (size_t)PyBytes_GET_SIZE(prefix);
+        if (at->scope_name_size >= n && memcmp(at->scope_name, PyBytes_AS_STRING(prefix), n) == 0)
+            c->found |= c->scope_masks[i];
+    }
     Reader r = {bytes, bytes + size};
     Field f;
     size_t first_row = c->rows;
@@ -795,16 +833,33 @@ static int check_names(PyObject *names, const char *what) {
     return 0;
 }
 
+/* Masks (unsigned 64-bit ints), one per name. */
+static int read_masks(PyObject *masks, PyObject *names, uint64_t *out, const char *what) {
+    if (PyTuple_GET_SIZE(masks) != PyTuple_GET_SIZE(names) || PyTuple_GET_SIZE(names) > MAX_NAMES) {
+        PyErr_Format(PyExc_ValueError, "%s: one mask per name, at most %d", what, MAX_NAMES);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(masks); i++) {
+        out[i] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(masks, i));
+        if (PyErr_Occurred()) return -1;
+    }
+    return 0;
+}
+
 static PyObject *flatten(PyObject *self, PyObject *args) {
-    PyObject *bodies, *markers, *resource_keys, *columns;
+    PyObject *bodies, *markers, *marker_masks, *scopes, *scope_masks, *resource_keys, *columns;
     unsigned long long first;
     Py_ssize_t most, limit;
     const char *path;
-    if (!PyArg_ParseTuple(args, "OKO!O!nnO!s", &bodies, &first, &PyTuple_Type, &markers, &PyTuple_Type,
+    uint64_t masks_of_markers[MAX_NAMES], masks_of_scopes[MAX_NAMES];
+    if (!PyArg_ParseTuple(args, "OKO!O!O!O!O!nnO!s", &bodies, &first, &PyTuple_Type, &markers, &PyTuple_Type,
+                          &marker_masks, &PyTuple_Type, &scopes, &PyTuple_Type, &scope_masks, &PyTuple_Type,
                           &resource_keys, &most, &limit, &PyTuple_Type, &columns, &path))
         return NULL;
     if (check_columns(columns, SPAN_COLUMNS, "columns") || check_names(markers, "markers") ||
-        check_names(resource_keys, "resource_keys"))
+        check_names(scopes, "scopes") || check_names(resource_keys, "resource_keys") ||
+        read_masks(marker_masks, markers, masks_of_markers, "marker_masks") ||
+        read_masks(scope_masks, scopes, masks_of_scopes, "scope_masks"))
         return NULL;
     if (PyTuple_GET_SIZE(resource_keys) > MAX_RESOURCE_FIELDS || most < 0 || limit < 0) {
         PyErr_Format(PyExc_ValueError, "resource_keys: at most %d; most, limit: not negative", MAX_RESOURCE_FIELDS);
@@ -829,10 +884,16 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
     }
     int failed = taken < count || !c, io_error = 0;
     size_t rows = 0;
+    uint64_t found = 0;
     if (!failed) {
         Py_BEGIN_ALLOW_THREADS
         link_levels(c);
         reset(c);
+        memcpy(c->marker_masks, masks_of_markers, sizeof masks_of_markers);
+        memcpy(c->scope_masks, masks_of_scopes, sizeof masks_of_scopes);
+        c->scope_prefixes = scopes;
+        index_markers(c, markers);
+        c->found = 0;
         c->resource_keys_asked = resource_keys;
         c->most = (size_t)most;
         c->limit = (size_t)limit;
@@ -854,6 +915,7 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
             }
         }
         if (spans_fd >= 0) io_error = finish_file(spans_fd, io_error) || io_error;
+        found = c->found;
         Py_END_ALLOW_THREADS
     }
     for (Py_ssize_t i = 0; i < taken; i++) PyBuffer_Release(&views[i]);
@@ -876,15 +938,18 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
     if (taken < count) return NULL;
     if (failed) return PyErr_NoMemory();
     if (io_error) return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
-    return PyLong_FromSize_t(rows);
+    return Py_BuildValue("nK", (Py_ssize_t)rows, (unsigned long long)found);
 }
 
 static PyMethodDef methods[] = {
     {"flatten", flatten, METH_VARARGS,
-     "flatten(bodies, first, markers, resource_keys, most, limit, columns, path) -> rows\n\n"
+     "flatten(bodies, first, markers, marker_masks, scopes, scope_masks, resource_keys, most, limit, columns,\n"
+     "        path) -> (rows, found)\n\n"
      "Writes the spans of `bodies` (OTLP ExportTraceServiceRequest messages, the first numbered `first`) to\n"
      "`path` as ClickHouse Native blocks, one row per span, with its resource's first `most` attributes (values\n"
-     "cut at `limit` characters) and the texts of its `resource_keys`; `columns`: (name, type) pairs, as bytes."},
+     "cut at `limit` characters) and the texts of its `resource_keys`; `columns`: (name, type) pairs, as bytes.\n"
+     "`found`: the OR of the masks of the `markers` among spans' attribute keys and of the `scopes` prefixes\n"
+     "scopes' names start with."},
     {NULL, NULL, 0, NULL},
 };
 

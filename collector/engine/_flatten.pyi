@@ -6,9 +6,12 @@ def flatten(
     bodies: Sequence[bytes | memoryview],
     first: int,
     markers: tuple[bytes, ...],
+    marker_masks: tuple[int, ...],
+    scopes: tuple[bytes, ...],
+    scope_masks: tuple[int, ...],
     resource_keys: tuple[bytes, ...],
     most: int,
     limit: int,
     columns: Columns,
     path: str,
-) -> int: ...
+) -> tuple[int, int]: ...

@@ -4,7 +4,8 @@ A batch of requests is flattened by `_flatten` (native code) to files of span ro
 (each row with its resource's columns, and each attribute's count and texts, read once in native code rather
 than by an expression per attribute), or, where that module is not built, written to files of length-delimited
 messages that ClickHouse's Protobuf format reads; one file per core, read in parallel, by ONE query generated
-from the convention tables (the single source of truth) for the conventions whose markers or scopes occur in the
+from the convention tables (the single source of truth) for the conventions present: those whose marker keys or
+scope prefixes `_flatten` found while writing the rows, or, without it, whose markers or scopes occur in the
 batch's bytes. Each span carries its position (request, resource, scope, span: the flattener's columns, or the
 ARRAY JOINs' enumerations), so rows are put back in the reference's order. Ordinary spans are counted per scope
 and dropped; each GenAI span is classified (model call or not) and read into the row's columns. The flattener
@@ -207,6 +208,16 @@ class EngineReader:
         owned = [(index, probe) for index, probes in enumerate(self._probes, 1) for probe in probes]
         self._probe_owners = [index for index, _ in owned]
         self._probe_search = MarkerSearch([probe for _, probe in owned])
+        # What _flatten looks for while it writes the rows, each with the conventions (bit i - 1: the i-th) it
+        # finds: marker keys, and scope names' prefixes.
+        markers = sorted({marker for c in conventions for marker in c.markers})
+        scopes = sorted({scope for c in conventions for scope in c.scopes})
+        self._found_by: tuple[tuple[bytes, ...], tuple[int, ...], tuple[bytes, ...], tuple[int, ...]] = (
+            tuple(marker.encode() for marker in markers),
+            tuple(sum(1 << i for i, c in enumerate(conventions) if marker in c.markers) for marker in markers),
+            tuple(scope.encode() for scope in scopes),
+            tuple(sum(1 << i for i, c in enumerate(conventions) if scope in c.scopes) for scope in scopes),
+        )
         for stale in self._workdir.glob("requests-*.bin"):  # a batch's files a killed run left under its names
             stale.unlink(missing_ok=True)
 
@@ -219,11 +230,6 @@ class EngineReader:
         if not isinstance(requests, pa.ChunkedArray):
             requests = pa.chunked_array([pa.array(requests, pa.large_binary())])
         bodies = _views(requests)
-        active = self._active(requests)
-        query = self._queries.get(active)
-        if query is None:
-            query = Query(self._config, self._conventions, active, self._read_keys, self._flatten).sql()
-            self._queries[active] = query
         self._workdir.mkdir(parents=True, exist_ok=True)
         # One file per core, read in parallel (a file is one stream); each named by its first request's index.
         # The files are kept between batches and overwritten in place (renamed for the query): pages a file
@@ -231,17 +237,29 @@ class EngineReader:
         tag = uuid.uuid4().hex
         paths = []
         size = -(-len(bodies) // min(_PARTS, len(bodies)))
-        markers = tuple(sorted({m.encode() for i in active for m in self._conventions[i - 1].markers}))
+        found = 0
         for part, first in enumerate(range(0, len(bodies), size)):
             slot = self._workdir / f"part-{part}.bin"
             if self._flatten:
-                part_bodies = bodies[first : first + size]
                 config = self._config
-                limits = (config.max_attributes, config.max_attribute_value_length)
-                _flatten.flatten(part_bodies, first, markers, _RESOURCE_KEY_BYTES, *limits, _FLAT_HEADER, str(slot))
+                markers, marker_masks, scopes, scope_masks = self._found_by
+                _, conventions = _flatten.flatten(
+                    bodies[first : first + size], first, markers, marker_masks, scopes, scope_masks,
+                    _RESOURCE_KEY_BYTES, config.max_attributes, config.max_attribute_value_length, _FLAT_HEADER,
+                    str(slot),
+                )  # fmt: skip
+                found |= conventions
             else:
                 write_length_delimited(slot, bodies[first : first + size])
             paths.append((self._workdir / f"requests-{tag}-{first}.bin", slot))
+        if self._flatten:  # the conventions whose markers or scopes _flatten found
+            active = tuple(i for i in range(1, len(self._conventions) + 1) if found >> (i - 1) & 1)
+        else:
+            active = self._active(requests)
+        query = self._queries.get(active)
+        if query is None:
+            query = Query(self._config, self._conventions, active, self._read_keys, self._flatten).sql()
+            self._queries[active] = query
         for path, slot in paths:
             slot.rename(path)
         try:
@@ -259,8 +277,9 @@ class EngineReader:
         return _batch(result)
 
     def _active(self, array: pa.ChunkedArray) -> tuple[int, ...]:
-        """The conventions (1-based positions) some span of the batch may be read with: one of their probes (see
-        `_probes`) occurs in its bytes. The others' SQL is left out of the query.
+        """The conventions (1-based positions) some span of the batch may be read with, when the requests are not
+        flattened (`_flatten` finds them itself): one of their probes (see `_probes`) occurs in its bytes. The
+        others' SQL is left out of the query.
 
         One Hyperscan pass over each chunk's bytes finds every probe (~0.2 µs a span; a probe made of the end of
         one body and the start of the next only makes the query longer); without Hyperscan, `_active_by_regex`."""

@@ -245,6 +245,38 @@ def test_conventions_are_found_wherever_their_requests_sit_among_ordinary_ones(r
     assert reader._active(pa.chunked_array([pa.array([ordinary] * 3, pa.binary())])) == ()
 
 
+def conventions_present(bodies: list[bytes]) -> tuple[int, ...]:
+    """What the flattened reader's query must cover, from the parsed requests: each convention (numbered from 1)
+    with a marker among some span's attribute keys, or a prefix some scope's name starts with."""
+    present = set()
+    for body in bodies:
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                keys = {kv.key for span in scope_spans.spans for kv in span.attributes}
+                for index, convention in enumerate(CONVENTIONS, 1):
+                    if keys & set(convention.markers) or scope_spans.scope.name.startswith(tuple(convention.scopes)):
+                        present.add(index)
+    return tuple(sorted(present))
+
+
+@NOT_BUILT
+def test_the_flattener_names_the_conventions_present(store: Client, tmp_path: Path) -> None:
+    """The flattened reader's query covers the conventions whose markers are among the spans' keys or whose scope
+    prefixes start the scopes' names, as the flattener found them while writing the rows (no search of the
+    requests' bytes): each convention's requests alone, all of them, none; a marker's name in a value only (not
+    a key) does not count. Rows as the Python reader's."""
+    reader = EngineReader(CONFIG, store, tmp_path, flatten=True)
+    in_a_value = sdk_request("app", [("GET /", {"note": "gen_ai.operation.name"})], {"service.name": "x"})
+    every = [body for convention in CONVENTIONS for body in convention_requests(convention)]
+    batches = [convention_requests(convention) for convention in CONVENTIONS] + [every, [in_a_value]]
+    for bodies in batches:
+        reader._queries.clear()
+        compare(reader, bodies)
+        assert list(reader._queries) == [conventions_present(bodies)]
+    assert conventions_present(every) == tuple(range(1, len(CONVENTIONS) + 1))
+    assert conventions_present([in_a_value]) == ()
+
+
 def test_the_wal_column_of_bodies_reads_as_the_bodies(reader: EngineReader) -> None:
     """A segment's requests are handed over as the WAL's binary column (one chunk a record, or a slice of them),
     read in place: the same rows, counts and fallback as from the bodies as bytes."""
