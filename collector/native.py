@@ -2,7 +2,8 @@
 
 ClickHouse reads an Arrow insert one value at a time into its own columns: each LowCardinality value is hashed
 into a dictionary, each decimal narrowed. Native is its own layout, read with no conversion: an insert of 100,000
-spans through every view costs it ~1.5 µs a row less (bench/README.md). So the rows are laid out here as Native
+spans through every view took 3.4-3.7 µs of CPU a row instead of 4.3-4.6, writing the file included
+(bench/README.md). So the rows are laid out here as Native
 lays them out, from Arrow's buffers: fixed-width columns as they are, decimals as their 64-bit words, a
 LowCardinality column as a dictionary Arrow computes and each value's index in it, a String column written by
 `_native` (a varint length before each value). The column types are the table's own (`table_types`), so the
@@ -61,7 +62,7 @@ def table_types(client: Client, table: str) -> dict[str, str]:
 
 
 def write(path: Path, rows: pa.Table, types: Mapping[str, str]) -> bool:
-    """Write `rows` over the file at `path` as Native blocks typed as `types` says; False when some column cannot
+    """Write `rows` over the file at `path` as a Native block typed as `types` says; False when some column cannot
     be (see the module's docstring: nothing is written then). OSError when the file cannot be written."""
     if _native is None:
         return False
@@ -77,7 +78,7 @@ def write(path: Path, rows: pa.Table, types: Mapping[str, str]) -> bool:
 
 def parts(rows: pa.Table, types: Mapping[str, str]) -> list[Part] | None:
     """The Native file of `rows`, one block (ClickHouse squashes an insert's blocks into one at a cost: one block
-    of 100,000 rows took ~0.3 µs a row less than 28 of them), as `_native.write_file` parts, each column written
+    of 100,000 rows took ~0.8 µs a row less than 28 of them), as `_native.write_file` parts, each column written
     from its chunks in place; None if some column cannot be written exactly."""
     if rows.num_rows == 0:
         return None
