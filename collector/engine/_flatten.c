@@ -660,8 +660,8 @@ static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size, P
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(c->scope_prefixes); i++) {
         PyObject *prefix = PyTuple_GET_ITEM(c->scope_prefixes, i);
         size_t n = (size_t)PyBytes_GET_SIZE(prefix);
-        if (at->scope_name_size >= n && memcmp(at->scope_name, PyBytes_AS_STRING(prefix), n) == 0)
-            c->found |= c->scope_masks[i];
+        if (n == 0 || (at->scope_name_size >= n && memcmp(at->scope_name, PyBytes_AS_STRING(prefix), n) == 0))
+            c->found |= c->scope_masks[i]; /* as startsWith: every name starts with '' (a nameless scope's too) */
     }
     Reader r = {bytes, bytes + size};
     Field f;

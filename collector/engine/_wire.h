@@ -29,6 +29,7 @@ static int buf_reserve(Buf *b, size_t more) {
 }
 
 static int put(Buf *b, const void *src, size_t n) {
+    if (n == 0) return 0; /* src may be NULL then (a field not present), which memcpy may not be given */
     if (buf_reserve(b, n)) return -1;
     memcpy(b->data + b->len, src, n);
     b->len += n;
