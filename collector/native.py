@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
+from google.protobuf.internal.encoder import _VarintBytes  # LEB128, as Native's lengths and counts
 
 try:
     from . import _native
@@ -82,7 +83,7 @@ def parts(rows: pa.Table, types: Mapping[str, str]) -> list[Part] | None:
     from its chunks in place; None if some column cannot be written exactly."""
     if rows.num_rows == 0:
         return None
-    laid_out: list[Part] = [_varint(rows.num_columns) + _varint(rows.num_rows)]
+    laid_out: list[Part] = [_VarintBytes(rows.num_columns) + _VarintBytes(rows.num_rows)]
     for field, column in zip(rows.schema, rows.columns, strict=True):
         kind = types.get(field.name)
         writer = _writer(kind, field.type) if kind is not None else None
@@ -220,16 +221,6 @@ def _map(chunks: list[pa.Array]) -> list[Part] | None:
     return [_LOW_CARDINALITY_VERSION, ends, *keys, *(_strings(item) for item in items)]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _string(text: str) -> bytes:
     data = text.encode()
-    return _varint(len(data)) + data
+    return _VarintBytes(len(data)) + data

@@ -238,15 +238,14 @@ class EngineReader:
         paths = []
         size = -(-len(bodies) // min(_PARTS, len(bodies)))
         found = 0
+        markers, marker_masks, scopes, scope_masks = self._found_by
+        limits = (self._config.max_attributes, self._config.max_attribute_value_length)
         for part, first in enumerate(range(0, len(bodies), size)):
             slot = self._workdir / f"part-{part}.bin"
             if self._flatten:
-                config = self._config
-                markers, marker_masks, scopes, scope_masks = self._found_by
                 _, conventions = _flatten.flatten(
                     bodies[first : first + size], first, markers, marker_masks, scopes, scope_masks,
-                    _RESOURCE_KEY_BYTES, config.max_attributes, config.max_attribute_value_length, _FLAT_HEADER,
-                    str(slot),
+                    _RESOURCE_KEY_BYTES, *limits, _FLAT_HEADER, str(slot),
                 )  # fmt: skip
                 found |= conventions
             else:
@@ -468,7 +467,7 @@ class Query:
     def _marked(self, span: str) -> str:
         """Whether the span carries a marker of an active convention."""
         if self._flat:
-            return "(marked = 1)"  # the row's span: _flatten looked for the same markers
+            return "(marked = 1)"  # _flatten marked spans with every convention's markers; those it found are active
         markers = sorted({m for i in self._active for m in self._conventions[i - 1].markers})
         return f"hasAny(tupleElement(tupleElement({span}, 'attributes'), 'key'), {literals(markers)})"
 
