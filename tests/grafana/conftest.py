@@ -8,10 +8,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -101,7 +102,17 @@ class Runner:
 
 @pytest.fixture(scope="session")
 def seeded_now() -> datetime:
-    return datetime.now(UTC)
+    """Now, for the seeded data. The rules read ClickHouse's now(): the daily ones today's spend (since 00:00 UTC),
+    the spike one whole minutes before the current one. Seeded in the last minutes of a UTC day, the spike would be
+    yesterday's when the rules run; in its first minute, no whole minute of today is over: those minutes are
+    waited out (the seed puts the spike after midnight, `seed.trouble_spans`)."""
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if now > midnight + timedelta(hours=23, minutes=55) or now < midnight + timedelta(minutes=1):
+        ahead = midnight + timedelta(days=1 if now.hour else 0, minutes=1, seconds=1)
+        time.sleep((ahead - now).total_seconds())
+        now = datetime.now(UTC)
+    return now
 
 
 @pytest.fixture(scope="session")

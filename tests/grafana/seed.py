@@ -146,9 +146,11 @@ def clean_spans(now: datetime, drift: bool = False) -> list[list[Any]]:
 
 
 def trouble_spans(now: datetime, trouble: str) -> list[list[Any]]:
-    if trouble == "spike":  # 300 costly calls in the last half hour
+    if trouble == "spike":  # 300 costly calls in the last 25 minutes, of today: the daily threshold counts today's
+        since_midnight = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
+        step = min(5.0, (since_midnight - 11) / 299)
         return [
-            span(now - timedelta(seconds=5 * n + 10), SERIES[0], n, model="gpt-4o", price_per_output=5e-3)
+            span(now - timedelta(seconds=step * n + 10), SERIES[0], n, model="gpt-4o", price_per_output=5e-3)
             for n in range(300)
         ]
     if trouble == "unpriced":
