@@ -806,7 +806,11 @@ static int finish_file(int fd, int failed) {
 
 /* ---- the module ---- */
 
-static Columns *spare; /* the last call's buffers, kept for the next (taken and given back under the GIL) */
+#define MAX_SPARES 8
+/* Calls' buffers kept for the next calls, one set per thread flattening at once (taken and given back under the
+   GIL): fresh memory faults in page by page, at a cost on virtual machines. */
+static Columns *spares[MAX_SPARES];
+static int spare_count;
 
 static int check_columns(PyObject *columns, Py_ssize_t count, const char *what) {
     if (PyTuple_GET_SIZE(columns) != count) {
@@ -876,8 +880,7 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
     Py_ssize_t taken = 0;
     for (; taken < count; taken++)
         if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, taken), &views[taken], PyBUF_SIMPLE)) break;
-    Columns *c = spare;
-    spare = NULL;
+    Columns *c = spare_count ? spares[--spare_count] : NULL;
     if (!c && taken == count) {
         c = calloc(1, sizeof(Columns));
         if (!c) PyErr_NoMemory();
@@ -922,8 +925,8 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
     PyMem_Free(views);
     Py_DECREF(seq);
     if (c) {
-        if (spare) {
-            /* another thread's buffers came back first: keep one set */
+        if (spare_count == MAX_SPARES) {
+            /* more threads than kept sets: this one is not kept */
             Buf *bufs[MAX_BUFS + 1];
             all_bufs(c, bufs);
             for (int i = 0; bufs[i]; i++) free(bufs[i]->data);
@@ -932,7 +935,7 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
             free(c->keys.keys);
             free(c);
         } else {
-            spare = c;
+            spares[spare_count++] = c;
         }
     }
     if (taken < count) return NULL;

@@ -33,6 +33,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import pairwise
@@ -204,6 +205,7 @@ class EngineReader:
         self._conventions = conventions
         self._read_keys = sorted(frozenset().union(*(c.consumed for c in conventions)))
         self._queries: dict[tuple[int, ...], str] = {}
+        self._flatteners = ThreadPoolExecutor(max_workers=max(1, _PARTS - 1), thread_name_prefix="spanmeter-flatten")
         self._probes = [_probes((*c.markers, *c.scopes)) for c in conventions]
         owned = [(index, probe) for index, probes in enumerate(self._probes, 1) for probe in probes]
         self._probe_owners = [index for index, _ in owned]
@@ -235,25 +237,15 @@ class EngineReader:
         # The files are kept between batches and overwritten in place (renamed for the query): pages a file
         # already has in the page cache are reused, where a new file's are allocated and zeroed (costly on VMs).
         tag = uuid.uuid4().hex
-        paths = []
         size = -(-len(bodies) // min(_PARTS, len(bodies)))
-        found = 0
-        markers, marker_masks, scopes, scope_masks = self._found_by
-        limits = (self._config.max_attributes, self._config.max_attribute_value_length)
-        for part, first in enumerate(range(0, len(bodies), size)):
-            slot = self._workdir / f"part-{part}.bin"
-            if self._flatten:
-                _, conventions = _flatten.flatten(
-                    bodies[first : first + size], first, markers, marker_masks, scopes, scope_masks,
-                    _RESOURCE_KEY_BYTES, *limits, _FLAT_HEADER, str(slot),
-                )  # fmt: skip
-                found |= conventions
-            else:
-                write_length_delimited(slot, bodies[first : first + size])
-            paths.append((self._workdir / f"requests-{tag}-{first}.bin", slot))
+        parts = [(self._workdir / f"part-{part}.bin", first) for part, first in enumerate(range(0, len(bodies), size))]
+        paths = [(self._workdir / f"requests-{tag}-{first}.bin", slot) for slot, first in parts]
         if self._flatten:  # the conventions whose markers or scopes _flatten found
+            found = self._flatten_parts([(bodies[first : first + size], first, str(slot)) for slot, first in parts])
             active = tuple(i for i in range(1, len(self._conventions) + 1) if found >> (i - 1) & 1)
         else:
+            for slot, first in parts:
+                write_length_delimited(slot, bodies[first : first + size])
             active = self._active(requests)
         query = self._queries.get(active)
         if query is None:
@@ -274,6 +266,28 @@ class EngineReader:
             for path, slot in paths:
                 path.rename(slot)
         return _batch(result)
+
+    def _flatten_parts(self, parts: list[tuple[list[memoryview], int, str]]) -> int:
+        """Each part (bodies, index of the first, file) flattened on a thread of its own, the first on this one (the
+        flattener holds no GIL): this thread's work between two queries is otherwise one core's while the other
+        has only the insert of the segments before, or nothing. Returns the conventions found (a mask)."""
+        markers, marker_masks, scopes, scope_masks = self._found_by
+        limits = (self._config.max_attributes, self._config.max_attribute_value_length)
+
+        def flatten(bodies: list[memoryview], first: int, path: str) -> int:
+            return _flatten.flatten(
+                bodies, first, markers, marker_masks, scopes, scope_masks, _RESOURCE_KEY_BYTES, *limits,
+                _FLAT_HEADER, path,
+            )[1]  # fmt: skip
+
+        others = [self._flatteners.submit(flatten, *part) for part in parts[1:]]
+        try:
+            found = flatten(*parts[0])
+        finally:
+            wait(others)  # none may still write a file when this returns or raises
+        for other in others:
+            found |= other.result()
+        return found
 
     def _active(self, array: pa.ChunkedArray) -> tuple[int, ...]:
         """The conventions (1-based positions) some span of the batch may be read with, when the requests are not

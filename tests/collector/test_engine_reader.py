@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +276,34 @@ def test_the_flattener_names_the_conventions_present(store: Client, tmp_path: Pa
         assert list(reader._queries) == [conventions_present(bodies)]
     assert conventions_present(every) == tuple(range(1, len(CONVENTIONS) + 1))
     assert conventions_present([in_a_value]) == ()
+
+
+@NOT_BUILT
+def test_parts_flattened_at_once_are_written_as_one_at_a_time(store: Client, tmp_path: Path) -> None:
+    """A batch's parts are flattened on threads of their own, each with a set of the module's buffers: files
+    written by many threads at once (more than the sets the module keeps) are byte for byte those written one at a
+    time, and the conventions found the same."""
+    reader = EngineReader(CONFIG, store, tmp_path, flatten=True)
+    bodies = [body for convention in CONVENTIONS for body in convention_requests(convention)]
+    middle = len(bodies) // 2
+    halves = [(bodies[:middle], 0), (bodies[middle:], middle)]
+
+    def parts(name: str) -> list[tuple[list[bytes], int, str]]:
+        return [(part, first, str(tmp_path / f"{name}-{index}.bin")) for index, (part, first) in enumerate(halves)]
+
+    alone = [reader._flatten_parts([part]) for part in parts("alone")]
+    assert alone[0] and alone[1]
+
+    def flatten_repeatedly(thread: int) -> set[int]:
+        return {reader._flatten_parts(parts(f"thread-{thread}")) for _ in range(4)}
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        found = list(pool.map(flatten_repeatedly, range(6)))
+    assert found == [{alone[0] | alone[1]}] * 6
+    for thread in range(6):
+        for index in range(len(halves)):
+            written = (tmp_path / f"thread-{thread}-{index}.bin").read_bytes()
+            assert written == (tmp_path / f"alone-{index}.bin").read_bytes()
 
 
 def test_the_wal_column_of_bodies_reads_as_the_bodies(reader: EngineReader) -> None:
