@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -123,6 +125,8 @@ _WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 """What str.strip() removes from ASCII text (the provider is normalized only when ASCII)."""
 _PARTS = max(1, min(os.cpu_count() or 1, 8))
 """Files a batch is split into, read by as many threads (chDB releases the GIL while it runs)."""
+_READING_NICENESS = 10
+"""The OS priority (nice) of the threads that read behind the receivers: the query's, and the flattener's."""
 _SETTINGS: dict[str, str | int] = {
     "format_schema": f"{SCHEMA_FILE}:ExportTraceServiceRequest",
     "input_format_protobuf_oneof_presence": 1,
@@ -141,7 +145,7 @@ _SETTINGS: dict[str, str | int] = {
     "query_plan_enable_optimizations": 0,
     # Reading runs behind answering: the query's threads (the exporter's own while it waits, with no GIL held)
     # at a lower OS priority, so on busy cores the receivers' thread is scheduled first.
-    "os_thread_priority": 10,
+    "os_thread_priority": _READING_NICENESS,
     # The rows come back to this process, not over a network: compressing them (LZ4, Arrow's default here) and
     # decompressing them again cost ~0.9 µs a span (bench/README.md), more than reading ~3x the bytes in memory.
     "output_format_arrow_compression_method": "none",
@@ -205,7 +209,9 @@ class EngineReader:
         self._conventions = conventions
         self._read_keys = sorted(frozenset().union(*(c.consumed for c in conventions)))
         self._queries: dict[tuple[int, ...], str] = {}
-        self._flatteners = ThreadPoolExecutor(max_workers=max(1, _PARTS - 1), thread_name_prefix="spanmeter-flatten")
+        self._flatteners = ThreadPoolExecutor(
+            max_workers=max(1, _PARTS - 1), thread_name_prefix="spanmeter-flatten", initializer=_behind_receivers
+        )
         self._probes = [_probes((*c.markers, *c.scopes)) for c in conventions]
         owned = [(index, probe) for index, probes in enumerate(self._probes, 1) for probe in probes]
         self._probe_owners = [index for index, _ in owned]
@@ -319,6 +325,14 @@ class EngineReader:
                 del remaining[index]
             array = array.slice(first + 1)
         return tuple(sorted(found))
+
+
+def _behind_receivers() -> None:
+    """A flattening thread at the query's priority: on busy cores (answering) the receivers' thread goes first."""
+    if sys.platform.startswith("linux"):  # elsewhere setpriority would take the whole process's
+        thread = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, thread) < _READING_NICENESS:  # never raised: that needs privileges
+            os.setpriority(os.PRIO_PROCESS, thread, _READING_NICENESS)
 
 
 def _views(column: pa.ChunkedArray) -> list[memoryview]:

@@ -5,7 +5,9 @@ to the Python reader; and random attribute values (hypothesis)."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -304,6 +306,9 @@ def test_parts_flattened_at_once_are_written_as_one_at_a_time(store: Client, tmp
         for index in range(len(halves)):
             written = (tmp_path / f"thread-{thread}-{index}.bin").read_bytes()
             assert written == (tmp_path / f"alone-{index}.bin").read_bytes()
+    if sys.platform.startswith("linux"):  # the flattening threads read behind the receivers, as the query does
+        niceness = {os.getpriority(os.PRIO_PROCESS, thread.native_id) for thread in reader._flatteners._threads}
+        assert niceness == {max(10, os.getpriority(os.PRIO_PROCESS, 0))}
 
 
 def test_the_wal_column_of_bodies_reads_as_the_bodies(reader: EngineReader) -> None:
