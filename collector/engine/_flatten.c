@@ -17,7 +17,8 @@
  * A resource is read once, and its columns (its attributes as the row keeps them, cut; the texts of the keys
  * the query asks for) are copied into each of its spans' rows: the query needs no join.
  *
- * Column buffers are kept between calls (new memory is costly to touch on the VMs this runs on).
+ * Column buffers are kept between calls, a set per thread flattening at once (new memory is costly to touch on
+ * the VMs this runs on).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
