@@ -14,8 +14,9 @@
  * engine does not read it as Python does, as sql.count_ok), whether a span's or its resource's attributes are
  * all spelled by the engine as Python spells them (`unread`, `resource_unread`: sql.readable, and keys a dict
  * would merge), and each attribute's text as the query reads fields from it (`attribute_texts`: sql.as_text).
- * A resource is read once, and its columns (its attributes as the row keeps them, cut; the texts of the keys
- * the query asks for) are copied into each of its spans' rows: the query needs no join.
+ * A resource is read once, and its columns (the texts of the keys the query asks for) are copied into each of its
+ * spans' rows: the query needs no join. Its attributes, as the row keeps them (cut), go on each scope's first row
+ * only: the reader copies them into the other rows after the query.
  *
  * Column buffers are kept between calls, a set per thread flattening at once (new memory is costly to touch on
  * the VMs this runs on).
@@ -567,15 +568,18 @@ static int add_resource(Columns *c, const uint8_t *bytes, size_t size) {
     return 0;
 }
 
-/* A row's resource columns: its resource's, or none (a request not read). */
-static int put_resource(Columns *c, const Resource *res) {
+/* A row's resource columns: its resource's, or none (a request not read). The attributes only on a scope's first
+ * row (`attributes`), which the query always keeps: the reader gives them to the scope's other rows, so neither
+ * this file nor the query's result holds a copy per span. */
+static int put_resource(Columns *c, const Resource *res, int attributes) {
     Py_ssize_t fields = res ? PyTuple_GET_SIZE(c->resource_keys_asked) : 0;
-    c->resource_entries += res ? res->entries : 0;
+    attributes = attributes && res;
+    c->resource_entries += attributes ? res->entries : 0;
     c->field_entries += (size_t)fields;
     return put_u64(&c->resource_offsets, c->resource_entries) || put_u64(&c->field_offsets, c->field_entries) ||
-           (res && (put(&c->resource_keys, res->keys.data, res->keys.len) ||
-                    put(&c->resource_values, res->values.data, res->values.len) ||
-                    put(&c->resource_fields, res->fields.data, res->fields.len))) ||
+           (attributes && (put(&c->resource_keys, res->keys.data, res->keys.len) ||
+                           put(&c->resource_values, res->values.data, res->values.len))) ||
+           (res && put(&c->resource_fields, res->fields.data, res->fields.len)) ||
            put_u8(&c->resource_unread, res ? res->unread : 0);
 }
 
@@ -599,7 +603,7 @@ static int put_row(Columns *c, const Place *at, uint64_t span_index, const uint8
            put_u64(&c->request, at->request) || put_u64(&c->resource_index, at->resource_index) ||
            put_u64(&c->scope_index, at->scope_index) || put_u64(&c->span_index, span_index) ||
            put_str(&c->scope_name, at->scope_name, at->scope_name_size) || put_u8(&c->decode_bad, bad) ||
-           put_u8(&c->unread, unread) || put_resource(c, bad ? NULL : &c->resource);
+           put_u8(&c->unread, unread) || put_resource(c, bad ? NULL : &c->resource, span_index <= 1);
 }
 
 static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint8_t *bytes, size_t size,

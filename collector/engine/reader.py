@@ -106,9 +106,9 @@ arrayEnumerate gives them; `marked`: the span has a marker key; `scope_unmarked`
 `decode_bad`: a request `_flatten` did not read (its one row), left to the Python reader; `attribute_counts`: each
 attribute's value as `as_count` reads it where `count_ok`, else -1; `unread`: some attribute is not spelled by the
 engine as by Python (not `readable`, or keys Python's dict would merge); `attribute_texts`: each attribute's
-`as_text`. Then the span's resource, read once and copied into each of its spans' rows: its first `max_attributes`
-keys and `as_str` values, cut as resource_attributes keeps them; the texts of RESOURCE_KEYS; `resource_unread` as
-`unread`. In this order."""
+`as_text`. Then the span's resource, read once: its first `max_attributes` keys and `as_str` values, cut as
+resource_attributes keeps them, on its scopes' first rows only (`_batch` gives them to the others); the texts of
+RESOURCE_KEYS and `resource_unread` (as `unread`) on every row. In this order."""
 _FLAT_HEADER = tuple((name.encode(), kind.encode()) for name, kind in FLAT_COLUMNS)
 _RESOURCE_KEY_BYTES = tuple(key.encode() for key in RESOURCE_KEYS)
 
@@ -396,8 +396,14 @@ def _batch(result: pa.Table) -> EngineBatch:
     non_genai = int(result.column("scope_non_genai").to_numpy()[read & first].sum())
     not_model_calls = int(np.count_nonzero(read & (kind == 1)))
     order = np.lexsort([result.column(name).to_numpy() for name in reversed(_POSITION)])
-    kept = order[(read & (kind == 2))[order]]
-    rows = _taken(result.select([*_COMPUTED, "has_usage", "response_id", "request"]), kept)
+    keep = (read & (kind == 2))[order]
+    rows = _taken(result.select([*_COMPUTED, "has_usage", "response_id", "request"]), order[keep])
+    # A scope's first row holds its resource's attributes (_flatten writes them once a scope, not once a span;
+    # the query keeps that row): each kept row takes its scope's, the first of its scope in this order.
+    sorted_first = first[order]
+    scope_first = order[np.maximum.accumulate(np.where(sorted_first, np.arange(len(order)), 0))]
+    resources = result.column("resource_attributes").take(pa.array(scope_first[keep]))
+    rows = rows.set_column(rows.schema.get_field_index("resource_attributes"), "resource_attributes", resources)
     return EngineBatch(_finish(rows), [int(r) for r in fallback], non_genai, not_model_calls)
 
 

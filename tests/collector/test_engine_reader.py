@@ -263,6 +263,34 @@ def conventions_present(bodies: list[bytes]) -> tuple[int, ...]:
 
 
 @NOT_BUILT
+def test_each_span_has_its_own_resources_attributes_whatever_its_place(reader: EngineReader) -> None:
+    """Requests of several resources, each of two scopes whose first span is ordinary: a resource's attributes are
+    written on its scopes' first rows only and given to the other rows after the query; every GenAI span gets its
+    own resource's, in both halves of the batch (flattened as two parts)."""
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+    bodies = []
+    for number in range(6):
+        request = ExportTraceServiceRequest()
+        for team in ("a", "b", "c"):
+            resource = {"service.name": f"svc-{number}-{team}", "team": team, "number": number}
+            one = ExportTraceServiceRequest.FromString(
+                sdk_request("app", [("GET /", {"http.route": "/"}), ("chat", chat), ("chat", chat)], resource)
+            )
+            spans = one.resource_spans[0]
+            scope = spans.scope_spans[0]
+            ordinary = [span for span in scope.spans if "gen_ai.operation.name" not in {a.key for a in span.attributes}]
+            genai = [span for span in scope.spans if span not in ordinary]
+            del scope.spans[:]
+            scope.spans.extend([*ordinary, *genai])  # the scope's first span is not a GenAI one
+            spans.scope_spans.append(scope)  # a second scope of the same resource
+            request.resource_spans.append(spans)
+        bodies.append(request.SerializeToString())
+    batch = compare(reader, bodies)
+    assert batch.table.num_rows == 6 * 3 * 2 * 2
+    services = {dict(row["resource_attributes"])["service.name"] for row in batch.table.to_pylist()}
+    assert len(services) == 18
+
+
 def test_the_flattener_names_the_conventions_present(store: Client, tmp_path: Path) -> None:
     """The flattened reader's query covers the conventions whose markers are among the spans' keys or whose scope
     prefixes start the scopes' names, as the flattener found them while writing the rows (no search of the
