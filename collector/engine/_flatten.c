@@ -14,9 +14,9 @@
  * engine does not read it as Python does, as sql.count_ok), whether a span's or its resource's attributes are
  * all spelled by the engine as Python spells them (`unread`, `resource_unread`: sql.readable, and keys a dict
  * would merge), and each attribute's text as the query reads fields from it (`attribute_texts`: sql.as_text).
- * A resource is read once, and its columns (the texts of the keys the query asks for) are copied into each of its
- * spans' rows: the query needs no join. Its attributes, as the row keeps them (cut), go on each scope's first row
- * only: the reader copies them into the other rows after the query.
+ * A resource is read once, and its columns (its attributes as the row keeps them, cut; the texts of the keys the
+ * query asks for) go on each scope's first row only: the reader copies what the query makes of them into the
+ * other rows after the query, and the query needs no join.
  *
  * Column buffers are kept between calls, a set per thread flattening at once (new memory is costly to touch on
  * the VMs this runs on).
@@ -568,18 +568,19 @@ static int add_resource(Columns *c, const uint8_t *bytes, size_t size) {
     return 0;
 }
 
-/* A row's resource columns: its resource's, or none (a request not read). The attributes only on a scope's first
- * row (`attributes`), which the query always keeps: the reader gives them to the scope's other rows, so neither
- * this file nor the query's result holds a copy per span. */
-static int put_resource(Columns *c, const Resource *res, int attributes) {
-    Py_ssize_t fields = res ? PyTuple_GET_SIZE(c->resource_keys_asked) : 0;
-    attributes = attributes && res;
-    c->resource_entries += attributes ? res->entries : 0;
+/* A row's resource columns: its resource's, or none (a request not read). Its attributes and texts only on a
+ * scope's first row (`whole`), which the query always keeps: the reader gives what the query makes of them to
+ * the scope's other rows, so neither this file nor the query's result holds a copy per span. Whether the engine
+ * reads the resource as Python does is on every row (a span that falls back names its request). */
+static int put_resource(Columns *c, const Resource *res, int whole) {
+    whole = whole && res;
+    Py_ssize_t fields = whole ? PyTuple_GET_SIZE(c->resource_keys_asked) : 0;
+    c->resource_entries += whole ? res->entries : 0;
     c->field_entries += (size_t)fields;
     return put_u64(&c->resource_offsets, c->resource_entries) || put_u64(&c->field_offsets, c->field_entries) ||
-           (attributes && (put(&c->resource_keys, res->keys.data, res->keys.len) ||
-                           put(&c->resource_values, res->values.data, res->values.len))) ||
-           (res && put(&c->resource_fields, res->fields.data, res->fields.len)) ||
+           (whole && (put(&c->resource_keys, res->keys.data, res->keys.len) ||
+                      put(&c->resource_values, res->values.data, res->values.len) ||
+                      put(&c->resource_fields, res->fields.data, res->fields.len))) ||
            put_u8(&c->resource_unread, res ? res->unread : 0);
 }
 

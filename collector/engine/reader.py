@@ -107,8 +107,11 @@ arrayEnumerate gives them; `marked`: the span has a marker key; `scope_unmarked`
 attribute's value as `as_count` reads it where `count_ok`, else -1; `unread`: some attribute is not spelled by the
 engine as by Python (not `readable`, or keys Python's dict would merge); `attribute_texts`: each attribute's
 `as_text`. Then the span's resource, read once: its first `max_attributes` keys and `as_str` values, cut as
-resource_attributes keeps them, on its scopes' first rows only (`_batch` gives them to the others); the texts of
-RESOURCE_KEYS and `resource_unread` (as `unread`) on every row. In this order."""
+resource_attributes keeps them, and the texts of RESOURCE_KEYS, on its scopes' first rows only (`_batch` gives
+what the query makes of them, RESOURCE_COLUMNS, to the others); `resource_unread` (as `unread`) on every row. In
+this order."""
+RESOURCE_COLUMNS = ("resource_attributes", "service_name", "environment", "project")
+"""The row's columns made from its resource alone: the query makes them on a scope's first row only."""
 _FLAT_HEADER = tuple((name.encode(), kind.encode()) for name, kind in FLAT_COLUMNS)
 _RESOURCE_KEY_BYTES = tuple(key.encode() for key in RESOURCE_KEYS)
 
@@ -398,12 +401,12 @@ def _batch(result: pa.Table) -> EngineBatch:
     order = np.lexsort([result.column(name).to_numpy() for name in reversed(_POSITION)])
     keep = (read & (kind == 2))[order]
     rows = _taken(result.select([*_COMPUTED, "has_usage", "response_id", "request"]), order[keep])
-    # A scope's first row holds its resource's attributes (_flatten writes them once a scope, not once a span;
-    # the query keeps that row): each kept row takes its scope's, the first of its scope in this order.
+    # A scope's first row holds what its resource makes (_flatten writes the resource once a scope, not once a
+    # span; the query keeps that row): each kept row takes its scope's, the first of its scope in this order.
     sorted_first = first[order]
-    scope_first = order[np.maximum.accumulate(np.where(sorted_first, np.arange(len(order)), 0))]
-    resources = result.column("resource_attributes").take(pa.array(scope_first[keep]))
-    rows = rows.set_column(rows.schema.get_field_index("resource_attributes"), "resource_attributes", resources)
+    scope_first = pa.array(order[np.maximum.accumulate(np.where(sorted_first, np.arange(len(order)), 0))][keep])
+    for name in RESOURCE_COLUMNS:
+        rows = rows.set_column(rows.schema.get_field_index(name), name, result.column(name).take(scope_first))
     return EngineBatch(_finish(rows), [int(r) for r in fallback], non_genai, not_model_calls)
 
 

@@ -264,15 +264,19 @@ def conventions_present(bodies: list[bytes]) -> tuple[int, ...]:
 
 @NOT_BUILT
 def test_each_span_has_its_own_resources_attributes_whatever_its_place(reader: EngineReader) -> None:
-    """Requests of several resources, each of two scopes whose first span is ordinary: a resource's attributes are
-    written on its scopes' first rows only and given to the other rows after the query; every GenAI span gets its
-    own resource's, in both halves of the batch (flattened as two parts)."""
+    """Requests of several resources, each of two scopes whose first span is ordinary: a resource is written on its
+    scopes' first rows only, and what the query makes of it given to the other rows after the query; every GenAI
+    span gets its own resource's attributes, service, environment and project, in both halves of the batch
+    (flattened as two parts)."""
     chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
     bodies = []
     for number in range(6):
         request = ExportTraceServiceRequest()
         for team in ("a", "b", "c"):
-            resource = {"service.name": f"svc-{number}-{team}", "team": team, "number": number}
+            resource = {
+                "service.name": f"svc-{number}-{team}", "team": team, "number": number,
+                "deployment.environment.name": f"env-{team}", "spanmeter.project": f"p-{team}",
+            }  # fmt: skip
             one = ExportTraceServiceRequest.FromString(
                 sdk_request("app", [("GET /", {"http.route": "/"}), ("chat", chat), ("chat", chat)], resource)
             )
@@ -287,8 +291,11 @@ def test_each_span_has_its_own_resources_attributes_whatever_its_place(reader: E
         bodies.append(request.SerializeToString())
     batch = compare(reader, bodies)
     assert batch.table.num_rows == 6 * 3 * 2 * 2
-    services = {dict(row["resource_attributes"])["service.name"] for row in batch.table.to_pylist()}
-    assert len(services) == 18
+    rows = batch.table.to_pylist()
+    assert len({dict(row["resource_attributes"])["service.name"] for row in rows}) == 18
+    assert {(row["service_name"][-1], row["environment"], row["project"]) for row in rows} == {
+        (team, f"env-{team}", f"p-{team}") for team in "abc"
+    }
 
 
 def test_the_flattener_names_the_conventions_present(store: Client, tmp_path: Path) -> None:
