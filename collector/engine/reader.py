@@ -389,7 +389,8 @@ _RESULT = (*_COMPUTED, "has_usage", "response_id", *_POSITION, "span_class", "ba
 def _batch(result: pa.Table) -> EngineBatch:
     """The query's rows (GenAI spans, and the first of each scope) into the batch, in the reference's order.
     Counts are taken on the rows as they came; the rows kept are then put in order by ONE take of the row's
-    columns (a take, then a filter, of every column cost ~3 µs a span)."""
+    columns (a take, then a filter, of every column cost ~3 µs a span), and given their scope's RESOURCE_COLUMNS
+    by a take of those."""
     request = result.column("request").to_numpy()
     kind = result.column("span_class").to_numpy()
     bad = result.column("bad").to_numpy().astype(bool)

@@ -262,12 +262,11 @@ def conventions_present(bodies: list[bytes]) -> tuple[int, ...]:
     return tuple(sorted(present))
 
 
-@NOT_BUILT
 def test_each_span_has_its_own_resources_attributes_whatever_its_place(reader: EngineReader) -> None:
     """Requests of several resources, each of two scopes whose first span is ordinary: a resource is written on its
     scopes' first rows only, and what the query makes of it given to the other rows after the query; every GenAI
     span gets its own resource's attributes, service, environment and project, in both halves of the batch
-    (flattened as two parts)."""
+    (two files, read in parallel)."""
     chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
     bodies = []
     for number in range(6):
@@ -298,6 +297,7 @@ def test_each_span_has_its_own_resources_attributes_whatever_its_place(reader: E
     }
 
 
+@NOT_BUILT
 def test_the_flattener_names_the_conventions_present(store: Client, tmp_path: Path) -> None:
     """The flattened reader's query covers the conventions whose markers are among the spans' keys or whose scope
     prefixes start the scopes' names, as the flattener found them while writing the rows (no search of the
