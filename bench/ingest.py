@@ -109,7 +109,12 @@ class Collector:
     """`spanmeter serve` in a child process, as a user runs it; from `source` (a checkout), this one by default."""
 
     def __init__(
-        self, data: Path, workers: int = 0, source: Path = REPO, overrides: dict[str, Any] | None = None
+        self,
+        data: Path,
+        workers: int = 0,
+        source: Path = REPO,
+        overrides: dict[str, Any] | None = None,
+        environment: dict[str, str] | None = None,
     ) -> None:
         config = Path(data) / "pipelines.yaml"
         raw = yaml.safe_load((source / "pipelines.yaml").read_text())
@@ -123,6 +128,7 @@ class Collector:
             "SPANMETER_SPOOL": str(Path(data) / "spool"),  # what versions before the WAL used instead
             "SPANMETER_GRPC_ENDPOINT": "127.0.0.1:0",
             "SPANMETER_HTTP_ENDPOINT": "127.0.0.1:0",
+            **(environment or {}),
         }
         if source != REPO:
             env["PYTHONPATH"] = str(package_of(source, Path(data) / "lib"))
@@ -249,11 +255,12 @@ class Versions:
         workers: int = 0,
         overrides: dict[str, Any] | None = None,
         common: dict[str, Any] | None = None,
+        environment: dict[str, str] | None = None,
     ) -> None:
         """`overrides`: pipelines.yaml keys set in this checkout's collector (not the baseline's); `common`: keys
-        set in both, under `overrides`."""
+        set in both, under `overrides`; `environment`: variables set in this checkout's collector's process."""
         self._workdir, self._baseline, self._workers = workdir, baseline, workers
-        self._overrides, self._common = overrides, common or {}
+        self._overrides, self._common, self._environment = overrides, common or {}, environment
         self.collectors: dict[str, Collector] = {}
 
     def start(self) -> dict[str, Collector]:
@@ -263,7 +270,8 @@ class Versions:
         for label, source in sources.items():
             (self._workdir / label).mkdir()
             overrides = merged(self._common, self._overrides or {}) if source == REPO else self._common
-            self.collectors[label] = Collector(self._workdir / label, self._workers, source, overrides)
+            environment = self._environment if source == REPO else None
+            self.collectors[label] = Collector(self._workdir / label, self._workers, source, overrides, environment)
         return self.collectors
 
     def stop(self) -> None:
@@ -429,6 +437,13 @@ def main() -> None:
         help="a pipelines.yaml key of this checkout's collector, dotted (exporters.clickhouse.batch.max_rows=100000)",
     )
     parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable of this checkout's collector's process (GLIBC_TUNABLES=...)",
+    )
+    parser.add_argument(
         "--end-to-end",
         default="grpc,http",
         help="the SDK exporters to run end to end, comma-separated; empty: the pre-encoded collector-alone run only",
@@ -458,7 +473,8 @@ def main() -> None:
     for setting in args.set:
         key, _, value = setting.partition("=")
         overrides = merged(overrides, dotted(key, yaml.safe_load(value)))
-    versions = Versions(workdir, args.baseline, args.workers, overrides or None, THROUGHPUT)
+    environment = dict(setting.split("=", 1) for setting in args.env)
+    versions = Versions(workdir, args.baseline, args.workers, overrides or None, THROUGHPUT, environment)
     results: dict[str, list[float]] = {"decode": [], "encode": [], "minimal": []}
     minimal = MinimalServer()
     try:

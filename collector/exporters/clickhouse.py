@@ -146,6 +146,7 @@ class ClickHouseExporter:
             schema=REQUESTS_SCHEMA,
             older=(ARROW_SCHEMA,),
             rows_of=rows_in,
+            recycle_bytes=None if queue.recycle_bytes is None else int(queue.recycle_bytes),
         )
         self.rows: RowBuilder | None = None
         """Turns a segment's accepted requests into rows (set by the service before `start`)."""

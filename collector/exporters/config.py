@@ -43,6 +43,10 @@ class QueueConfig(StrictModel):
     """One subdirectory per database; a collector locks its own."""
     max_bytes: ByteSize = ByteSize(512 * 1024 * 1024)
     """Past this, receivers answer with retryable statuses (UNAVAILABLE, 503 + Retry-After)."""
+    recycle_bytes: ByteSize | None = None
+    """Stored segments' files are kept and written over by later segments while the log's files hold at most
+    this (default: `max_bytes`), as PostgreSQL's `min_wal_size` keeps its log files: writing over a file's pages
+    costs the kernel far less than filling new ones. Lower it to give disk back after a burst."""
 
 
 class RetryConfig(StrictModel):
@@ -102,6 +106,17 @@ class ClickHouseExporterConfig(StrictModel):
             raise KeyedError(
                 ("cluster",),
                 "the embedded chdb:// engine is one process, not a cluster: set an http(s):// endpoint or remove it",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _recycle_within_max(self) -> ClickHouseExporterConfig:
+        queue = self.queue
+        if queue.recycle_bytes is not None and queue.recycle_bytes > queue.max_bytes:
+            raise KeyedError(
+                ("queue", "recycle_bytes"),
+                f"{queue.recycle_bytes} bytes is more than queue.max_bytes ({queue.max_bytes}): the log's files "
+                "never hold more than max_bytes",
             )
         return self
 

@@ -15,10 +15,12 @@ group's record is deleted after all its members are released; a record left with
 group was stored (members are released only after its insert), and the members left are deleted at start.
 
 Segments are released only after their rows are stored (`release`). A released segment's file is kept
-for reuse (up to `SPARE_SEGMENTS` of them, within `max_bytes`: the bound counts every byte the log's files
-hold) and the next segment is written over it, as databases recycle
-their log files: writing over pages the file already has costs the kernel far less than filling a new
-file (no new pages to allocate, no blocks to allocate and journal before each `fdatasync`). At start,
+for reuse while the log's files hold at most `recycle_bytes` (`max_bytes` by default: that bound counts every
+byte the log's files hold) and the next segment is written over it, as databases recycle their log files:
+writing over pages the file already has costs the kernel far less than filling a new file (no new pages to
+allocate, no blocks to allocate and journal before each `fdatasync`; on virtual machines whose freed memory
+goes back to the host, no memory to fault in again at several times the cost). A request that would not fit
+beside the kept files has the oldest of them deleted, as many as it needs. At start,
 every segment left by a previous run is read back, record by record, up to the first damage (a torn tail
 from a crash in mid-write, or corruption); the damaged bytes are moved aside to `quarantine/` and counted.
 
@@ -54,7 +56,6 @@ __all__ = [
     "MAGIC_V1",
     "RECORD_HEADER",
     "SEGMENT_HEADER",
-    "SPARE_SEGMENTS",
     "Group",
     "Segment",
     "WalFull",
@@ -74,9 +75,6 @@ SEGMENT_HEADER = len(MAGIC) + _NONCE
 RECORD_HEADER = struct.Struct("<III")
 """tag, length, crc32"""
 _HEADER_V1 = struct.Struct("<II")
-SPARE_SEGMENTS = 4
-"""Released segment files kept for the next segments to be written over (each as large as the largest segment it
-held). The disk they hold counts in `max_bytes`: they are deleted when a request would not fit beside them."""
 _SUFFIX = ".wal"
 _SPARE_SUFFIX = ".spare"
 GROUP_SUFFIX = ".group"
@@ -181,12 +179,15 @@ class WriteAheadLog:
         schema: pa.Schema,
         older: tuple[pa.Schema, ...] = (),
         rows_of: Callable[[pa.Table], int] = _row_count,
+        recycle_bytes: int | None = None,
     ) -> None:
         """`schema`: what records hold; `older`: what an earlier version's records held, read back at start (a
         segment holds records of one schema). `rows_of`: the rows a record counts for (segments are sealed at
-        `segment_rows`)."""
+        `segment_rows`). `recycle_bytes`: released files are kept for reuse while the log's files hold at most
+        this (at most, and by default, `max_bytes`)."""
         self.directory = directory
         self.max_bytes = max_bytes
+        self._recycle_bytes = max_bytes if recycle_bytes is None else min(recycle_bytes, max_bytes)
         self._segment_rows = segment_rows
         self._segment_age = segment_age
         self._followed_age = segment_age
@@ -199,7 +200,7 @@ class WriteAheadLog:
         self._open: Segment | None = None
         self._fd = -1
         self._nonce = _Nonce(b"")
-        self._spares: list[tuple[Path, int]] = []  # kept files and their sizes
+        self._spares: list[tuple[Path, int]] = []  # kept files and their sizes, the last kept last
         self._doomed: list[tuple[Path, int]] = []  # kept files the writer deletes before it writes again
         self._slack = 0  # the segments' `slack`, on disk beside `_bytes`
         self._bytes = 0  # in segments' records on disk and reserved by waiting appends
@@ -282,7 +283,7 @@ class WriteAheadLog:
             if self._closing:
                 raise WalUnavailable("the collector is shutting down")
             if self._held() + need > self.max_bytes:
-                self._doom_spares()  # the kept files make room first: deleted before the next write
+                self._doom_spares(self._held() + need - self.max_bytes)  # kept files make room first
             if self._held() + need > self.max_bytes:
                 raise WalFull(
                     f"the write-ahead log is full ({self._held()} of {self.max_bytes} bytes on disk, "
@@ -399,10 +400,10 @@ class WriteAheadLog:
         (self.directory / f"{group.token}{GROUP_SUFFIX}").unlink(missing_ok=True)
 
     def release(self, segment: Segment) -> None:
-        """Its rows are stored: its file is kept to be written over by a later segment (or deleted when enough
-        are kept, or it would not fit in `max_bytes`: `_keep`). Renamed, not yet synced: after a crash the segment
-        may be read back under its name and token, and its insert is then dropped as a retry, as when it was
-        deleted."""
+        """Its rows are stored: its file is kept to be written over by a later segment (or deleted when the log's
+        files would hold more than `recycle_bytes` with it: `_keep`). Renamed, not yet synced: after a crash the
+        segment may be read back under its name and token, and its insert is then dropped as a retry, as when it
+        was deleted."""
         spare = self.directory / f"{segment.token}{_SPARE_SUFFIX}"
         kept: Path | None = spare
         try:
@@ -422,20 +423,24 @@ class WriteAheadLog:
             self._keep(kept, max(segment.size, segment.extent))
 
     def _keep(self, spare: Path, size: int) -> None:
-        """Keep a file for reuse when fewer than SPARE_SEGMENTS are and it fits in `max_bytes`; else delete it."""
+        """Keep a file for reuse when the log's files hold at most `recycle_bytes` with it; else delete it."""
         with self._cond:
-            keep = len(self._spares) < SPARE_SEGMENTS and self._held() + size <= self.max_bytes
+            keep = self._held() + size <= self._recycle_bytes
             if keep:
                 self._spares.append((spare, size))
         if not keep:
             spare.unlink(missing_ok=True)
 
-    def _doom_spares(self) -> None:
-        """Under the lock: the kept files are to be deleted, by the writer before it writes again (unlinks of
-        large files kept off the receivers' thread)."""
-        if self._spares:
-            self._doomed += self._spares
-            self._spares = []
+    def _doom_spares(self, room: int | None = None) -> None:
+        """Under the lock: the oldest kept files, enough of them to free `room` bytes (all without it), are to be
+        deleted, by the writer before it writes again (unlinks of large files kept off the receivers' thread). The
+        files written over next are the last kept: their pages are the likeliest still in memory."""
+        doomed = 0
+        while self._spares and (room is None or doomed < room):
+            spare = self._spares.pop(0)
+            self._doomed.append(spare)
+            doomed += spare[1]
+        if doomed:
             self._cond.notify_all()
 
     def _delete_doomed(self) -> int:

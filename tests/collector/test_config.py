@@ -231,6 +231,10 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
         "service.pipelines.traces.exporters[1]: 'otlp/backend' is not declared under exporters",
     ),
     "unknown-component-type": ({"processors": {"batch": {}}}, "processors.batch: unknown component type"),
+    "recycle-beyond-max-bytes": (
+        {"exporters": {"clickhouse": {"queue": {"max_bytes": "256MiB", "recycle_bytes": "1GiB"}}}},
+        "exporters.clickhouse.queue.recycle_bytes: 1073741824 bytes is more than queue.max_bytes (268435456)",
+    ),
     "regex-without-group": (
         {"processors": {"tags": {"rules": [{"tag": "team", "from": "span.http.route", "regex": "^/api/.*"}]}}},
         "processors.tags.rules[0].regex: Value error, needs a capture group",

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from spanmeter.cli import main
 from spanmeter.exporters.accepted import REQUESTS_SCHEMA, request_record, rows_in
 from spanmeter.exporters.clickhouse import by_month
-from spanmeter.exporters.wal import SPARE_SEGMENTS, Segment, WalFull, WalWriteError, WriteAheadLog
+from spanmeter.exporters.wal import Segment, WalFull, WalWriteError, WriteAheadLog
 from spanmeter.service import Collector, CollectorThread
 from spanmeter.store import InsertSpool, insert_arrow
 
@@ -360,11 +360,19 @@ def test_an_insert_whose_spool_file_cannot_grow_goes_through_the_driver(
 # --- handing segments to the exporter ----------------------------------------------------------
 
 
-def request_log(directory: Path, segment_rows: int, max_bytes: int = 2**24, recovered: int = 0) -> WriteAheadLog:
+def request_log(
+    directory: Path, segment_rows: int, max_bytes: int = 2**24, recovered: int = 0, recycle_bytes: int | None = None
+) -> WriteAheadLog:
     """An opened WAL of requests (no collector) whose segments are sealed at `segment_rows` requests or 60 s,
     having read back `recovered` segments a previous run left."""
     wal = WriteAheadLog(
-        directory, max_bytes, segment_rows=segment_rows, segment_age=60.0, schema=REQUESTS_SCHEMA, rows_of=rows_in
+        directory,
+        max_bytes,
+        segment_rows=segment_rows,
+        segment_age=60.0,
+        schema=REQUESTS_SCHEMA,
+        rows_of=rows_in,
+        recycle_bytes=recycle_bytes,
     )
     assert len(wal.open()) == recovered
     return wal
@@ -442,8 +450,7 @@ def test_a_followed_log_seals_its_segments_sooner_and_then_at_its_own_age_again(
 def test_a_released_segment_file_is_written_over_and_its_earlier_records_are_never_read_back(tmp_path: Path) -> None:
     """A stored segment's file is kept and the next segment written over it. Read back after a stop, the new
     segment gives its own records only, though the earlier use's lie whole beyond them (records of equal size,
-    so they line up where a record would start); a kept file is never read back as a segment; at most
-    SPARE_SEGMENTS files are kept."""
+    so they line up where a record would start); a kept file is never read back as a segment."""
 
     wal = request_log(tmp_path, segment_rows=3)
     append(wal, b"earlier 0", b"earlier 1", b"earlier 2")
@@ -468,12 +475,61 @@ def test_a_released_segment_file_is_written_over_and_its_earlier_records_are_nev
     assert recovered.table().column("body").to_pylist() == [b"current 0"]
     assert wal.quarantined == 0
     wal.release(recovered)
-    append(wal, *(f"more {n:02d}".encode() for n in range(3 * (SPARE_SEGMENTS + 2))))
-    segments = sealed(wal)
-    assert len(segments) == SPARE_SEGMENTS + 2
-    for segment in segments:
+    assert [spare.stat().st_ino for spare in tmp_path.glob("*.spare")] == [inode]
+    wal.close()
+    wal.unlock()
+
+
+def test_released_files_are_kept_while_the_logs_files_hold_at_most_recycle_bytes(tmp_path: Path) -> None:
+    """A burst's segments, once stored, are kept for reuse as long as the log's files stay within recycle_bytes
+    (the rest deleted), and the next burst is written over them, the last kept first: no new file while kept
+    ones are left."""
+    wal = request_log(tmp_path, segment_rows=1, recycle_bytes=350_000)
+    append(wal, *(os.urandom(100_000) for _ in range(6)))
+    burst = sealed(wal)
+    assert len(burst) == 6
+    for segment in burst:
         wal.release(segment)
-    assert len(list(tmp_path.glob("*.spare"))) == SPARE_SEGMENTS and not list(tmp_path.glob("*.wal"))
+    kept = sorted(tmp_path.glob("*.spare"), key=lambda path: path.stat().st_ino)
+    assert len(kept) == 3  # each ~101 KB: a fourth would put the files over 350,000 bytes
+    assert wal.disk_bytes == on_disk(tmp_path) <= 350_000
+    inodes = {path.stat().st_ino for path in kept}
+    append(wal, *(os.urandom(100_000) for _ in range(3)))
+    again = sealed(wal)
+    assert {segment.path.stat().st_ino for segment in again} == inodes and not list(tmp_path.glob("*.spare"))
+    wal.close()
+    wal.unlock()
+
+    wal = request_log(tmp_path, segment_rows=1, recovered=3)  # recycle_bytes defaults to max_bytes (16 MiB)
+    for segment in sealed(wal):
+        wal.release(segment)
+    append(wal, *(os.urandom(100_000) for _ in range(6)))
+    for segment in sealed(wal):
+        wal.release(segment)
+    assert len(list(tmp_path.glob("*.spare"))) == 6
+    wal.close()
+    wal.unlock()
+
+
+def test_a_request_that_needs_room_deletes_only_the_oldest_kept_files(tmp_path: Path) -> None:
+    """Kept files make room for a request as it needs it, the oldest kept first; the others stay to be written
+    over (deleting them all would have the next segments fill new files)."""
+    wal = request_log(tmp_path, segment_rows=1, max_bytes=1_000_000)
+    append(wal, *(os.urandom(200_000) for _ in range(4)))
+    order = []
+    for segment in sealed(wal):
+        inode = segment.path.stat().st_ino
+        wal.release(segment)
+        order.append(inode)
+    assert {path.stat().st_ino for path in tmp_path.glob("*.spare")} == set(order)
+    append(wal, os.urandom(250_000))  # ~200 KB over max_bytes beside four kept files: the oldest goes
+    [written] = sealed(wal)
+    assert written.path.stat().st_ino == order[3]  # the last kept is written over
+    deadline = time.monotonic() + 5
+    while wal.disk_bytes != on_disk(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert {path.stat().st_ino for path in tmp_path.glob("*.spare")} == {order[1], order[2]}
+    assert wal.disk_bytes == on_disk(tmp_path) <= 1_000_000
     wal.close()
     wal.unlock()
 
@@ -541,10 +597,10 @@ def test_a_full_disk_gets_the_kept_files_space_back(small_disk: Path) -> None:
     """Stored segments' files kept for reuse hold disk space: when a write finds the disk full, they are deleted,
     and the request the sender retries fits."""
     wal = request_log(small_disk, segment_rows=1)
-    append(wal, *(os.urandom(400_000) for _ in range(SPARE_SEGMENTS)))  # a segment each, all stored, all kept
+    append(wal, *(os.urandom(400_000) for _ in range(4)))  # a segment each, all stored, all kept
     for segment in sealed(wal):
         wal.release(segment)
-    assert len(list(small_disk.glob("*.spare"))) == SPARE_SEGMENTS
+    assert len(list(small_disk.glob("*.spare"))) == 4
     ballast = small_disk / "ballast"
     ballast.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 100_000))
     large = os.urandom(600_000)  # over a kept file's 400 KB: 200 KB more than the disk has
