@@ -473,7 +473,7 @@ def main() -> None:
     for setting in args.set:
         key, _, value = setting.partition("=")
         overrides = merged(overrides, dotted(key, yaml.safe_load(value)))
-    environment = dict(setting.split("=", 1) for setting in args.env)
+    environment = {name: value for name, _, value in (setting.partition("=") for setting in args.env)}
     versions = Versions(workdir, args.baseline, args.workers, overrides or None, THROUGHPUT, environment)
     results: dict[str, list[float]] = {"decode": [], "encode": [], "minimal": []}
     minimal = MinimalServer()

@@ -461,8 +461,10 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
 
 def _find_keyed(error: ValidationError) -> KeyedError | None:
+    """Ours among pydantic's errors, its path under the key of the model that raised it (a nested section's own
+    cross-field check names its key from that section)."""
     for item in error.errors():
         cause = item.get("ctx", {}).get("error")
         if isinstance(cause, KeyedError):
-            return cause
+            return KeyedError((*item["loc"], *cause.path), cause.detail)
     return None

@@ -48,6 +48,16 @@ class QueueConfig(StrictModel):
     this (default: `max_bytes`), as PostgreSQL's `min_wal_size` keeps its log files: writing over a file's pages
     costs the kernel far less than filling new ones. Lower it to give disk back after a burst."""
 
+    @model_validator(mode="after")
+    def _recycle_within_max(self) -> QueueConfig:
+        if self.recycle_bytes is not None and self.recycle_bytes > self.max_bytes:
+            raise KeyedError(
+                ("recycle_bytes",),
+                f"{self.recycle_bytes} bytes is more than queue.max_bytes ({self.max_bytes}): the log's files never "
+                "hold more than max_bytes",
+            )
+        return self
+
 
 class RetryConfig(StrictModel):
     initial_interval: Seconds = 0.5
@@ -106,17 +116,6 @@ class ClickHouseExporterConfig(StrictModel):
             raise KeyedError(
                 ("cluster",),
                 "the embedded chdb:// engine is one process, not a cluster: set an http(s):// endpoint or remove it",
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _recycle_within_max(self) -> ClickHouseExporterConfig:
-        queue = self.queue
-        if queue.recycle_bytes is not None and queue.recycle_bytes > queue.max_bytes:
-            raise KeyedError(
-                ("queue", "recycle_bytes"),
-                f"{queue.recycle_bytes} bytes is more than queue.max_bytes ({queue.max_bytes}): the log's files "
-                "never hold more than max_bytes",
             )
         return self
 

@@ -482,8 +482,7 @@ def test_a_released_segment_file_is_written_over_and_its_earlier_records_are_nev
 
 def test_released_files_are_kept_while_the_logs_files_hold_at_most_recycle_bytes(tmp_path: Path) -> None:
     """A burst's segments, once stored, are kept for reuse as long as the log's files stay within recycle_bytes
-    (the rest deleted), and the next burst is written over them, the last kept first: no new file while kept
-    ones are left."""
+    (the rest deleted), and the next burst is written over them: no new file while kept ones are left."""
     wal = request_log(tmp_path, segment_rows=1, recycle_bytes=350_000)
     append(wal, *(os.urandom(100_000) for _ in range(6)))
     burst = sealed(wal)
