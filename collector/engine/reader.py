@@ -146,6 +146,9 @@ _SETTINGS: dict[str, str | int] = {
     # nothing to improve in it and take most of that time.
     "optimize_and_compare_chain": 0,
     "query_plan_enable_optimizations": 0,
+    # The JIT looks up every expression in its cache of compiled code at each query: ~5-10 % of the query's CPU
+    # at 50,000 spans, more than compiled code saves on blocks of a few thousand rows (bench/README.md).
+    "compile_expressions": 0,
     # Reading runs behind answering: the query's threads (the exporter's own while it waits, with no GIL held)
     # at a lower OS priority, so on busy cores the receivers' thread is scheduled first.
     "os_thread_priority": _READING_NICENESS,
@@ -910,17 +913,28 @@ def _aliased(columns: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+_LEVELS_A_SELECT = 2
+"""Dependency levels of columns computed in one SELECT of `_staged`."""
+
+
 def _staged(source: str, columns: list[tuple[str, str]]) -> str:
-    """SELECTs nested over `source`, each adding the columns whose inputs the ones below computed. An alias used
-    in the same SELECT is expanded by the analyzer into its whole expression at every use (chains of them grow
-    the query tree, and its analysis time, many times over); a column of a subquery is read once."""
+    """SELECTs nested over `source`, each adding the columns of `_LEVELS_A_SELECT` levels: a column's level is one
+    above the highest of the columns it reads. An alias used in the same SELECT is expanded by the analyzer into
+    its whole expression at every use (chains of them grow the query tree, and its analysis time, many times
+    over), a column of a subquery is read once; but every SELECT costs the analysis and the plan each of its
+    ~150 columns (`SELECT *`) again. Two levels a SELECT, an alias expanded at most once, halve the SELECTs and
+    take ~10 % off the query at 50,000 spans; three cost more than one where every convention is active."""
     depth: dict[str, int] = {}
     for alias, expression in columns:
         used = [depth[name] for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression) if name in depth]
         depth[alias] = max(used, default=-1) + 1
     query = source
-    for level in range(max(depth.values(), default=-1) + 1):
-        added = ", ".join(f"{expression} AS {alias}" for alias, expression in columns if depth[alias] == level)
+    for level in range(0, max(depth.values(), default=-1) + 1, _LEVELS_A_SELECT):
+        added = ", ".join(
+            f"{expression} AS {alias}"
+            for alias, expression in columns
+            if level <= depth[alias] < level + _LEVELS_A_SELECT
+        )
         query = f"SELECT *, {added} FROM ({query})"
     return query
 

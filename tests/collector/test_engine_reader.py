@@ -859,3 +859,14 @@ def test_the_flattener_reads_as_the_protobuf_format(store: Client, tmp_path: Pat
     assert flat.table.equals(proto.table)
     counts = [(batch.fallback, batch.non_genai, batch.not_model_calls) for batch in (flat, proto)]
     assert counts[0] == counts[1]
+
+
+def test_staged_columns_expand_an_alias_at_most_once_a_select(store: Client) -> None:
+    """Two dependency levels a SELECT: a column may read a column of its own SELECT (the analyzer expands it
+    there), but never one that itself reads a column of that SELECT (chains expand many times over)."""
+    columns = [("a", "x + 1"), ("b", "a * 2"), ("c", "b - a"), ("d", "c + 1"), ("e", "x")]
+    query = engine_reader._staged("SELECT 1 AS x", columns)
+    assert query == (
+        "SELECT *, b - a AS c, c + 1 AS d FROM (SELECT *, x + 1 AS a, a * 2 AS b, x AS e FROM (SELECT 1 AS x))"
+    )
+    assert store.query(f"SELECT a, b, c, d, e FROM ({query})").result_rows == [(2, 4, 2, 3, 1)]
