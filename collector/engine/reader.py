@@ -547,7 +547,12 @@ class Query:
             keys = [key for key in convention.fields.get(name, ()) if JSON_PATH not in key]
             if not keys:
                 return "0"
-            return f"multiIf({', '.join(f'{_index(k)} > 0, {_index(k)}' for k in keys)}, 0)"
+            *tried, last = keys  # the last key's position is 0 when it is absent too
+            return (
+                f"multiIf({', '.join(f'{_index(k)} > 0, {_index(k)}' for k in tried)}, {_index(last)})"
+                if tried
+                else _index(last)
+            )
 
         return self._by_convention(pick, "0")
 
