@@ -870,3 +870,25 @@ def test_staged_columns_expand_an_alias_at_most_once_a_select(store: Client) -> 
         "SELECT *, b - a AS c, c + 1 AS d FROM (SELECT *, x + 1 AS a, a * 2 AS b, x AS e FROM (SELECT 1 AS x))"
     )
     assert store.query(f"SELECT a, b, c, d, e FROM ({query})").result_rows == [(2, 4, 2, 3, 1)]
+
+
+def test_ordinary_spans_with_a_conventions_attributes_do_not_make_its_request_fall_back(reader: EngineReader) -> None:
+    """With one convention active its expressions are not tested against the span's convention: an ordinary span
+    (no marker, no scope) carrying that convention's attributes with values a GenAI span would fall back for
+    (a negative count, a count as words, a JSON list with escapes) is read as ordinary, as Python reads it."""
+    odd = {
+        "http.request.method": "GET",
+        "gen_ai.request.model": "m",
+        "gen_ai.usage.input_tokens": -5,
+        "gen_ai.usage.cache_read.input_tokens": "many",
+        "gen_ai.response.finish_reasons": '["st\\u006fp"]',
+    }
+    genai = convention_spans(CONVENTIONS[-1], 0)[:1]
+    bodies = [
+        sdk_request("app", [("GET /", odd), *genai, ("GET /b", odd)], {"service.name": "x"}),
+        sdk_request("app", [("GET /", odd)], {"service.name": "y"}),
+    ]
+    assert conventions_present(bodies) == (len(CONVENTIONS),)
+    batch = compare(reader, bodies)
+    assert batch.fallback == []  # `compare` checked the rows and the ordinary spans' count against Python's
+    assert batch.table.num_rows == 1
