@@ -90,7 +90,8 @@ def advertise_api(store: ClickHouseExporterConfig, base_url: str | None) -> ApiA
         return None
     path = Path(store.endpoint.removeprefix("chdb://")) / ADVERT_FILE
     body = {"api": base_url, "pid": os.getpid(), "store": store_identity(store.endpoint), "database": store.database}
-    temporary = path.with_name(f".{ADVERT_FILE}.{os.getpid()}")
+    # One temporary file per writer: two collectors of one process (tests, embedded uses) start together too.
+    temporary = path.with_name(f".{ADVERT_FILE}.{os.getpid()}.{threading.get_ident()}")
     temporary.write_text(json.dumps(body) + "\n", encoding="utf-8")
     os.replace(temporary, path)  # readers never see half a file
     return ApiAdvert(path, body)
