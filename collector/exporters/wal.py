@@ -24,6 +24,12 @@ beside the kept files has the oldest of them deleted, as many as it needs. At st
 every segment left by a previous run is read back, record by record, up to the first damage (a torn tail
 from a crash in mid-write, or corruption); the damaged bytes are moved aside to `quarantine/` and counted.
 
+Segment files are written with direct I/O where the filesystem takes it (`direct_file`): records go from one
+buffer the writer keeps to the disk, never through the page cache, whose fresh pages are the dearest memory a
+virtual machine touches. A direct write is whole blocks, so while a segment is open its file ends in up to a block
+of zeros past its last record (not counted in `max_bytes`); they are cut when it is sealed, and read back after a
+crash as the end of its records.
+
 Layout: a segment starts with `MAGIC` and a random nonce; each record is
 ``tag (u32 LE) | length (u32 LE) | crc32 (u32 LE) | payload``. The tag comes from the nonce and the
 checksum is seeded with it, so the records of a file's earlier use, still beyond the end of the current
@@ -34,9 +40,11 @@ segment. Segments of the first layout (`MAGIC_V1`: ``length | crc32 | payload``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import struct
 import threading
@@ -49,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+
+from .direct_file import AppendFile
 
 __all__ = [
     "GROUP_SUFFIX",
@@ -76,6 +86,7 @@ RECORD_HEADER = struct.Struct("<III")
 """tag, length, crc32"""
 _HEADER_V1 = struct.Struct("<II")
 _SUFFIX = ".wal"
+_STAGING = 8 << 20
 _SPARE_SUFFIX = ".spare"
 GROUP_SUFFIX = ".group"
 """A group's record: its members' tokens, one a line, in order; the file's stem is the group's token."""
@@ -149,6 +160,14 @@ class _Nonce:
 
     value: bytes
 
+    @classmethod
+    def new(cls) -> _Nonce:
+        """A new use's: never of tag 0, which the zeros ending a segment written with direct I/O carry."""
+        while True:
+            nonce = cls(os.urandom(_NONCE))
+            if nonce.tag:
+                return nonce
+
     @property
     def tag(self) -> int:
         return int.from_bytes(self.value[:4], "little")
@@ -198,7 +217,8 @@ class WriteAheadLog:
         self._waiting: list[_Append] = []
         self._sealed: deque[Segment] = deque()
         self._open: Segment | None = None
-        self._fd = -1
+        self._file: AppendFile | None = None
+        self._buffer = mmap.mmap(-1, _STAGING)  # the writer's, reused by every segment file: its pages stay warm
         self._nonce = _Nonce(b"")
         self._spares: list[tuple[Path, int]] = []  # kept files and their sizes, the last kept last
         self._doomed: list[tuple[Path, int]] = []  # kept files the writer deletes before it writes again
@@ -496,14 +516,16 @@ class WriteAheadLog:
         truncated = False
         try:
             segment = self._open or self._new_segment()
-            start, slack = segment.size, segment.slack
+            file = self._file
+            assert file is not None
+            slack = segment.slack
             try:
                 for entry in batch:
-                    _write_all(self._fd, self._nonce.header(entry.payload))
-                    _write_all(self._fd, entry.payload)
-                os.fdatasync(self._fd)
+                    file.write(self._nonce.header(entry.payload))
+                    file.write(entry.payload)
+                file.sync()
             except OSError:
-                truncated = _truncate(self._fd, start)  # no half-written record left behind to be read back
+                truncated = _rollback(file)  # no half-written record left behind to be read back
                 raise
         except OSError as exc:
             failure = exc
@@ -545,28 +567,28 @@ class WriteAheadLog:
         self._sequence += 1
         token = uuid.uuid4().hex
         path = self.directory / f"{time.time_ns():020d}-{self._sequence:06d}-{token}{_SUFFIX}"
-        nonce = _Nonce(os.urandom(_NONCE))
+        nonce = _Nonce.new()
         with self._cond:
             spare, extent = self._spares.pop() if self._spares else (None, 0)
-        try:
-            fd = os.open(spare, os.O_WRONLY) if spare is not None else -1
-        except OSError:
-            fd = -1
-        if fd < 0:
+        file = None
+        if spare is not None:
+            with contextlib.suppress(OSError):
+                file = AppendFile(spare, os.O_WRONLY, self._buffer)
+        if file is None:
             spare, extent = None, 0
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            file = AppendFile(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self._buffer)
         try:
-            _write_all(fd, MAGIC + nonce.value)
-            os.fdatasync(fd)
+            file.write(MAGIC + nonce.value)
+            file.sync()
             if spare is not None:
                 os.rename(spare, path)
             _sync_directory(self.directory)  # the file itself survives power loss, not only its data
         except OSError:
-            os.close(fd)
+            file.close()
             (spare or path).unlink(missing_ok=True)
             path.unlink(missing_ok=True)
             raise
-        self._fd = fd
+        self._file = file
         self._nonce = nonce
         segment = Segment(path, token, size=SEGMENT_HEADER, extent=extent)
         with self._cond:
@@ -577,9 +599,12 @@ class WriteAheadLog:
 
     def _seal(self) -> None:
         """Under the lock: the open segment becomes the last sealed one (already fsync'd)."""
-        assert self._open is not None
-        os.close(self._fd)
-        self._fd = -1
+        assert self._open is not None and self._file is not None
+        try:
+            self._file.close(max(self._open.size, self._open.extent))
+        except OSError as exc:  # the zeros stay: the records before them are whole and synced
+            logger.warning("cannot cut a write-ahead log segment's last block to its records: %s", _describe(exc))
+        self._file = None
         if self._open.rows:
             self._sealed.append(self._open)
         else:
@@ -731,10 +756,9 @@ def _write_all(fd: int, data: bytes | pa.Buffer) -> None:
         view = view[written:]
 
 
-def _truncate(fd: int, size: int) -> bool:
+def _rollback(file: AppendFile) -> bool:
     try:
-        os.ftruncate(fd, size)
-        os.lseek(fd, size, os.SEEK_SET)
+        file.rollback()
     except OSError as exc:  # the record stays half-written; recovery quarantines it
         logger.error("cannot truncate the write-ahead log after a failed write: %s", _describe(exc))
         return False

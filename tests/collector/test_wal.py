@@ -194,7 +194,8 @@ def test_a_damaged_segment_gives_up_its_good_records_and_the_rest_is_quarantined
     wal = tmp_path / "wal" / database
     [segment] = wal.glob("*.wal")
     data = bytearray(segment.read_bytes())
-    data[-40] ^= 0xFF  # inside the last record (3 rows): its checksum no longer matches
+    end = len(data.rstrip(b"\0"))  # past it, the zeros that fill a direct write's last block
+    data[end - 40] ^= 0xFF  # inside the last record (3 rows): its checksum no longer matches
     segment.write_bytes(bytes(data))
 
     with CollectorThread(make_config(HOLD)) as restarted:
@@ -554,6 +555,7 @@ def test_the_kept_files_count_in_max_bytes_and_make_room_first(tmp_path: Path) -
     assert small.path.stat().st_size > 250_000 and wal.disk_bytes == on_disk(tmp_path)
     append(wal, os.urandom(500_000))  # fits only once the two other kept files are gone
     assert not list(tmp_path.glob("*.spare"))
+    sealed(wal)  # sealed, its file ends at its last record (open, up to a block of zeros follows it)
     assert wal.disk_bytes == on_disk(tmp_path) <= limit
     with pytest.raises(WalFull, match=r"full \(\d+ of 1000000 bytes on disk, \d+ of them waiting"):
         append(wal, os.urandom(500_000))
