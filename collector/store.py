@@ -5,6 +5,7 @@ One code path for both: clickhouse-connect's `chdb://PATH` DSN runs the ClickHou
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import logging
 import os
@@ -36,16 +37,19 @@ __all__ = [
     "connect",
     "database_exists",
     "describe_endpoint",
+    "embedded_path",
     "first_line",
     "insert_arrow",
     "schema_files",
     "statements",
+    "sync_embedded",
 ]
 
 logger = logging.getLogger(__name__)
 
 # Embedded stores this process has open: its own lock on them is not another process's.
 _opened_here: set[str] = set()
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class StoreError(Exception):
@@ -59,8 +63,8 @@ class StoreBusy(StoreError):
 def connect(endpoint: str, username: str = "default", password: str = "") -> Client:
     """Open a client; an embedded store's directory is created if missing."""
     try:
-        if endpoint.startswith("chdb://"):
-            path = os.path.abspath(endpoint.removeprefix("chdb://"))
+        path = embedded_path(endpoint)
+        if path is not None:
             if path not in _opened_here and _held_by_another_process(path):
                 raise StoreBusy(f"the embedded store at {path} is in use by another process (a running collector?)")
             os.makedirs(path, exist_ok=True)
@@ -74,6 +78,27 @@ def connect(endpoint: str, username: str = "default", password: str = "") -> Cli
         raise
     except Exception as exc:  # the driver raises many kinds; all mean "no store"
         raise StoreError(f"cannot open ClickHouse at {describe_endpoint(endpoint)}: {first_line(exc)}") from exc
+
+
+def embedded_path(endpoint: str) -> str | None:
+    """An embedded store's directory; None for a server."""
+    return os.path.abspath(endpoint.removeprefix("chdb://")) if endpoint.startswith("chdb://") else None
+
+
+def sync_embedded(path: str) -> None:
+    """Everything written to the filesystem holding an embedded store, on its disk when this returns (`syncfs`).
+
+    ClickHouse writes parts, and the schema's and migrations' tables, through the page cache without fsync (a
+    server relies on its replicas), so a power loss would lose what the WAL let go of after its insert. One
+    `syncfs` a batch (not an fsync a file: a part is a dozen files, and an insert writes one in each of fifteen
+    tables) flushes them all with one journal commit."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), path)
+    finally:
+        os.close(fd)
 
 
 class InsertSpool:

@@ -42,8 +42,10 @@ from ..store import (
     caused_by_data,
     connect,
     describe_endpoint,
+    embedded_path,
     first_line,
     insert_arrow,
+    sync_embedded,
 )
 from ..telemetry import CollectorMetrics
 from .accepted import REQUESTS_SCHEMA, rows_in
@@ -167,7 +169,8 @@ class ClickHouseExporter:
         # Held while a batch is inserted and counted, so a reader (budgets) can take the store's sums
         # and `stored_rows` as of one moment: stored rows are then exactly the first `stored_rows` queued.
         self.insert_lock = threading.Lock()
-        self._embedded = config.endpoint.startswith("chdb://")
+        self._embedded_path = embedded_path(config.endpoint)
+        self._embedded = self._embedded_path is not None
         self.scratch = Scratch(self.wal.directory, config.scratch_directory)
         """Where the engine's and the inserts' files go (exporters/scratch.py)."""
         # An embedded store reads inserts from files here (store.InsertSpool).
@@ -305,6 +308,11 @@ class ClickHouseExporter:
             refresh_prices(client, self._config.database, self._config.cluster)
         except Exception as exc:  # what-if prices are not worth refusing spans for
             logger.warning("model_prices: cannot write genai-prices' prices: %s", first_line(exc))
+        if self._embedded_path is not None:
+            try:  # the schema and its migrations' record, whole after a power loss
+                sync_embedded(self._embedded_path)
+            except OSError as exc:
+                raise StoreError(f"cannot flush the embedded store at {self._embedded_path} to disk: {exc}") from exc
         self._store_ok()
         return client
 
@@ -410,6 +418,8 @@ class ClickHouseExporter:
             token = group.token if group is not None else segments[0].token
             for month, part in by_month(table):
                 self._store(part, f"{token}-{month}", counted=not recovered)
+            if self._embedded_path is not None:
+                sync_embedded(self._embedded_path)  # the parts on disk before the WAL lets their rows go
         for segment in segments:
             self.wal.release(segment)
         if group is not None:
