@@ -23,7 +23,6 @@ __all__ = ["AppendFile"]
 BLOCK = 4096
 """The alignment of a direct write's offset, length and memory: a page, which every block device's logical block
 divides."""
-_BUFFER = 8 << 20
 
 
 class AppendFile:
