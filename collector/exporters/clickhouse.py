@@ -170,7 +170,6 @@ class ClickHouseExporter:
         # and `stored_rows` as of one moment: stored rows are then exactly the first `stored_rows` queued.
         self.insert_lock = threading.Lock()
         self._embedded_path = embedded_path(config.endpoint)
-        self._embedded = self._embedded_path is not None
         self.scratch = Scratch(self.wal.directory, config.scratch_directory)
         """Where the engine's and the inserts' files go (exporters/scratch.py)."""
         # An embedded store reads inserts from files here (store.InsertSpool).
@@ -183,6 +182,10 @@ class ClickHouseExporter:
             **({"os_thread_priority": 10} if self._embedded else {}),
         }
         metrics.wal_capacity.set(int(queue.max_bytes))
+
+    @property
+    def _embedded(self) -> bool:
+        return self._embedded_path is not None
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import os
 
 import pyarrow as pa
 
-__all__ = ["AppendFile"]
+__all__ = ["AppendFile", "write_all"]
 
 BLOCK = 4096
 """The alignment of a direct write's offset, length and memory: a page, which every block device's logical block
@@ -53,8 +53,7 @@ class AppendFile:
         view = memoryview(data).cast("B")
         self.size += len(view)
         if not self.direct:
-            while view:
-                view = view[os.write(self.fd, view) :]
+            write_all(self.fd, view)
             return
         room = len(self._view)
         while view:
@@ -103,3 +102,10 @@ class AppendFile:
         self._view[: self._fill - whole] = self._view[whole : self._fill]
         self._offset += whole
         self._fill -= whole
+
+
+def write_all(fd: int, data: bytes | pa.Buffer | memoryview) -> None:
+    """All of `data` at the file's position (`os.write` may take less)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]

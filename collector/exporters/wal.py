@@ -58,7 +58,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .direct_file import AppendFile
+from .direct_file import AppendFile, write_all
 
 __all__ = [
     "GROUP_SUFFIX",
@@ -401,7 +401,7 @@ class WriteAheadLog:
         try:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                _write_all(fd, "".join(f"{member}\n" for member in group.members).encode())
+                write_all(fd, "".join(f"{member}\n" for member in group.members).encode())
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
@@ -747,13 +747,6 @@ def _settle(future: asyncio.Future[None], failure: OSError | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(WalWriteError(f"cannot write the write-ahead log: {_describe(failure)}"))
-
-
-def _write_all(fd: int, data: bytes | pa.Buffer) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _rollback(file: AppendFile) -> bool:
