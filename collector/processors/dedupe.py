@@ -264,6 +264,8 @@ def _admit(seen: U64, seen_starts: I64, seen_ends: I64, table: pa.Table) -> _Bat
     # tags: a remembered key i: i - remembered (< 0); a held key at place p: 2p; a lookup at p: 2p + 1
     every = np.concatenate([seen, keys.ravel()[held], lookups[:, 2:].ravel()[looked]])
     tags = np.concatenate([np.arange(-remembered, 0, dtype=np.int64), 2 * held, 2 * looked_places + 1])
+    maybe_shared = _in_shared_buckets(every)
+    every, tags = every[maybe_shared], tags[maybe_shared]
     order = np.argsort(every)
     every, tags = every[order], tags[order]
     boundary = np.empty(len(every) + 1, dtype=bool)
@@ -316,6 +318,15 @@ def _admit(seen: U64, seen_starts: I64, seen_ends: I64, table: pa.Table) -> _Bat
     places = np.flatnonzero(holds_flat & np.repeat(kept, _KINDS))
     rows_of = writer[places]
     return _Batch(kept, keys.ravel()[places], starts[rows_of], ends[rows_of], replaced)
+
+
+def _in_shared_buckets(keys: U64) -> npt.NDArray[np.intp]:
+    """The positions of the keys that may occur more than once: those whose bucket (the hash's low bits, at least
+    twice as many buckets as keys) holds another. Only runs of equal keys matter and most keys occur once, so
+    sorting these finds the same runs as sorting all: about a quarter of them (half the CPU of `_admit`)."""
+    bits = max(len(keys).bit_length() + 1, 10)
+    bucket = (keys & np.uint64((1 << bits) - 1)).astype(np.intp)
+    return np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
 
 
 def _resolve(
