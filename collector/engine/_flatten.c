@@ -13,7 +13,9 @@
  * analysis, which every batch pays): each attribute's value as a token count (`attribute_counts`, -1 where the
  * engine does not read it as Python does, as sql.count_ok), whether a span's or its resource's attributes are
  * all spelled by the engine as Python spells them (`unread`, `resource_unread`: sql.readable, and keys a dict
- * would merge), and each attribute's text as the query reads fields from it (`attribute_texts`: sql.as_text).
+ * would merge), each attribute's text as the query reads fields from it (`attribute_texts`: sql.as_text), and
+ * what its key is to the query (`attribute_kinds`: read by a convention, content, or other, from a hash table of
+ * the known keys: the query tested every key against two lists and seven prefixes).
  * A resource is read once, and its columns (its attributes as the row keeps them, cut; the texts of the keys the
  * query asks for) go on each scope's first row only: the reader copies what the query makes of them into the
  * other rows after the query, and the query needs no join.
@@ -236,7 +238,8 @@ typedef struct {
     size_t count;
 } Attributes;
 
-enum { MAX_RESOURCE_FIELDS = 8, MAX_NAMES = 256, MAX_MARKER_LENGTH = 128 };
+enum { MAX_RESOURCE_FIELDS = 8, MAX_NAMES = 256, MAX_MARKER_LENGTH = 128, MAX_KNOWN = 512, KNOWN_SLOTS = 2048 };
+enum { KIND_OTHER = 2, KIND_CONTENT = 3 };
 
 /* A resource's columns as its spans' rows carry them, each a run of Native strings. */
 typedef struct {
@@ -251,7 +254,7 @@ typedef struct {
     Buf request, resource_index, scope_index, span_index;
     Buf trace_id, span_id, trace_state, parent_span_id, name, start, end, status;
     Attributes attributes;
-    Buf scope_name, marked, scope_unmarked, decode_bad, counts, unread, texts;
+    Buf scope_name, marked, scope_unmarked, decode_bad, counts, unread, texts, kinds;
     Buf resource_offsets, resource_keys, resource_values, field_offsets, resource_fields, resource_unread;
     size_t resource_entries, field_entries; /* the resource columns' offsets: cumulative in a block */
     Values depth1, depth2;
@@ -270,6 +273,12 @@ typedef struct {
      * when there are at most 64 markers of at most MAX_MARKER_LENGTH bytes (`by_length`). */
     uint64_t markers_of_length[MAX_MARKER_LENGTH + 1];
     int by_length;
+    /* The keys whose kind is known (`attribute_kinds`), by hash (open addressing: key index + 1, 0 empty); a key
+     * not among them is content when it starts with one of `content_prefixes`, else other. */
+    uint16_t known_slots[KNOWN_SLOTS];
+    PyObject *known; /* bytes */
+    const char *known_kinds;
+    PyObject *content_prefixes; /* bytes */
 } Columns;
 
 /* Every buffer of the spans' block, for truncating back to a request's start. */
@@ -278,6 +287,7 @@ static void all_bufs(Columns *c, Buf **out) {
     Buf *spans[] = {&c->request, &c->resource_index, &c->scope_index, &c->span_index, &c->trace_id, &c->span_id,
                     &c->trace_state, &c->parent_span_id, &c->name, &c->start, &c->end, &c->status,
                     &c->scope_name, &c->marked, &c->scope_unmarked, &c->decode_bad, &c->counts, &c->unread, &c->texts,
+                    &c->kinds,
                     &c->resource_offsets, &c->resource_keys, &c->resource_values, &c->field_offsets,
                     &c->resource_fields, &c->resource_unread, &c->attributes.offsets, &c->attributes.keys};
     for (size_t i = 0; i < sizeof spans / sizeof *spans; i++) out[n++] = spans[i];
@@ -510,6 +520,57 @@ static Py_ssize_t marker_position(const Columns *c, PyObject *markers, const Key
     return -1;
 }
 
+/* A key's hash from its length and three of its 8-byte words (first, middle, last): known keys differ there, and
+ * a collision costs one more comparison. */
+static uint64_t key_hash(const uint8_t *p, size_t n) {
+    uint64_t words[3] = {0, 0, 0};
+    if (n >= 8) {
+        memcpy(&words[0], p, 8);
+        memcpy(&words[1], p + n / 2 - 4, 8);
+        memcpy(&words[2], p + n - 8, 8);
+    } else if (n) {
+        memcpy(&words[0], p, n);
+    }
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < 3; i++) {
+        h ^= words[i];
+        h *= 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+    }
+    return h;
+}
+
+static void index_known(Columns *c, PyObject *known, const char *kinds, PyObject *content_prefixes) {
+    memset(c->known_slots, 0, sizeof c->known_slots);
+    c->known = known;
+    c->known_kinds = kinds;
+    c->content_prefixes = content_prefixes;
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(known); j++) {
+        PyObject *name = PyTuple_GET_ITEM(known, j);
+        size_t slot = key_hash((const uint8_t *)PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name));
+        for (slot &= KNOWN_SLOTS - 1; c->known_slots[slot]; slot = (slot + 1) & (KNOWN_SLOTS - 1)) {
+        }
+        c->known_slots[slot] = (uint16_t)(j + 1);
+    }
+}
+
+/* What the query makes of a span's attribute by its key alone (sql: rest_class, for a key with no tag prefix). */
+static uint8_t kind_of(const Columns *c, const Key *key) {
+    for (size_t slot = key_hash(key->p, key->n) & (KNOWN_SLOTS - 1); c->known_slots[slot];
+         slot = (slot + 1) & (KNOWN_SLOTS - 1)) {
+        Py_ssize_t j = c->known_slots[slot] - 1;
+        PyObject *name = PyTuple_GET_ITEM(c->known, j);
+        if ((size_t)PyBytes_GET_SIZE(name) == key->n && memcmp(PyBytes_AS_STRING(name), key->p, key->n) == 0)
+            return (uint8_t)c->known_kinds[j];
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(c->content_prefixes); i++) {
+        PyObject *prefix = PyTuple_GET_ITEM(c->content_prefixes, i);
+        size_t n = (size_t)PyBytes_GET_SIZE(prefix);
+        if (n <= key->n && memcmp(PyBytes_AS_STRING(prefix), key->p, n) == 0) return KIND_CONTENT;
+    }
+    return KIND_OTHER;
+}
+
 /* A span's attribute: its columns, its count and text, whether it is a marker and what the engine cannot spell. */
 static int add_span_attribute(Columns *c, const uint8_t *bytes, size_t size, PyObject *markers, int *is_marker,
                               int *unread) {
@@ -517,7 +578,8 @@ static int add_span_attribute(Columns *c, const uint8_t *bytes, size_t size, PyO
     Parsed value;
     if (add_attribute(&c->attributes, &c->keys, bytes, size, &key, &value)) return -1;
     int64_t count = count_of(&value);
-    if (put(&c->counts, &count, 8) || put_str(&c->texts, value.text, utf8_prefix(value.text, value.text_size, 1024)))
+    if (put(&c->counts, &count, 8) || put_str(&c->texts, value.text, utf8_prefix(value.text, value.text_size, 1024)) ||
+        put_u8(&c->kinds, kind_of(c, &key)))
         return -1;
     *unread |= value.unread;
     Py_ssize_t marker = marker_position(c, markers, &key);
@@ -757,7 +819,7 @@ static int write_header(int fd, PyObject *column) {
     return failed;
 }
 
-enum { SPAN_COLUMNS = 16 };
+enum { SPAN_COLUMNS = 17 };
 
 /* Rows a spans' block holds at most: ClickHouse processes a block at a time, and blocks of a few MiB cost it
  * less than larger ones; the buffers stay as small. */
@@ -786,13 +848,13 @@ static int write_spans(int fd, Columns *c, PyObject *columns) {
     for (int i = 0; i < 4; i++)
         if (write_header(fd, PyTuple_GET_ITEM(columns, 5 + i)) || write_all(fd, after[i]->data, after[i]->len))
             return -1;
-    /* attribute_counts and attribute_texts: one per attribute, so the attributes' offsets are theirs; the
+    /* attribute_counts, _texts and _kinds: one per attribute, so the attributes' offsets are theirs; the
      * resource's keys and values share theirs too */
     Buf *arrays[][2] = {{&c->attributes.offsets, &c->counts},       {NULL, &c->unread},
                         {&c->attributes.offsets, &c->texts},        {&c->resource_offsets, &c->resource_keys},
                         {&c->resource_offsets, &c->resource_values}, {&c->field_offsets, &c->resource_fields},
-                        {NULL, &c->resource_unread}};
-    for (int i = 0; i < 7; i++)
+                        {NULL, &c->resource_unread},                {&c->attributes.offsets, &c->kinds}};
+    for (int i = 0; i < 8; i++)
         if (write_header(fd, PyTuple_GET_ITEM(columns, 9 + i)) ||
             (arrays[i][0] && write_all(fd, arrays[i][0]->data, arrays[i][0]->len)) ||
             write_all(fd, arrays[i][1]->data, arrays[i][1]->len))
@@ -857,20 +919,29 @@ static int read_masks(PyObject *masks, PyObject *names, uint64_t *out, const cha
 }
 
 static PyObject *flatten(PyObject *self, PyObject *args) {
-    PyObject *bodies, *markers, *marker_masks, *scopes, *scope_masks, *resource_keys, *columns;
+    PyObject *bodies, *markers, *marker_masks, *scopes, *scope_masks, *resource_keys, *known, *content_prefixes,
+        *columns;
+    const char *known_kinds;
+    Py_ssize_t known_kinds_size;
     unsigned long long first;
     Py_ssize_t most, limit;
     const char *path;
     uint64_t masks_of_markers[MAX_NAMES], masks_of_scopes[MAX_NAMES];
-    if (!PyArg_ParseTuple(args, "OKO!O!O!O!O!nnO!s", &bodies, &first, &PyTuple_Type, &markers, &PyTuple_Type,
-                          &marker_masks, &PyTuple_Type, &scopes, &PyTuple_Type, &scope_masks, &PyTuple_Type,
-                          &resource_keys, &most, &limit, &PyTuple_Type, &columns, &path))
+    if (!PyArg_ParseTuple(args, "OKO!O!O!O!O!nnO!y#O!O!s", &bodies, &first, &PyTuple_Type, &markers,
+                          &PyTuple_Type, &marker_masks, &PyTuple_Type, &scopes, &PyTuple_Type, &scope_masks,
+                          &PyTuple_Type, &resource_keys, &most, &limit, &PyTuple_Type, &known, &known_kinds,
+                          &known_kinds_size, &PyTuple_Type, &content_prefixes, &PyTuple_Type, &columns, &path))
         return NULL;
     if (check_columns(columns, SPAN_COLUMNS, "columns") || check_names(markers, "markers") ||
-        check_names(scopes, "scopes") || check_names(resource_keys, "resource_keys") ||
+        check_names(scopes, "scopes") || check_names(resource_keys, "resource_keys") || check_names(known, "known") ||
+        check_names(content_prefixes, "content_prefixes") ||
         read_masks(marker_masks, markers, masks_of_markers, "marker_masks") ||
         read_masks(scope_masks, scopes, masks_of_scopes, "scope_masks"))
         return NULL;
+    if (known_kinds_size != PyTuple_GET_SIZE(known) || PyTuple_GET_SIZE(known) > MAX_KNOWN) {
+        PyErr_Format(PyExc_ValueError, "known_kinds: one byte per known key, at most %d keys", MAX_KNOWN);
+        return NULL;
+    }
     if (PyTuple_GET_SIZE(resource_keys) > MAX_RESOURCE_FIELDS || most < 0 || limit < 0) {
         PyErr_Format(PyExc_ValueError, "resource_keys: at most %d; most, limit: not negative", MAX_RESOURCE_FIELDS);
         return NULL;
@@ -902,6 +973,7 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
         memcpy(c->scope_masks, masks_of_scopes, sizeof masks_of_scopes);
         c->scope_prefixes = scopes;
         index_markers(c, markers);
+        index_known(c, known, known_kinds, content_prefixes);
         c->found = 0;
         c->resource_keys_asked = resource_keys;
         c->most = (size_t)most;
@@ -952,13 +1024,14 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"flatten", flatten, METH_VARARGS,
-     "flatten(bodies, first, markers, marker_masks, scopes, scope_masks, resource_keys, most, limit, columns,\n"
-     "        path) -> (rows, found)\n\n"
+     "flatten(bodies, first, markers, marker_masks, scopes, scope_masks, resource_keys, most, limit, known,\n"
+     "        known_kinds, content_prefixes, columns, path) -> (rows, found)\n\n"
      "Writes the spans of `bodies` (OTLP ExportTraceServiceRequest messages, the first numbered `first`) to\n"
      "`path` as ClickHouse Native blocks, one row per span, with its resource's first `most` attributes (values\n"
      "cut at `limit` characters) and the texts of its `resource_keys`; `columns`: (name, type) pairs, as bytes.\n"
      "`found`: the OR of the masks of the `markers` among spans' attribute keys and of the `scopes` prefixes\n"
-     "scopes' names start with."},
+     "scopes' names start with. An attribute's kind: known_kinds[i] for the key known[i], else 3 where the key\n"
+     "starts with one of `content_prefixes`, else 2."},
     {NULL, NULL, 0, NULL},
 };
 

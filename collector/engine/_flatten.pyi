@@ -12,6 +12,9 @@ def flatten(
     resource_keys: tuple[bytes, ...],
     most: int,
     limit: int,
+    known: tuple[bytes, ...],
+    known_kinds: bytes,
+    content_prefixes: tuple[bytes, ...],
     columns: Columns,
     path: str,
 ) -> tuple[int, int]: ...

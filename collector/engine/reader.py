@@ -100,6 +100,7 @@ FLAT_COLUMNS = (
     ("resource_values", "Array(String)"),
     ("resource_fields", "Array(String)"),
     ("resource_unread", "UInt8"),
+    ("attribute_kinds", "Array(UInt8)"),
 )
 """The Native blocks `_flatten` writes: a row per span (and one per scope without spans), positions 1-based as
 arrayEnumerate gives them; `marked`: the span has a marker key; `scope_unmarked`: its scope's spans without one;
@@ -109,7 +110,10 @@ engine as by Python (not `readable`, or keys Python's dict would merge); `attrib
 `as_text`. Then the span's resource, read once: its first `max_attributes` keys and `as_str` values, cut as
 resource_attributes keeps them, and the texts of RESOURCE_KEYS, on its scopes' first rows only (`_batch` gives
 what the query makes of them, RESOURCE_COLUMNS, to the others); `resource_unread` (as `unread`) on every row. In
-this order."""
+this order. Last, `attribute_kinds`: each attribute's key as `Query._class` sorts it before its tag prefix (0 read by
+a convention, 3 content, 2 other)."""
+_READ_KIND, _CONTENT_KIND = 0, 3
+"""`attribute_kinds` of a key some convention reads, and of content (any other key is 2)."""
 RESOURCE_COLUMNS = ("resource_attributes", "service_name", "environment", "project")
 """The row's columns made from its resource alone: the query makes them on a scope's first row only."""
 _FLAT_HEADER = tuple((name.encode(), kind.encode()) for name, kind in FLAT_COLUMNS)
@@ -232,6 +236,13 @@ class EngineReader:
             tuple(scope.encode() for scope in scopes),
             tuple(sum(1 << i for i, c in enumerate(conventions) if scope in c.scopes) for scope in scopes),
         )
+        # What _flatten tells of each attribute's key (`attribute_kinds`): the keys conventions read, then content.
+        kinds = {key: _CONTENT_KIND for key in CONTENT_ATTRIBUTES} | {key: _READ_KIND for key in self._read_keys}
+        self._known_kinds = (
+            tuple(key.encode() for key in kinds),
+            bytes(kinds.values()),
+            tuple(prefix.encode() for prefix in CONTENT_PREFIXES),
+        )
         for stale in self._workdir.glob("requests-*.bin"):  # a batch's files a killed run left under its names
             stale.unlink(missing_ok=True)
 
@@ -285,11 +296,12 @@ class EngineReader:
         has only the insert of the segments before, or nothing. Returns the conventions found (a mask)."""
         markers, marker_masks, scopes, scope_masks = self._found_by
         limits = (self._config.max_attributes, self._config.max_attribute_value_length)
+        known, known_kinds, content_prefixes = self._known_kinds
 
         def flatten(bodies: list[memoryview], first: int, path: str) -> int:
             return _flatten.flatten(
                 bodies, first, markers, marker_masks, scopes, scope_masks, _RESOURCE_KEY_BYTES, *limits,
-                _FLAT_HEADER, path,
+                known, known_kinds, content_prefixes, _FLAT_HEADER, path,
             )[1]  # fmt: skip
 
         others = [self._flatteners.submit(flatten, *part) for part in parts[1:]]
@@ -591,6 +603,9 @@ class Query:
         """Per attribute: 1 a tag, 2 kept in span_attributes, 3 content; 0 read by a convention or dropped
         (tag_skip)."""
         skip = " OR ".join(f"startsWith(substring(k, l + 1), {literal(s)})" for s in convention.tag_skip) or "0"
+        if self._flat:  # _flatten's attribute_kinds: the same tests of the key, in native code
+            body = f"if(t = {_READ_KIND}, 0, if(l >= 0, if({skip}, 0, 1), t))"
+            return f"arrayMap((t, k, l) -> {body}, attribute_kinds, ks, tag_prefix)"
         content = f"k IN {_tuple(CONTENT_ATTRIBUTES)}"
         if CONTENT_PREFIXES:
             content += " OR " + " OR ".join(f"startsWith(k, {literal(p)})" for p in CONTENT_PREFIXES)
@@ -804,8 +819,8 @@ WHERE span_index <= 1 OR sconv > 0 OR {self._marked("span")}"""
         return [
             f"{by(self._tag_prefix, 'arrayMap(k -> -1, ks)')} AS tag_prefix",
             f"{by(self._class, 'arrayMap(k -> 2, ks)')} AS rest_class",
-            f"arrayFilter((n, c) -> c = 1, arrayMap((k, l) -> {cut('substring(k, l + 1)')}, ks, tag_prefix), "
-            "rest_class) AS tag_names",
+            f"arrayMap((k, l) -> {cut('substring(k, l + 1)')}, arrayFilter((k, c) -> c = 1, ks, rest_class), "
+            "arrayFilter((l, c) -> c = 1, tag_prefix, rest_class)) AS tag_names",
             f"arrayMap(s -> {cut('s')}, arraySlice(arrayFilter((s, c) -> c = 1, strs, rest_class), 1, {most})) "
             "AS tag_values",
             f"{by(lambda c: self._field_tags(c, 'keys'), '[]')} AS field_tag_names",

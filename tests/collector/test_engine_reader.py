@@ -892,3 +892,58 @@ def test_ordinary_spans_with_a_conventions_attributes_do_not_make_its_request_fa
     batch = compare(reader, bodies)
     assert batch.fallback == []  # `compare` checked the rows and the ordinary spans' count against Python's
     assert batch.table.num_rows == 1
+
+
+_KEY_PARTS = st.sampled_from(["gen_", "ai.u", "sage", "inpu", "t_to", "kens", "llm.", "éé"])
+"""Parts of 4 bytes: keys of a few lengths alike in their words, whose slots in the flattener's table collide."""
+
+
+@pytest.mark.skipif(engine_reader._flatten is None, reason="spanmeter.engine._flatten is not built")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    known=st.dictionaries(
+        st.lists(_KEY_PARTS, min_size=1, max_size=5).map("".join), st.sampled_from([0, 3]), max_size=300
+    ),
+    prefixes=st.lists(st.lists(_KEY_PARTS, min_size=1, max_size=2).map("".join), max_size=4),
+    others=st.lists(st.lists(_KEY_PARTS, min_size=1, max_size=6).map("".join), max_size=20),
+)
+def test_the_flattener_tells_each_keys_kind(
+    store: Client, tmp_path: Path, known: dict[str, int], prefixes: list[str], others: list[str]
+) -> None:
+    """`attribute_kinds` of every attribute of a span: its kind where its key is known (among up to hundreds of
+    keys alike in length and words), else 3 where it starts with a content prefix, else 2: as the SQL it replaces
+    sorts keys."""
+    assert kinds_read(store, tmp_path, known, prefixes, [*list(known)[:40], *others])
+
+
+def test_known_keys_of_one_length_are_told_apart(store: Client, tmp_path: Path) -> None:
+    """As many known keys as the flattener takes, all of one length and differing only in their middle, kinds
+    alternating, and as many unknown ones alike: the table's chains are long, and each key finds its own."""
+    known = {f"gen_ai.{index:06d}.input_tokens": index % 2 * 3 for index in range(512)}
+    assert kinds_read(
+        store, tmp_path, known, [], [*known, *(f"gen_ai.{index:06d}.input_tokens" for index in range(512, 1024))]
+    )
+
+
+def kinds_read(store: Client, tmp_path: Path, known: dict[str, int], prefixes: list[str], probes: list[str]) -> bool:
+    """Whether the flattener gives each key of `probes` (a span's attributes) the kind expected."""
+    keys = list(dict.fromkeys(probes))
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(name="span")  # the SDK keeps 128 attributes
+    span.attributes.extend(KeyValue(key=key, value=AnyValue(int_value=1)) for key in keys)
+    body = request.SerializeToString()
+    path = tmp_path / "flat.bin"
+    engine_reader._flatten.flatten(
+        [body], 0, (), (), (), (), (), 128, 4096,
+        tuple(key.encode() for key in known), bytes(known.values()), tuple(p.encode() for p in prefixes),
+        engine_reader._FLAT_HEADER, str(path),
+    )  # fmt: skip
+    rows = store.query(
+        "SELECT tupleElement(tupleElement(span, 'attributes'), 'key'), attribute_kinds"
+        " FROM file({path:String}, 'Native') WHERE tupleElement(span, 'name') = 'span'",
+        parameters={"path": str(path)},
+    ).result_rows
+    ((names, kinds),) = rows
+    expected = [known.get(key, 3 if any(key.startswith(p) for p in prefixes) else 2) for key in names]
+    assert sorted(names) == sorted(keys)
+    return list(kinds) == expected
