@@ -88,9 +88,12 @@ def main() -> None:
         collectors = versions.start()
         for collector in collectors.values():
             offer(collector, 1000, 2, args.batch, args.senders)  # warm-up: first connections, price lookups
-        for rate in (int(r) for r in args.rates.split(",")):
+        order = list(collectors.items())
+        for rate_index, rate in enumerate(int(r) for r in args.rates.split(",")):
             batch = min(args.batch, max(1, rate // 10))
-            for label, collector in collectors.items():
+            # The order alternates rate by rate, as in ingest.py: the collector that runs first pays for memory
+            # the one before it freed.
+            for label, collector in order[::-1] if rate_index % 2 else order:
                 used = collector.cpu_seconds()[0]  # the spans' encoding first: the collector idle (~1 % of a core)
                 latencies, stored = offer(collector, rate, args.seconds, batch, args.senders)
                 cpu = collector.cpu_seconds()[0] - used
