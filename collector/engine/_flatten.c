@@ -560,13 +560,13 @@ static uint8_t kind_of(const Columns *c, const Key *key) {
          slot = (slot + 1) & (KNOWN_SLOTS - 1)) {
         Py_ssize_t j = c->known_slots[slot] - 1;
         PyObject *name = PyTuple_GET_ITEM(c->known, j);
-        if ((size_t)PyBytes_GET_SIZE(name) == key->n && memcmp(PyBytes_AS_STRING(name), key->p, key->n) == 0)
-            return (uint8_t)c->known_kinds[j];
+        size_t n = (size_t)PyBytes_GET_SIZE(name);
+        if (n == key->n && (!n || memcmp(PyBytes_AS_STRING(name), key->p, n) == 0)) return (uint8_t)c->known_kinds[j];
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(c->content_prefixes); i++) {
         PyObject *prefix = PyTuple_GET_ITEM(c->content_prefixes, i);
         size_t n = (size_t)PyBytes_GET_SIZE(prefix);
-        if (n <= key->n && memcmp(PyBytes_AS_STRING(prefix), key->p, n) == 0) return KIND_CONTENT;
+        if (n <= key->n && (!n || memcmp(PyBytes_AS_STRING(prefix), key->p, n) == 0)) return KIND_CONTENT;
     }
     return KIND_OTHER;
 }

@@ -918,11 +918,12 @@ def test_the_flattener_tells_each_keys_kind(
 
 def test_known_keys_of_one_length_are_told_apart(store: Client, tmp_path: Path) -> None:
     """As many known keys as the flattener takes, all of one length and differing only in their middle, kinds
-    alternating, and as many unknown ones alike: the table's chains are long, and each key finds its own."""
+    alternating, and as many unknown ones alike: the table's chains are long, and each key finds its own. An
+    empty key (a KeyValue without one) is another key; under an empty prefix, content."""
     known = {f"gen_ai.{index:06d}.input_tokens": index % 2 * 3 for index in range(512)}
-    assert kinds_read(
-        store, tmp_path, known, [], [*known, *(f"gen_ai.{index:06d}.input_tokens" for index in range(512, 1024))]
-    )
+    unknown = [f"gen_ai.{index:06d}.input_tokens" for index in range(512, 1024)]
+    assert kinds_read(store, tmp_path, known, [], [*known, *unknown, ""])
+    assert kinds_read(store, tmp_path, known, [""], ["", "gen_ai.000001.input_tokens", "x"])
 
 
 def kinds_read(store: Client, tmp_path: Path, known: dict[str, int], prefixes: list[str], probes: list[str]) -> bool:
