@@ -323,7 +323,8 @@ def _admit(seen: U64, seen_starts: I64, seen_ends: I64, table: pa.Table) -> _Bat
 def _in_shared_buckets(keys: U64) -> npt.NDArray[np.intp]:
     """The positions of the keys that may occur more than once: those whose bucket (the hash's low bits, at least
     twice as many buckets as keys) holds another. Only runs of equal keys matter and most keys occur once, so
-    sorting these finds the same runs as sorting all: about a quarter of them (half the CPU of `_admit`)."""
+    sorting these finds the same runs as sorting all: about a quarter of them (bench/README.md: 30.1 against 36.0
+    ms of CPU for a batch of 50,000 spans)."""
     bits = max(len(keys).bit_length() + 1, 10)
     bucket = (keys & np.uint64((1 << bits) - 1)).astype(np.intp)
     return np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
