@@ -238,7 +238,7 @@ typedef struct {
     size_t count;
 } Attributes;
 
-enum { MAX_RESOURCE_FIELDS = 8, MAX_NAMES = 256, MAX_MARKER_LENGTH = 128, MAX_KNOWN = 512, KNOWN_SLOTS = 2048 };
+enum { MAX_RESOURCE_FIELDS = 8, MAX_NAMES = 256, MAX_KNOWN = 512, KNOWN_SLOTS = 2048 };
 enum { KIND_OTHER = 2, KIND_CONTENT = 3 };
 
 /* A resource's columns as its spans' rows carry them, each a run of Native strings. */
@@ -265,16 +265,13 @@ typedef struct {
     size_t most, limit;
     Keys keys;
     size_t rows;
-    /* The conventions found (bit i: the i-th of the caller's): those of the markers among spans' keys and of the
-     * prefixes scopes' names start with. */
-    uint64_t marker_masks[MAX_NAMES], scope_masks[MAX_NAMES], found;
+    /* The conventions found (bit i: the i-th of the caller's): those of the known keys that are markers among
+     * spans' keys (`known_masks`), and of the prefixes scopes' names start with. */
+    uint64_t known_masks[MAX_KNOWN], scope_masks[MAX_NAMES], found;
     PyObject *scope_prefixes; /* bytes */
-    /* Every key is looked up among the markers: by its length first (bit j: the j-th marker has that length),
-     * when there are at most 64 markers of at most MAX_MARKER_LENGTH bytes (`by_length`). */
-    uint64_t markers_of_length[MAX_MARKER_LENGTH + 1];
-    int by_length;
-    /* The keys whose kind is known (`attribute_kinds`), by hash (open addressing: key index + 1, 0 empty); a key
-     * not among them is content when it starts with one of `content_prefixes`, else other. */
+    /* The keys whose kind is known (`attribute_kinds`), markers among them, by hash (open addressing: key index
+     * + 1, 0 empty): one lookup a key. A key not among them is content when it starts with one of
+     * `content_prefixes`, else other. */
     uint16_t known_slots[KNOWN_SLOTS];
     PyObject *known; /* bytes */
     const char *known_kinds;
@@ -500,26 +497,6 @@ static Py_ssize_t position(PyObject *names, const Key *key) {
     return -1;
 }
 
-static void index_markers(Columns *c, PyObject *markers) {
-    memset(c->markers_of_length, 0, sizeof c->markers_of_length);
-    c->by_length = PyTuple_GET_SIZE(markers) <= 64;
-    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(markers) && c->by_length; j++) {
-        Py_ssize_t n = PyBytes_GET_SIZE(PyTuple_GET_ITEM(markers, j));
-        if (n > MAX_MARKER_LENGTH) c->by_length = 0;
-        else c->markers_of_length[n] |= (uint64_t)1 << j;
-    }
-}
-
-static Py_ssize_t marker_position(const Columns *c, PyObject *markers, const Key *key) {
-    if (!c->by_length) return position(markers, key);
-    if (key->n > MAX_MARKER_LENGTH) return -1;
-    for (uint64_t candidates = c->markers_of_length[key->n]; candidates; candidates &= candidates - 1) {
-        int j = __builtin_ctzll(candidates);
-        if (memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(markers, j)), key->p, key->n) == 0) return j;
-    }
-    return -1;
-}
-
 /* A key's hash from its length and three of its 8-byte words (first, middle, last): known keys differ there, and
  * a collision costs one more comparison. */
 static uint64_t key_hash(const uint8_t *p, size_t n) {
@@ -554,15 +531,20 @@ static void index_known(Columns *c, PyObject *known, const char *kinds, PyObject
     }
 }
 
-/* What the query makes of a span's attribute by its key alone (sql: rest_class, for a key with no tag prefix). */
-static uint8_t kind_of(const Columns *c, const Key *key) {
+/* The position of `key` among the known keys, or -1. */
+static Py_ssize_t known_index(const Columns *c, const Key *key) {
     for (size_t slot = key_hash(key->p, key->n) & (KNOWN_SLOTS - 1); c->known_slots[slot];
          slot = (slot + 1) & (KNOWN_SLOTS - 1)) {
         Py_ssize_t j = c->known_slots[slot] - 1;
         PyObject *name = PyTuple_GET_ITEM(c->known, j);
         size_t n = (size_t)PyBytes_GET_SIZE(name);
-        if (n == key->n && (!n || memcmp(PyBytes_AS_STRING(name), key->p, n) == 0)) return (uint8_t)c->known_kinds[j];
+        if (n == key->n && (!n || memcmp(PyBytes_AS_STRING(name), key->p, n) == 0)) return j;
     }
+    return -1;
+}
+
+/* What the query makes of an unknown key (sql: rest_class, for a key with no tag prefix). */
+static uint8_t unknown_kind(const Columns *c, const Key *key) {
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(c->content_prefixes); i++) {
         PyObject *prefix = PyTuple_GET_ITEM(c->content_prefixes, i);
         size_t n = (size_t)PyBytes_GET_SIZE(prefix);
@@ -572,20 +554,20 @@ static uint8_t kind_of(const Columns *c, const Key *key) {
 }
 
 /* A span's attribute: its columns, its count and text, whether it is a marker and what the engine cannot spell. */
-static int add_span_attribute(Columns *c, const uint8_t *bytes, size_t size, PyObject *markers, int *is_marker,
-                              int *unread) {
+static int add_span_attribute(Columns *c, const uint8_t *bytes, size_t size, int *is_marker, int *unread) {
     Key key;
     Parsed value;
     if (add_attribute(&c->attributes, &c->keys, bytes, size, &key, &value)) return -1;
     int64_t count = count_of(&value);
+    Py_ssize_t known = known_index(c, &key);
+    uint8_t kind = known >= 0 ? (uint8_t)c->known_kinds[known] : unknown_kind(c, &key);
     if (put(&c->counts, &count, 8) || put_str(&c->texts, value.text, utf8_prefix(value.text, value.text_size, 1024)) ||
-        put_u8(&c->kinds, kind_of(c, &key)))
+        put_u8(&c->kinds, kind))
         return -1;
     *unread |= value.unread;
-    Py_ssize_t marker = marker_position(c, markers, &key);
-    if (marker >= 0) {
+    if (known >= 0 && c->known_masks[known]) {
         *is_marker = 1;
-        c->found |= c->marker_masks[marker];
+        c->found |= c->known_masks[known];
     }
     return 0;
 }
@@ -670,7 +652,7 @@ static int put_row(Columns *c, const Place *at, uint64_t span_index, const uint8
 }
 
 static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint8_t *bytes, size_t size,
-                    PyObject *markers, int *is_marked) {
+                    int *is_marked) {
     Reader r = {bytes, bytes + size};
     Field f;
     uint32_t seen = 0;
@@ -694,7 +676,7 @@ static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint
             if (f.number == 7) start = f.value; else end = f.value;
             break;
         case 9:
-            if (f.wire != LEN || add_span_attribute(c, f.bytes, f.size, markers, is_marked, &unread)) return -1;
+            if (f.wire != LEN || add_span_attribute(c, f.bytes, f.size, is_marked, &unread)) return -1;
             break;
         case 15: {
             Field code;
@@ -719,7 +701,7 @@ static int add_empty_row(Columns *c, const Place *at, int bad) {
     return put_row(c, at, 0, strings, sizes, 0, 0, 0, 0, (uint8_t)bad, 0);
 }
 
-static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size, PyObject *markers) {
+static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size) {
     Field scope, name;
     int found = singular(bytes, size, 1, LEN, &scope); /* first: the fields may come in any order */
     if (found < 0 || (found && (found = singular(scope.bytes, scope.size, 1, LEN, &name)) < 0)) return -1;
@@ -739,7 +721,7 @@ static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size, P
         if (next_field(&r, &f)) return -1;
         if (f.number != 2) continue;
         int is_marked;
-        if (f.wire != LEN || add_span(c, at, ++spans, f.bytes, f.size, markers, &is_marked)) return -1;
+        if (f.wire != LEN || add_span(c, at, ++spans, f.bytes, f.size, &is_marked)) return -1;
         unmarked += !is_marked;
     }
     if (!spans && add_empty_row(c, at, 0)) return -1;
@@ -748,7 +730,7 @@ static int add_scope(Columns *c, Place *at, const uint8_t *bytes, size_t size, P
     return 0;
 }
 
-static int add_resource_spans(Columns *c, Place *at, const uint8_t *bytes, size_t size, PyObject *markers) {
+static int add_resource_spans(Columns *c, Place *at, const uint8_t *bytes, size_t size) {
     Field resource;
     int found = singular(bytes, size, 1, LEN, &resource);
     if (found < 0 || add_resource(c, found ? resource.bytes : NULL, found ? resource.size : 0)) return -1;
@@ -759,12 +741,12 @@ static int add_resource_spans(Columns *c, Place *at, const uint8_t *bytes, size_
         if (next_field(&r, &f)) return -1;
         if (f.number != 2) continue;
         at->scope_index++;
-        if (f.wire != LEN || add_scope(c, at, f.bytes, f.size, markers)) return -1;
+        if (f.wire != LEN || add_scope(c, at, f.bytes, f.size)) return -1;
     }
     return 0;
 }
 
-static int add_request(Columns *c, uint64_t request, const uint8_t *bytes, size_t size, PyObject *markers) {
+static int add_request(Columns *c, uint64_t request, const uint8_t *bytes, size_t size) {
     Reader r = {bytes, bytes + size};
     Field f;
     Place at = {.request = request};
@@ -772,7 +754,7 @@ static int add_request(Columns *c, uint64_t request, const uint8_t *bytes, size_
         if (next_field(&r, &f)) return -1;
         if (f.number != 1) continue;
         at.resource_index++;
-        if (f.wire != LEN || add_resource_spans(c, &at, f.bytes, f.size, markers)) return -1;
+        if (f.wire != LEN || add_resource_spans(c, &at, f.bytes, f.size)) return -1;
     }
     return 0;
 }
@@ -905,10 +887,10 @@ static int check_names(PyObject *names, const char *what) {
     return 0;
 }
 
-/* Masks (unsigned 64-bit ints), one per name. */
-static int read_masks(PyObject *masks, PyObject *names, uint64_t *out, const char *what) {
-    if (PyTuple_GET_SIZE(masks) != PyTuple_GET_SIZE(names) || PyTuple_GET_SIZE(names) > MAX_NAMES) {
-        PyErr_Format(PyExc_ValueError, "%s: one mask per name, at most %d", what, MAX_NAMES);
+/* Masks (unsigned 64-bit ints), one per name, at most `most` names. */
+static int read_masks(PyObject *masks, PyObject *names, uint64_t *out, Py_ssize_t most, const char *what) {
+    if (PyTuple_GET_SIZE(masks) != PyTuple_GET_SIZE(names) || PyTuple_GET_SIZE(names) > most) {
+        PyErr_Format(PyExc_ValueError, "%s: one mask per name, at most %zd", what, most);
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(masks); i++) {
@@ -919,27 +901,26 @@ static int read_masks(PyObject *masks, PyObject *names, uint64_t *out, const cha
 }
 
 static PyObject *flatten(PyObject *self, PyObject *args) {
-    PyObject *bodies, *markers, *marker_masks, *scopes, *scope_masks, *resource_keys, *known, *content_prefixes,
-        *columns;
+    PyObject *bodies, *scopes, *scope_masks, *resource_keys, *known, *known_masks, *content_prefixes, *columns;
     const char *known_kinds;
     Py_ssize_t known_kinds_size;
     unsigned long long first;
     Py_ssize_t most, limit;
     const char *path;
-    uint64_t masks_of_markers[MAX_NAMES], masks_of_scopes[MAX_NAMES];
-    if (!PyArg_ParseTuple(args, "OKO!O!O!O!O!nnO!y#O!O!s", &bodies, &first, &PyTuple_Type, &markers,
-                          &PyTuple_Type, &marker_masks, &PyTuple_Type, &scopes, &PyTuple_Type, &scope_masks,
-                          &PyTuple_Type, &resource_keys, &most, &limit, &PyTuple_Type, &known, &known_kinds,
-                          &known_kinds_size, &PyTuple_Type, &content_prefixes, &PyTuple_Type, &columns, &path))
+    uint64_t masks_of_known[MAX_KNOWN], masks_of_scopes[MAX_NAMES];
+    if (!PyArg_ParseTuple(args, "OKO!O!O!nnO!y#O!O!O!s", &bodies, &first, &PyTuple_Type, &scopes, &PyTuple_Type,
+                          &scope_masks, &PyTuple_Type, &resource_keys, &most, &limit, &PyTuple_Type, &known,
+                          &known_kinds, &known_kinds_size, &PyTuple_Type, &known_masks, &PyTuple_Type,
+                          &content_prefixes, &PyTuple_Type, &columns, &path))
         return NULL;
-    if (check_columns(columns, SPAN_COLUMNS, "columns") || check_names(markers, "markers") ||
-        check_names(scopes, "scopes") || check_names(resource_keys, "resource_keys") || check_names(known, "known") ||
+    if (check_columns(columns, SPAN_COLUMNS, "columns") || check_names(scopes, "scopes") ||
+        check_names(resource_keys, "resource_keys") || check_names(known, "known") ||
         check_names(content_prefixes, "content_prefixes") ||
-        read_masks(marker_masks, markers, masks_of_markers, "marker_masks") ||
-        read_masks(scope_masks, scopes, masks_of_scopes, "scope_masks"))
+        read_masks(scope_masks, scopes, masks_of_scopes, MAX_NAMES, "scope_masks") ||
+        read_masks(known_masks, known, masks_of_known, MAX_KNOWN, "known_masks"))
         return NULL;
-    if (known_kinds_size != PyTuple_GET_SIZE(known) || PyTuple_GET_SIZE(known) > MAX_KNOWN) {
-        PyErr_Format(PyExc_ValueError, "known_kinds: one byte per known key, at most %d keys", MAX_KNOWN);
+    if (known_kinds_size != PyTuple_GET_SIZE(known)) {
+        PyErr_Format(PyExc_ValueError, "known_kinds: one byte per known key");
         return NULL;
     }
     if (PyTuple_GET_SIZE(resource_keys) > MAX_RESOURCE_FIELDS || most < 0 || limit < 0) {
@@ -969,10 +950,9 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS
         link_levels(c);
         reset(c);
-        memcpy(c->marker_masks, masks_of_markers, sizeof masks_of_markers);
+        memcpy(c->known_masks, masks_of_known, sizeof masks_of_known);
         memcpy(c->scope_masks, masks_of_scopes, sizeof masks_of_scopes);
         c->scope_prefixes = scopes;
-        index_markers(c, markers);
         index_known(c, known, known_kinds, content_prefixes);
         c->found = 0;
         c->resource_keys_asked = resource_keys;
@@ -983,7 +963,7 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
         Mark at;
         for (Py_ssize_t i = 0; i < count && !failed && !io_error; i++) {
             mark(c, &at);
-            if (add_request(c, first + (uint64_t)i, views[i].buf, (size_t)views[i].len, markers)) {
+            if (add_request(c, first + (uint64_t)i, views[i].buf, (size_t)views[i].len)) {
                 rewind_to(c, &at);
                 Place place = {.request = first + (uint64_t)i};
                 if (add_empty_row(c, &place, 1) || put_u64(&c->scope_unmarked, 0)) failed = 1;
@@ -1024,14 +1004,15 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"flatten", flatten, METH_VARARGS,
-     "flatten(bodies, first, markers, marker_masks, scopes, scope_masks, resource_keys, most, limit, known,\n"
-     "        known_kinds, content_prefixes, columns, path) -> (rows, found)\n\n"
+     "flatten(bodies, first, scopes, scope_masks, resource_keys, most, limit, known, known_kinds, known_masks,\n"
+     "        content_prefixes, columns, path) -> (rows, found)\n\n"
      "Writes the spans of `bodies` (OTLP ExportTraceServiceRequest messages, the first numbered `first`) to\n"
      "`path` as ClickHouse Native blocks, one row per span, with its resource's first `most` attributes (values\n"
      "cut at `limit` characters) and the texts of its `resource_keys`; `columns`: (name, type) pairs, as bytes.\n"
-     "`found`: the OR of the masks of the `markers` among spans' attribute keys and of the `scopes` prefixes\n"
-     "scopes' names start with. An attribute's kind: known_kinds[i] for the key known[i], else 3 where the key\n"
-     "starts with one of `content_prefixes`, else 2."},
+     "An attribute's kind: known_kinds[i] for the key known[i], else 3 where the key starts with one of\n"
+     "`content_prefixes`, else 2. `found`: the OR of the `known_masks` of the known keys among spans' attribute\n"
+     "keys (a span with one whose mask is not 0 is `marked`) and of the `scope_masks` of the `scopes` prefixes\n"
+     "scopes' names start with."},
     {NULL, NULL, 0, NULL},
 };
 

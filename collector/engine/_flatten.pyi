@@ -5,8 +5,6 @@ Columns = tuple[tuple[bytes, bytes], ...]
 def flatten(
     bodies: Sequence[bytes | memoryview],
     first: int,
-    markers: tuple[bytes, ...],
-    marker_masks: tuple[int, ...],
     scopes: tuple[bytes, ...],
     scope_masks: tuple[int, ...],
     resource_keys: tuple[bytes, ...],
@@ -14,6 +12,7 @@ def flatten(
     limit: int,
     known: tuple[bytes, ...],
     known_kinds: bytes,
+    known_masks: tuple[int, ...],
     content_prefixes: tuple[bytes, ...],
     columns: Columns,
     path: str,

@@ -227,20 +227,24 @@ class EngineReader:
         self._probe_owners = [index for index, _ in owned]
         self._probe_search = MarkerSearch([probe for _, probe in owned])
         # What _flatten looks for while it writes the rows, each with the conventions (bit i - 1: the i-th) it
-        # finds: marker keys, and scope names' prefixes.
-        markers = sorted({marker for c in conventions for marker in c.markers})
+        # finds: scope names' prefixes, and marker keys among the known keys.
         scopes = sorted({scope for c in conventions for scope in c.scopes})
-        self._found_by: tuple[tuple[bytes, ...], tuple[int, ...], tuple[bytes, ...], tuple[int, ...]] = (
-            tuple(marker.encode() for marker in markers),
-            tuple(sum(1 << i for i, c in enumerate(conventions) if marker in c.markers) for marker in markers),
+        self._scopes = (
             tuple(scope.encode() for scope in scopes),
             tuple(sum(1 << i for i, c in enumerate(conventions) if scope in c.scopes) for scope in scopes),
         )
-        # What _flatten tells of each attribute's key (`attribute_kinds`): the keys conventions read, then content.
+        # The known keys, each with its `attribute_kinds` (read by a convention, or content) and, for a marker (a
+        # key its convention reads: Convention.consumed), the conventions it marks: one lookup a key in _flatten.
         kinds = {key: _CONTENT_KIND for key in CONTENT_ATTRIBUTES} | {key: _READ_KIND for key in self._read_keys}
-        self._known_kinds = (
+        masks = {
+            marker: sum(1 << i for i, c in enumerate(conventions) if marker in c.markers)
+            for c in conventions
+            for marker in c.markers
+        }
+        self._known = (
             tuple(key.encode() for key in kinds),
             bytes(kinds.values()),
+            tuple(masks.get(key, 0) for key in kinds),
             tuple(prefix.encode() for prefix in CONTENT_PREFIXES),
         )
         for stale in self._workdir.glob("requests-*.bin"):  # a batch's files a killed run left under its names
@@ -294,14 +298,14 @@ class EngineReader:
         """Each part (bodies, index of the first, file) flattened on a thread of its own, the first on this one (the
         flattener holds no GIL): this thread's work between two queries is otherwise one core's while the other
         has only the insert of the segments before, or nothing. Returns the conventions found (a mask)."""
-        markers, marker_masks, scopes, scope_masks = self._found_by
+        scopes, scope_masks = self._scopes
+        known, known_kinds, known_masks, content_prefixes = self._known
         limits = (self._config.max_attributes, self._config.max_attribute_value_length)
-        known, known_kinds, content_prefixes = self._known_kinds
 
         def flatten(bodies: list[memoryview], first: int, path: str) -> int:
             return _flatten.flatten(
-                bodies, first, markers, marker_masks, scopes, scope_masks, _RESOURCE_KEY_BYTES, *limits,
-                known, known_kinds, content_prefixes, _FLAT_HEADER, path,
+                bodies, first, scopes, scope_masks, _RESOURCE_KEY_BYTES, *limits, known, known_kinds, known_masks,
+                content_prefixes, _FLAT_HEADER, path,
             )[1]  # fmt: skip
 
         others = [self._flatteners.submit(flatten, *part) for part in parts[1:]]

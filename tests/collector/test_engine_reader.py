@@ -4,6 +4,7 @@ to the Python reader; and random attribute values (hypothesis)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -935,8 +936,9 @@ def kinds_read(store: Client, tmp_path: Path, known: dict[str, int], prefixes: l
     body = request.SerializeToString()
     path = tmp_path / "flat.bin"
     engine_reader._flatten.flatten(
-        [body], 0, (), (), (), (), (), 128, 4096,
-        tuple(key.encode() for key in known), bytes(known.values()), tuple(p.encode() for p in prefixes),
+        [body], 0, (), (), (), 128, 4096,
+        tuple(key.encode() for key in known), bytes(known.values()), (0,) * len(known),
+        tuple(p.encode() for p in prefixes),
         engine_reader._FLAT_HEADER, str(path),
     )  # fmt: skip
     rows = store.query(
@@ -948,3 +950,59 @@ def kinds_read(store: Client, tmp_path: Path, known: dict[str, int], prefixes: l
     expected = [known.get(key, 3 if any(key.startswith(p) for p in prefixes) else 2) for key in names]
     assert sorted(names) == sorted(keys)
     return list(kinds) == expected
+
+
+@NOT_BUILT
+def test_the_flattener_finds_markers_among_the_known_keys(store: Client, tmp_path: Path) -> None:
+    """A known key with conventions (a marker) marks its span and names them in `found`, whatever its kind; a known
+    key without any, or an unknown one, marks nothing. One lookup gives a key its kind and its conventions."""
+    known = {"read.key": (0, 0b001), "other.marker": (2, 0b010), "content.marker": (3, 0b100), "read.plain": (0, 0)}
+    spans = {
+        "plain": ["read.plain", "x"],
+        "read": ["read.key"],
+        "other": ["x", "other.marker"],
+        "content": ["content.marker"],
+    }
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    for name, keys in spans.items():
+        scope.spans.add(name=name).attributes.extend(KeyValue(key=key, value=AnyValue(int_value=1)) for key in keys)
+    body = request.SerializeToString()
+    path = tmp_path / "flat.bin"
+
+    def found(bodies: list[bytes]) -> int:
+        return engine_reader._flatten.flatten(
+            bodies, 0, (), (), (), 128, 4096, tuple(key.encode() for key in known),
+            bytes(kind for kind, _ in known.values()), tuple(mask for _, mask in known.values()), (),
+            engine_reader._FLAT_HEADER, str(path),
+        )[1]  # fmt: skip
+
+    assert found([body]) == 0b111
+    rows = store.query(
+        "SELECT tupleElement(span, 'name'), marked, attribute_kinds FROM file({path:String}, 'Native')",
+        parameters={"path": str(path)},
+    ).result_rows
+    assert {name: (marked, list(kinds)) for name, marked, kinds in rows} == {
+        "plain": (0, [0, 2]), "read": (1, [0]), "other": (1, [2, 2]), "content": (1, [3])
+    }  # fmt: skip
+    only_plain = ExportTraceServiceRequest()
+    only_plain.resource_spans.add().scope_spans.add().spans.add(name="plain").attributes.add(key="read.plain")
+    assert found([only_plain.SerializeToString()]) == 0
+
+
+def test_every_marker_is_a_known_key_with_its_conventions(store: Client, tmp_path: Path) -> None:
+    """The reader gives the flattener each convention's markers among the known keys (as keys their convention
+    reads), with the conventions (bit i: the i-th) they mark, and no other key a convention."""
+    extra = (dataclasses.replace(CONVENTIONS[0], name="acme", markers=("acme.llm.call", "openinference.span.kind")),)
+    conventions = (*CONVENTIONS, *extra)
+    keys, kinds, masks, _ = EngineReader(CONFIG, store, tmp_path, conventions=conventions)._known
+    known = {key.decode(): (kind, mask) for key, kind, mask in zip(keys, kinds, masks, strict=True)}
+    expected = {
+        marker: sum(1 << index for index, c in enumerate(conventions) if marker in c.markers)
+        for c in conventions
+        for marker in c.markers
+    }
+    assert {key: mask for key, (_, mask) in known.items() if mask} == expected
+    assert {known[marker][0] for marker in expected} == {0}
+    assert known["acme.llm.call"] == (0, 1 << len(CONVENTIONS))
+    assert bin(known["openinference.span.kind"][1]).count("1") == 2
