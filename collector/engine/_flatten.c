@@ -273,6 +273,9 @@ typedef struct {
      * + 1, 0 empty): one lookup a key. A key not among them is content when it starts with one of
      * `content_prefixes`, else other. */
     uint16_t known_slots[KNOWN_SLOTS];
+    /* The span (numbered from 1 in a call) each known key was last seen in: a known key seen twice in one span is
+     * a repeated key, found without comparing it to the span's other keys (`keys` holds only the unknown ones). */
+    uint32_t known_seen[MAX_KNOWN], span_serial;
     PyObject *known; /* bytes */
     const char *known_kinds;
     PyObject *content_prefixes; /* bytes */
@@ -460,7 +463,7 @@ static size_t utf8_prefix(const uint8_t *s, size_t size, size_t chars) {
     return size;
 }
 
-/* One KeyValue into `list` and its key into `keys`; the key and the parsed value into `key`, `value` (pointers
+/* One KeyValue into `list` and its key into `keys` (unless NULL); the key and the parsed value into `key`, `value` (pointers
  * valid until the next attribute of `list`). */
 static int add_attribute(Attributes *list, Keys *keys, const uint8_t *bytes, size_t size, Key *key, Parsed *value) {
     Reader r = {bytes, bytes + size};
@@ -481,7 +484,7 @@ static int add_attribute(Attributes *list, Keys *keys, const uint8_t *bytes, siz
         }
     }
     if (put_str(&list->keys, key->p, key->n) || add_value(&list->values, value_bytes, value_size, 0, value) ||
-        keys_add(keys, key->p, key->n))
+        (keys && keys_add(keys, key->p, key->n)))
         return -1;
     list->count++;
     return 0;
@@ -519,6 +522,8 @@ static uint64_t key_hash(const uint8_t *p, size_t n) {
 
 static void index_known(Columns *c, PyObject *known, const char *kinds, PyObject *content_prefixes) {
     memset(c->known_slots, 0, sizeof c->known_slots);
+    memset(c->known_seen, 0, sizeof c->known_seen);
+    c->span_serial = 0;
     c->known = known;
     c->known_kinds = kinds;
     c->content_prefixes = content_prefixes;
@@ -557,9 +562,15 @@ static uint8_t unknown_kind(const Columns *c, const Key *key) {
 static int add_span_attribute(Columns *c, const uint8_t *bytes, size_t size, int *is_marker, int *unread) {
     Key key;
     Parsed value;
-    if (add_attribute(&c->attributes, &c->keys, bytes, size, &key, &value)) return -1;
+    if (add_attribute(&c->attributes, NULL, bytes, size, &key, &value)) return -1;
     int64_t count = count_of(&value);
     Py_ssize_t known = known_index(c, &key);
+    if (known >= 0 && key.n < 1024) { /* a long key also counts among the long ones (keys_merge) */
+        *unread |= c->known_seen[known] == c->span_serial;
+        c->known_seen[known] = c->span_serial;
+    } else if (keys_add(&c->keys, key.p, key.n)) {
+        return -1;
+    }
     uint8_t kind = known >= 0 ? (uint8_t)c->known_kinds[known] : unknown_kind(c, &key);
     if (put(&c->counts, &count, 8) || put_str(&c->texts, value.text, utf8_prefix(value.text, value.text_size, 1024)) ||
         put_u8(&c->kinds, kind))
@@ -663,6 +674,10 @@ static int add_span(Columns *c, const Place *at, uint64_t span_index, const uint
     int unread = 0;
     *is_marked = 0;
     c->keys.count = 0;
+    if (++c->span_serial == 0) { /* after 2^32 spans in one call: no known key seen yet in any span */
+        memset(c->known_seen, 0, sizeof c->known_seen);
+        c->span_serial = 1;
+    }
     while (r.p < r.end) {
         if (next_field(&r, &f)) return -1;
         switch (f.number) {

@@ -447,6 +447,13 @@ UNREAD = {
         **{"attribute:app.list": AnyValue(array_value=ArrayValue(values=[AnyValue(string_value='a"b')]))}
     ),
     "a duplicate key": otel_request(**{"attribute+:server.port": AnyValue(int_value=1)}),
+    "a read key twice": otel_request(**{"attribute+:gen_ai.request.model": AnyValue(string_value="gpt-4o")}),
+    "a content key twice": otel_request(
+        **{
+            "attribute:gen_ai.input.messages": AnyValue(string_value="a"),
+            "attribute+:gen_ai.input.messages": AnyValue(string_value="b"),
+        }
+    ),
     "a count with spaces": otel_request(
         **{"attribute:gen_ai.usage.cache_read.input_tokens": AnyValue(string_value=" 12")}
     ),
