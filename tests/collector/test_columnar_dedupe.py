@@ -5,11 +5,17 @@ interleaved with table calls."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
+
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spanmeter.processors import dedupe
 from spanmeter.processors.dedupe import CallDeduplicator, _in_shared_buckets
 
 from .columnar_helpers import batch_table, blank_record
@@ -42,13 +48,36 @@ rows = st.builds(
     start=st.integers(0, 30),
     duration=st.integers(0, 10),
 )
+IN_ORDER, SORTED = "in order (_dedupe)", "sorted (numpy)"
+BOTH = pytest.mark.parametrize("admission", [IN_ORDER, SORTED])
+"""Each test runs on both admissions of a batch: `_dedupe.admit` (each row in order, a hash table) and numpy's
+`_admit` (all keys sorted together), which a collector built without a C compiler uses."""
+
+
+@contextmanager
+def admitted(admission: str) -> Iterator[None]:
+    if admission == IN_ORDER:
+        if dedupe._dedupe is None:
+            pytest.skip("spanmeter.processors._dedupe is not built")
+        yield
+    else:
+        with mock.patch.object(dedupe, "_dedupe", None):
+            yield
+
+
 # Each batch goes through the records (True) or the table (False) of the second deduplicator.
 batches = st.lists(st.tuples(st.lists(rows, max_size=25), st.booleans()), min_size=1, max_size=6)
 
 
+@BOTH
 @settings(max_examples=300, deadline=None)
 @given(batches=batches, capacity=st.integers(1, 40))
-def test_filter_table_equals_filter_then_remember(batches, capacity) -> None:
+def test_filter_table_equals_filter_then_remember(admission: str, batches, capacity) -> None:
+    with admitted(admission):
+        same_as_the_reference(batches, capacity)
+
+
+def same_as_the_reference(batches, capacity) -> None:
     reference = ReferenceDeduplicator(capacity)
     columnar = CallDeduplicator(capacity)
     for records, by_records in batches:
@@ -65,7 +94,8 @@ def test_filter_table_equals_filter_then_remember(batches, capacity) -> None:
         assert columnar.remembered() == reference.remembered()
 
 
-def test_a_chain_within_one_table() -> None:
+@BOTH
+def test_a_chain_within_one_table(admission: str) -> None:
     """The second row is the first's child (dropped), the third the second's child: it is kept, as a dropped
     row's keys are not remembered; the fourth resends the first."""
     call = {"provider": "openai", "has_usage": True, "input_tokens": 10, "output_tokens": 5}
@@ -75,19 +105,22 @@ def test_a_chain_within_one_table() -> None:
         blank_record(trace_id="t", span_id="g", parent_span_id="c", **call),
         blank_record(trace_id="t", span_id="p", **call),
     ]
-    kept, duplicates = CallDeduplicator().filter_table(batch_table(records))
-    assert kept.tolist() == [True, False, True, False] and duplicates == 2
-    admission = CallDeduplicator().filter(records)
-    assert [records.index(r) for r in admission.kept] == [0, 2]
+    with admitted(admission):
+        kept, duplicates = CallDeduplicator().filter_table(batch_table(records))
+        assert kept.tolist() == [True, False, True, False] and duplicates == 2
+        assert [records.index(r) for r in CallDeduplicator().filter(records).kept] == [0, 2]
 
 
-def test_an_empty_table() -> None:
-    deduplicator = CallDeduplicator()
-    kept, duplicates = deduplicator.filter_table(batch_table([]))
+@BOTH
+def test_an_empty_table(admission: str) -> None:
+    with admitted(admission):
+        deduplicator = CallDeduplicator()
+        kept, duplicates = deduplicator.filter_table(batch_table([]))
     assert kept.tolist() == [] and duplicates == 0 and not deduplicator.remembered()
 
 
-def test_100k_fresh_calls_are_all_kept_and_their_resend_all_dropped() -> None:
+@BOTH
+def test_100k_fresh_calls_are_all_kept_and_their_resend_all_dropped(admission: str) -> None:
     """Fixed-width hex ids (the exporter's), distinct calls: none is taken for another (no hash collision, no
     false overlap); sent again, every one is recognised, in two batches of 50,000 as the collector sends them."""
     rows = 100_000
@@ -109,10 +142,11 @@ def test_100k_fresh_calls_are_all_kept_and_their_resend_all_dropped() -> None:
         }
     )
     deduplicator = CallDeduplicator(capacity=4 * rows)
-    for half in (table.slice(0, rows // 2), table.slice(rows // 2)):
-        kept, duplicates = deduplicator.filter_table(half)
-        assert kept.all() and duplicates == 0
-    kept, duplicates = deduplicator.filter_table(table)
+    with admitted(admission):
+        for half in (table.slice(0, rows // 2), table.slice(rows // 2)):
+            kept, duplicates = deduplicator.filter_table(half)
+            assert kept.all() and duplicates == 0
+        kept, duplicates = deduplicator.filter_table(table)
     assert not kept.any() and duplicates == rows
 
 
@@ -142,3 +176,26 @@ def test_most_distinct_keys_skip_the_sort() -> None:
     quarter share a bucket; without the buckets all 300,000 would be sorted."""
     keys = np.random.default_rng(7).integers(0, 2**64, 300_000, dtype=np.uint64)
     assert 0.15 * len(keys) < len(_in_shared_buckets(keys)) < 0.35 * len(keys)
+
+
+@pytest.mark.skipif(dedupe._dedupe is None, reason="spanmeter.processors._dedupe is not built")
+def test_the_native_admission_checks_its_buffers() -> None:
+    """A buffer of the wrong size, or a table too small for the keys, is refused naming it, not read past."""
+    rows, seen = 3, np.array([1, 2], dtype=np.uint64)
+    times = np.zeros(2, dtype=np.int64)
+    keys, flags = np.full(rows * 4, 5, dtype=np.uint64), np.ones(rows * 4, dtype=bool)
+    spans = np.zeros(rows, dtype=np.int64)
+    out = [np.zeros(rows * 4, dtype=dtype) for dtype in (np.uint64, np.int64, np.int64)]
+
+    def admit(kept: np.ndarray, table: np.ndarray) -> int:
+        return dedupe._dedupe.admit(
+            seen, times, times, keys, flags, keys, flags, spans, spans, kept, *out, np.zeros(2, dtype=bool), table
+        )
+
+    with pytest.raises(ValueError, match="kept"):
+        admit(np.zeros(rows + 1, dtype=bool), np.zeros(2 * 32, dtype=np.uint64))
+    with pytest.raises(ValueError, match="table"):
+        admit(np.zeros(rows, dtype=bool), np.zeros(2 * 16, dtype=np.uint64))
+    kept = np.zeros(rows, dtype=bool)
+    assert admit(kept, np.zeros(2 * 32, dtype=np.uint64)) == 1  # one key for every kind, written by the first row
+    assert kept.tolist() == [True, False, False]  # the others find it, at the same time
