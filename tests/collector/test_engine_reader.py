@@ -525,6 +525,26 @@ def test_texts_of_lists_and_long_values_are_read_as_the_python_reader(reader: En
     assert first["service_name"] == long_text.string_value[:1024]
 
 
+def test_lists_given_as_arrays_are_read_as_the_python_reader(reader: EngineReader) -> None:
+    """Finish reasons and a list tag (OpenInference's `tag.tags`) given as arrays, of plain strings (none, one,
+    several) or of numbers and bools, are read by the engine, with Python's rows."""
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+    llm = {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.provider": "openai"}
+    read = [
+        sdk_request("app", [("chat", {**chat, "gen_ai.response.finish_reasons": reasons})], {"service.name": "a"})
+        for reasons in ([], ["stop"], ["stop", "length", "é模"])
+    ] + [sdk_request("app", [("llm", {**llm, "tag.tags": ["a", "b"]})], {"service.name": "b"})]
+    numbers = [
+        sdk_request("app", [("chat", {**chat, "gen_ai.response.finish_reasons": [1, 2]})], {"service.name": "c"}),
+        sdk_request("app", [("llm", {**llm, "tag.tags": [True]})], {"service.name": "d"}),
+    ]
+    batch = compare(reader, read + numbers)
+    assert batch.fallback == []
+    reasons = batch.table.column("finish_reasons").to_pylist()
+    assert reasons[:3] == [[], ["stop"], ["stop", "length", "é模"]]
+    assert {"a,b"} <= {dict(tags).get("tag.tags") for tags in batch.table.column("tags").to_pylist()}
+
+
 def test_json_members_and_tag_objects_fall_back(reader: EngineReader) -> None:
     langsmith = next(c for c in CONVENTIONS if c.name == "langsmith")
     openinference = next(c for c in CONVENTIONS if c.name == "openinference")
