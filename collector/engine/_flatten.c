@@ -463,8 +463,8 @@ static size_t utf8_prefix(const uint8_t *s, size_t size, size_t chars) {
     return size;
 }
 
-/* One KeyValue into `list` and its key into `keys` (unless NULL); the key and the parsed value into `key`, `value` (pointers
- * valid until the next attribute of `list`). */
+/* One KeyValue into `list` and its key into `keys` (unless NULL); the key and the parsed value into `key`,
+ * `value` (pointers valid until the next attribute of `list`). */
 static int add_attribute(Attributes *list, Keys *keys, const uint8_t *bytes, size_t size, Key *key, Parsed *value) {
     Reader r = {bytes, bytes + size};
     Field f;

@@ -72,7 +72,12 @@ class _Batch:
 
 
 class CallDeduplicator:
-    def __init__(self, capacity: int = 50_000) -> None:
+    def __init__(self, capacity: int = 50_000, native: bool | None = None) -> None:
+        """`native`: a batch's rows admitted by `_dedupe` rather than numpy's `_admit`; by default where it is
+        built."""
+        if native and _dedupe is None:
+            raise RuntimeError("spanmeter.processors._dedupe is not built (a C compiler is needed at install)")
+        self._native = _dedupe is not None if native is None else native
         self._capacity = capacity
         self._keys: U64 = np.zeros(0, dtype=np.uint64)  # oldest first
         self._starts: I64 = np.zeros(0, dtype=np.int64)
@@ -139,7 +144,7 @@ class CallDeduplicator:
         self._ends = np.concatenate([self._ends, ends])[-keep:] if keep else self._ends[:0]
 
     def _admit(self, table: pa.Table) -> _Batch:
-        if _dedupe is None or not table.num_rows:
+        if not self._native or not table.num_rows:
             return _admit(self._keys, self._starts, self._ends, table)
         words = 2 << max(4, (2 * (len(self._keys) + table.num_rows * _KINDS) - 1).bit_length())
         if len(self._slots) < words:

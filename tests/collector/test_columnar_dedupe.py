@@ -6,9 +6,6 @@ interleaved with table calls."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
-from unittest import mock
 
 import numpy as np
 import pyarrow as pa
@@ -49,21 +46,17 @@ rows = st.builds(
     start=st.integers(0, 30),
     duration=st.integers(0, 10),
 )
-IN_ORDER, SORTED = "in order (_dedupe)", "sorted (numpy)"
-BOTH = pytest.mark.parametrize("admission", [IN_ORDER, SORTED])
+BOTH = pytest.mark.parametrize(
+    "native",
+    [
+        pytest.param(True, id="in order (_dedupe)", marks=pytest.mark.skipif(
+            dedupe._dedupe is None, reason="spanmeter.processors._dedupe is not built (no C compiler at install)"
+        )),
+        pytest.param(False, id="sorted (numpy)"),
+    ],
+)  # fmt: skip
 """Each test runs on both admissions of a batch: `_dedupe.admit` (each row in order, a hash table) and numpy's
 `_admit` (all keys sorted together), which a collector built without a C compiler uses."""
-
-
-@contextmanager
-def admitted(admission: str) -> Iterator[None]:
-    if admission == IN_ORDER:
-        if dedupe._dedupe is None:
-            pytest.skip("spanmeter.processors._dedupe is not built")
-        yield
-    else:
-        with mock.patch.object(dedupe, "_dedupe", None):
-            yield
 
 
 # Each batch goes through the records (True) or the table (False) of the second deduplicator.
@@ -73,14 +66,9 @@ batches = st.lists(st.tuples(st.lists(rows, max_size=25), st.booleans()), min_si
 @BOTH
 @settings(max_examples=300, deadline=None)
 @given(batches=batches, capacity=st.integers(1, 40))
-def test_filter_table_equals_filter_then_remember(admission: str, batches, capacity) -> None:
-    with admitted(admission):
-        same_as_the_reference(batches, capacity)
-
-
-def same_as_the_reference(batches, capacity) -> None:
+def test_filter_table_equals_filter_then_remember(native: bool, batches, capacity) -> None:
     reference = ReferenceDeduplicator(capacity)
-    columnar = CallDeduplicator(capacity)
+    columnar = CallDeduplicator(capacity, native)
     for records, by_records in batches:
         expected, expected_duplicates = reference.filter_and_remember(records)
         if by_records:
@@ -96,7 +84,7 @@ def same_as_the_reference(batches, capacity) -> None:
 
 
 @BOTH
-def test_a_chain_within_one_table(admission: str) -> None:
+def test_a_chain_within_one_table(native: bool) -> None:
     """The second row is the first's child (dropped), the third the second's child: it is kept, as a dropped
     row's keys are not remembered; the fourth resends the first."""
     call = {"provider": "openai", "has_usage": True, "input_tokens": 10, "output_tokens": 5}
@@ -106,22 +94,20 @@ def test_a_chain_within_one_table(admission: str) -> None:
         blank_record(trace_id="t", span_id="g", parent_span_id="c", **call),
         blank_record(trace_id="t", span_id="p", **call),
     ]
-    with admitted(admission):
-        kept, duplicates = CallDeduplicator().filter_table(batch_table(records))
-        assert kept.tolist() == [True, False, True, False] and duplicates == 2
-        assert [records.index(r) for r in CallDeduplicator().filter(records).kept] == [0, 2]
+    kept, duplicates = CallDeduplicator(native=native).filter_table(batch_table(records))
+    assert kept.tolist() == [True, False, True, False] and duplicates == 2
+    assert [records.index(r) for r in CallDeduplicator(native=native).filter(records).kept] == [0, 2]
 
 
 @BOTH
-def test_an_empty_table(admission: str) -> None:
-    with admitted(admission):
-        deduplicator = CallDeduplicator()
-        kept, duplicates = deduplicator.filter_table(batch_table([]))
+def test_an_empty_table(native: bool) -> None:
+    deduplicator = CallDeduplicator(native=native)
+    kept, duplicates = deduplicator.filter_table(batch_table([]))
     assert kept.tolist() == [] and duplicates == 0 and not deduplicator.remembered()
 
 
 @BOTH
-def test_100k_fresh_calls_are_all_kept_and_their_resend_all_dropped(admission: str) -> None:
+def test_100k_fresh_calls_are_all_kept_and_their_resend_all_dropped(native: bool) -> None:
     """Fixed-width hex ids (the exporter's), distinct calls: none is taken for another (no hash collision, no
     false overlap); sent again, every one is recognised, in two batches of 50,000 as the collector sends them."""
     rows = 100_000
@@ -142,12 +128,11 @@ def test_100k_fresh_calls_are_all_kept_and_their_resend_all_dropped(admission: s
             "response_id": [f"chatcmpl-{index}" for index in range(rows)],
         }
     )
-    deduplicator = CallDeduplicator(capacity=4 * rows)
-    with admitted(admission):
-        for half in (table.slice(0, rows // 2), table.slice(rows // 2)):
-            kept, duplicates = deduplicator.filter_table(half)
-            assert kept.all() and duplicates == 0
-        kept, duplicates = deduplicator.filter_table(table)
+    deduplicator = CallDeduplicator(capacity=4 * rows, native=native)
+    for half in (table.slice(0, rows // 2), table.slice(rows // 2)):
+        kept, duplicates = deduplicator.filter_table(half)
+        assert kept.all() and duplicates == 0
+    kept, duplicates = deduplicator.filter_table(table)
     assert not kept.any() and duplicates == rows
 
 
@@ -208,4 +193,4 @@ def test_the_native_admission_is_built_where_a_compiler_is() -> None:
     if shutil.which("cc") is None:
         pytest.skip("no C compiler here: numpy admits the rows")
     assert dedupe._dedupe is not None
-    assert CallDeduplicator()._admit(batch_table([blank_record(trace_id="t", span_id="s")])).kept.tolist() == [True]
+    assert CallDeduplicator()._native  # the default where it is built
