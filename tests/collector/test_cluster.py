@@ -151,8 +151,8 @@ def test_materialized_views_read_and_write_the_local_tables(store: Client) -> No
 
 
 def test_a_views_new_query_reads_the_local_tables(store: Client) -> None:
-    """`ALTER TABLE view MODIFY QUERY` (030, 031): the view keeps its name on every node, its SELECT reads the local
-    table it names (genai_spans, or an hourly rollup a coarser one cascades from) as the view's CREATE does."""
+    """`ALTER TABLE view MODIFY QUERY` (030, 031, 034): the view keeps its name on every node, its SELECT reads the
+    local table it names (genai_spans, or a rollup another cascades from) as the view's CREATE does."""
     modified = [s for _, s in every_statement() if " MODIFY QUERY" in s]
     assert len(modified) >= 6
     for statement in modified:
@@ -163,7 +163,7 @@ def test_a_views_new_query_reads_the_local_tables(store: Client) -> None:
         # formatQuerySingleLine writes an ALTER's commands in parentheses
         assert text.startswith(f"ALTER TABLE {DATABASE}.{view[1]} {ON.replace('`', '')} (MODIFY QUERY SELECT "), text
         (source,) = re.findall(r"\bFROM \{database:Identifier\}\.(\w+)", statement)
-        assert source == "genai_spans" or source.endswith("_hourly"), statement[:100]
+        assert source == "genai_spans" or source.endswith(("_hourly", "_hourly_stats")), statement[:100]
         assert re.findall(rf"{DATABASE}\.(\w+)", text) == [view[1], f"{source}_local"]
 
 

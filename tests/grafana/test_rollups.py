@@ -532,12 +532,19 @@ def test_the_narrow_and_tier_rollups_backfill_stored_rows_once_and_the_views_the
         assert summed.first_row == (spans,), table
 
 
-# --- 031: the coarse rollups read their hourly rollup ----------------------------------------------------------
+# --- 031, 034: rollups read another rollup -------------------------------------------------------------------
 
-(CASCADED,) = [m for m in migrations() if m.version == 31]
+OPERATIONS = "operation NOT IN ('invoke_agent', 'create_agent', 'invoke_workflow', 'execute_tool')"
+ROLLUP_SUMS = (
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "input_cost",
+    "cache_read_cost", "cache_write_cost", "output_cost", "total_cost", "duration_ns",
+)  # fmt: skip
+ESTIMATED = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 CASCADES = {
-    # table: (its keys, the same over genai_spans, its sums, the same over genai_spans, its digest, the value)
+    # table: (the rollup it reads, its keys, the same over genai_spans, its sums, the same over genai_spans, its
+    # digest, the value)
     "genai_latency_daily": (
+        "genai_latency_hourly",
         "day, project, environment, provider, model",
         "toStartOfDay(timestamp, 'UTC') AS day, project, environment, provider,"
         " if(response_model != '', response_model, request_model) AS model",
@@ -547,6 +554,7 @@ CASCADES = {
         "duration_ns",
     ),
     "genai_latency_3h": (
+        "genai_latency_hourly",
         "hour, project, environment, provider, model",
         "toStartOfInterval(toStartOfHour(timestamp), INTERVAL 10800 second) AS hour, project, environment, provider,"
         " if(response_model != '', response_model, request_model) AS model",
@@ -556,6 +564,7 @@ CASCADES = {
         "duration_ns",
     ),
     "genai_input_tokens_daily": (
+        "genai_input_tokens_hourly",
         "day, project, environment, service_name, operation, feature",
         "toStartOfDay(timestamp, 'UTC') AS day, project, environment, service_name, operation, feature",
         "sum(spans)",
@@ -564,6 +573,7 @@ CASCADES = {
         "input_tokens",
     ),
     "genai_input_tokens_3h": (
+        "genai_input_tokens_hourly",
         "hour, project, environment, service_name, operation, feature",
         "toStartOfInterval(toStartOfHour(timestamp), INTERVAL 10800 second) AS hour, project, environment,"
         " service_name, operation, feature",
@@ -573,6 +583,7 @@ CASCADES = {
         "input_tokens",
     ),
     "genai_sessions_daily": (
+        "genai_sessions_hourly",
         "day, project, user_id, session_id",
         "toStartOfDay(timestamp, 'UTC') AS day, project, user_id, session_id",
         "sum(spans), sum(total_cost), min(first_call), max(last_call), sum(estimated_spans), sum(estimated_cost)",
@@ -581,16 +592,86 @@ CASCADES = {
         "",
         "",
     ),
+    "genai_spans_hourly": (
+        "genai_spans_hourly_stats",
+        "hour, project, service_name, environment, provider, model, feature",
+        "toStartOfHour(timestamp) AS hour, project, service_name, environment, provider,"
+        " if(response_model != '', response_model, request_model) AS model, feature",
+        "sum(requests), sum(errors), sum(unpriced_requests), "
+        + ", ".join(f"sum({c})" for c in ROLLUP_SUMS)
+        + ", sum(estimated_requests), "
+        + ", ".join(f"sum(estimated_{c})" for c in ESTIMATED)
+        + ", sum(estimated_cost)",
+        f"countIf({OPERATIONS}), countIf(status_code = 'ERROR'), countIf(price_status = 'unpriced'), "
+        + ", ".join(f"sum(span.{c})" for c in ROLLUP_SUMS)
+        + f", sumIf({WEIGHT_SQL}, {OPERATIONS}), "
+        + ", ".join(weighed_sql(f"span.{c}").join(("sum(", ")")) for c in ESTIMATED)
+        + f", sum({weighed_sql('span.total_cost')})",
+        "",
+        "",
+    ),
+    "genai_spans_hourly_stats": (  # what 034 adds to it (backfilled), the others as before
+        "genai_spans",
+        "hour, project, service_name, environment, provider, model, feature, operation, price_status",
+        "toStartOfHour(timestamp) AS hour, project, service_name, environment, provider,"
+        " if(response_model != '', response_model, request_model) AS model, feature, operation, price_status",
+        "sum(spans), sum(reasoning_tokens), sum(duration_ns), "
+        + ", ".join(f"sum(estimated_{c})" for c in ESTIMATED)
+        + ", max(last_seen), min(first_ingested)",
+        "count(), sum(span.reasoning_tokens), sum(span.duration_ns), "
+        + ", ".join(weighed_sql(f"span.{c}").join(("sum(", ")")) for c in ESTIMATED)
+        + ", max(timestamp), min(ingested_at)",
+        "duration_digest, input_tokens_digest",
+        "duration_ns, input_tokens",
+    ),
+    "genai_latency_hourly": (
+        "genai_spans_hourly_stats",
+        "hour, project, environment, provider, model",
+        "toStartOfHour(timestamp) AS hour, project, environment, provider,"
+        " if(response_model != '', response_model, request_model) AS model",
+        "sum(spans)",
+        "count()",
+        "duration_digest",
+        "duration_ns",
+    ),
+    "genai_input_tokens_hourly": (
+        "genai_spans_hourly_stats",
+        "hour, project, environment, service_name, operation, feature",
+        "toStartOfHour(timestamp) AS hour, project, environment, service_name, operation, feature",
+        "sum(spans)",
+        "count()",
+        "input_tokens_digest",
+        "input_tokens",
+    ),
+}
+CASCADED = {m.version: m for m in migrations() if m.version in (31, 34)}
+COUNTED = {"genai_spans_hourly": ("requests", OPERATIONS)}  # (a rollup's count of calls, the rows it counts)
+CASCADED_BY = {
+    31: [table for table, entry in CASCADES.items() if entry[0].endswith("_hourly")],
+    34: ["genai_spans_hourly_stats"]
+    + [table for table, entry in CASCADES.items() if entry[0] == "genai_spans_hourly_stats"],
 }
 
 
+def add_reasoning(client: Client, database: str) -> None:
+    """A copy of every seventh second's rows with reasoning and cache-write tokens, every other one sampled at
+    half: the seed has neither."""
+    client.command(
+        "INSERT INTO {db:Identifier}.genai_spans SELECT * REPLACE (output_tokens * 2 + 1 AS reasoning_tokens,"
+        " input_tokens % 97 AS cache_write_tokens,"
+        " if(toSecond(timestamp) % 2 = 0, 36028797018963968, sampling_threshold) AS sampling_threshold)"
+        " FROM {db:Identifier}.genai_spans WHERE toUnixTimestamp(timestamp) % 7 = 0",
+        parameters={"db": database},
+    )
+
+
 def cascade_rows(client: Client, database: str, table: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """(the rollup's groups, the same groups over genai_spans): keys, exact sums, and the median of the digest
+    """(the rollup's groups, the same groups over genai_spans): keys, exact sums, and the median of each digest
     beside that of one t-digest of the group's raw values."""
-    keys, raw_keys, sums, raw_sums_, digest, value = CASCADES[table]
+    _, keys, raw_keys, sums, raw_sums_, digests, values = CASCADES[table]
     names = keys.replace(" ", "")
-    rolled = f"SELECT {keys}, {sums}" + (f", quantileTDigestMerge(0.5)({digest})" if digest else "")
-    raw = f"SELECT {raw_keys}, {raw_sums_}" + (f", quantileTDigest(0.5)({value})" if value else "")
+    rolled = f"SELECT {keys}, {sums}" + "".join(f", quantileTDigestMerge(0.5)({d})" for d in digests.split(", ") if d)
+    raw = f"SELECT {raw_keys}, {raw_sums_}" + "".join(f", quantileTDigest(0.5)({v})" for v in values.split(", ") if v)
     return tuple(  # type: ignore[return-value]
         client.query(
             f"{sql} FROM {{db:Identifier}}.{source} GROUP BY {names} ORDER BY {names}", parameters={"db": database}
@@ -599,49 +680,64 @@ def cascade_rows(client: Client, database: str, table: str) -> tuple[list[tuple[
     )
 
 
-def test_the_coarse_rollups_cascade_from_the_hourly_ones_and_count_each_row_once(
-    store: Client, seeded_now: datetime
+@pytest.mark.parametrize("version", list(CASCADED_BY))
+def test_rollups_cascade_from_another_and_count_each_row_once(
+    store: Client, seeded_now: datetime, version: int
 ) -> None:
-    """031 moves the daily and 3-hour rollups' views from genai_spans to an hourly rollup's table. A store at 030
-    with rows keeps what they rolled up; rows stored after reach each coarse rollup once, through its hourly one
-    (sums and estimates exact, medians within the digests' tolerance of the raw rows'), as in a store created at
-    031; a retried insert (same insert_deduplication_token) is dropped at every level."""
+    """031 moves the daily and 3-hour rollups' views from genai_spans to an hourly rollup's table, 034 the hourly
+    rollups by model and by operation to genai_spans_hourly_stats (and backfills what it adds there). A store
+    before the migration with rows keeps what they rolled up (the migration run twice); rows stored after reach each
+    rollup once, through the one it reads (sums and estimates exact, medians within the digests' tolerance of the
+    raw rows'), as in a store created with every migration; a retried insert (same insert_deduplication_token) is
+    dropped at every level."""
+    tables = CASCADED_BY[version]
     before, created = (f"g_cascade_{which}_{uuid.uuid4().hex[:8]}" for which in ("before", "created"))
     store.command("CREATE DATABASE {db:Identifier}", parameters={"db": before})
-    for statement in [s for m in migrations() if m.version < 31 for s in statements(m.text)]:
+    for statement in [s for m in migrations() if m.version < version for s in statements(m.text)]:
         store.command(statement, parameters={"database": before})
     apply_schema(store, created)
     for database in (before, created):
         seed(store, database, seeded_now, ("drift", "unpriced"))
-    for statement in statements(CASCADED.text):
+        add_reasoning(store, database)
+    for statement in statements(CASCADED[version].text):
         store.command(statement, parameters={"database": before})
     for database in (before, created):
         seed(store, database, seeded_now + timedelta(minutes=5), ("spike",))
+        add_reasoning(store, database)
+    for statement in statements(CASCADED[version].text):  # run again: nothing changes
+        store.command(statement, parameters={"database": before})
 
-    for table in CASCADES:
+    for table in tables:
         view = store.query(
             "SELECT dependencies_table FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-            parameters={"db": created, "t": table.replace("_daily", "_hourly").replace("_3h", "_hourly")},
+            parameters={"db": created, "t": CASCADES[table][0]},
         ).first_row[0]
         assert f"{table}_mv" in view, (table, view)
         results = {database: cascade_rows(store, database, table) for database in (before, created)}
-        exact = len(results[created][0][0]) - (1 if CASCADES[table][4] else 0)  # all but the digest's median
+        exact = len(results[created][0][0]) - len(list(filter(None, CASCADES[table][5].split(", "))))  # sums
         for rolled, raw in results.values():
             assert len(rolled) == len(raw) > 1, table
             for got, want in zip(rolled, raw, strict=True):
                 assert got[:exact] == want[:exact], (table, got, want)
-                if exact < len(got):
-                    assert math.isclose(got[-1], want[-1], rel_tol=DIGEST_TOLERANCE, abs_tol=1), (table, got, want)
+                for median, raw_median in zip(got[exact:], want[exact:], strict=True):
+                    assert math.isclose(median, raw_median, rel_tol=DIGEST_TOLERANCE, abs_tol=1), (table, got, want)
         assert [row[:exact] for row in results[before][0]] == [row[:exact] for row in results[created][0]], table
 
-    def totals(database: str) -> list[Any]:
-        return [
-            store.query(f"SELECT sum(spans) FROM {{db:Identifier}}.{table}", parameters={"db": database}).first_row[0]
-            for table in CASCADES
+    def totals(database: str) -> tuple[list[Any], list[Any]]:
+        """Each rollup's count of calls, and the same counted over genai_spans."""
+        counted = [COUNTED.get(table, ("spans", "1")) for table in tables]
+        rolled = [
+            store.query(f"SELECT sum({c}) FROM {{db:Identifier}}.{t}", parameters={"db": database}).first_row[0]
+            for t, (c, _) in zip(tables, counted, strict=True)
         ]
+        raw = store.query(
+            f"SELECT {', '.join(f'countIf({where})' for _, where in counted)} FROM {{db:Identifier}}.genai_spans",
+            parameters={"db": database},
+        ).first_row
+        return rolled, list(raw)
 
-    (count,) = store.query("SELECT count() FROM {db:Identifier}.genai_spans", parameters={"db": created}).first_row
-    assert totals(created) == [count] * len(CASCADES)
+    rolled, raw = totals(created)
+    assert rolled == raw
     rows = store.query(
         "SELECT * FROM {db:Identifier}.genai_spans ORDER BY timestamp LIMIT 7", parameters={"db": created}
     )
@@ -654,4 +750,5 @@ def test_the_coarse_rollups_cascade_from_the_hourly_ones_and_count_each_row_once
             database=created,
             settings={**INSERT_SETTINGS, "insert_deduplication_token": token},  # as the exporter inserts
         )
-    assert totals(created) == [count + 7] * len(CASCADES)
+    rolled_after, raw_after = totals(created)
+    assert rolled_after == raw_after and raw_after != raw
