@@ -18,9 +18,10 @@ __all__ = [
 
 
 class BatchConfig(StrictModel):
-    max_rows: PositiveInt = 50_000
+    max_rows: PositiveInt = 100_000
     """Spans a write-ahead-log segment holds before it is read and inserted: the engine reads a segment with one
-    query whose planning costs ~0.3 s however small the segment, so large segments read faster."""
+    query whose planning costs the same however small the segment, so large segments read faster (100,000 against
+    50,000: 0.86-0.91x the CPU a stored span, ~0.2 GiB more memory at peak)."""
     max_insert_rows: PositiveInt = 100_000
     """Under a backlog (segments sealed and waiting), consecutive segments holding up to this many spans in all are
     inserted together, under one token recorded in the write-ahead log first: fewer inserts, each paying the

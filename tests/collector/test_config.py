@@ -79,7 +79,7 @@ def test_shipped_pipelines_yaml_loads_with_an_empty_environment() -> None:
     assert (store.database, store.username, store.password) == ("spanmeter", "default", "")
     batch = store.batch
     assert (batch.max_rows, batch.max_insert_rows, batch.max_insert_bytes, batch.max_age) == (
-        50_000,
+        100_000,
         100_000,
         2**28,
         5.0,
