@@ -542,7 +542,7 @@ ROLLUP_SUMS = (
 ESTIMATED = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 CASCADES = {
     # table: (the rollup it reads, its keys, the same over genai_spans, its sums, the same over genai_spans, its
-    # digest, the value)
+    # digests and their raw values, each comma-separated)
     "genai_latency_daily": (
         "genai_latency_hourly",
         "day, project, environment, provider, model",
