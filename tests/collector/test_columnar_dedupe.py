@@ -109,7 +109,8 @@ def test_an_empty_table(native: bool) -> None:
 @BOTH
 def test_100k_fresh_calls_are_all_kept_and_their_resend_all_dropped(native: bool) -> None:
     """Fixed-width hex ids (the exporter's), distinct calls: none is taken for another (no hash collision, no
-    false overlap); sent again, every one is recognised, in two batches of 50,000 as the collector sends them."""
+    false overlap); sent in two batches of 50,000, then again in one of 100,000 (a segment of the default
+    `batch.max_rows`), every one is recognised."""
     rows = 100_000
     start = 1_700_000_000_000_000_000
     table = pa.table(
