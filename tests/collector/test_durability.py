@@ -126,7 +126,12 @@ def test_full_queue_answers_retryable_statuses_and_keeps_what_it_accepted(
         store.command("ATTACH TABLE {db:Identifier}.genai_spans", parameters={"db": database})
     wait_for_rows(collector, 3)
     assert count_rows(store, database) == (3, 3, 3)
-    # And once drained, the collector takes data again.
+    # And once drained, the collector takes data again. A segment is released just after its rows are counted
+    # stored (once its parts are synced), so the test waits for the log to be empty, not for the rows alone.
+    deadline = time.monotonic() + 20
+    while collector.exporter.wal.rows and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert collector.exporter.wal.rows == 0
     assert post(url, later).status == 200
     wait_for_rows(collector, 6)
 
