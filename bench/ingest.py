@@ -331,19 +331,27 @@ def send_raw(port: int, bodies: list[bytes], senders: int) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             export = channel.unary_unary(path)
             for body in mine:
-                backoff = 0.05
-                while True:
-                    try:
-                        export(body, timeout=60)
-                        break
-                    except grpc.RpcError as exc:
-                        # A full WAL answers UNAVAILABLE: retried after a backoff, as the SDK's exporters do.
-                        if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
-                            raise
-                        time.sleep(backoff)
-                        backoff = min(backoff * 2, 1.0)
+                export_until_accepted(export, body)
 
     in_threads(worker, [bodies[i::senders] for i in range(senders)])
+
+
+def export_until_accepted(export: Callable[..., Any], body: bytes) -> int:
+    """One gRPC export; a full WAL answers UNAVAILABLE, retried after a backoff as the SDK's exporters do.
+    Returns the number of retries."""
+    import grpc
+
+    backoff, retries = 0.05, 0
+    while True:
+        try:
+            export(body, timeout=60)
+            return retries
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                raise
+            retries += 1
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
 
 
 def send_raw_http(port: int, bodies: list[bytes], senders: int) -> None:
