@@ -11,9 +11,11 @@ as a resent call it recognised).
 
     python bench/soak.py [--spans 300000] [--seconds 180] [--interval 10] [--warmup 30] [--senders 4]
 
-The requests are sent again and again: the collector recognises a resent call only among the last 50,000 it
-saw, so `--spans` well above that makes every send a new row. The parse ceiling and the minimal gRPC server
-are measured in the same run, before the collector starts.
+The requests are sent again and again, each sender its own share of them. The collector recognises a resent
+call within the segment it stores and among the 50,000 calls it remembers: with `--spans` in the hundreds of
+thousands most sends are new rows, and those it recognises (a sender that ran alone for a while, the others
+backing off) are counted from its metrics and reconciled. The parse ceiling and the minimal gRPC server are
+measured in the same run, before the collector starts.
 """
 
 from __future__ import annotations
