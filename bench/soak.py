@@ -64,6 +64,7 @@ class Senders:
         self._stop = threading.Event()
         self._acknowledged = [0] * senders
         self._retries = [0] * senders
+        self._errors: list[str] = []
         self._threads = [
             threading.Thread(
                 target=self._send, args=(index, port, bodies[index::senders], spans_per_body[index::senders])
@@ -76,9 +77,12 @@ class Senders:
             thread.start()
 
     def stop(self) -> None:
+        """Stops the senders; raises if one stopped on an error of its own (not a full WAL, which it retries)."""
         self._stop.set()
         for thread in self._threads:
             thread.join()
+        if self._errors:
+            raise RuntimeError(f"{len(self._errors)} senders failed, the first: {self._errors[0]}")
 
     @property
     def acknowledged(self) -> int:
@@ -89,6 +93,12 @@ class Senders:
         return sum(self._retries)
 
     def _send(self, index: int, port: int, bodies: list[bytes], counts: list[int]) -> None:
+        try:
+            self._send_until_stopped(index, port, bodies, counts)
+        except Exception as exc:
+            self._errors.append(repr(exc))
+
+    def _send_until_stopped(self, index: int, port: int, bodies: list[bytes], counts: list[int]) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             export = channel.unary_unary(EXPORT)
             while not self._stop.is_set():
