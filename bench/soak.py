@@ -43,6 +43,8 @@ from ingest import Collector, chunks, decode_ceiling, dotted, export_until_accep
 from minimal_server import MinimalServer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
+DRAIN_TIMEOUT = 300
+"""Seconds the collector has to store what it acknowledged once the senders stop (it took 5-10 s)."""
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 COUNT_ROWS = """
 import json, sys
@@ -193,6 +195,7 @@ def main() -> None:
         overrides = merged(overrides, dotted(key, yaml.safe_load(value)))
     database = os.environ.get("SPANMETER_DATABASE", "spanmeter")
     samples: list[Sample] = []
+    collector: Collector | None = None
     try:
         collector = Collector(workdir, overrides=overrides or None)
         senders = Senders(collector.grpc_port, bodies, counts, args.senders)
@@ -208,6 +211,11 @@ def main() -> None:
         acknowledged = senders.acknowledged
         stopped = time.perf_counter()
         while collector.stored() + dropped(collector) < acknowledged:
+            if time.perf_counter() - stopped > DRAIN_TIMEOUT:
+                raise SystemExit(
+                    f"{acknowledged:,} spans acknowledged, {collector.stored():,} stored and "
+                    f"{dropped(collector):,} recognised as resent {DRAIN_TIMEOUT} s after the senders stopped"
+                )
             time.sleep(0.1)
         drained = time.perf_counter() - stopped
         stored, duplicates = collector.stored(), dropped(collector)
@@ -215,6 +223,9 @@ def main() -> None:
         collector.stop()
         store = count_rows(workdir / "store", database)
     finally:
+        if collector is not None and collector.process.poll() is None:
+            collector.process.kill()
+            collector.process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
     steady = [s for s in samples if s.at >= args.warmup]
