@@ -151,12 +151,16 @@ class Collector:
             raise RuntimeError("collector did not start")
         threading.Thread(target=self.process.stderr.read, daemon=True).start()  # keep the pipe drained
 
-    def stored(self) -> int:
+    def counter(self, name: str) -> int:
+        """A counter of the collector's /metrics, summed over its labels (0 before its first count)."""
         url = f"{self.api_scheme}://localhost:{self.http_port}/metrics"
         with urllib.request.urlopen(url, timeout=10, context=self.api_context) as response:
             text = response.read().decode()
-        match = re.search(r"^spanmeter_spans_stored_total ([\d.e+]+)$", text, re.MULTILINE)
-        return int(float(match.group(1))) if match else 0
+        found = re.findall(rf"^{name}_total(?:{{[^}}]*}})? ([\d.e+]+)$", text, re.MULTILINE)
+        return sum(int(float(value)) for value in found)
+
+    def stored(self) -> int:
+        return self.counter("spanmeter_spans_stored")
 
     def wait_stored(self, count: int) -> None:
         # Not more often: each look renders every metric on the collector's event loop, and at 10 ms that took a
@@ -166,8 +170,12 @@ class Collector:
 
     def peak_memory(self) -> int:
         """The collector process's peak resident memory (VmHWM), bytes."""
+        return self.memory("VmHWM")
+
+    def memory(self, field: str) -> int:
+        """A memory figure of the collector process's /proc status (VmHWM, VmRSS), bytes."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()
-        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
         return int(match.group(1)) * 1024 if match else 0
 
     def cpu_seconds(self) -> tuple[float, float]:

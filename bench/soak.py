@@ -24,7 +24,6 @@ import argparse
 import itertools
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -32,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,8 @@ from ingest import Collector, chunks, decode_ceiling, dotted, export_until_accep
 from minimal_server import MinimalServer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
+DROPPED = "spanmeter_spans_dropped"
+"""Spans the collector accepted and did not store (resent calls it recognised)."""
 DRAIN_TIMEOUT = 300
 """Seconds the collector has to store what it acknowledged once the senders stop (it took 5-10 s)."""
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -121,12 +121,6 @@ class Sample:
     rss: int
 
 
-def resident(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) * 1024 if match else 0
-
-
 def sample(collector: Collector, senders: Senders, started: float) -> Sample:
     cpu, system = collector.cpu_seconds()
     return Sample(
@@ -135,17 +129,8 @@ def sample(collector: Collector, senders: Senders, started: float) -> Sample:
         collector.stored(),
         cpu,
         system,
-        resident(collector.process.pid),
+        collector.memory("VmRSS"),
     )
-
-
-def dropped(collector: Collector) -> int:
-    """Spans the collector accepted and did not store (resent calls it recognised), from its /metrics."""
-    url = f"http://localhost:{collector.http_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    found = re.findall(r"^spanmeter_spans_dropped_total(?:\{[^}]*\})? ([\d.e+]+)$", text, re.MULTILINE)
-    return sum(int(float(value)) for value in found)
 
 
 def count_rows(store: Path, database: str) -> dict[str, Any]:
@@ -174,7 +159,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.spans < 100_000:
-        parser.error("--spans below 100,000 would be resent within the collector's memory of calls")
+        parser.error("--spans below 100,000: most sends would be recognised as resent (see the module's docstring)")
 
     print(f"building {args.spans} spans...", file=sys.stderr)
     batches = chunks(make_spans(args.spans), args.batch)
@@ -210,15 +195,15 @@ def main() -> None:
         senders.stop()
         acknowledged = senders.acknowledged
         stopped = time.perf_counter()
-        while collector.stored() + dropped(collector) < acknowledged:
+        while collector.stored() + collector.counter(DROPPED) < acknowledged:
             if time.perf_counter() - stopped > DRAIN_TIMEOUT:
                 raise SystemExit(
                     f"{acknowledged:,} spans acknowledged, {collector.stored():,} stored and "
-                    f"{dropped(collector):,} recognised as resent {DRAIN_TIMEOUT} s after the senders stopped"
+                    f"{collector.counter(DROPPED):,} recognised as resent {DRAIN_TIMEOUT} s after the senders stopped"
                 )
             time.sleep(0.1)
         drained = time.perf_counter() - stopped
-        stored, duplicates = collector.stored(), dropped(collector)
+        stored, duplicates = collector.stored(), collector.counter(DROPPED)
         peak = collector.peak_memory()
         collector.stop()
         store = count_rows(workdir / "store", database)
