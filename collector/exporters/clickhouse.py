@@ -5,8 +5,8 @@ there. The exporter's thread takes the WAL's sealed segments in order and reads 
 an insert thread inserts them (under a backlog, the segments before the one being read), each under its segment's
 `insert_deduplication_token`, grouped by partition (month), so a request spanning many months is stored
 and a segment replayed after a crash is stored once. Only then is the segment deleted. Under a backlog the rows
-of consecutive segments are inserted together, up to `batch.max_insert_rows` spans, under the token of their
-group, which the WAL records before the insert (`WriteAheadLog.record_group`).
+of consecutive segments are inserted together until they hold `batch.max_insert_rows` spans, under the token of
+their group, which the WAL records before the insert (`WriteAheadLog.record_group`).
 
 Failures are of two kinds. The store's state (down, timing out, out of memory, too many parts):
 the same rows are retried with jittered exponential backoff, and the WAL fills meanwhile until
@@ -379,9 +379,11 @@ class ClickHouseExporter:
     def _joins(self, batch: list[tuple[Segment, pa.Table]], following: Segment | None) -> bool:
         """Whether the segment sealed after the batch's last one is inserted with the batch: a member of the same
         recorded group; or, under a backlog, a segment of this run not in a group, while the batch's segments hold
-        at most `batch.max_insert_rows` spans with it and their rows less than `batch.max_insert_bytes`. Each insert
-        costs ~0.13 s of CPU however small (the views planned, a part in each rollup), and larger parts are merged
-        less often."""
+        fewer than `batch.max_insert_rows` spans and their rows take less than `batch.max_insert_bytes`: a group is
+        closed once it reaches either, as a segment is sealed once it reaches `max_rows` (segments hold a little
+        more than that, their last request whole, so a limit that counted the next segment in would turn
+        `2 * max_rows` into groups of one). Each insert costs ~0.13 s of CPU however small (the views planned, a
+        part in each rollup), and larger parts are merged less often."""
         if following is None:
             return False
         first = batch[0][0]
@@ -392,7 +394,7 @@ class ClickHouseExporter:
         limits = self._config.batch
         if sum(rows.nbytes for _, rows in batch) >= limits.max_insert_bytes:
             return False
-        return sum(segment.rows for segment, _ in batch) + following.rows <= limits.max_insert_rows
+        return sum(segment.rows for segment, _ in batch) < limits.max_insert_rows
 
     def _rows_of_segment(self, segment: Segment) -> pa.Table:
         table = segment.table()

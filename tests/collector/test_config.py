@@ -80,7 +80,7 @@ def test_shipped_pipelines_yaml_loads_with_an_empty_environment() -> None:
     batch = store.batch
     assert (batch.max_rows, batch.max_insert_rows, batch.max_insert_bytes, batch.max_age) == (
         100_000,
-        100_000,
+        200_000,
         2**28,
         5.0,
     )

@@ -55,6 +55,26 @@ def test_a_backlog_of_segments_is_inserted_in_groups_each_stored_once(
     assert not list(collector.exporter.wal.directory.glob(f"*{GROUP_SUFFIX}"))
 
 
+def test_segments_holding_a_little_more_than_max_rows_still_go_in_as_groups_of_max_insert_rows(
+    start_collector: Callable[..., Collector], store: Client, database: str
+) -> None:
+    """A segment is sealed once it reaches `max_rows`, its last request whole, so it may hold more (here requests
+    of 12 spans, segments of 12 for `max_rows` 10). `max_insert_rows` at twice `max_rows` still pairs them: a
+    group is closed once it reaches the limit, not refused a segment that would pass it (which made every group
+    of such segments a group of one)."""
+    pairs = {"exporters": {"clickhouse": {"batch": {**BATCH, "max_insert_rows": 2 * SEGMENT}}}}
+    collector = start_collector(deep_merge(GROUPED, pairs))
+    exporter = span_exporter(collector, "http-protobuf")
+    with collector.exporter.insert_lock:
+        for _ in range(7):
+            exporter.export(make_spans(SEGMENT + 2))
+    wait_for_rows(collector, 7 * (SEGMENT + 2), timeout=60)
+    assert count_rows(store, database) == (84, 84, 84)
+    count, rows = inserts(collector)
+    assert rows == 84
+    assert count <= 4, f"{count} inserts for 7 segments of 12 spans: not paired"
+
+
 def test_a_group_takes_no_more_segments_once_its_rows_reach_max_insert_bytes(
     start_collector: Callable[..., Collector], store: Client, database: str
 ) -> None:
