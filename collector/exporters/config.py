@@ -26,10 +26,10 @@ class BatchConfig(StrictModel):
     """Under a backlog (segments sealed and waiting), consecutive segments are inserted together until they hold
     this many spans, under one token recorded in the write-ahead log first: fewer inserts, each paying the views'
     planning and a part in every rollup once, and larger parts, merged less often (the default: full segments two
-    at a time; over five minutes of all-GenAI backlog 1.12x the spans stored a second at 0.90x the CPU a span of
-    one at a time, ~0.2 GiB more memory at peak). Reading stays a segment at a time, so this bounds only the rows
-    held for an insert (~1 KiB a span): a group holds at most this plus one segment. `max_rows` or less inserts
-    each segment alone."""
+    at a time; over five minutes of all-GenAI backlog 1.08x the spans stored a second at 0.93x the CPU a span of
+    one at a time, ~0.2-0.3 GiB more memory at peak). Reading stays a segment at a time, so this bounds only the
+    rows held for an insert (~1 KiB a span): a group holds at most this plus one segment. At `max_rows` or less,
+    each full segment goes in alone."""
     max_insert_bytes: ByteSize = ByteSize(256 * 1024 * 1024)
     """...and while the rows read for the group so far (as Arrow) take less than this: spans with large attribute
     maps or captured content make larger rows. A group's rows are at most this plus one segment's."""
