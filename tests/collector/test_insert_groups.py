@@ -33,6 +33,17 @@ def inserts(collector: Collector) -> tuple[int, float]:
     return count, metric_value(collector, "spanmeter_batch_rows_sum")
 
 
+def send_backlog(collector: Collector, spans: int = SEGMENT) -> int:
+    """Seven requests of `spans` spans, a segment each, sent while the first insert is held up (as behind a slow
+    store), so those behind it wait sealed; returns when all are stored, with the number of spans."""
+    exporter = span_exporter(collector, "http-protobuf")
+    with collector.exporter.insert_lock:
+        for _ in range(7):
+            exporter.export(make_spans(spans))
+    wait_for_rows(collector, 7 * spans, timeout=60)
+    return 7 * spans
+
+
 def test_a_backlog_of_segments_is_inserted_in_groups_each_stored_once(
     start_collector: Callable[..., Collector], store: Client, database: str
 ) -> None:
@@ -40,11 +51,7 @@ def test_a_backlog_of_segments_is_inserted_in_groups_each_stored_once(
     as groups of at most `max_insert_rows` spans, fewer inserts than segments, every span once (views included),
     and no group record is left."""
     collector = start_collector(GROUPED)
-    exporter = span_exporter(collector, "http-protobuf")
-    with collector.exporter.insert_lock:  # the first insert waits, as behind a slow store
-        for _ in range(7):
-            exporter.export(make_spans(SEGMENT))
-    wait_for_rows(collector, 7 * SEGMENT, timeout=60)
+    assert send_backlog(collector) == 70
     assert count_rows(store, database) == (70, 70, 70)
     count, rows = inserts(collector)
     assert rows == 70
@@ -64,11 +71,7 @@ def test_segments_holding_a_little_more_than_max_rows_still_go_in_as_groups_of_m
     of such segments a group of one)."""
     pairs = {"exporters": {"clickhouse": {"batch": {**BATCH, "max_insert_rows": 2 * SEGMENT}}}}
     collector = start_collector(deep_merge(GROUPED, pairs))
-    exporter = span_exporter(collector, "http-protobuf")
-    with collector.exporter.insert_lock:
-        for _ in range(7):
-            exporter.export(make_spans(SEGMENT + 2))
-    wait_for_rows(collector, 7 * (SEGMENT + 2), timeout=60)
+    assert send_backlog(collector, SEGMENT + 2) == 84
     assert count_rows(store, database) == (84, 84, 84)
     count, rows = inserts(collector)
     assert rows == 84
@@ -81,11 +84,7 @@ def test_a_group_takes_no_more_segments_once_its_rows_reach_max_insert_bytes(
     """The same backlog with a group's rows bounded to less than one segment's: each segment goes in alone."""
     bounded = {"exporters": {"clickhouse": {"batch": {**BATCH, "max_insert_bytes": "1KiB"}}}}
     collector = start_collector(deep_merge(GROUPED, bounded))
-    exporter = span_exporter(collector, "http-protobuf")
-    with collector.exporter.insert_lock:
-        for _ in range(7):
-            exporter.export(make_spans(SEGMENT))
-    wait_for_rows(collector, 7 * SEGMENT, timeout=60)
+    assert send_backlog(collector) == 70
     assert count_rows(store, database) == (70, 70, 70)
     assert inserts(collector) == (7, 70)
 
