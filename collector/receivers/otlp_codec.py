@@ -124,6 +124,12 @@ def parse_json(signal: Signal, body: bytes) -> Message:
         return json_format.ParseDict(data, signal.request(), ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise BadRequest(f"body is not a valid OTLP/JSON {signal.request.__name__}: {_cut(str(exc))}") from None
+    except (UnicodeEncodeError, SystemError) as exc:
+        # JSON may escape a lone surrogate ("\ud800"), which no UTF-8 string holds; upb raises a SystemError
+        # caused by the UnicodeEncodeError when such a key is looked up.
+        if not isinstance(exc, UnicodeError) and not isinstance(exc.__cause__, UnicodeError):
+            raise
+        raise BadRequest("body holds a string that is not valid Unicode (a lone surrogate such as \\ud800)") from None
 
 
 def _hex_ids_to_base64(node: Any, path: str, depth: int) -> None:

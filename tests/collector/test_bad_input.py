@@ -137,8 +137,14 @@ def test_grpc_body_that_is_not_protobuf_is_invalid_argument(answering: Collector
         (JSON, None, b"[1, 2, 3]", "must be a JSON object"),
         (JSON, None, b'{"resourceSpans": "many"}', "not a valid OTLP/JSON ExportTraceServiceRequest"),
         (PROTOBUF, "gzip", b"not gzip either", "not valid gzip"),
+        (  # found by test_fuzz_receivers: an unknown key no UTF-8 string can hold made a 500
+            JSON,
+            None,
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"\\ud800x": null}]}]}]}]}',
+            "not valid Unicode",
+        ),
     ],
-    ids=["protobuf-garbage", "json-truncated", "json-array", "json-wrong-shape", "gzip-garbage"],
+    ids=["protobuf-garbage", "json-truncated", "json-array", "json-wrong-shape", "gzip-garbage", "json-lone-surrogate"],
 )
 def test_http_body_that_does_not_decode_is_400_with_a_status(
     answering: Collector, content_type: str, encoding: str | None, body: bytes, problem: str
